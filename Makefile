@@ -1,0 +1,43 @@
+# Every target bootstraps .venv itself (pinned deps), so each works on a fresh clone.
+PY        ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+DEVICE    ?= cpu
+RECIPE    ?= default
+ARGS      ?=
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup test test-slow fuzz lint export bench bench-quick reference clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q $(ARGS)
+
+fuzz: $(STAMP)
+	EDGESKEL_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest tests -k fuzz -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgeskel tests
+
+export: $(STAMP)
+	$(BIN)/edgeskel export --device $(DEVICE) --recipe $(RECIPE) $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/edgeskel bench $(ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/edgeskel bench --quick $(ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from edgeskel.cli import main
+
+sys.exit(main())

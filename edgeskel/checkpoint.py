@@ -1,0 +1,152 @@
+"""Self-describing edgeskel checkpoints.
+
+A checkpoint holds everything a later stage needs to rebuild the model from the file alone:
+model name and kwargs, layout, class names, preprocessing, and the state_dict. It is a plain
+dict of tensors and Python primitives saved with `torch.save`, so it reloads with
+`weights_only=True` (no pickle code execution). Compressed models also carry their
+factorization plan so they rebuild without the recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from edgeskel import __version__
+from edgeskel.errors import CheckpointError
+from edgeskel.io import torch_load_safe, torch_save_atomic
+from edgeskel.layouts import SkeletonLayout, get_layout
+
+FORMAT = "edgeskel-checkpoint/1"
+
+
+@dataclass
+class Preprocess:
+    """How raw (C, T, V, M) samples become model input; stored in every checkpoint."""
+
+    num_frames: int = 64
+    num_person: int = 1
+    streams: str = "joint"  # joint | bone | motion | bone_motion
+    center: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(**{k: d[k] for k in ("num_frames", "num_person", "streams", "center") if k in d})
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild the architecture (without weights)."""
+
+    name: str
+    num_classes: int
+    layout: SkeletonLayout
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    compression: dict[str, Any] | None = None  # factorization plan (edgeskel.compress)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """(C, T, V, M) of one sample."""
+        c = self.layout.channels
+        return (c, self.preprocess.num_frames, self.layout.num_joints, self.preprocess.num_person)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "layout": self.layout.to_dict(),
+            "kwargs": dict(self.kwargs),
+            "class_names": list(self.class_names),
+            "preprocess": self.preprocess.to_dict(),
+            "compression": self.compression,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(
+            name=d["name"],
+            num_classes=int(d["num_classes"]),
+            layout=get_layout(d["layout"]),
+            kwargs=dict(d.get("kwargs") or {}),
+            class_names=list(d.get("class_names") or []),
+            preprocess=Preprocess.from_dict(d.get("preprocess") or {}),
+            compression=d.get("compression"),
+        )
+
+
+def build_from_spec(spec: ModelSpec) -> nn.Module:
+    """Build the (possibly compressed) architecture described by `spec`, weights untrained."""
+    from edgeskel import models
+
+    model = models.build(spec.name, spec.num_classes, spec.layout, **spec.kwargs)
+    if spec.compression:
+        from edgeskel.compress import apply_plan
+
+        apply_plan(model, spec.compression)
+    return model
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None = None) -> Path:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "edgeskel_version": __version__,
+        "spec": spec.to_dict(),
+        "state_dict": state,
+        "extra": extra or {},
+    }
+    return torch_save_atomic(payload, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """Rebuild and load a model from an edgeskel checkpoint. Returns (model in eval mode, spec, extra)."""
+    payload = torch_load_safe(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        hint = ""
+        if isinstance(payload, dict) and ("state_dict" in payload or any(isinstance(k, str) and "." in k for k in payload)):
+            hint = " (looks like a checkpoint from another tool: convert it with `edgeskel import`)"
+        raise CheckpointError(f"{path}: not an edgeskel checkpoint{hint}")
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: malformed model spec: {exc}") from None
+    model = build_from_spec(spec)
+    load_state_strict(model, payload["state_dict"], source=str(path))
+    model.eval()
+    return model, spec, dict(payload.get("extra") or {})
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict that lists every missing/unexpected key and shape mismatch in one error."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_preview(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches ({len(mismatched)}): {_preview(mismatched)}")
+        raise CheckpointError(f"{source}: checkpoint does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def _preview(items: list[str], n: int = 12) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")

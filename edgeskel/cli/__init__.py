@@ -1,0 +1,49 @@
+"""Command-line interface: `edgeskel <command>`. Errors a user caused print one line, exit 2."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+from edgeskel.cli.app import app
+from edgeskel.errors import EdgeskelError
+
+
+def _load_commands() -> None:
+    """Import every `edgeskel/cli/*_cmd.py` so its commands register on `app`."""
+    import edgeskel.cli as pkg
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+        if mod.endswith("_cmd"):
+            importlib.import_module(f"edgeskel.cli.{mod}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgeskelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exit paths
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Model registry (timm-style): `build("ctrgcn", num_classes=10, layout="kinect20")`.
+
+A new model is one file in `edgeskel/models/` that decorates its builder with
+`@register_model(name, family=...)` plus an import line in `edgeskel/models/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from edgeskel.errors import ConfigError
+from edgeskel.layouts import SkeletonLayout, get_layout
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str  # "gcn" or "transformer"
+    builder: Callable[..., nn.Module]
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, family: str, description: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; available: {available_models()}")
+    return _REGISTRY[name]
+
+
+def build(name: str, num_classes: int, layout: str | SkeletonLayout | dict[str, Any], **kwargs: Any) -> nn.Module:
+    """Build a registered model. kwargs are model-specific (e.g. num_person, width)."""
+    entry = model_entry(name)
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    return entry.builder(num_classes=num_classes, layout=get_layout(layout), **kwargs)
