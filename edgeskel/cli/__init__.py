@@ -22,7 +22,7 @@ def _load_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except EdgeskelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""`edgeskel train` and `edgeskel eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeskel.cli.app import app
+from edgeskel.train.config import TrainConfig
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., "--model", help="registered model name (see `edgeskel models`)"),
+    data: str = typer.Option("synthetic", "--data", help="dataset spec, e.g. synthetic, nw-ucla:DIR, ntu:DIR?benchmark=xsub"),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="output folder (best.ckpt, last.pt, history.json)"),
+    epochs: int = typer.Option(30, "--epochs"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adamw"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="default 0.1 (sgd) / 1e-3 (adamw)"),
+    weight_decay: float = typer.Option(4e-4, "--weight-decay"),
+    warmup_epochs: float = typer.Option(2, "--warmup-epochs"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    seed: int = typer.Option(0, "--seed"),
+    layout: Optional[str] = typer.Option(None, "--layout", help="layout name or YAML (default: implied by the data)"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="T after resampling (default from data)"),
+    persons: Optional[int] = typer.Option(None, "--persons", help="M persons (default from data)"),
+    streams: str = typer.Option("joint", "--streams", help="joint | bone | motion | bone_motion"),
+    width: float = typer.Option(1.0, "--width", help="channel width multiplier"),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable samples instead of failing"),
+    no_resume: bool = typer.Option(False, "--no-resume", help="start over even if OUT/last.pt exists"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
+    from edgeskel.train.api import train
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,  # type: ignore[arg-type]
+                      lr=lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-3),
+                      weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+                      seed=seed, threads=threads)
+    res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
+                model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume)
+    summary = {k: res[k] for k in ("model", "data", "best_top1", "best_epoch", "wall_time_s", "best_checkpoint", "skipped")}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title="training summary")
+    table.add_column("key")
+    table.add_column("value")
+    for k, v in summary.items():
+        table.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="edgeskel checkpoint"),
+    data: str = typer.Option("synthetic", "--data", help="dataset spec"),
+    split: str = typer.Option("test", "--split", help="test or train"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    skip_bad: bool = typer.Option(False, "--skip-bad"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON with keys top1, top5, num_samples"),
+) -> None:
+    """Evaluate a checkpoint: top-1 / top-5 (percent) on a dataset split."""
+    from edgeskel.train.api import evaluate
+
+    res = evaluate(checkpoint, data, skip_bad=skip_bad, batch_size=batch_size, split=split)
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    table = Table(title=f"{checkpoint} on {data} ({split})")
+    for col in ("top-1 %", "top-5 %", "samples"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{res['top1']:.2f}", f"{res['top5']:.2f}", str(res["num_samples"]))
+    Console().print(table)

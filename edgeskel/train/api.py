@@ -1,0 +1,105 @@
+"""Python API behind `edgeskel train` and `edgeskel eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeskel.checkpoint import ModelSpec, Preprocess, load_checkpoint
+from edgeskel.errors import ConfigError, DataError
+from edgeskel.train.config import TrainConfig
+from edgeskel.train.metrics import accuracy_summary, predict_logits
+from edgeskel.train.trainer import fit, seed_everything
+
+
+def default_preprocess(dataset: Any, num_frames: int | None = None, num_person: int | None = None,
+                       streams: str = "joint") -> Preprocess:
+    """Preprocessing that fits a dataset: T from the median length (rounded to 8, 32..128),
+    M = most persons seen in training (<= 2)."""
+    samples = dataset.train.samples
+    if num_frames is None:
+        med = float(np.median([s.shape[1] for s in samples])) if samples else 64
+        num_frames = int(min(128, max(32, round(med / 8) * 8)))
+    if num_person is None:
+        num_person = int(min(2, max((s.shape[3] for s in samples), default=1)))
+    return Preprocess(num_frames=num_frames, num_person=num_person, streams=streams, center=True)
+
+
+def prepare_arrays(split: Any, layout: Any, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic eval-time preprocessing of a split to (N, C, T, V, M) + labels."""
+    from edgeskel.data.preprocess import preprocess_set
+
+    return preprocess_set(split, layout, pre), np.asarray(split.labels, dtype=np.int64)
+
+
+def train(
+    model: str,
+    data: str,
+    out: str | Path,
+    cfg: TrainConfig | None = None,
+    layout: str | None = None,
+    num_frames: int | None = None,
+    num_person: int | None = None,
+    streams: str = "joint",
+    model_kwargs: dict[str, Any] | None = None,
+    skip_bad: bool = False,
+    resume: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train a registered model from scratch on a dataset spec; writes out/best.ckpt."""
+    from edgeskel import models
+    from edgeskel.data import load_dataset
+    from edgeskel.data.preprocess import SkeletonTorchDataset
+
+    cfg = cfg or TrainConfig()
+    ds = load_dataset(data, layout=layout, skip_bad=skip_bad)
+    pre = default_preprocess(ds, num_frames, num_person, streams)
+    kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
+    seed_everything(cfg.seed)
+    net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
+    spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
+                     class_names=list(ds.class_names), preprocess=pre)
+    val = prepare_arrays(ds.test, ds.layout, pre)
+    train_set = SkeletonTorchDataset(ds.train, ds.layout, pre, train=True, seed=cfg.seed)
+    result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet,
+                 extra={"data": data, "dataset_info": ds.info})
+    result.update({"model": model, "data": data, "num_classes": len(ds.class_names),
+                   "preprocess": pre.to_dict(), "skipped": len(ds.skipped)})
+    return result
+
+
+def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_size: int = 64,
+             split: str = "test") -> dict[str, Any]:
+    """top-1/top-5 (percent) of a checkpoint on a dataset split, using the checkpoint's preprocessing."""
+    from edgeskel.data import load_dataset
+
+    model, spec, _ = load_checkpoint(checkpoint)
+    ds = load_dataset(data, layout=spec.layout.name if spec.layout.name in _builtin() else None, skip_bad=skip_bad)
+    check_compatible(spec, ds, str(checkpoint))
+    part = getattr(ds, split, None)
+    if part is None:
+        raise ConfigError(f"unknown split {split!r}; use train or test")
+    x, y = prepare_arrays(part, spec.layout, spec.preprocess)
+    with torch.inference_mode():
+        logits = predict_logits(model, x, batch_size)
+    res = accuracy_summary(logits, y)
+    res.update({"checkpoint": str(checkpoint), "data": data, "split": split})
+    return res
+
+
+def check_compatible(spec: ModelSpec, ds: Any, source: str) -> None:
+    """A dataset must match the checkpoint's joints, channels and class count."""
+    if ds.layout.num_joints != spec.layout.num_joints or ds.layout.channels != spec.layout.channels:
+        raise DataError(None, f"dataset {ds.spec!r} has {ds.layout.num_joints} joints x {ds.layout.channels} channels "
+                              f"but checkpoint {source} expects {spec.layout.num_joints} x {spec.layout.channels} ({spec.layout.name})")
+    if len(ds.class_names) != spec.num_classes:
+        raise DataError(None, f"dataset {ds.spec!r} has {len(ds.class_names)} classes but checkpoint {source} has {spec.num_classes}")
+
+
+def _builtin() -> set[str]:
+    from edgeskel.layouts import BUILTIN_LAYOUTS
+
+    return set(BUILTIN_LAYOUTS)

@@ -1,0 +1,36 @@
+"""Top-k accuracy in percent (the unit every edgeskel report uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Percentage of samples whose label is among the k highest logits."""
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean() * 100.0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Run a model over a (N, C, T, V, M) array in eval mode, returning float32 logits."""
+    model.eval()
+    outs = []
+    for i in range(0, len(x), batch_size):
+        outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))).float().numpy())
+    if not outs:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(outs).astype(np.float32)
+
+
+def accuracy_summary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float | int]:
+    return {
+        "top1": topk_accuracy(logits, labels, 1),
+        "top5": topk_accuracy(logits, labels, 5),
+        "num_samples": int(len(labels)),
+    }

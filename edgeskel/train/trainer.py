@@ -1,0 +1,203 @@
+"""Train or fine-tune a recognizer: resumable, with optional knowledge distillation.
+
+Why it looks like this: reference training on a 2-core CPU takes an hour and a session can end
+at any moment, so every epoch writes `last.pt` (model + optimiser + scheduler + RNG state)
+atomically and a rerun with the same `out_dir` resumes from it. The best epoch by validation
+top-1 is kept as a self-describing edgeskel checkpoint (`best.ckpt`). Under `torchrun` the same
+code runs DDP (one process per GPU/CPU worker); only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from edgeskel.checkpoint import ModelSpec, save_checkpoint
+from edgeskel.io import atomic_write_json, torch_load_safe, torch_save_atomic
+from edgeskel.train.config import TrainConfig
+from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+RESUME_FORMAT = "edgeskel-train-state/1"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world_size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on norms, biases and learnable graph/gating parameters (1-D or tiny).
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay, stepped per iteration."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton KD: KL(softmax(t/T) || softmax(s/T)) * T^2."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t
+
+
+def fit(
+    model: nn.Module,
+    spec: ModelSpec,
+    train_set: Dataset,
+    val: tuple[np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    teacher: nn.Module | None = None,
+    resume: bool = True,
+    extra: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train `model` on `train_set`, validate on `val` (preprocessed arrays) each epoch.
+
+    Returns {"best_top1", "best_epoch", "history", "best_checkpoint", "wall_time_s"}.
+    """
+    out = Path(out_dir)
+    rank, world = _dist_info()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + rank)
+
+    base_model = model
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    sampler = torch.utils.data.distributed.DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=len(train_set) > cfg.batch_size, generator=gen, num_workers=0)
+    opt = make_optimizer(base_model, cfg)
+    sched = make_scheduler(opt, cfg, len(loader))
+    if teacher is not None:
+        teacher.eval()
+
+    state_path = out / "last.pt"
+    history: list[dict[str, Any]] = []
+    start_epoch, best_top1, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
+    if resume and state_path.exists():
+        st = torch_load_safe(state_path)
+        if st.get("format") == RESUME_FORMAT and st.get("config") == cfg.model_dump():
+            base_model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            torch.set_rng_state(st["torch_rng"])
+            gen.set_state(st["loader_rng"])
+            start_epoch, best_top1, best_epoch = st["epoch"], st["best_top1"], st["best_epoch"]
+            history, elapsed_before = list(st["history"]), float(st["elapsed"])
+            if not quiet and rank == 0:
+                print(f"resuming from {state_path} at epoch {start_epoch}/{cfg.epochs} (best top-1 {best_top1:.2f})")
+
+    val_x, val_y = val
+    t0 = time.perf_counter()
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=quiet or rank != 0)
+    with progress:
+        task = progress.add_task("train", total=cfg.epochs * len(loader), completed=start_epoch * len(loader), status="")
+        for epoch in range(start_epoch, cfg.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for xb, yb in loader:
+                xb = xb.float()
+                yb = yb.long()
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                if teacher is not None and cfg.kd_weight > 0:
+                    with torch.no_grad():
+                        t_logits = teacher(xb)
+                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * distillation_loss(logits, t_logits, cfg.kd_temperature)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss is {loss.item()}; lower the learning rate")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.item() * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                progress.update(task, advance=1, status=f"ep {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f}")
+            val_logits = predict_logits(base_model, val_x, cfg.eval_batch_size)
+            metrics = accuracy_summary(val_logits, val_y)
+            row = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
+                   "val_top1": metrics["top1"], "val_top5": metrics["top5"], "lr": opt.param_groups[0]["lr"],
+                   "time_s": round(elapsed_before + time.perf_counter() - t0, 2)}
+            history.append(row)
+            improved = metrics["top1"] > best_top1
+            if improved:
+                best_top1, best_epoch = metrics["top1"], epoch + 1
+            if rank == 0:
+                if improved:
+                    save_checkpoint(out / "best.ckpt", base_model, spec,
+                                    extra={**(extra or {}), "val": metrics, "epoch": epoch + 1, "train_config": cfg.model_dump()})
+                torch_save_atomic({
+                    "format": RESUME_FORMAT, "config": cfg.model_dump(), "epoch": epoch + 1,
+                    "model": base_model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state(),
+                    "best_top1": best_top1, "best_epoch": best_epoch, "history": history,
+                    "elapsed": elapsed_before + time.perf_counter() - t0,
+                }, state_path)
+                atomic_write_json(out / "history.json", history)
+            progress.update(task, status=f"ep {epoch + 1}/{cfg.epochs} val top-1 {metrics['top1']:.1f} (best {best_top1:.1f})")
+            if on_epoch:
+                on_epoch(row)
+    if cfg.epochs == 0 and rank == 0:  # nothing to train: still write a checkpoint of the given weights
+        metrics = accuracy_summary(predict_logits(base_model, val_x, cfg.eval_batch_size), val_y)
+        best_top1, best_epoch = metrics["top1"], 0
+        save_checkpoint(out / "best.ckpt", base_model, spec, extra={**(extra or {}), "val": metrics, "epoch": 0})
+    return {
+        "best_top1": best_top1,
+        "best_epoch": best_epoch,
+        "history": history,
+        "best_checkpoint": str(out / "best.ckpt"),
+        "wall_time_s": round(elapsed_before + time.perf_counter() - t0, 2),
+    }
