@@ -1,0 +1,50 @@
+"""`edgeskel export`: one artifact (`--checkpoint --backend --precision`) or the whole
+device pipeline (`--device D [--recipe R]`, what `make export DEVICE=D` runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from edgeskel.cli.app import app
+from edgeskel.errors import ConfigError
+
+
+@app.command("export")
+def export_cmd(
+    device: Optional[str] = typer.Option(None, "--device", help="device profile (devices/<name>.yaml): run the whole pipeline"),
+    recipe: str = typer.Option("default", "--recipe", help="recipe name (recipes/<name>.yaml) or path"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset spec (overrides the recipe's data)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/ for --device, else export/)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="single export: onnx | ort | openvino | tensorrt"),
+    precision: str = typer.Option("fp32", "--precision", help="single export: fp32 | fp16 | bf16 | int8"),
+    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="single export: dataset spec for calibration/parity"),
+    calibration: str = typer.Option("minmax", "--calibration", help="INT8 calibration: minmax | entropy | percentile"),
+    calib_samples: int = typer.Option(128, "--calib-samples"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Export a checkpoint for one backend/precision, or run the full pipeline for a device."""
+    if device is not None:
+        from edgeskel.pipeline import run_pipeline
+
+        report = run_pipeline(device, recipe=recipe, checkpoint=str(checkpoint) if checkpoint else None, data=data,
+                              out_root=out or Path("runs"), quiet=quiet)
+        run_dir = Path(out or "runs") / report["recipe"] / report["device"]
+        Console().print(f"reports: {run_dir / 'report.md'}  {run_dir / 'report.html'}  {run_dir / 'report.json'}")
+        if not report["passed"]:
+            raise typer.Exit(1)
+        return
+    if checkpoint is None or backend is None:
+        raise ConfigError("give --device D (full pipeline) or --checkpoint C --backend B [--precision P] (one artifact)")
+    from edgeskel.export.single import export_single
+
+    res = export_single(checkpoint, backend, precision, out or Path("export"), calib_data=calib_data,
+                        calibration=calibration, calib_samples=calib_samples)
+    print(json.dumps({k: res.get(k) for k in ("status", "files", "parity")}, indent=2, default=str))
+    if res.get("status") not in (None, "ok", "pass", "passed"):
+        raise typer.Exit(1)

@@ -1,0 +1,3 @@
+"""One module per dataset format; importing this package registers every reader."""
+
+from edgeskel.data.readers import ctrgcn, ntu, nw_ucla, pyskl, sbu, synthetic  # noqa: F401

@@ -1,0 +1,109 @@
+"""CTR-GCN `.npz` reader (`ctrgcn:FILE.npz`).
+
+Keys x_train, y_train, x_test, y_test. x is either (N, T, M*V*C) as CTR-GCN's
+data_gen/seq_transformation writes it (frame-major, person, joint, xyz; default M=2, V=25,
+C=3, or V, C from an explicit layout), or already (N, C, T, V, M). y is one-hot (N, K),
+reduced with argmax, or integer labels (N,). Zero padding is trimmed per sample: trailing
+all-zero frames and all-zero person slots.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel.data.classes import ntu_class_names
+from edgeskel.data.readers.common import drop_empty_persons, trim_trailing_zero_frames
+from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
+from edgeskel.errors import DataError
+from edgeskel.layouts import NTU25
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@register_reader("ctrgcn")
+def read_ctrgcn(req: ReadRequest) -> ReaderResult:
+    path = req.need_path("ctrgcn")
+    arrays = _load_npz(path)
+    missing = [k for k in KEYS if k not in arrays]
+    if missing:
+        raise DataError(path, f"missing key(s) {missing}; found {sorted(arrays)} (expected {list(KEYS)})")
+    lay = req.layout or NTU25
+    num_classes = 0
+    for split in ("train", "test"):
+        x = _to_nctvm(arrays[f"x_{split}"], path, f"x_{split}", lay)
+        y, k = _labels(arrays[f"y_{split}"], path, f"y_{split}")
+        num_classes = max(num_classes, k)
+        if len(y) != len(x):
+            raise DataError(path, f"x_{split} has {len(x)} samples but y_{split} has {len(y)} labels")
+        for i in range(len(x)):
+            name = f"{split}_{i}"
+            if y[i] < 0:
+                req.bad(path, f"y_{split}[{i}] is not a valid one-hot row", name)
+                continue
+            req.add(split, drop_empty_persons(trim_trailing_zero_frames(x[i])), int(y[i]), name, path)
+    # NTU-shaped data (25 joints, 60/120 classes) gets NTU names; otherwise generic ones.
+    names = ntu_class_names(num_classes) if req.expect_joints == 25 and num_classes in (60, 120) else None
+    if names is None and num_classes:
+        names = [f"class_{i:03d}" for i in range(num_classes)]
+    return ReaderResult(lay if req.layout else None, names, {"dataset": "ctrgcn-npz", "protocol": path.stem})
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(path, "not an .npz archive (a single .npy array?)")
+            return {k: npz[k] for k in npz.files}
+    except DataError:
+        raise
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
+    except (ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError, NotImplementedError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(path, f"not a readable .npz archive: {msg}") from None
+    except Exception as exc:  # corrupt zip members surface as zlib/struct errors
+        raise DataError(path, f"not a readable .npz archive: {type(exc).__name__}: {exc}") from None
+
+
+def _to_nctvm(x: Any, path: Path, key: str, lay: Any) -> np.ndarray:
+    if x.dtype.kind not in "iuf":
+        raise DataError(path, f"{key} has non-numeric dtype {x.dtype}")
+    if x.ndim == 5:
+        return x.astype(np.float32, copy=False)
+    if x.ndim != 3:
+        raise DataError(path, f"{key} has shape {x.shape}; expected (N, T, M*V*C) or (N, C, T, V, M)")
+    n, t, f = x.shape
+    v, c = lay.num_joints, lay.channels
+    if f == 0 or f % (v * c):
+        raise DataError(path, f"{key} has {f} values per frame, not a multiple of {v} joints x {c} channels ({lay.name})")
+    m = f // (v * c)
+    return x.reshape(n, t, m, v, c).transpose(0, 4, 1, 3, 2).astype(np.float32, copy=False)
+
+
+def _labels(y: Any, path: Path, key: str) -> tuple[np.ndarray, int]:
+    """Integer labels (-1 marks an invalid one-hot row) and the class count they imply."""
+    if y.dtype.kind not in "iufb":
+        raise DataError(path, f"{key} has non-numeric dtype {y.dtype}")
+    if y.ndim == 2:
+        if y.shape[1] == 0:
+            raise DataError(path, f"{key} has shape {y.shape}: no classes")
+        lab = np.argmax(y, axis=1).astype(np.int64)
+        valid = np.isfinite(y).all(1) & (y.max(axis=1) > 0) if len(y) else np.ones(0, bool)
+        lab[~valid] = -1
+        return lab, y.shape[1]
+    if y.ndim == 1:
+        if y.dtype.kind == "f":
+            if len(y) and (not np.isfinite(y).all() or (y != np.round(y)).any()):
+                raise DataError(path, f"{key} holds non-integer labels")
+        if y.dtype.kind == "b":
+            raise DataError(path, f"{key} holds booleans, not labels")
+        lab = y.astype(np.int64)
+        if len(lab) and lab.min() < 0:
+            bad = int(np.flatnonzero(lab < 0)[0])
+            raise DataError(path, f"{key}[{bad}] = {lab[bad]} is a negative label")
+        return lab, int(lab.max()) + 1 if len(lab) else 0
+    raise DataError(path, f"{key} has shape {y.shape}; expected (N,) labels or (N, K) one-hot")

@@ -1,0 +1,241 @@
+"""Device profiles: where a model must run and what it must meet.
+
+A profile (`devices/<name>.yaml`) lists the (backend, precision) variants to try, batch sizes,
+input shape overrides, the gates a variant must pass, published peak numbers for a roofline
+*estimate*, optional TensorRT settings and optionally how to reach the device over SSH.
+Profiles are validated strictly (unknown keys are errors) so a typo never silently turns a
+gate off; errors name the file, the key path, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeskel.errors import ConfigError
+
+Backend = Literal["ort", "openvino", "tensorrt", "torch"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Variant(_Strict):
+    """One (backend, precision) combination to export, measure and gate."""
+
+    backend: Backend
+    precision: Precision
+    options: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None  # defaults to "<backend>-<precision>"
+
+    @property
+    def key(self) -> str:
+        return self.name or f"{self.backend}-{self.precision}"
+
+
+class InputSpec(_Strict):
+    num_frames: int | None = Field(default=None, gt=0)
+    num_person: int | None = Field(default=None, gt=0)
+    static_shapes: bool = False
+
+
+class Gates(_Strict):
+    max_top1_drop: float = Field(default=1.0, ge=0)  # percentage points vs the fp32 reference
+    p99_latency_ms: float | None = Field(default=None, gt=0)  # at batch 1
+    max_memory_mb: float | None = Field(default=None, gt=0)  # peak RSS of the runner process
+    min_agreement: float | None = Field(default=None, ge=0, le=100)  # % top-1 equal to reference
+
+
+class Peak(_Strict):
+    gflops_fp32: float = Field(gt=0)
+    gflops_fp16: float | None = Field(default=None, gt=0)
+    tops_int8: float | None = Field(default=None, gt=0)
+    memory_bandwidth_gbs: float = Field(gt=0)
+    source: str = Field(min_length=1)
+
+
+class TensorRTSpec(_Strict):
+    jetpack: str | None = None
+    version: str | None = None
+    dla_cores: int = Field(default=0, ge=0)
+    use_dla: bool = False
+    workspace_mb: int = Field(default=1024, gt=0)
+
+    @model_validator(mode="after")
+    def _dla_exists(self) -> TensorRTSpec:
+        if self.use_dla and self.dla_cores == 0:
+            raise ValueError("use_dla is true but dla_cores is 0 (this module has no DLA)")
+        return self
+
+
+class SSHSpec(_Strict):
+    host: str = Field(min_length=1)
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    identity_file: str | None = None
+    workdir: str = "~/edgeskel-run"
+    python: str = "python3"
+    connect_timeout_s: int = Field(default=10, gt=0)
+    command_timeout_s: int = Field(default=1800, gt=0)
+    # Only for special setups and tests: an ssh config file used *instead of* ~/.ssh/config
+    # (ssh -F), a known_hosts file, and extra `-o Key=Value` options. The safety options
+    # (BatchMode, StrictHostKeyChecking, timeouts) cannot be overridden.
+    config_file: str | None = None
+    known_hosts_file: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class DeviceProfile(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    arch: Literal["x86_64", "aarch64"]
+    variants: list[Variant] = Field(min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    threads: int | None = Field(default=None, gt=0)
+    input: InputSpec = Field(default_factory=InputSpec)
+    gates: Gates = Field(default_factory=Gates)
+    rank_multiple: int = Field(default=8, gt=0)
+    peak: Peak
+    tensorrt: TensorRTSpec | None = None
+    ssh: SSHSpec | None = None
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_unique(cls, v: list[int]) -> list[int]:
+        if any(b <= 0 for b in v):
+            raise ValueError("batch sizes must be positive integers")
+        if len(set(v)) != len(v):
+            raise ValueError("batch sizes must be unique")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceProfile:
+        keys = [v.key for v in self.variants]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"duplicate variant names {dup}: give them distinct `name:` values")
+        if any(v.backend == "tensorrt" for v in self.variants) and self.tensorrt is None:
+            raise ValueError("a tensorrt variant needs a `tensorrt:` block")
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.key for v in self.variants]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def profiles_dir() -> Path:
+    """`devices/` at the repo root: next to the package, else under the CWD."""
+    candidates = [Path(__file__).resolve().parent.parent / "devices", Path.cwd() / "devices"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[0]
+
+
+def list_profiles() -> list[str]:
+    d = profiles_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load and validate a profile by name (`devices/<name>.yaml`) or by path."""
+    s = str(name_or_path)
+    path = Path(s)
+    if not (s.endswith((".yaml", ".yml")) or path.is_file()):
+        path = profiles_dir() / f"{s}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: device profile not found; available profiles: {', '.join(list_profiles()) or '(none)'} "
+            f"(in {profiles_dir()})"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a device profile must be a YAML mapping, got {type(data).__name__}")
+    return profile_from_dict(data, source=path)
+
+
+def profile_from_dict(data: dict[str, Any], source: str | Path = "<profile>") -> DeviceProfile:
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, DeviceProfile)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str | Path, root: type[BaseModel]) -> str:
+    """One line per problem: `file: key.path: problem (given: X; allowed: Y)`."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "<root>"
+        given = err.get("input")
+        allowed = _allowed(err, root)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+            given = None
+        parts = [f"{source}: {key}: {msg}"]
+        detail = []
+        if err["type"] not in ("missing",) and not isinstance(given, dict):
+            detail.append(f"given: {given!r}")
+        if allowed:
+            detail.append(f"allowed: {allowed}")
+        if detail:
+            parts.append(f" ({'; '.join(detail)})")
+        lines.append("".join(parts))
+    return "invalid device profile:\n  " + "\n  ".join(lines)
+
+
+def _allowed(err: dict[str, Any], root: type[BaseModel]) -> str | None:
+    ctx = err.get("ctx") or {}
+    t = err["type"]
+    if "expected" in ctx:
+        return str(ctx["expected"])
+    if t == "extra_forbidden":
+        model = _model_at(root, [p for p in err["loc"][:-1]])
+        return ", ".join(model.model_fields) if model else None
+    for bound, text in (("gt", "> {}"), ("ge", ">= {}"), ("lt", "< {}"), ("le", "<= {}")):
+        if bound in ctx:
+            return text.format(ctx[bound])
+    if t.startswith(("int_", "float_", "bool_", "string_", "list_", "dict_")):
+        return t.split("_")[0] if t != "int_from_float" else "int"
+    if t.endswith("_type"):
+        return t[: -len("_type")]
+    return None
+
+
+def _model_at(root: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
+    """Walk field annotations along `loc` to find the model whose keys are allowed there."""
+    import typing
+
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _unwrap(model.model_fields[part].annotation, typing)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(ann: Any, typing: Any) -> Any:
+    for arg in (typing.get_args(ann) or (ann,)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = typing.get_args(arg)
+        for a in inner:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                return a
+    return ann

@@ -1,0 +1,154 @@
+"""CTR-GCN (Chen et al., ICCV 2021) as the official code implements it (model/ctrgcn.py).
+
+Per layer: `unit_gcn` with three CTRGC subsets that refine a learnable copy of the spatial
+graph (`PA`, init = the (3, V, V) "spatial" graph) by a channel-wise topology
+`conv4(tanh(x1 - x2)) * alpha`, then a multi-scale temporal conv; input BN over M*V*C.
+Keys equal the official `main.py` state_dict keys. `einsum('ncuv,nctv->nctu')` is written
+as `x3 @ A^T` so the exported graph has no Einsum node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from edgeskel.errors import ConfigError
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.models.blocks import (
+    MultiScaleTemporalConv,
+    check_input,
+    make_residual,
+    mvc_data_bn,
+    pool_persons,
+    round_channels,
+)
+from edgeskel.models.graph import ctrgcn_spatial
+from edgeskel.models.registry import register_model
+
+
+class CTRGC(nn.Module):
+    """Channel-wise topology refinement graph conv for one graph subset."""
+
+    def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8):
+        super().__init__()
+        # Official: 8 relation channels for 3/9-channel input, else in/8. Tiny inputs (2-D
+        # keypoints, narrow test widths) would give 0, so they also get 8.
+        self.rel_channels = 8 if in_channels in (3, 9) or in_channels < rel_reduction else in_channels // rel_reduction
+        self.conv1 = nn.Conv2d(in_channels, self.rel_channels, 1)
+        self.conv2 = nn.Conv2d(in_channels, self.rel_channels, 1)
+        self.conv3 = nn.Conv2d(in_channels, out_channels, 1)
+        self.conv4 = nn.Conv2d(self.rel_channels, out_channels, 1)
+        self.tanh = nn.Tanh()
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
+        rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, U, V)
+        topo = self.conv4(rel) * alpha + a  # (N, C, U, V)
+        return torch.matmul(x3, topo.transpose(-1, -2))  # (N, C, T, U)
+
+
+class UnitGCN(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor):
+        super().__init__()
+        self.num_subset = A.shape[0]
+        self.convs = nn.ModuleList(CTRGC(in_channels, out_channels) for _ in range(self.num_subset))
+        if in_channels != out_channels:
+            self.down: nn.Module = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
+        else:
+            self.down = nn.Identity()
+        self.PA = nn.Parameter(A.clone())
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.convs[0](x, self.PA[0], self.alpha)
+        for i in range(1, self.num_subset):
+            y = y + self.convs[i](x, self.PA[i], self.alpha)
+        return self.relu(self.bn(y) + self.down(x))
+
+
+class TCNGCNUnit(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, stride: int = 1, residual: bool = True):
+        super().__init__()
+        self.gcn1 = UnitGCN(in_channels, out_channels, A)
+        self.tcn1 = MultiScaleTemporalConv(out_channels, out_channels, kernel_size=5, stride=stride, dilations=(1, 2))
+        self.relu = nn.ReLU()
+        self.residual = make_residual(in_channels, out_channels, stride, residual)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tcn1(self.gcn1(x))
+        if self.residual is not None:
+            y = y + self.residual(x)
+        return self.relu(y)
+
+
+def layer_plan(base: int, num_stages: int) -> list[tuple[int, int]]:
+    """(out_channels, stride) per layer: the official 10-layer schedule, truncated."""
+    full = [(base, 1)] * 4 + [(2 * base, 2)] + [(2 * base, 1)] * 2 + [(4 * base, 2)] + [(4 * base, 1)] * 2
+    return full[:num_stages]
+
+
+class CTRGCN(nn.Module):
+    """Canonical (N, C, T, V, M) in, (N, num_classes) logits out (mean over persons)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        A: torch.Tensor,
+        num_person: int = 2,
+        in_channels: int = 3,
+        base_channels: int = 64,
+        num_stages: int = 10,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        v = A.shape[-1]
+        self.in_channels, self.num_joints, self.num_person = in_channels, v, num_person
+        self.data_bn = nn.BatchNorm1d(num_person * in_channels * v)
+        c_in = in_channels
+        for i, (c_out, stride) in enumerate(layer_plan(base_channels, num_stages), start=1):
+            self.add_module(f"l{i}", TCNGCNUnit(c_in, c_out, A, stride=stride, residual=i > 1))
+            c_in = c_out
+        self.num_stages = num_stages
+        self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, self.num_joints, self.num_person, "ctrgcn")
+        n, m = x.shape[0], x.shape[4]
+        x = mvc_data_bn(self.data_bn, x)
+        for i in range(1, self.num_stages + 1):
+            x = getattr(self, f"l{i}")(x)
+        return self.fc(self.drop_out(pool_persons(x, n, m)))
+
+
+@register_model("ctrgcn", family="gcn", description="CTR-GCN (official implementation, channel-wise topology refinement)")
+def build_ctrgcn(
+    num_classes: int,
+    layout: SkeletonLayout,
+    num_person: int = 2,
+    in_channels: int | None = None,
+    width: float = 1.0,
+    dropout: float = 0.0,
+    *,
+    base_channels: int | None = None,
+    num_stages: int = 10,
+    edges: Sequence[Sequence[int]] | None = None,
+    **unknown: Any,
+) -> nn.Module:
+    """CTR-GCN (official)."""
+    if unknown:
+        raise ConfigError(f"ctrgcn: unknown model arguments {sorted(unknown)}")
+    if not 1 <= num_stages <= 10:
+        raise ConfigError(f"ctrgcn: num_stages must be in 1..10, got {num_stages}")
+    # base must keep 4*base, 2*base and base divisible by the 4 temporal branches
+    base = base_channels if base_channels is not None else round_channels(64 * width, 4)
+    if base % 4:
+        raise ConfigError(f"ctrgcn: base_channels must be a multiple of 4, got {base}")
+    A = torch.from_numpy(ctrgcn_spatial(layout, edges))
+    return CTRGCN(num_classes, A, num_person=num_person, in_channels=in_channels or layout.channels,
+                  base_channels=base, num_stages=num_stages, dropout=dropout)

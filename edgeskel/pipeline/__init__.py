@@ -1,0 +1,215 @@
+"""`edgeskel export --device D` / `make export DEVICE=D`: the whole pipeline into
+`runs/<recipe>/<device>/`, resumable stage by stage (see `rundir.RunDir`)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel.checkpoint import load_checkpoint
+from edgeskel.errors import EdgeskelError
+from edgeskel.io import sha256_file, sha256_json
+from edgeskel.pipeline import steps
+from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
+from edgeskel.recipe import REPO_ROOT, load_recipe, resolve_data_path
+
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
+
+
+def run_pipeline(
+    device: str,
+    recipe: str = "default",
+    checkpoint: str | None = None,
+    data: str | None = None,
+    out_root: str | Path = "runs",
+    quiet: bool = False,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run load -> compress -> fine-tune -> export -> quantize -> validate -> report.
+    Returns the report dict (report.json). Stages whose inputs did not change are skipped."""
+    from edgeskel.devices import load_profile
+
+    profile = load_profile(device)
+    rec, rec_path = load_recipe(recipe)
+    updates: dict[str, Any] = {}
+    if checkpoint:
+        updates["model"] = rec.model.model_copy(update={"checkpoint": checkpoint, "import_from": rec.model.import_from if rec.model.checkpoint is None else None})
+    if data:
+        updates["data"] = rec.data.model_copy(update={"spec": data})
+    if updates:
+        rec = rec.model_copy(update=updates)
+    rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": resolve_data_path(rec.data.spec, REPO_ROOT)})})
+
+    run = RunDir(Path(out_root) / rec.name / profile.name)
+    with run:
+        ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
+        run.set_inputs({
+            "recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
+            "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json"))},
+            "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None,
+            "data": {"spec": rec.data.spec},
+        })
+        dataset = steps.load_data(rec)
+
+        # ---- data: preprocess validation + calibration arrays once, hash them -------------
+        def data_stage(d: Path) -> dict[str, Any]:
+            pre = steps.recipe_preprocess(rec, dataset)
+            arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
+            for k, v in arrays.items():
+                _save_npy(d / f"{k}.npy", v)
+                kill_point("data", f"after_{k}")
+            return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
+                    "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
+                    "layout": dataset.layout.name, "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
+
+        data_res = run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"),
+                                          "export": rec.export.model_dump(mode="json"),
+                                          "dataset": _dataset_fingerprint(dataset)}, data_stage, log)
+        val_x = np.load(run.root / "data" / "val_x.npy")
+        val_y = np.load(run.root / "data" / "val_y.npy")
+        calib_x = np.load(run.root / "data" / "calib_x.npy")
+
+        # ---- reference model --------------------------------------------------------------
+        def ref_stage(d: Path) -> dict[str, Any]:
+            res = steps.get_reference(rec, dataset, d, quiet=quiet)
+            model, spec, _ = load_checkpoint(d / "reference.ckpt")
+            from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+            logits = predict_logits(model, val_x)
+            _save_npy(d / "ref_logits.npy", logits)
+            return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, val_y),
+                          **steps.model_stats(model, spec)}
+
+        ref_res = run.run_stage("reference", {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
+                                              "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
+                                              "data": run.output_hash("data")}, ref_stage, log)
+
+        # ---- compress + fine-tune ---------------------------------------------------------
+        deploy_ckpt = run.root / "reference" / "reference.ckpt"
+        comp_res: dict[str, Any] | None = None
+        if rec.compress is not None:
+            def comp_stage(d: Path) -> dict[str, Any]:
+                return steps.compress_and_finetune(deploy_ckpt, rec, dataset, val_x, val_y, calib_x, d,
+                                                   rank_multiple=profile.rank_multiple, quiet=quiet)
+
+            comp_res = run.run_stage("compress", {"compress": rec.compress.model_dump(mode="json"),
+                                                  "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
+                                                  "rank_multiple": profile.rank_multiple,
+                                                  "reference": run.output_hash("reference")}, comp_stage, log)
+            deploy_ckpt = run.root / "compress" / "compressed.ckpt"
+
+        model, spec, _ = load_checkpoint(deploy_ckpt)
+        spec = steps.apply_profile_input(spec, profile)
+        from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+        # ---- export every variant -----------------------------------------------------------
+        def export_stage(d: Path) -> dict[str, Any]:
+            from edgeskel.export import export_variant
+
+            results, outputs = {}, []
+            for v in profile.variants:
+                options = {**v.options, "calibration": rec.export.calibration, "opset": rec.export.opset,
+                           "int8_fallback": rec.export.int8_fallback, "max_drop": profile.gates.max_top1_drop,
+                           "static_batch": 1 if profile.input.static_shapes else None}
+                if v.backend == "tensorrt" and profile.tensorrt is not None:
+                    options.update({"dla_core": 0 if profile.tensorrt.use_dla else None,
+                                    "workspace_mb": profile.tensorrt.workspace_mb,
+                                    "batch_sizes": profile.batch_sizes})
+                res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
+                                           calib=calib_x, val=(val_x, val_y), options=options)
+                kill_point("export", f"after_{v.key}")
+                if err is not None:
+                    results[v.key] = {"status": "error", "reason": err}
+                    continue
+                results[v.key] = _jsonable(res)
+                outputs += [str(Path(v.key) / f) for f in _artifact_files(d / v.key)]
+            return {"variants": results, "outputs": outputs}
+
+        exp_res = run.run_stage("export", {"variants": [v.model_dump(mode="json") for v in profile.variants],
+                                           "input": profile.input.model_dump(mode="json"),
+                                           "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
+                                           "export": rec.export.model_dump(mode="json"),
+                                           "model": sha256_file(deploy_ckpt), "data": run.output_hash("data")}, export_stage, log)
+
+        # ---- validate on the device (local, ssh, or not measured) -----------------------------
+        def validate_stage(d: Path) -> dict[str, Any]:
+            from edgeskel.pipeline.validation import validate_variants
+
+            torch_logits = predict_logits(model, val_x)
+            return validate_variants(profile, spec, run.root / "export", exp_res["variants"], val_x, val_y,
+                                     torch_logits, d, host_arch=HOST_ARCH, quiet=quiet)
+
+        val_res = run.run_stage("validate", {"export": run.output_hash("export"),
+                                             "gates": profile.gates.model_dump(mode="json"),
+                                             "batch_sizes": profile.batch_sizes, "threads": profile.threads,
+                                             "ssh": profile.ssh is not None}, validate_stage, log)
+
+        # ---- report ---------------------------------------------------------------------------
+        def report_stage(d: Path) -> dict[str, Any]:
+            from edgeskel.pipeline.validation import assemble_report
+            from edgeskel.report import write_reports
+
+            report = assemble_report(profile, rec.name, data_res, ref_res, comp_res, exp_res, val_res,
+                                     steps.model_stats(model, spec), library_versions())
+            paths = write_reports(report, run.root)
+            for name in ("report.json", "report.md", "report.html"):
+                _copy(run.root / name, d / name)
+            return {"outputs": ["report.json", "report.md", "report.html"], "passed": report["passed"],
+                    "paths": {k: str(v) for k, v in paths.items()}}
+
+        run.run_stage("report", {"validate": run.output_hash("validate")}, report_stage, log)
+        import json
+
+        report = json.loads((run.root / "report.json").read_text())
+        if not quiet:
+            from edgeskel.report import print_report
+
+            print_report(report)
+        return report
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    import io
+
+    from edgeskel.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _copy(src: Path, dst: Path) -> None:
+    from edgeskel.io import atomic_write_bytes
+
+    atomic_write_bytes(dst, src.read_bytes())
+
+
+def _artifact_files(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _dataset_fingerprint(dataset: Any) -> str:
+    """Content hash of the raw samples and labels (so changed data re-runs every stage)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in (dataset.train, dataset.test):
+        h.update(np.asarray(split.labels, np.int64).tobytes())
+        for s in split.samples:
+            h.update(np.ascontiguousarray(s, np.float32).tobytes())
+    h.update(dataset.layout.name.encode())
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+
+    from edgeskel.io import _json_default
+
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+__all__ = ["EdgeskelError", "run_pipeline"]

@@ -1,0 +1,29 @@
+"""Python API behind `edgeskel compress`: reference -> factorize -> fine-tune, no export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeskel.checkpoint import load_checkpoint
+from edgeskel.pipeline import steps
+from edgeskel.recipe import REPO_ROOT, load_recipe, resolve_data_path
+
+
+def compress_recipe(recipe: str, out: str | Path, checkpoint: str | Path | None = None, data: str | None = None,
+                    rank_multiple: int | None = None, quiet: bool = False) -> dict[str, Any]:
+    rec, _ = load_recipe(recipe)
+    if checkpoint:
+        rec = rec.model_copy(update={"model": rec.model.model_copy(update={"checkpoint": str(checkpoint), "import_from": None})})
+    if data:
+        rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": data})})
+    rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": resolve_data_path(rec.data.spec, REPO_ROOT)})})
+    out = Path(out)
+    dataset = steps.load_data(rec)
+    steps.get_reference(rec, dataset, out / "reference", quiet=quiet)
+    _, spec, _ = load_checkpoint(out / "reference" / "reference.ckpt")
+    arrays = steps.split_arrays(dataset, spec.preprocess, rec.export.calib_samples, rec.data.val_samples)
+    steps.compress_and_finetune(out / "reference" / "reference.ckpt", rec, dataset, arrays["val_x"], arrays["val_y"],
+                                arrays["calib_x"], out, rank_multiple=rank_multiple, quiet=quiet)
+    return json.loads((out / "compression.json").read_text())

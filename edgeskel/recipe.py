@@ -1,0 +1,110 @@
+"""Compression recipes: YAML files under `recipes/`, validated with pydantic.
+
+A recipe says what to do to a model (data, reference model, compression policy, fine-tune
+schedule, export settings). It is data, not code, and it is recorded (hashed) in every run
+manifest. Unknown keys and bad values are errors naming the file, the key path and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgeskel.compress.config import CompressionConfig
+from edgeskel.config_errors import load_yaml_model
+from edgeskel.errors import ConfigError
+from edgeskel.train.config import TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ModelSection(BaseModel):
+    """The reference model: a checkpoint (edgeskel or official) or a model trained from scratch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="registered model name (stgcn, ctrgcn, hyperformer)")
+    checkpoint: str | None = Field(None, description="edgeskel checkpoint, or an official one with import_from")
+    import_from: Literal["ctrgcn", "hyperformer", "pyskl"] | None = None
+    width: float = Field(1.0, gt=0, le=4)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str = "synthetic"
+    layout: str | None = None
+    frames: int | None = Field(None, ge=4, le=1024)
+    persons: int | None = Field(None, ge=1, le=8)
+    streams: Literal["joint", "bone", "motion", "bone_motion"] = "joint"
+    skip_bad: bool = False
+    val_samples: int | None = Field(None, ge=1, description="cap on validation samples used per variant (None: all)")
+
+
+class ExportSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    opset: int = Field(17, ge=17, le=21)
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calib_samples: int = Field(128, ge=8, le=100_000)
+    int8_fallback: bool = True
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    model: ModelSection
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
+    compress: CompressionConfig | None = None
+    finetune: TrainConfig | None = Field(None, description="fine-tune after compression (kd_weight>0 distils from the original)")
+    export: ExportSection = Field(default_factory=ExportSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if self.model.import_from and not self.model.checkpoint:
+            raise ValueError("model.import_from needs model.checkpoint")
+        return self
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    cand = REPO_ROOT / "recipes" / f"{name_or_path}.yaml"
+    if cand.is_file():
+        return cand
+    cwd = Path("recipes") / f"{name_or_path}.yaml"
+    if cwd.is_file():
+        return cwd
+    raise ConfigError(f"unknown recipe {str(name_or_path)!r}; available: {list_recipes()} (or a path to a .yaml file)")
+
+
+def load_recipe(name_or_path: str | Path) -> tuple[Recipe, Path]:
+    """Load and validate a recipe by name (`recipes/<name>.yaml`) or path. Relative paths inside
+    the recipe (checkpoint, data dir) are resolved against the recipe file's repository root."""
+    path = resolve_recipe_path(name_or_path)
+    recipe = load_yaml_model(path, Recipe, "recipe")
+    return recipe, path
+
+
+def resolve_data_path(spec: str, base: Path) -> str:
+    """Make a relative dataset path in `kind:path[?opts]` absolute against `base` if it exists there."""
+    if ":" not in spec:
+        return spec
+    kind, rest = spec.split(":", 1)
+    path, sep, opts = rest.partition("?")
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (base / p).exists():
+        path = str((base / p).resolve())
+    return f"{kind}:{path}{sep}{opts}"

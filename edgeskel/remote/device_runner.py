@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Standalone device runner: measures every variant of an edgeskel bundle on THIS machine.
+
+Usage (on the device; needs only numpy + the runtime of each variant):
+    python3 device_runner.py BUNDLE_DIR [--out results.json] [--variant NAME]
+
+It is copied verbatim into every bundle, so it must not import edgeskel. It is also the
+single source of the metric definitions: `edgeskel.validate` imports `accuracy_stats`,
+`evaluate`, `time_infer` and `latency_stats` from here, so a local run and a device run
+compute exactly the same numbers.
+
+Units: top1/top5/agreement are percentages (0-100); latencies are milliseconds per call of
+`infer` on a whole batch (host wall clock, including host<->device copies); throughput is
+samples per second; memory is the peak resident set size (RSS) of the process in MB.
+
+Each variant runs in its own child process (so a crashing runtime, e.g. a TensorRT segfault,
+only fails that variant, and peak RSS is per variant). results.json is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+RESULTS_FORMAT = "edgeskel-device-results/1"
+BUNDLE_FORMAT = "edgeskel-bundle/1"
+RUNTIME_MODULES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def accuracy_stats(logits: np.ndarray, y: np.ndarray, ref_logits: np.ndarray | None = None) -> dict[str, Any]:
+    """Top-1/top-5 (%), agreement with the reference's top-1 (%), max |logits - ref|, and the
+    number of samples whose logits contain NaN/Inf."""
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64).reshape(-1)
+    n, k = logits.shape
+    if n != y.shape[0]:
+        raise ValueError(f"{n} logits rows but {y.shape[0]} labels")
+    finite_rows = np.isfinite(logits).all(axis=1)
+    safe = np.where(np.isfinite(logits), logits, -np.inf)  # a NaN never wins the argmax
+    pred = safe.argmax(axis=1)
+    kk = min(5, k)
+    top5 = np.argsort(-safe, axis=1, kind="stable")[:, :kk]
+    out: dict[str, Any] = {
+        "num_samples": int(n),
+        "top1": float(100.0 * np.mean(pred == y)) if n else 0.0,
+        "top5": float(100.0 * np.mean((top5 == y[:, None]).any(axis=1))) if n else 0.0,
+        "nonfinite": int((~finite_rows).sum()),
+        "agreement": None,
+        "max_abs_vs_ref": None,
+    }
+    if ref_logits is not None:
+        ref = np.asarray(ref_logits, dtype=np.float64)
+        if ref.shape != logits.shape:
+            raise ValueError(f"reference logits shape {ref.shape} != logits shape {logits.shape}")
+        out["agreement"] = float(100.0 * np.mean(pred == ref.argmax(axis=1))) if n else 0.0
+        diff = np.abs(logits - ref)
+        out["max_abs_vs_ref"] = float(diff.max()) if np.isfinite(diff).all() and n else None
+    return out
+
+
+def evaluate(
+    infer: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 16,
+    ref_logits: np.ndarray | None = None,
+    pad_to_batch: bool = False,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Run `infer` over x in batches; returns (accuracy_stats, logits). With pad_to_batch the
+    last batch is padded (repeating its last sample) for fixed-batch artifacts."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        b = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
+        n = len(b)
+        if pad_to_batch and n < batch_size:
+            b = np.concatenate([b, np.repeat(b[-1:], batch_size - n, axis=0)])
+        logits = np.asarray(infer(b))
+        if logits.ndim != 2 or logits.shape[0] != len(b):
+            raise ValueError(f"runner returned shape {logits.shape} for a batch of {len(b)}")
+        outs.append(logits[:n])
+    logits = np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
+    return accuracy_stats(logits, y, ref_logits), logits
+
+
+def make_batch(sample: np.ndarray, batch_size: int) -> np.ndarray:
+    """(C,T,V,M) sample -> contiguous float32 (B,C,T,V,M) batch."""
+    return np.ascontiguousarray(np.repeat(np.asarray(sample, np.float32)[None], batch_size, axis=0))
+
+
+def time_infer(
+    infer: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    warmup: int = 10,
+    runs: int = 100,
+    max_seconds: float | None = None,
+    min_runs: int = 10,
+    on_step: Callable[[], None] | None = None,
+) -> list[float]:
+    """Wall-clock ms of each of `runs` calls after `warmup` calls. Stops early once
+    max_seconds have been spent timing (but never before min_runs)."""
+    for _ in range(warmup):
+        infer(batch)
+    times: list[float] = []
+    t_start = time.perf_counter()
+    for i in range(runs):
+        t0 = time.perf_counter_ns()
+        infer(batch)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        if on_step:
+            on_step()
+        if max_seconds is not None and i + 1 >= min_runs and time.perf_counter() - t_start > max_seconds:
+            break
+    return times
+
+
+def latency_stats(times_ms: list[float], batch_size: int) -> dict[str, Any]:
+    """Percentiles (linear interpolation) of per-call latency; throughput in samples/s."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    mean = float(t.mean())
+    return {
+        "batch_size": int(batch_size),
+        "runs": int(t.size),
+        "p50": float(np.percentile(t, 50)),
+        "p90": float(np.percentile(t, 90)),
+        "p99": float(np.percentile(t, 99)),
+        "mean": mean,
+        "std": float(t.std()),
+        "min": float(t.min()),
+        "max": float(t.max()),
+        "throughput_fps": float(batch_size * 1000.0 / mean) if mean > 0 else None,
+        "samples_ms": [round(float(v), 4) for v in t],
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process so far (getrusage ru_maxrss: KB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+# ----------------------------------------------------------------------------- runtimes
+
+
+class _OrtInfer:
+    def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = options.get("providers") or ["CPUExecutionProvider"]
+        self.sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        self.input = self.sess.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.input: x})[0]
+
+
+class _OpenVinoInfer:
+    HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f16", "bf16": "bf16"}
+
+    def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": self.HINTS.get(precision, "f32")}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config.update(options.get("config") or {})
+        self.compiled = core.compile_model(core.read_model(str(path)), options.get("device", "CPU"), config)
+        self.out = self.compiled.output(0)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.compiled(x)[self.out]
+
+
+class _TensorRTInfer:
+    """TensorRT 10 engine via the tensorrt Python API + cuda-python (cudart)."""
+
+    def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
+        import tensorrt as trt
+
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart  # older cuda-python
+        self.cudart = cudart
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if options.get("dla_core") is not None:
+            self.runtime.DLA_core = int(options["dla_core"])
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{path}: TensorRT could not deserialize the engine (built with another version?)")
+        self.ctx = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.outn = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.stream = self._ck(cudart.cudaStreamCreate())
+        self.bufs: dict[str, tuple[int, int]] = {}
+
+    def _ck(self, ret: Any) -> Any:
+        err, *rest = ret if isinstance(ret, tuple) else (ret,)
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+        return rest[0] if len(rest) == 1 else rest
+
+    def _buf(self, name: str, nbytes: int) -> int:
+        ptr, size = self.bufs.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                self._ck(self.cudart.cudaFree(ptr))
+            ptr = self._ck(self.cudart.cudaMalloc(nbytes))
+            self.bufs[name] = (ptr, nbytes)
+        return ptr
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        cu = self.cudart
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.ctx.set_input_shape(self.inp, tuple(x.shape))
+        out = np.empty(tuple(self.ctx.get_tensor_shape(self.outn)), dtype=np.float32)
+        din, dout = self._buf(self.inp, x.nbytes), self._buf(self.outn, out.nbytes)
+        kind_h2d, kind_d2h = cu.cudaMemcpyKind.cudaMemcpyHostToDevice, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._ck(cu.cudaMemcpyAsync(din, x.ctypes.data, x.nbytes, kind_h2d, self.stream))
+        self.ctx.set_tensor_address(self.inp, din)
+        self.ctx.set_tensor_address(self.outn, dout)
+        if not self.ctx.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        self._ck(cu.cudaMemcpyAsync(out.ctypes.data, dout, out.nbytes, kind_d2h, self.stream))
+        self._ck(cu.cudaStreamSynchronize(self.stream))
+        return out
+
+
+RUNTIMES = {"ort": _OrtInfer, "openvino": _OpenVinoInfer, "tensorrt": _TensorRTInfer}
+
+
+def build_engine(bundle: Path, v: dict[str, Any], meta: dict[str, Any], log: Callable[[str], None]) -> Path:
+    """Build the TensorRT engine on this device unless it already exists: the bundle's build
+    script if it has one, else trtexec with the variant's precision / DLA options."""
+    build = v.get("build") or {}
+    engine = bundle / build.get("engine", v["artifact"] + ".engine")
+    if engine.is_file():
+        return engine
+    if build.get("script"):
+        cmd = ["bash", str(bundle / build["script"])]
+    else:
+        trtexec = shutil.which("trtexec") or "/usr/src/tensorrt/bin/trtexec"
+        if not Path(trtexec).exists():
+            raise RuntimeError("trtexec not found (JetPack puts it in /usr/src/tensorrt/bin): cannot build the engine")
+        shape = meta["data"]["sample_shape"]
+        name = v.get("input_name", "input")
+        dims = lambda b: f"{name}:{'x'.join(str(d) for d in [b, *shape])}"  # noqa: E731
+        bs = v.get("batch_sizes") or [1]
+        cmd = [trtexec, f"--onnx={bundle / v['artifact']}", f"--saveEngine={engine}", "--skipInference"]
+        if v.get("static_batch") is None:
+            cmd += [f"--minShapes={dims(min(bs))}", f"--optShapes={dims(min(bs))}", f"--maxShapes={dims(max(bs))}"]
+        if v["precision"] in ("fp16", "int8"):
+            cmd.append("--fp16")
+        if v["precision"] == "int8":
+            cmd.append("--int8")
+        opts = v.get("options") or {}
+        if opts.get("dla_core") is not None:
+            cmd.append(f"--useDLACore={int(opts['dla_core'])}")
+            if opts.get("allow_gpu_fallback", True):
+                cmd.append("--allowGPUFallback")
+        if meta.get("tensorrt", {}).get("workspace_mb"):
+            cmd.append(f"--memPoolSize=workspace:{int(meta['tensorrt']['workspace_mb'])}M")
+    log(f"building TensorRT engine for {v['name']}: {' '.join(cmd)}")
+    proc = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True)
+    if proc.returncode != 0 or not engine.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"engine build failed (exit {proc.returncode}):\n{tail}")
+    return engine
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def load_bundle(bundle: Path) -> dict[str, Any]:
+    path = bundle / "bundle.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: not an edgeskel bundle (bundle.json missing)")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise SystemExit(f"error: {path}: unsupported bundle format {meta.get('format')!r} (want {BUNDLE_FORMAT})")
+    return meta
+
+
+def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """Accuracy + latency + peak RSS of one variant in this process."""
+    res: dict[str, Any] = {k: v.get(k) for k in ("name", "backend", "precision")}
+    res.update(status="ok", error=None)
+    try:
+        module = RUNTIME_MODULES.get(v["backend"], v["backend"])
+        __import__(module)
+        if v["backend"] not in RUNTIMES:
+            raise RuntimeError(f"backend {v['backend']!r} cannot run in the standalone device runner")
+        baseline = peak_rss_mb()
+        path = bundle / v["artifact"]
+        if v["backend"] == "tensorrt" and not str(path).endswith((".engine", ".plan")):
+            t0 = time.perf_counter()
+            path = build_engine(bundle, v, meta, log)
+            res["engine_build_s"] = round(time.perf_counter() - t0, 2)
+        infer = RUNTIMES[v["backend"]](path, v["precision"], meta.get("threads"), v.get("options") or {})
+        data = meta["data"]
+        x = np.load(bundle / data["val_x"])
+        y = np.load(bundle / data["val_y"])
+        ref = np.load(bundle / data["ref_logits"]) if data.get("ref_logits") else None
+        m = meta.get("measure", {})
+        static = v.get("static_batch")
+        eval_bs = int(static or m.get("eval_batch_size", 16))
+        res["accuracy"], _ = evaluate(infer, x, y, eval_bs, ref, pad_to_batch=static is not None)
+        res["latency_ms"] = {}
+        for bs in [static] if static else (v.get("batch_sizes") or meta.get("batch_sizes") or [1]):
+            log(f"  {v['name']}: timing batch {bs}")
+            times = time_infer(infer, make_batch(x[0], int(bs)), int(m.get("warmup", 10)), int(m.get("runs", 100)),
+                               m.get("max_seconds"))
+            res["latency_ms"][str(bs)] = latency_stats(times, int(bs))
+        peak = peak_rss_mb()
+        res["memory"] = {"peak_rss_mb": round(peak, 1), "baseline_rss_mb": round(baseline, 1),
+                         "model_rss_mb": round(peak - baseline, 1), "method": "getrusage ru_maxrss (host RSS)"}
+    except Exception as exc:  # report per variant; the other variants still run
+        res.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    return res
+
+
+def environment() -> dict[str, Any]:
+    """What ran the measurement (no hostname, user or paths)."""
+    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           "system": platform.system(), "numpy": np.__version__, "runtimes": {}}
+    for backend, mod in RUNTIME_MODULES.items():
+        try:
+            env["runtimes"][backend] = getattr(__import__(mod), "__version__", "unknown")
+        except Exception:
+            env["runtimes"][backend] = None
+    tegra = Path("/etc/nv_tegra_release")
+    if tegra.is_file():
+        env["l4t"] = tegra.read_text().splitlines()[0][:120]
+    return env
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _run_isolated(bundle: Path, name: str, log: Callable[[str], None]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "one.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--variant", name, "--out", str(out),
+               "--no-isolate"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode == 0 and out.is_file():
+            return json.loads(out.read_text())["variants"][0]
+        tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
+        return {"name": name, "status": "error", "error": f"variant process exited with code {proc.returncode}: {tail}"}
+
+
+def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str] | None = None,
+               isolate: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the bundle's variants here and write results.json atomically; returns it."""
+    bundle = Path(bundle).resolve()
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    meta = load_bundle(bundle)
+    variants = [v for v in meta["variants"] if not only or v["name"] in only]
+    if only and len(variants) != len(only):
+        raise SystemExit(f"error: unknown variant(s) {sorted(set(only) - {v['name'] for v in variants})}")
+    results = []
+    for v in variants:
+        log(f"variant {v['name']} ({v['backend']} {v['precision']})")
+        r = _run_isolated(bundle, v["name"], log) if isolate else run_variant(bundle, meta, v, log)
+        for k in ("backend", "precision"):
+            r.setdefault(k, v[k])
+        results.append(r)
+        if r["status"] != "ok":
+            log(f"  {v['name']}: ERROR {r['error']}")
+    doc = {"format": RESULTS_FORMAT, "bundle_id": meta["bundle_id"], "device": meta.get("device"),
+           "environment": environment(), "variants": results}
+    write_json_atomic(Path(out) if out else bundle / "results.json", doc)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Measure an edgeskel bundle's variants on this device.")
+    ap.add_argument("bundle", help="bundle folder (contains bundle.json)")
+    ap.add_argument("--out", default=None, help="results file (default: BUNDLE/results.json)")
+    ap.add_argument("--variant", action="append", default=None, help="only this variant (repeatable)")
+    ap.add_argument("--no-isolate", action="store_true", help="run variants in this process")
+    a = ap.parse_args(argv)
+    doc = run_bundle(a.bundle, a.out, a.variant, isolate=not a.no_isolate)
+    bad = [v["name"] for v in doc["variants"] if v["status"] != "ok"]
+    print(json.dumps({"ok": len(doc["variants"]) - len(bad), "errors": bad}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

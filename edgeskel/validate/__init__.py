@@ -1,0 +1,1 @@
+"""Validation: accuracy, parity, latency, memory and gates, all through `Runner`s."""

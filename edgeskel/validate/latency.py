@@ -1,0 +1,118 @@
+"""Latency/throughput of a runner, and the peak memory of running it.
+
+Latency is the host wall-clock time of one `runner.infer(batch)` call (input copy, compute,
+output copy), after `warmup` calls, over `runs` calls; reported per batch size as
+p50/p90/p99/mean/std/min/max in ms plus throughput (samples/s = batch / mean). Dict keys
+are batch sizes as strings ("1", "16") so local results and device results.json (JSON) are
+the same structure. The timing and statistics code is shared with the device runner.
+
+Peak memory: psutil is not available and tracemalloc cannot see native (ORT/OpenVINO)
+allocations, so `measure_peak_memory` runs the runner in a FRESH child process and reads
+the kernel's high-water mark of its resident set (getrusage ru_maxrss) twice: after the
+runtime is imported (baseline) and after load + inference. It reports both and their
+difference (what the model itself costs). On Jetson, CUDA/unified allocations may not all
+appear in host RSS; use tegrastats there for the GPU side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgeskel.errors import EdgeskelError
+from edgeskel.remote.device_runner import RUNTIME_MODULES, latency_stats, make_batch, time_infer
+from edgeskel.runtime.base import Runner
+
+
+def measure_latency(
+    runner: Runner,
+    sample: np.ndarray,
+    batch_sizes: list[int] | tuple[int, ...] = (1,),
+    warmup: int = 10,
+    runs: int = 100,
+    max_seconds: float | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Time `runner` on `sample` (C, T, V, M) repeated to each batch size.
+
+    Returns {str(batch): {p50, p90, p99, mean, std, min, max, runs, batch_size,
+    throughput_fps, samples_ms}}. `max_seconds` caps the timed loop per batch size (at
+    least 10 runs are always taken; `runs` reports how many were).
+    """
+    sample = np.asarray(sample, dtype=np.float32)
+    if sample.ndim != 4:
+        raise EdgeskelError(f"latency sample must be one (C, T, V, M) sample, got shape {sample.shape}")
+    out: dict[str, dict[str, Any]] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=not progress, transient=True,
+    ) as bar:
+        for bs in batch_sizes:
+            task = bar.add_task(f"latency {runner.backend or type(runner).__name__} {runner.precision} b={bs}", total=runs)
+            times = time_infer(runner.infer, make_batch(sample, int(bs)), warmup, runs, max_seconds,
+                               on_step=lambda t=task: bar.advance(t))
+            out[str(bs)] = latency_stats(times, int(bs))
+    return out
+
+
+_CHILD = r"""
+import importlib, json, resource, sys
+import numpy as np
+spec = json.loads(sys.argv[1])
+def rss():
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+mod = importlib.import_module(spec["module"])
+cls = mod
+for part in spec["qualname"].split("."):
+    cls = getattr(cls, part)
+if spec["runtime"]:
+    try:
+        importlib.import_module(spec["runtime"])  # count the runtime library in the baseline
+    except ImportError:
+        pass
+runner = cls(spec["artifact"], precision=spec["precision"], threads=spec["threads"], **spec["options"])
+base = rss()
+runner.load()
+x = np.load(spec["input"])
+for _ in range(spec["repeats"]):
+    runner.infer(x)
+peak = rss()
+runner.close()
+print("EDGESKEL_MEMORY " + json.dumps({"baseline_rss_mb": base, "peak_rss_mb": peak}))
+"""
+
+
+def measure_peak_memory(runner: Runner, sample: np.ndarray, batch_size: int = 1, repeats: int = 3,
+                        timeout_s: float = 600) -> dict[str, Any]:
+    """Peak RSS (MB) of loading `runner`'s artifact and running `repeats` inferences at
+    `batch_size`, measured in a fresh child process (see module docstring)."""
+    cls = type(runner)
+    with tempfile.TemporaryDirectory() as td:
+        inp = Path(td) / "x.npy"
+        np.save(inp, make_batch(sample, batch_size))
+        spec = {"module": cls.__module__, "qualname": cls.__qualname__, "artifact": str(runner.artifact),
+                "precision": runner.precision, "threads": runner.threads, "options": runner.options,
+                "input": str(inp), "repeats": repeats, "runtime": RUNTIME_MODULES.get(runner.backend)}
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        try:
+            proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True,
+                                  timeout=timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            raise EdgeskelError(f"{runner.artifact}: memory measurement timed out after {timeout_s:.0f} s") from None
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("EDGESKEL_MEMORY ")), None)
+    if proc.returncode != 0 or line is None:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise EdgeskelError(f"{runner.artifact}: memory measurement process failed (exit {proc.returncode}): {tail}")
+    d = json.loads(line.split(" ", 1)[1])
+    return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "baseline_rss_mb": round(d["baseline_rss_mb"], 1),
+            "model_rss_mb": round(d["peak_rss_mb"] - d["baseline_rss_mb"], 1), "batch_size": batch_size,
+            "method": "child process getrusage ru_maxrss (host RSS)"}
