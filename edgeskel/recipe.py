@@ -108,3 +108,20 @@ def resolve_data_path(spec: str, base: Path) -> str:
     if not p.is_absolute() and not p.exists() and (base / p).exists():
         path = str((base / p).resolve())
     return f"{kind}:{path}{sep}{opts}"
+
+
+def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: str | None = None) -> Recipe:
+    """Apply CLI overrides and make the recipe's relative paths absolute (against the repo root,
+    where shipped recipes point: `reference/...`, `../shared/data/...`)."""
+    model = recipe.model
+    if checkpoint:
+        model = model.model_copy(update={"checkpoint": str(checkpoint), "import_from": None})
+    elif model.checkpoint and not Path(model.checkpoint).is_absolute() and not Path(model.checkpoint).exists():
+        cand = REPO_ROOT / model.checkpoint
+        if cand.exists():
+            model = model.model_copy(update={"checkpoint": str(cand)})
+    if model.checkpoint and not Path(model.checkpoint).is_file():
+        raise ConfigError(f"recipe {recipe.name!r}: model.checkpoint {model.checkpoint} not found "
+                          "(see reference/README.md for the command that creates it, or pass --checkpoint)")
+    spec = resolve_data_path(data or recipe.data.spec, REPO_ROOT)
+    return recipe.model_copy(update={"model": model, "data": recipe.data.model_copy(update={"spec": spec})})

@@ -14,7 +14,7 @@ from edgeskel.errors import EdgeskelError
 from edgeskel.io import sha256_file, sha256_json
 from edgeskel.pipeline import steps
 from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
-from edgeskel.recipe import REPO_ROOT, load_recipe, resolve_data_path
+from edgeskel.recipe import load_recipe, with_overrides
 
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
@@ -34,14 +34,7 @@ def run_pipeline(
 
     profile = load_profile(device)
     rec, rec_path = load_recipe(recipe)
-    updates: dict[str, Any] = {}
-    if checkpoint:
-        updates["model"] = rec.model.model_copy(update={"checkpoint": checkpoint, "import_from": rec.model.import_from if rec.model.checkpoint is None else None})
-    if data:
-        updates["data"] = rec.data.model_copy(update={"spec": data})
-    if updates:
-        rec = rec.model_copy(update=updates)
-    rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": resolve_data_path(rec.data.spec, REPO_ROOT)})})
+    rec = with_overrides(rec, checkpoint, data)
 
     run = RunDir(Path(out_root) / rec.name / profile.name)
     with run:

@@ -8,17 +8,13 @@ from typing import Any
 
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.pipeline import steps
-from edgeskel.recipe import REPO_ROOT, load_recipe, resolve_data_path
+from edgeskel.recipe import load_recipe, with_overrides
 
 
 def compress_recipe(recipe: str, out: str | Path, checkpoint: str | Path | None = None, data: str | None = None,
                     rank_multiple: int | None = None, quiet: bool = False) -> dict[str, Any]:
     rec, _ = load_recipe(recipe)
-    if checkpoint:
-        rec = rec.model_copy(update={"model": rec.model.model_copy(update={"checkpoint": str(checkpoint), "import_from": None})})
-    if data:
-        rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": data})})
-    rec = rec.model_copy(update={"data": rec.data.model_copy(update={"spec": resolve_data_path(rec.data.spec, REPO_ROOT)})})
+    rec = with_overrides(rec, checkpoint, data)
     out = Path(out)
     dataset = steps.load_data(rec)
     steps.get_reference(rec, dataset, out / "reference", quiet=quiet)

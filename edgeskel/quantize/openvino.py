@@ -1,0 +1,153 @@
+"""OpenVINO IR conversion (fp32 / fp16-compressed) and NNCF post-training INT8.
+
+Facts behind the choices (TOOLCHAIN.md): convert from the ONNX file (converting the torch
+module traces through TorchScript and failed on a transformer); `compress_to_fp16` only halves
+the file, CPU compute stays f32; NNCF's default model type is used because
+`ModelType.TRANSFORMER` (SmoothQuant) cut a transformer's top-1 agreement to 67%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel.errors import ExportError
+from edgeskel.io import atomic_path
+
+
+def _read_model(src: Path):
+    import openvino as ov
+
+    src = Path(src)
+    if not src.is_file():
+        raise ExportError(f"{src}: model to convert not found")
+    try:
+        if src.suffix.lower() == ".xml":
+            return ov.Core().read_model(str(src))
+        return ov.convert_model(str(src))
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{src}: OpenVINO cannot read the model: {str(exc).splitlines()[0]}") from None
+
+
+def _save_ir(model, out_xml: Path, fp16: bool) -> Path:
+    """ov.save_model via temp names, then rename .bin before .xml (the .xml names the .bin)."""
+    import openvino as ov
+
+    out_xml = Path(out_xml)
+    if out_xml.suffix.lower() != ".xml":
+        raise ExportError(f"{out_xml}: OpenVINO IR path must end in .xml")
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp_xml = out_xml.with_name(f".{out_xml.stem}.tmp.xml")
+    try:
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
+        xml_text = tmp_xml.read_text()
+        with atomic_path(out_xml.with_suffix(".bin")) as tmp_bin:
+            tmp_bin.write_bytes(tmp_xml.with_suffix(".bin").read_bytes())
+        with atomic_path(out_xml) as tmp:
+            tmp.write_text(xml_text)
+    finally:
+        for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
+            p.unlink(missing_ok=True)
+    return out_xml
+
+
+def _copy_rt_info(model, meta: dict[str, str]) -> None:
+    """Carry edgeskel ONNX metadata into the IR's rt_info (so the IR is self-describing too)."""
+    for k, v in meta.items():
+        model.set_rt_info(v, ["edgeskel", k])
+
+
+def _onnx_meta(src: Path) -> dict[str, str]:
+    if src.suffix.lower() != ".onnx":
+        return {}
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+
+
+def to_openvino_ir(onnx: str | Path, out_xml: str | Path, fp16: bool = False) -> Path:
+    """ONNX -> OpenVINO IR (.xml + .bin); `fp16` stores weights as fp16 (compute stays f32 on CPU)."""
+    src = Path(onnx)
+    model = _read_model(src)
+    _copy_rt_info(model, _onnx_meta(src))
+    return _save_ir(model, Path(out_xml), fp16)
+
+
+def _top1(compiled, items) -> float:
+    out = compiled.output(0)
+    hits = total = 0
+    for x, y in items:
+        pred = np.asarray(compiled(x)[out]).argmax(1)
+        hits += int((pred == np.asarray(y)).sum())
+        total += len(pred)
+    return hits / max(total, 1)
+
+
+def quantize_nncf(
+    model: str | Path,
+    out_xml: str | Path,
+    calib: np.ndarray,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
+    max_drop: float | None = None,
+    subset_size: int = 300,
+    *,
+    preset: str = "performance",
+    batch: int = 1,
+) -> dict[str, Any]:
+    """NNCF post-training INT8 of an ONNX file or an IR, saved as IR at `out_xml`.
+
+    With `val_x`, `val_y` and `max_drop`, uses nncf.quantize_with_accuracy_control (top-1 of
+    the compiled model as the metric), which reverts the most harmful layers to float until
+    the absolute top-1 drop is <= max_drop. Returns the settings (and, for accuracy control,
+    the achieved metrics).
+    """
+    import nncf
+    import openvino as ov
+
+    src = Path(model)
+    calib = np.ascontiguousarray(calib, dtype=np.float32)
+    if calib.ndim != 5 or len(calib) == 0:
+        raise ExportError(f"{src}: calibration data must be a non-empty (N, C, T, V, M) array, got {calib.shape}")
+    ov_model = _read_model(src)
+    fixed = ov_model.input(0).get_partial_shape()[0]
+    b = fixed.get_length() if fixed.is_static else max(1, batch)
+    calib_items = [calib[i : i + b] for i in range(0, len(calib) - b + 1, b)]
+    if not calib_items:
+        raise ExportError(f"{src}: need at least {b} calibration samples for the model's fixed batch")
+    subset = min(subset_size, len(calib_items) * b)
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    if preset not in presets:
+        raise ExportError(f"{src}: unknown NNCF preset {preset!r}; use {sorted(presets)}")
+    settings: dict[str, Any] = {
+        "tool": "nncf.quantize", "nncf_version": nncf.__version__, "openvino_version": ov.__version__,
+        "preset": preset, "model_type": "default", "subset_size": subset, "calib_samples": len(calib_items) * b,
+    }
+    calib_ds = nncf.Dataset(calib_items)
+    try:
+        if val_x is not None and val_y is not None and max_drop is not None:
+            val_x = np.ascontiguousarray(val_x, dtype=np.float32)
+            val_y = np.asarray(val_y).astype(np.int64).reshape(-1)
+            val_items = [(val_x[i : i + b], val_y[i : i + b]) for i in range(0, len(val_x) - b + 1, b)]
+            val_ds = nncf.Dataset(val_items, lambda item: item[0])
+            qmodel = nncf.quantize_with_accuracy_control(
+                ov_model, calib_ds, val_ds, validation_fn=_top1, max_drop=max_drop,
+                drop_type=nncf.DropType.ABSOLUTE, preset=presets[preset], subset_size=subset,
+            )
+            settings.update(tool="nncf.quantize_with_accuracy_control", max_drop=max_drop, val_samples=len(val_items) * b)
+            core = ov.Core()
+            cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+            settings["top1_fp32"] = _top1(core.compile_model(ov_model, "CPU", cfg), val_items)
+            settings["top1_int8"] = _top1(core.compile_model(qmodel, "CPU", cfg), val_items)
+        else:
+            qmodel = nncf.quantize(ov_model, calib_ds, preset=presets[preset], subset_size=subset)
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{src}: NNCF quantization failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    _copy_rt_info(qmodel, _onnx_meta(src))
+    _save_ir(qmodel, Path(out_xml), fp16=False)
+    settings["fake_quantize_nodes"] = sum(op.get_type_name() == "FakeQuantize" for op in qmodel.get_ops())
+    return settings
