@@ -92,7 +92,9 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     p = next(model.parameters(), None)
-    x = torch.zeros(*input_shape, device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else torch.float32)
+    x = torch.zeros(
+        *input_shape, device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else torch.float32
+    )
     try:
         with FlopCounterMode(display=False) as counter:
             model(x)

@@ -40,10 +40,14 @@ class LowRankConv1x1(nn.Sequential):
     first conv, so the second conv's bias reproduces the original output at padded positions.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, rank: int, groups: int = 1, stride=1, padding=0, bias: bool = True):
+    def __init__(
+        self, in_channels: int, out_channels: int, rank: int, groups: int = 1, stride=1, padding=0, bias: bool = True
+    ):
         super().__init__(
             OrderedDict(
-                down=nn.Conv2d(in_channels, groups * rank, 1, stride=stride, padding=padding, groups=groups, bias=False),
+                down=nn.Conv2d(
+                    in_channels, groups * rank, 1, stride=stride, padding=padding, groups=groups, bias=False
+                ),
                 up=nn.Conv2d(groups * rank, out_channels, 1, groups=groups, bias=bias),
             )
         )
@@ -53,10 +57,22 @@ class LowRankConv1x1(nn.Sequential):
 class LowRankConvK(nn.Sequential):
     """k x 1 Conv2d ~= SVD of the flattened kernel (out x in*k): Conv(kx1, in->r) -> Conv1x1(r->out)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, rank: int, stride=1, padding=0, dilation=1, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        rank: int,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+    ):
         super().__init__(
             OrderedDict(
-                down=nn.Conv2d(in_channels, rank, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False),
+                down=nn.Conv2d(
+                    in_channels, rank, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
+                ),
                 up=nn.Conv2d(rank, out_channels, 1, bias=bias),
             )
         )
@@ -66,7 +82,18 @@ class LowRankConvK(nn.Sequential):
 class Tucker2Conv(nn.Sequential):
     """k x 1 Conv2d ~= Tucker-2 on the channel modes: Conv1x1(in->r_in) -> Conv(kx1, r_in->r_out) -> Conv1x1(r_out->out)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, r_in: int, r_out: int, stride=1, padding=0, dilation=1, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        r_in: int,
+        r_out: int,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+    ):
         super().__init__(
             OrderedDict(
                 down=nn.Conv2d(in_channels, r_in, 1, bias=False),
@@ -109,17 +136,36 @@ def build_factorized(module: nn.Module, kind: str, method: str, ranks: dict[str,
         new: nn.Sequential = LowRankLinear(module.in_features, module.out_features, ranks["rank"], has_bias)
     elif kind == "conv1x1":
         new = LowRankConv1x1(
-            module.in_channels, module.out_channels, ranks["rank"], module.groups, module.stride, module.padding, has_bias
+            module.in_channels,
+            module.out_channels,
+            ranks["rank"],
+            module.groups,
+            module.stride,
+            module.padding,
+            has_bias,
         )
     elif kind == "conv_k" and method == "svd":
         new = LowRankConvK(
-            module.in_channels, module.out_channels, module.kernel_size, ranks["rank"],
-            module.stride, module.padding, module.dilation, has_bias,
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            ranks["rank"],
+            module.stride,
+            module.padding,
+            module.dilation,
+            has_bias,
         )
     elif kind == "conv_k" and method == "tucker2":
         new = Tucker2Conv(
-            module.in_channels, module.out_channels, module.kernel_size, ranks["r_in"], ranks["r_out"],
-            module.stride, module.padding, module.dilation, has_bias,
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            ranks["r_in"],
+            ranks["r_out"],
+            module.stride,
+            module.padding,
+            module.dilation,
+            has_bias,
         )
     else:
         raise ValueError(f"unknown factorization kind={kind!r} method={method!r}")

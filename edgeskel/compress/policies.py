@@ -125,7 +125,9 @@ def choose_method(info: LayerInfo, spec: Spectra, cfg: CompressionConfig, measur
         return Decision(cfg.temporal_method, _base_ranks(info, spec, cfg.temporal_method, cfg))
     svd_ranks = _base_ranks(info, spec, "svd", cfg)
     svd_flops = info.cost("svd", svd_ranks)[1]
-    tucker = next((t for t in rank_grid(info, "tucker2", cfg.rank_multiple) if info.cost("tucker2", t)[1] <= svd_flops), None)
+    tucker = next(
+        (t for t in rank_grid(info, "tucker2", cfg.rank_multiple) if info.cost("tucker2", t)[1] <= svd_flops), None
+    )
     if tucker is None:
         return Decision("svd", svd_ranks, {"auto": "no Tucker-2 ranks fit the SVD cost"})
     e_svd, e_t = measure(info, "svd", svd_ranks), measure(info, "tucker2", tucker)
@@ -134,7 +136,11 @@ def choose_method(info: LayerInfo, spec: Spectra, cfg: CompressionConfig, measur
 
 
 def allocate_budget(
-    infos: list[LayerInfo], specs: dict[str, Spectra], methods: dict[str, Decision], cfg: CompressionConfig, total_before: int
+    infos: list[LayerInfo],
+    specs: dict[str, Spectra],
+    methods: dict[str, Decision],
+    cfg: CompressionConfig,
+    total_before: int,
 ) -> tuple[dict[str, Decision | None], dict]:
     """Greedy sensitivity allocation of ranks under a whole-model params/FLOPs budget."""
     col = 0 if cfg.target == "params" else 1
@@ -190,6 +196,14 @@ def allocate_budget(
     out: dict[str, Decision | None] = {}
     for info in infos:
         ranks = options[info.name][cur[info.name]][0]
-        out[info.name] = None if ranks is None else Decision(methods[info.name].method, ranks, dict(methods[info.name].notes))
-    summary = {"target": cfg.target, "budget": cfg.budget, "predicted_total": total, "total_before": total_before, "limit": target}
+        out[info.name] = (
+            None if ranks is None else Decision(methods[info.name].method, ranks, dict(methods[info.name].notes))
+        )
+    summary = {
+        "target": cfg.target,
+        "budget": cfg.budget,
+        "predicted_total": total,
+        "total_before": total_before,
+        "limit": target,
+    }
     return out, summary

@@ -23,6 +23,7 @@ from edgeskel.errors import ConfigError, DataError
 from edgeskel.layouts import BUILTIN_LAYOUTS, SkeletonLayout, get_layout
 
 SPLITS = ("train", "test")
+MAX_CLASSES = 100_000  # a label beyond this is garbage, not a class id
 
 
 @dataclass
@@ -91,7 +92,7 @@ class ReadRequest:
         if problem is not None:
             self.bad(path, problem, name)
             return False
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)  # finite float64 beyond float32 was refused above
         if self.expect_channels is None:
             self.expect_channels = x.shape[0]
         if self.expect_joints is None:
@@ -117,12 +118,16 @@ class ReadRequest:
             return f"{c} coordinate channels; expected 2 or 3"
         if not np.isfinite(x).all():
             return "NaN or infinite coordinates"
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max() > np.finfo(np.float32).max:
+            return "coordinates too large for float32"
         if not np.any(x):
             return "zero-length sequence: every frame is all zeros"
         if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
             return f"label {label!r} is not an integer"
         if label < 0:
             return f"label {label} is negative"
+        if label >= MAX_CLASSES:
+            return f"label {label} is implausibly large (>= {MAX_CLASSES})"
         return None
 
 

@@ -42,12 +42,16 @@ def export_onnx(
     opset: int = 17,
     batch: int | None = None,
     simplify: bool = True,
+    *,
+    exporter: str = "legacy",
 ) -> Path:
     """Export `model` to `out` with input `skeleton` (N,C,T,V,M) and output `logits` (N,K).
 
     `batch=None` makes the batch axis dynamic ("batch"); C,T,V,M are fixed from
     `spec.input_shape`. Refuses graphs with Einsum (TensorRT INT8 and several runtimes run it
     slowly or not at all). The file is validated with onnx.checker and written atomically.
+    `exporter`: "legacy" (default, see module doc; falls back to dynamo if this torch has no
+    legacy exporter) or "dynamo" (down-converted to `opset` when it emits a newer one).
     """
     out = Path(out)
     if opset < 13:
@@ -66,7 +70,12 @@ def export_onnx(
             raise ExportError(
                 f"{out}: model output must be logits of shape (N, {spec.num_classes}), got {shape}"
             )
-        proto = _export_proto(model, x, opset, dynamic=batch is None, out=out)
+        if exporter not in ("legacy", "dynamo"):
+            raise ExportError(f"{out}: unknown exporter {exporter!r}; use 'legacy' or 'dynamo'")
+        if exporter == "dynamo":
+            proto = _export_dynamo(model, x, opset, dynamic=batch is None, out=out)
+        else:
+            proto = _export_proto(model, x, opset, dynamic=batch is None, out=out)
     finally:
         model.train(was_training)
 
@@ -94,7 +103,9 @@ def _export_proto(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool, 
                 output_names=[OUTPUT_NAME], dynamic_axes=dyn_axes, do_constant_folding=True,
             )
         return onnx.load_from_string(buf.getvalue())
-    except TypeError:  # legacy exporter removed in this torch: dynamo + down-conversion
+    except TypeError as exc:  # legacy exporter gone from this torch: dynamo + down-conversion
+        if "dynamo" not in str(exc):
+            raise ExportError(f"{out}: torch.onnx.export failed: TypeError: {str(exc).splitlines()[0]}") from None
         return _export_dynamo(model, x, opset, dynamic, out)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; report one clear line
         raise ExportError(f"{out}: torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
@@ -104,7 +115,7 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
     dyn = {"x": {0: torch.export.Dim("batch", min=1)}} if dynamic else None
     try:
         prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=max(opset, 18), dynamic_shapes=dyn,
-                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
         proto = prog.model_proto
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{out}: dynamo export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None

@@ -84,6 +84,35 @@ class MultiScaleTemporalConv(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
+def conv_init(conv: nn.Conv2d) -> None:
+    """Official CTR-GCN/Hyperformer `conv_init`: Kaiming normal (fan_out), zero bias."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def bn_init(bn: nn.Module, scale: float) -> None:
+    nn.init.constant_(bn.weight, scale)
+    nn.init.zeros_(bn.bias)
+
+
+def official_tcn_init(module: nn.Module) -> None:
+    """CTR-GCN/Hyperformer initialisation of temporal blocks: `weights_init` for the
+    multi-scale TCN (BN weight ~ N(1, 0.02)), `conv_init` + unit BN for `unit_tcn`."""
+    for m in module.modules():
+        if isinstance(m, UnitTCN):
+            conv_init(m.conv)
+            bn_init(m.bn, 1.0)
+    for m in module.modules():  # after: overrides the TemporalConvs inside the MS-TCNs
+        if isinstance(m, MultiScaleTemporalConv):
+            for sub in m.modules():
+                if isinstance(sub, nn.Conv2d):
+                    conv_init(sub)
+                elif isinstance(sub, nn.BatchNorm2d):
+                    nn.init.normal_(sub.weight, 1.0, 0.02)
+                    nn.init.zeros_(sub.bias)
+
+
 def make_residual(in_channels: int, out_channels: int, stride: int, enabled: bool = True) -> nn.Module | None:
     """Block residual as in the official code: none, identity, or a strided 1x1 `unit_tcn`."""
     if not enabled:

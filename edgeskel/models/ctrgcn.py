@@ -19,9 +19,12 @@ from edgeskel.errors import ConfigError
 from edgeskel.layouts import SkeletonLayout
 from edgeskel.models.blocks import (
     MultiScaleTemporalConv,
+    bn_init,
     check_input,
+    conv_init,
     make_residual,
     mvc_data_bn,
+    official_tcn_init,
     pool_persons,
     round_channels,
 )
@@ -116,6 +119,21 @@ class CTRGCN(nn.Module):
         self.num_stages = num_stages
         self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
         self.fc = nn.Linear(c_in, num_classes)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The official initialisation (matters when training from scratch)."""
+        for m in self.modules():
+            if isinstance(m, UnitGCN):
+                for sub in m.modules():
+                    if isinstance(sub, nn.Conv2d):
+                        conv_init(sub)
+                    elif isinstance(sub, nn.BatchNorm2d):
+                        bn_init(sub, 1.0)
+                bn_init(m.bn, 1e-6)
+        official_tcn_init(self)
+        nn.init.normal_(self.fc.weight, 0, (2.0 / self.fc.out_features) ** 0.5)
+        bn_init(self.data_bn, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.num_joints, self.num_person, "ctrgcn")

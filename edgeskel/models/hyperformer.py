@@ -23,7 +23,15 @@ import torch.nn as nn
 
 from edgeskel.errors import ConfigError
 from edgeskel.layouts import SkeletonLayout
-from edgeskel.models.blocks import MultiScaleTemporalConv, check_input, make_residual, mvc_data_bn, pool_persons
+from edgeskel.models.blocks import (
+    MultiScaleTemporalConv,
+    bn_init,
+    check_input,
+    make_residual,
+    mvc_data_bn,
+    official_tcn_init,
+    pool_persons,
+)
 from edgeskel.models.graph import hop_distances, part_matrices
 from edgeskel.models.registry import register_model
 
@@ -133,6 +141,10 @@ class Hyperformer(nn.Module):
         self.num_stages = num_stages
         self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
         self.fc = nn.Linear(dim, num_classes)
+        # official initialisation: temporal blocks, classifier N(0, sqrt(2/K)), data_bn 1/0
+        official_tcn_init(self)
+        nn.init.normal_(self.fc.weight, 0, (2.0 / num_classes) ** 0.5)
+        bn_init(self.data_bn, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.num_joints, self.num_person, "hyperformer")

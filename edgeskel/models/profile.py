@@ -19,7 +19,10 @@ def count_params(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, input_shape: tuple[int, int, int, int, int]) -> int:
     """FLOPs (2 * MACs of matmuls/convs) of one forward pass on a zero input of shape
-    (N, C, T, V, M), in eval mode without gradients; the model's train/eval mode is restored."""
+    (N, C, T, V, M), in eval mode; the model's train/eval mode is restored.
+
+    Runs with autograd enabled: FlopCounterMode's module tracker registers grad hooks and
+    fails on parameter views created under `no_grad`."""
     if len(input_shape) != 5:
         raise ValueError(f"input_shape must be (N, C, T, V, M), got {input_shape}")
     was_training = model.training
@@ -29,7 +32,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int, int, int]) -
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(input_shape, dtype=torch.float32, device=device)
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        with counter:
             model(x)
         return int(counter.get_total_flops())
     finally:

@@ -101,6 +101,8 @@ class STGCN(nn.Module):
         self.gcn = nn.ModuleList(blocks)
         self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
         self.fc = nn.Linear(c_in, num_classes)
+        nn.init.normal_(self.fc.weight, 0, 0.01)  # PYSKL head: normal_init(fc_cls, std=0.01)
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.num_joints, self.num_person if self.data_bn_type == "MVC" else None, "stgcn")

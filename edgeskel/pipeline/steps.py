@@ -69,7 +69,7 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
         save_checkpoint(target, model, spec, extra=extra)
         return {"source": "checkpoint"}
     from edgeskel import models
-    from edgeskel.data.preprocess import SkeletonTorchDataset
+    from edgeskel.data.torch_dataset import SkeletonTorchDataset
     from edgeskel.train.api import prepare_arrays
     from edgeskel.train.trainer import fit, seed_everything
 
@@ -123,7 +123,7 @@ def compress_and_finetune(
     top1_ft = top1_compressed
     ft_info: dict[str, Any] = {}
     if ft_cfg is not None and ft_cfg.epochs > 0:
-        from edgeskel.data.preprocess import SkeletonTorchDataset
+        from edgeskel.data.torch_dataset import SkeletonTorchDataset
         from edgeskel.train.trainer import fit
 
         train_set = SkeletonTorchDataset(dataset.train, dataset.layout, spec.preprocess, train=True, seed=ft_cfg.seed)

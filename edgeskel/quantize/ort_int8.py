@@ -9,6 +9,8 @@ and int8-only DequantizeLinear inputs, hence `symmetric_activations=True` by def
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -141,7 +143,9 @@ def quantize_ort_int8(
             src = Path(td) / "pre.onnx"
             settings.update(preprocess_onnx(onnx_in, src))
         try:
-            with atomic_path(onnx_out) as tmp:
+            # ORT's entropy/percentile calibrators print progress to stdout: keep stdout clean
+            # for CLI output (e.g. JSON).
+            with atomic_path(onnx_out) as tmp, contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(
                     str(src), str(tmp), _ArrayReader(calib, input_name, batch), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel,
@@ -281,7 +285,7 @@ def quantize_with_fallback(
         excluded = list(user_excluded)
         settings, gate = attempt(excluded)
         ranking: list[dict[str, Any]] = []
-        if not gate["passed"]:
+        if not gate["passed"] and max_rounds > 0:
             ranking = sensitivity_ranking(pre, out, val_x[: min(len(val_x), 32)])
             n_tensors, step = 0, 1
             while not gate["passed"] and len(rounds) <= max_rounds and n_tensors < len(ranking):

@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -343,11 +344,21 @@ def environment() -> dict[str, Any]:
     """What ran the measurement (no hostname, user or paths)."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "system": platform.system(), "numpy": np.__version__, "runtimes": {}}
-    for backend, mod in RUNTIME_MODULES.items():
-        try:
-            env["runtimes"][backend] = getattr(__import__(mod), "__version__", "unknown")
-        except Exception:
-            env["runtimes"][backend] = None
+    from importlib import metadata, util
+
+    dists = {"ort": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",), "tensorrt": ("tensorrt",),
+             "torch": ("torch",)}
+    for backend, names in dists.items():  # package metadata only: importing torch etc. is slow
+        version = None
+        for dist in names:
+            try:
+                version = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        if version is None and util.find_spec(RUNTIME_MODULES[backend]) is not None:
+            version = "installed (version unknown)"  # e.g. JetPack's apt-installed tensorrt
+        env["runtimes"][backend] = version
     tegra = Path("/etc/nv_tegra_release")
     if tegra.is_file():
         env["l4t"] = tegra.read_text().splitlines()[0][:120]
@@ -374,7 +385,7 @@ def _run_isolated(bundle: Path, name: str, log: Callable[[str], None]) -> dict[s
         out = Path(td) / "one.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--variant", name, "--out", str(out),
                "--no-isolate"]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         sys.stderr.write(proc.stderr)
         if proc.returncode == 0 and out.is_file():
             return json.loads(out.read_text())["variants"][0]

@@ -52,7 +52,7 @@ def train(
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt."""
     from edgeskel import models
     from edgeskel.data import load_dataset
-    from edgeskel.data.preprocess import SkeletonTorchDataset
+    from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
     ds = load_dataset(data, layout=layout, skip_bad=skip_bad)

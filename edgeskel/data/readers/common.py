@@ -20,17 +20,35 @@ def numeric_array(obj: Any, path: str | Path, sample: str | None, what: str) -> 
     if arr.dtype.kind not in "iuf":
         kind = "ragged or mixed" if arr.dtype.kind == "O" else f"non-numeric ({arr.dtype})"
         raise DataError(path, f"{what} is {kind}", sample)
-    return arr.astype(np.float32, copy=False)
+    return to_float32(arr)
+
+
+def to_float32(arr: np.ndarray) -> np.ndarray:
+    """Cast to float32; values beyond float32 become inf and are reported by the sample check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return arr.astype(np.float32, copy=False)
+
+
+def contains_bool(obj: Any) -> bool:
+    """True if a nested list holds a JSON boolean (numpy would silently turn it into 0/1)."""
+    if isinstance(obj, bool):
+        return True
+    return isinstance(obj, list) and any(contains_bool(o) for o in obj)
 
 
 def read_json(path: Path) -> Any:
+    """Parse a JSON file. If the text holds `true`/`false`, an object gets `__has_bool__`
+    saying whether a list value contains booleans (scanning only then keeps loading fast)."""
     try:
-        with open(path, "rb") as fh:
-            return json.load(fh)
+        raw = path.read_bytes()
+        data = json.loads(raw)
     except OSError as exc:
         raise DataError(path, f"cannot read file: {exc.strerror}") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise DataError(path, f"invalid JSON: {str(exc).splitlines()[0][:200]}") from None
+    if (b"true" in raw or b"false" in raw) and isinstance(data, dict):
+        data["__has_bool__"] = any(contains_bool(v) for v in data.values() if isinstance(v, list))
+    return data
 
 
 def read_text(path: Path) -> str:

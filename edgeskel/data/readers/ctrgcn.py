@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgeskel.data.classes import ntu_class_names
-from edgeskel.data.readers.common import drop_empty_persons, trim_trailing_zero_frames
-from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
+from edgeskel.data.readers.common import drop_empty_persons, to_float32, trim_trailing_zero_frames
+from edgeskel.data.registry import MAX_CLASSES, ReaderResult, ReadRequest, register_reader
 from edgeskel.errors import DataError
 from edgeskel.layouts import NTU25
 
@@ -36,6 +36,8 @@ def read_ctrgcn(req: ReadRequest) -> ReaderResult:
     for split in ("train", "test"):
         x = _to_nctvm(arrays[f"x_{split}"], path, f"x_{split}", lay)
         y, k = _labels(arrays[f"y_{split}"], path, f"y_{split}")
+        if k > MAX_CLASSES:
+            raise DataError(path, f"{key_y(split)} implies {k} classes; labels look corrupt")
         num_classes = max(num_classes, k)
         if len(y) != len(x):
             raise DataError(path, f"x_{split} has {len(x)} samples but y_{split} has {len(y)} labels")
@@ -50,6 +52,10 @@ def read_ctrgcn(req: ReadRequest) -> ReaderResult:
     if names is None and num_classes:
         names = [f"class_{i:03d}" for i in range(num_classes)]
     return ReaderResult(lay if req.layout else None, names, {"dataset": "ctrgcn-npz", "protocol": path.stem})
+
+
+def key_y(split: str) -> str:
+    return f"y_{split}"
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -73,7 +79,7 @@ def _to_nctvm(x: Any, path: Path, key: str, lay: Any) -> np.ndarray:
     if x.dtype.kind not in "iuf":
         raise DataError(path, f"{key} has non-numeric dtype {x.dtype}")
     if x.ndim == 5:
-        return x.astype(np.float32, copy=False)
+        return to_float32(x)
     if x.ndim != 3:
         raise DataError(path, f"{key} has shape {x.shape}; expected (N, T, M*V*C) or (N, C, T, V, M)")
     n, t, f = x.shape
@@ -81,7 +87,7 @@ def _to_nctvm(x: Any, path: Path, key: str, lay: Any) -> np.ndarray:
     if f == 0 or f % (v * c):
         raise DataError(path, f"{key} has {f} values per frame, not a multiple of {v} joints x {c} channels ({lay.name})")
     m = f // (v * c)
-    return x.reshape(n, t, m, v, c).transpose(0, 4, 1, 3, 2).astype(np.float32, copy=False)
+    return to_float32(x.reshape(n, t, m, v, c).transpose(0, 4, 1, 3, 2))
 
 
 def _labels(y: Any, path: Path, key: str) -> tuple[np.ndarray, int]:

@@ -123,6 +123,7 @@ def read_skeleton_file(path: Path, max_bodies: int = 2) -> np.ndarray:
     for k, (t, b, _) in enumerate(blocks):
         seq[slot[b], t] = xyz[k]
         present[slot[b], t] = True
-    energy = np.array([seq[i, present[i]].var(axis=0).sum() if present[i].sum() > 1 else 0.0 for i in range(len(ids))])
-    order = np.argsort(-energy, kind="stable")[:max_bodies]
-    return seq[order].transpose(3, 1, 2, 0).astype(np.float32)  # (C, T, V, M)
+    with np.errstate(over="ignore", invalid="ignore"):  # garbage values are reported by the sample check
+        energy = np.array([seq[i, present[i]].var(axis=0).sum() if present[i].sum() > 1 else 0.0 for i in range(len(ids))])
+        order = np.argsort(-np.nan_to_num(energy, nan=np.inf), kind="stable")[:max_bodies]
+        return seq[order].transpose(3, 1, 2, 0).astype(np.float32)  # (C, T, V, M)

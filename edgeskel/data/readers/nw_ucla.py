@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskel.data.classes import NW_UCLA_ACTIONS
-from edgeskel.data.readers.common import numeric_array, read_json
+from edgeskel.data.readers.common import contains_bool, numeric_array, read_json
 from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
 from edgeskel.errors import DataError
 from edgeskel.layouts import KINECT20
@@ -79,6 +79,8 @@ def _read_one(path: Path, stem: str) -> tuple[np.ndarray, int]:
     data = read_json(path)
     if not isinstance(data, dict) or "skeletons" not in data or "label" not in data:
         raise DataError(path, "expected a JSON object with 'skeletons' and 'label'", stem)
+    if data.get("__has_bool__") and contains_bool(data["skeletons"]):
+        raise DataError(path, "'skeletons' holds non-numeric values (booleans)", stem)
     arr = numeric_array(data["skeletons"], path, stem, "'skeletons'")
     if arr.size == 0:
         raise DataError(path, "zero-length sequence: 'skeletons' is empty", stem)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskel.data.classes import SBU_ACTIONS
-from edgeskel.data.readers.common import read_text
+from edgeskel.data.readers.common import read_text, to_float32
 from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
 from edgeskel.errors import DataError
 from edgeskel.layouts import OPENNI15
@@ -76,4 +76,4 @@ def _read_one(path: Path, name: str) -> np.ndarray:
     except ValueError as exc:
         raise DataError(path, f"non-numeric value: {exc}", name) from None
     coords = arr[:, 1:].reshape(len(rows), 2, 15, 3)  # T, M, V, C
-    return coords.transpose(3, 0, 2, 1).astype(np.float32)
+    return to_float32(coords.transpose(3, 0, 2, 1))

@@ -1,0 +1,86 @@
+"""`edgeskel devices [show NAME | check NAME]` and `edgeskel device-run BUNDLE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeskel.cli.app import app
+
+devices_app = typer.Typer(help="List and inspect device profiles (devices/*.yaml).", no_args_is_help=False)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.callback(invoke_without_command=True)
+def devices_list(ctx: typer.Context) -> None:
+    """List the device profiles."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgeskel.devices import list_profiles, load_profile, profiles_dir
+
+    t = Table(title="Device profiles (p99 budget ms at batch 1, max top-1 drop in points)", caption=str(profiles_dir()))
+    t.add_column("Name", no_wrap=True)
+    t.add_column("Arch")
+    t.add_column("Variants", min_width=17, overflow="fold")
+    for col in ("Batch", "p99", "Δmax", "Where"):
+        t.add_column(col)
+    for name in list_profiles():
+        p = load_profile(name)
+        t.add_row(name, p.arch, "\n".join(p.variant_names), ",".join(map(str, p.batch_sizes)),
+                  f"{p.gates.p99_latency_ms:g}" if p.gates.p99_latency_ms else "-", f"{p.gates.max_top1_drop:g}",
+                  "ssh" if p.ssh else "local")
+    Console().print(t)
+
+
+@devices_app.command("show")
+def devices_show(name: str = typer.Argument(..., help="profile name or YAML path")) -> None:
+    """Show one profile, fully resolved (defaults filled in)."""
+    import yaml
+
+    from edgeskel.devices import load_profile
+
+    p = load_profile(name)
+    data = p.model_dump(mode="json")
+    typer.echo(yaml.safe_dump(data, sort_keys=False, width=1000).rstrip())
+
+
+@devices_app.command("check")
+def devices_check(name: str = typer.Argument(..., help="profile name or YAML path")) -> None:
+    """Check that the profile's device is reachable over SSH and has the runtimes it needs."""
+    from edgeskel.devices import load_profile
+    from edgeskel.remote import SSHTarget, check_runtimes
+
+    p = load_profile(name)
+    target = SSHTarget.from_profile(p)
+    target.check_connection()
+    info = check_runtimes(target, sorted({v.backend for v in p.variants}), p.arch)
+    Console().print(f"[green]ok[/]: {target.label} python {info['python']} on {info['machine']}, runtimes present")
+
+
+@app.command("device-run")
+def device_run(
+    bundle: Path = typer.Argument(..., help="bundle folder (contains bundle.json)"),
+    out: Path = typer.Option(None, "--out", help="results file (default: BUNDLE/results.json)"),
+    variant: list[str] = typer.Option(None, "--variant", help="only this variant (repeatable)"),
+) -> None:
+    """Measure a bundle's variants on THIS machine (run it on the device). Without edgeskel
+    installed, the same works as `python3 device_runner.py BUNDLE` inside the bundle."""
+    from edgeskel.remote.bundle import read_bundle
+    from edgeskel.remote.device_runner import run_bundle
+
+    read_bundle(bundle)  # clear ConfigError for a wrong folder
+    doc = run_bundle(bundle, out, variant or None)
+    t = Table(title=f"{doc['bundle_id']} on this machine")
+    for col in ("Variant", "Status", "Top-1 %", "Agreement %", "p50 ms (b=1)", "p99 ms (b=1)"):
+        t.add_column(col)
+    for v in doc["variants"]:
+        acc = v.get("accuracy") or {}
+        lat = (v.get("latency_ms") or {}).get("1") or {}
+        fmt = lambda x, f="{:.2f}": "-" if x is None else f.format(x)  # noqa: E731
+        t.add_row(v["name"], v["status"] if v["status"] == "ok" else f"[red]{v['error']}[/]", fmt(acc.get("top1")),
+                  fmt(acc.get("agreement"), "{:.1f}"), fmt(lat.get("p50")), fmt(lat.get("p99")))
+    Console().print(t)
+    Console().print(f"results: {out or Path(bundle) / 'results.json'}")

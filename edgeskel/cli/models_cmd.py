@@ -1,0 +1,130 @@
+"""`edgeskel models`, `edgeskel import`, `edgeskel predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeskel.cli.app import app
+
+
+def list_models(layout: str = "ntu25", num_classes: int = 60, num_person: int = 2, frames: int = 64) -> list[dict[str, Any]]:
+    """Name, family, params and GFLOPs (batch 1) of every registered model at default width."""
+    from edgeskel.layouts import get_layout
+    from edgeskel.models import available_models, build, model_entry
+    from edgeskel.models.profile import count_flops, count_params
+
+    lay = get_layout(layout)
+    rows = []
+    for name in available_models():
+        model = build(name, num_classes, lay, num_person=num_person)
+        shape = (1, lay.channels, frames, lay.num_joints, num_person)
+        rows.append({
+            "name": name,
+            "family": model_entry(name).family,
+            "params": count_params(model),
+            "gflops": round(count_flops(model, shape) / 1e9, 3),
+            "input": list(shape[1:]),
+            "description": model_entry(name).description,
+        })
+    return rows
+
+
+@app.command("models")
+def models_cmd(
+    layout: str = typer.Option("ntu25", "--layout", help="layout name or YAML file"),
+    num_classes: int = typer.Option(60, "--num-classes"),
+    persons: int = typer.Option(2, "--persons", help="M persons"),
+    frames: int = typer.Option(64, "--frames", help="T frames for the GFLOPs column"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List registered models with parameters and GFLOPs (batch 1, default width)."""
+    rows = list_models(layout, num_classes, persons, frames)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"edgeskel models ({layout}, T={frames}, M={persons}, {num_classes} classes)")
+    for col in ("Name", "Family", "Params", "GFLOPs", "Description"):
+        table.add_column(col, justify="right" if col in ("Params", "GFLOPs") else "left")
+    for r in rows:
+        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['gflops']:.2f}", r["description"])
+    Console().print(table)
+
+
+def _read_class_names(path: Path | None) -> list[str] | None:
+    from edgeskel.errors import DataError
+
+    if path is None:
+        return None
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise DataError(path, f"cannot read class names: {exc.strerror}") from None
+    return names
+
+
+@app.command("import")
+def import_cmd(
+    file: Path = typer.Argument(..., help="official checkpoint (.pt/.pth)"),
+    source: str = typer.Option(..., "--from", help="ctrgcn | hyperformer | pyskl"),
+    model: str | None = typer.Option(None, "--model", help="our model name; default: the one the source provides (pyskl -> stgcn)"),
+    layout: str = typer.Option(..., "--layout", help="layout name or YAML file, e.g. ntu25, kinect20"),
+    out: Path = typer.Option(..., "--out", help="edgeskel checkpoint to write"),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="default: from the classifier weights"),
+    num_person: int | None = typer.Option(None, "--num-person", help="default: from data_bn (PYSKL VC: 2)"),
+    frames: int = typer.Option(64, "--frames", help="T the model expects (stored in the checkpoint's preprocessing)"),
+    class_names: Path | None = typer.Option(None, "--class-names", help="text file, one class name per line"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Convert an official CTR-GCN / Hyperformer / PYSKL checkpoint into an edgeskel checkpoint."""
+    from edgeskel.checkpoint import Preprocess, save_checkpoint
+    from edgeskel.errors import ConfigError
+    from edgeskel.io import sha256_file
+    from edgeskel.models.importers import SOURCES, import_official
+    from edgeskel.models.profile import count_params
+
+    if model is None:
+        if source not in SOURCES:
+            raise ConfigError(f"unknown import source {source!r}; choose one of {sorted(SOURCES)}")
+        model = SOURCES[source][0]
+    names = _read_class_names(class_names)
+    net, spec = import_official(source, file, model, layout, num_classes=num_classes, num_person=num_person,
+                                class_names=names, preprocess=None)
+    spec.preprocess = Preprocess(num_frames=frames, num_person=spec.preprocess.num_person)
+    extra = {"imported_from": {"source": source, "file": str(file), "sha256": sha256_file(file)}}
+    save_checkpoint(out, net, spec, extra=extra)
+    summary = {
+        "out": str(out), "source": source, "model": spec.name, "layout": spec.layout.name,
+        "num_classes": spec.num_classes, "num_person": spec.preprocess.num_person, "frames": frames,
+        "params": count_params(net), "kwargs": spec.kwargs,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"imported {file.name}", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, f"{v:,}" if k == "params" else json.dumps(v) if isinstance(v, dict) else str(v))
+    Console().print(table)
+
+
+@app.command("predict")
+def predict_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="edgeskel checkpoint"),
+    input: Path = typer.Option(..., "--input", help=".npy float array (N, C, T, V, M), already preprocessed"),
+    out: Path = typer.Option(..., "--out", help="logits .npy to write (N, num_classes)"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Run a checkpoint on a raw canonical tensor and save the logits."""
+    from edgeskel.models.predict import predict_file
+
+    res = predict_file(checkpoint, input, out, batch_size)
+    if as_json:
+        print(json.dumps(res, indent=2))
+    else:
+        Console().print(f"wrote {res['out']}: {res['samples']} x {res['num_classes']} logits ({res['model']})")

@@ -1,0 +1,312 @@
+"""One call per (backend, precision) variant: artifacts + parity check + export.json.
+
+`export_variant` is what the CLI (`edgeskel export`) and the pipeline call. Each variant gets
+its own `out_dir`; its `export.json` lists every file (size, sha256), the parity numbers of
+the artifact against the PyTorch model, the calibration settings and, for TensorRT, the lint
+result and the engine build status. It is written (atomically) even when the variant fails,
+with `status: failed`, before the error is raised, so a report can show why.
+
+Backend defaults worth knowing:
+- ort int8 uses u8 asymmetric activations (measured faster on x86 ORT, same accuracy);
+  onnx int8 (portable) and tensorrt int8 use s8 symmetric activations (TensorRT needs zp 0).
+- openvino fp16 stores fp16 weights but computes in f32 on CPU (storage-only saving);
+  bf16 is the fp32 IR run with INFERENCE_PRECISION_HINT=bf16.
+- tensorrt: artifacts are a build kit; parity runs the TensorRT-ready ONNX through ORT here,
+  and the engine itself only where an NVIDIA GPU and TensorRT exist.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeskel import __version__
+from edgeskel.checkpoint import ModelSpec
+from edgeskel.errors import ConfigError, ExportError, ParityError
+from edgeskel.export.onnx import export_onnx
+from edgeskel.io import atomic_write_json, sha256_file
+from edgeskel.validate.parity import check_parity, format_parity
+
+PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnx": ("fp32", "int8"),
+    "ort": ("fp32", "int8"),
+    "openvino": ("fp32", "fp16", "bf16", "int8"),
+    "tensorrt": ("fp16", "int8"),
+}
+_QUANT_KEYS = ("method", "per_channel", "symmetric_activations", "exclude_nodes", "calib_batch", "percentile",
+               "quantize_bias")
+
+
+def torch_logits(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Reference logits from the PyTorch model (eval mode, no grad), in batches."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outs = [model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch], dtype=np.float32))).float().numpy()
+                    for i in range(0, len(x), batch)]
+    finally:
+        model.train(was)
+    return np.concatenate(outs)
+
+
+def _run(backend: str, artifact: Path, x: np.ndarray, precision: str, threads: int | None) -> np.ndarray:
+    from edgeskel.runtime import get_runner
+
+    with get_runner(backend, artifact, precision=precision, threads=threads) as runner:
+        return runner.infer(x)
+
+
+def _file_entry(path: Path, root: Path) -> dict[str, Any]:
+    return {"path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _versions(backend: str) -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    v = {"edgeskel": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+         "onnxruntime": onnxruntime.__version__}
+    if backend == "openvino":
+        import nncf
+        import openvino
+
+        v.update(openvino=openvino.__version__, nncf=nncf.__version__)
+    return v
+
+
+def export_variant(
+    model: nn.Module,
+    spec: ModelSpec,
+    backend: str,
+    precision: str,
+    out_dir: str | Path,
+    calib: np.ndarray | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Produce the artifacts of one variant in `out_dir`, check parity, write export.json.
+
+    `calib` (N,C,T,V,M) is required for int8. `val` = (x, y) is used for parity (else calib,
+    else seeded random inputs) and, with options["max_drop"], for INT8 accuracy gates.
+    options: opset, batch (None = dynamic), threads, tolerances, parity_samples, method,
+    per_channel, symmetric_activations, exclude_nodes, calib_batch, max_drop, min_agreement,
+    int8_fallback (default True), subset_size, preset, shapes {min,opt,max}, dla_core,
+    workspace_mb, build_engine (default True); pipeline aliases: calibration, static_batch,
+    batch_sizes (see `_normalise_options`).
+    Raises ParityError (after writing export.json with status "failed") on a parity miss.
+    """
+    opts = _normalise_options(options)
+    if backend not in PRECISIONS:
+        raise ConfigError(f"unknown export backend {backend!r}; available: {sorted(PRECISIONS)}")
+    if precision not in PRECISIONS[backend]:
+        raise ConfigError(f"backend {backend!r} supports precisions {list(PRECISIONS[backend])}, not {precision!r}")
+    if precision == "int8" and (calib is None or len(calib) == 0):
+        raise ExportError(f"{backend} int8 needs calibration data (calib: (N, C, T, V, M) array)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads = opts.get("threads")
+    t0 = time.perf_counter()
+
+    # parity inputs + torch reference
+    n_par = int(opts.get("parity_samples", 256))
+    if val is not None:
+        px, parity_source = np.asarray(val[0], np.float32)[:n_par], "val"
+    elif calib is not None:
+        px, parity_source = np.asarray(calib, np.float32)[:n_par], "calib"
+    else:
+        rng = np.random.default_rng(0)
+        px, parity_source = rng.standard_normal((8, *spec.input_shape)).astype(np.float32), "random(seed=0)"
+    if px.ndim != 5 or tuple(px.shape[1:]) != tuple(spec.input_shape):
+        raise ExportError(f"{parity_source} data has shape {px.shape}; the model expects (N, {', '.join(map(str, spec.input_shape))})")
+    ref = torch_logits(model, px)
+    val_xy = None
+    if val is not None:
+        val_xy = (np.asarray(val[0], np.float32), np.asarray(val[1]).astype(np.int64).reshape(-1))
+
+    record: dict[str, Any] = {
+        "status": "running", "backend": backend, "precision": precision,
+        "model": spec.name, "num_classes": spec.num_classes, "input_shape": list(spec.input_shape),
+        "parity_source": parity_source, "options": {k: v for k, v in opts.items() if k != "tolerances"},
+        "versions": _versions(backend),
+    }
+    files: list[Path] = []
+    onnx_fp32 = export_onnx(model, spec, out_dir / "model.onnx", opset=int(opts.get("opset", 17)), batch=opts.get("batch"))
+    files.append(onnx_fp32)
+    record["onnx"] = {"file": "model.onnx", "opset": int(opts.get("opset", 17)),
+                      "dynamic_batch": opts.get("batch") is None}
+    try:
+        artifact, run_backend, run_precision, judge = _make_artifact(
+            backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files)
+        record["artifact"] = str(artifact.relative_to(out_dir))
+        record["runtime"] = {"backend": run_backend, "precision": run_precision, "threads": threads}
+        out = _run(run_backend, artifact, px, run_precision, threads)
+        record["parity"] = check_parity(ref, out, judge, opts.get("tolerances"))
+        failures = []
+        if not record["parity"]["passed"]:
+            failures.append(f"{artifact}: parity check failed: {format_parity(record['parity'])}")
+        if backend == "tensorrt":
+            failures += _tensorrt_engine(out_dir, px, ref, precision, opts, record, files)
+    except ExportError as exc:
+        record.update(status="failed", error=str(exc))
+        _write(out_dir, record, files, t0)
+        raise
+    record["status"] = "failed" if failures else "passed"
+    if failures:
+        record["error"] = "; ".join(failures)
+    result = _write(out_dir, record, files, t0)
+    if failures:
+        raise ParityError(f"{record['error']} (see {out_dir / 'export.json'})")
+    return result
+
+
+def _normalise_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Accept the pipeline's option names too: calibration -> method, static_batch -> batch,
+    batch_sizes -> TensorRT shapes {min, opt (median), max}, int8_fallback (False = gate only)."""
+    opts = dict(options or {})
+    if "calibration" in opts and "method" not in opts:
+        opts["method"] = opts.pop("calibration")
+    if "static_batch" in opts and "batch" not in opts:
+        opts["batch"] = opts.pop("static_batch")
+    sizes = opts.pop("batch_sizes", None)
+    if sizes and "shapes" not in opts:
+        bs = sorted(int(b) for b in sizes)
+        opts["shapes"] = {"min": bs[0], "opt": bs[(len(bs) - 1) // 2], "max": bs[-1]}
+    return {k: v for k, v in opts.items() if v is not None or k == "batch"}
+
+
+def _write(out_dir: Path, record: dict[str, Any], files: list[Path], t0: float) -> dict[str, Any]:
+    seen: set[Path] = set()
+    entries = []
+    for f in files:
+        if f.exists() and f not in seen:
+            seen.add(f)
+            entries.append(_file_entry(f, out_dir))
+    record["files"] = entries
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    atomic_write_json(out_dir / "export.json", record)
+    artifact = str(out_dir / record["artifact"]) if "artifact" in record else None
+    return {**record, "out_dir": str(out_dir), "artifact_path": artifact, "export_json": str(out_dir / "export.json")}
+
+
+def _quant_kwargs(opts: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    kw = {**defaults, **{k: opts[k] for k in _QUANT_KEYS if k in opts}}
+    kw["exclude_nodes"] = list(kw.get("exclude_nodes") or [])
+    return kw
+
+
+def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndarray, ref: np.ndarray,
+              opts: dict[str, Any], record: dict[str, Any], **defaults: Any) -> Path:
+    from edgeskel.quantize.ort_int8 import quantize_ort_int8, quantize_with_fallback
+
+    kw = _quant_kwargs(opts, **defaults)
+    if opts.get("max_drop") is not None and val_xy is not None:
+        vx, vy = val_xy  # same samples as the parity inputs, so `ref` is their torch reference
+        res = quantize_with_fallback(onnx_fp32, out, calib, vx, vy, ref, float(opts["max_drop"]),
+                                     min_agreement=opts.get("min_agreement"),
+                                     max_rounds=6 if opts.get("int8_fallback", True) else 0, **kw)
+        record["calibration"] = res["settings"]
+        record["accuracy_gate"] = {k: v for k, v in res.items() if k != "settings"}
+        if res["status"] != "passed":
+            raise ExportError(f"{out}: INT8 accuracy gate not met: {res['reason']}")
+    else:
+        record["calibration"] = quantize_ort_int8(onnx_fp32, out, calib, **kw)
+        if opts.get("max_drop") is not None:
+            record["accuracy_gate"] = {"status": "not checked", "reason": "no labelled validation data (val)"}
+    return out
+
+
+def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files):
+    """Create the variant's artifact; returns (artifact, runner backend, runner precision, parity precision)."""
+    if val_xy is not None and len(val_xy[0]) > len(px):  # INT8 gates use the same samples as parity
+        val_xy = (val_xy[0][: len(px)], val_xy[1][: len(px)])
+    if backend in ("onnx", "ort"):
+        if precision == "fp32":
+            return onnx_fp32, "ort", "fp32", "fp32"
+        out = _ort_int8(onnx_fp32, out_dir / "model.int8.onnx", calib, val_xy, px, ref, opts, record,
+                        symmetric_activations=backend == "onnx")
+        files.append(out)
+        return out, "ort", "int8", "int8"
+
+    if backend == "openvino":
+        from edgeskel.quantize.openvino import quantize_nncf, to_openvino_ir
+
+        if precision in ("fp32", "bf16"):
+            xml = to_openvino_ir(onnx_fp32, out_dir / "model.xml", fp16=False)
+            run_prec = precision
+        elif precision == "fp16":
+            xml = to_openvino_ir(onnx_fp32, out_dir / "model.fp16.xml", fp16=True)
+            run_prec = "fp32"  # fp16 weights, f32 compute on CPU
+        else:
+            vx, vy = val_xy if val_xy is not None else (None, None)
+            record["calibration"] = quantize_nncf(
+                onnx_fp32, out_dir / "model.int8.xml", calib, vx, vy, opts.get("max_drop"),
+                subset_size=int(opts.get("subset_size", 300)), preset=opts.get("preset", "performance"))
+            xml, run_prec = out_dir / "model.int8.xml", "fp32"
+            cal = record["calibration"]
+            if "top1_int8" in cal:
+                drop = cal["top1_fp32"] - cal["top1_int8"]
+                ok = drop <= float(opts["max_drop"]) + 1e-12
+                record["accuracy_gate"] = {"status": "passed" if ok else "failed", "drop": drop,
+                                           "max_drop": opts["max_drop"]}
+                if not ok:
+                    files += [xml, xml.with_suffix(".bin")]
+                    raise ExportError(f"{xml}: INT8 accuracy gate not met: top-1 drop {drop:.4f} > "
+                                      f"max_drop {opts['max_drop']} even with NNCF accuracy control")
+        files += [xml, xml.with_suffix(".bin")]
+        record["openvino"] = {"compress_to_fp16": precision == "fp16",
+                              "inference_precision_hint": {"fp32": "f32", "bf16": "bf16"}[run_prec]}
+        return xml, "openvino", run_prec, precision
+
+    # tensorrt
+    from edgeskel.quantize.tensorrt import prepare_tensorrt
+
+    qdq = None
+    if precision == "int8":
+        qdq = _ort_int8(onnx_fp32, out_dir / "model.int8.trt.onnx", calib, val_xy, px, ref, opts, record,
+                        symmetric_activations=True, quantize_bias=False)
+        files.append(qdq)
+    kit_dir = out_dir / "tensorrt"
+    kit = prepare_tensorrt(onnx_fp32, kit_dir, precision, qdq_onnx=qdq, shapes=opts.get("shapes"),
+                           dla_core=opts.get("dla_core"), workspace_mb=int(opts.get("workspace_mb", 1024)))
+    files += [kit_dir / f for f in kit["files"]]
+    record["tensorrt"] = {k: v for k, v in kit.items() if k not in ("lint", "files", "onnx", "source_onnx")}
+    record["lint"] = kit["lint"]
+    if not kit["lint"]["passed"]:
+        raise ExportError(f"{kit_dir / 'model.onnx'}: not TensorRT-ready: " + "; ".join(kit["lint"]["errors"]))
+    # The TRT-ready ONNX is checked with ORT here: the fp32 graph (fp16 builds) must match
+    # torch at fp32 tolerance, the QDQ graph at int8 tolerance.
+    return kit_dir / "model.onnx", "ort", "fp32" if precision == "fp16" else "int8", "fp32" if precision == "fp16" else "int8"
+
+
+def _tensorrt_engine(out_dir: Path, px: np.ndarray, ref: np.ndarray, precision: str, opts: dict[str, Any],
+                     record: dict[str, Any], files: list[Path]) -> list[str]:
+    """Build and check the engine where possible; returns failure messages (empty if fine/skipped)."""
+    from edgeskel.quantize.tensorrt import build_engine_local
+
+    if not opts.get("build_engine", True):
+        record["engine"] = {"status": "skipped", "reason": "disabled by options.build_engine"}
+        return []
+    engine = build_engine_local(out_dir / "tensorrt")
+    record["engine"] = engine
+    if engine["status"] == "skipped":
+        return []
+    if engine["status"] != "built" or not engine.get("engine"):
+        return [f"TensorRT engine build failed: {engine.get('reason')}"]
+    path = Path(engine["engine"])
+    files.append(path)
+    maxb = (opts.get("shapes") or {}).get("max", 8)
+    from edgeskel.runtime import get_runner
+
+    with get_runner("tensorrt", path, precision=precision, max_batch=maxb) as r:
+        out = r.infer(px)
+    record["engine_parity"] = check_parity(ref, out, precision, opts.get("tolerances"))
+    if not record["engine_parity"]["passed"]:
+        return [f"{path}: engine parity check failed: {format_parity(record['engine_parity'])}"]
+    return []

@@ -1,0 +1,168 @@
+"""Validate exported variants on the device and assemble report.json.
+
+Local and remote measurements go through the same path: the variants are packed into a
+bundle (artifacts + validation .npy + standalone `device_runner.py`); the bundle runs here
+(`run_bundle`) or on the device over SSH (`run_remote`). So a local number and a device number
+come from the same code, and a user can rerun the bundle by hand with `edgeskel device-run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel.errors import EdgeskelError, RemoteError
+
+
+def _artifact_entry(v: Any, res: dict[str, Any]) -> dict[str, Any]:
+    art: dict[str, Any] = {"name": v.key, "backend": v.backend, "precision": v.precision,
+                           "path": res["artifact_path"], "options": v.options, "input_name": "skeleton",
+                           "static_batch": (res.get("options") or {}).get("batch")}
+    if v.backend == "tensorrt":
+        kit = Path(res["out_dir"]) / "tensorrt"
+        art["path"] = str(kit / "model.onnx")
+        art["files"] = [str(p) for p in sorted(kit.iterdir()) if p.is_file() and p.name not in ("model.onnx", "build_engine.sh")]
+        art["build_script"] = str(kit / "build_engine.sh")
+        art["engine"] = "model.engine"
+    return art
+
+
+def runnable_here(backend: str) -> tuple[bool, str]:
+    if backend != "tensorrt":
+        return True, ""
+    from edgeskel.runtime.tensorrt import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    return reason is None, reason or ""
+
+
+def validate_variants(profile: Any, spec: Any, export_root: Path, export_results: dict[str, Any],
+                      val_x: np.ndarray, val_y: np.ndarray, torch_logits: np.ndarray, out_dir: Path,
+                      host_arch: str, quiet: bool = False) -> dict[str, Any]:
+    """Measure every successfully exported variant; returns the stage result."""
+    from edgeskel.remote.bundle import make_bundle
+    from edgeskel.remote.device_runner import run_bundle
+
+    log = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    exported = [v for v in profile.variants if export_results.get(v.key, {}).get("status") == "passed"]
+    result: dict[str, Any] = {"measured": {}, "not_measured": {}, "outputs": []}
+    if not exported:
+        return result
+    bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key]) for v in exported],
+                         val_x, val_y, torch_logits, profile)
+    result["bundle"] = str(bundle.relative_to(out_dir.parent))
+    if profile.ssh is not None:
+        from edgeskel.remote.remote import run_remote
+        from edgeskel.remote.ssh import SSHTarget
+
+        target = SSHTarget.from_profile(profile)
+        try:
+            doc = run_remote(bundle, target, out=out_dir / "results.json", log=log)
+        except RemoteError as exc:
+            reason = target.redact(str(exc))
+            for v in exported:
+                result["not_measured"][v.key] = f"device unreachable or remote run failed: {reason}"
+            return result
+        measured_on = doc.get("measured_on", target.label)
+        for r in doc["variants"]:
+            result["measured"][r["name"]] = {**r, "measured_on": measured_on}
+        result["outputs"].append("results.json")
+        return result
+
+    local, skipped = [], {}
+    for v in exported:
+        ok, why = runnable_here(v.backend)
+        if ok:
+            local.append(v.key)
+        else:
+            skipped[v.key] = f"not measured on device ({why}); run the bundle on the device (see below)"
+    result["not_measured"] = skipped
+    if local:
+        doc = run_bundle(bundle, out=out_dir / "results.json", only=local, log=log)
+        same_arch = profile.arch == host_arch
+        for r in doc["variants"]:
+            r = {**r, "measured_on": "local"}
+            if not same_arch:
+                r["host_only"] = True
+            result["measured"][r["name"]] = r
+        result["outputs"].append("results.json")
+    return result
+
+
+def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
+                    comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
+                    deployed_stats: dict[str, Any], libraries: dict[str, Any]) -> dict[str, Any]:
+    """report.json per the schema in edgeskel.report.schema; `passed` = some variant passed."""
+    from edgeskel.report.roofline import roofline_ms
+    from edgeskel.report.schema import make_variant_entry
+    from edgeskel.validate.gates import apply_gates
+
+    ref_top1 = float(ref_res["top1"])
+    variants = []
+    for v in profile.variants:
+        exp = exp_res["variants"].get(v.key, {})
+        size_mb = _size_mb(exp)
+        common = dict(size_mb=size_mb, params=deployed_stats["params"], gflops=deployed_stats["gflops"])
+        try:
+            common["roofline_estimate_ms"] = round(roofline_ms(deployed_stats["gflops"], (size_mb or 0) * 1e6,
+                                                               profile.peak, v.precision), 4)
+        except (ValueError, TypeError):
+            pass
+        if exp.get("status") != "passed":
+            variants.append({**make_variant_entry(v.key, v.backend, v.precision, {"status": "error", "error": exp.get("reason") or exp.get("error") or "export failed"},
+                                                  ref_top1, profile, "none", **common)})
+            continue
+        meas = val_res["measured"].get(v.key)
+        if meas is None:
+            e = make_variant_entry(v.key, v.backend, v.precision, None, ref_top1, profile, "none", **common)
+            e["reason"] = val_res["not_measured"].get(v.key, e["reason"])
+            variants.append(e)
+            continue
+        measured_on = meas.get("measured_on", "local")
+        e = make_variant_entry(v.key, v.backend, v.precision, meas, ref_top1, profile, measured_on,
+                               parity=exp.get("parity"), **common)
+        if meas.get("host_only") and e["status"] in ("pass", "fail"):
+            # Measured on this host, not the device: accuracy counts, latency/memory are the host's.
+            status, reason = apply_gates({k: val for k, val in meas.items() if k not in ("latency_ms", "memory")},
+                                         profile, ref_top1)
+            e["status"] = status
+            e["reason"] = (f"{reason}; " if reason else "") + (
+                f"measured on this host, not on a {profile.name}: latency and memory are the host's and are not gated")
+        variants.append(e)
+    report = {
+        "device": profile.name,
+        "recipe": recipe,
+        "dataset": {"num_val": data_res["num_val"], "num_calib": data_res["num_calib"], "layout": data_res["layout"],
+                    "classes": data_res["classes"], "info": data_res.get("info", {})},
+        "reference": {"top1": ref_top1, "top5": ref_res.get("top5"), "params": ref_res.get("params"),
+                      "gflops": ref_res.get("gflops"), "source": ref_res.get("source")},
+        "compressed": ({"top1": comp_res["top1"], "totals": comp_res["totals"]} if comp_res else None),
+        "deployed_model": deployed_stats,
+        "variants": variants,
+        "passed": any(e["status"] == "pass" for e in variants),
+        "libraries": libraries,
+    }
+    if val_res.get("bundle"):
+        report["bundle"] = val_res["bundle"]
+        report["device_command"] = (f"scp -r {val_res['bundle']} <device>: && ssh <device> "
+                                    f"'cd {Path(val_res['bundle']).name} && python3 device_runner.py . --out results.json'")
+    return report
+
+
+def _size_mb(exp: dict[str, Any]) -> float | None:
+    art = exp.get("artifact")
+    files = exp.get("files") or []
+    if not art:
+        return None
+    total = 0
+    stem = Path(art).with_suffix("")
+    for f in files:
+        p = Path(f.get("path") or f.get("file") or "")
+        if p == Path(art) or (Path(art).suffix == ".xml" and p == stem.with_suffix(".bin")):
+            total += int(f.get("bytes") or f.get("size") or 0)
+    return round(total / 1e6, 3) if total else None
+
+
+__all__ = ["EdgeskelError", "assemble_report", "validate_variants"]

@@ -1,0 +1,160 @@
+"""Self-contained bundles: everything a device needs to measure the variants, nothing else.
+
+A bundle folder holds the artifacts, the validation inputs/labels/reference logits as .npy,
+`bundle.json` (what to run and how) and a copy of the standalone `device_runner.py`. It
+needs only numpy and the runtime on the device, and never contains hostnames, users or keys.
+Its id (`<name>-<hash>`) changes whenever any file in it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel import __version__
+from edgeskel.errors import ConfigError, ExportError
+from edgeskel.io import atomic_write_json, sha256_bytes, sha256_file
+from edgeskel.remote.device_runner import BUNDLE_FORMAT
+
+RUNNER_SOURCE = Path(__file__).with_name("device_runner.py")
+_REQUIRED = ("name", "backend", "precision", "path")
+
+
+def _companions(path: Path) -> list[Path]:
+    """Files an artifact needs next to it: OpenVINO .bin weights, ONNX external data."""
+    extra = []
+    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        extra.append(path.with_suffix(".bin"))
+    if path.suffix == ".onnx":
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        locs = {e.value for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                for e in t.external_data if e.key == "location"}
+        for loc in sorted(locs):
+            p = path.parent / loc
+            if not p.is_file():
+                raise ExportError(f"{path}: external data file {p} is missing")
+            extra.append(p)
+    return extra
+
+
+def make_bundle(
+    out_dir: str | Path,
+    artifacts: list[dict[str, Any]],
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    ref_logits: np.ndarray | None,
+    profile: Any,
+    warmup: int = 10,
+    runs: int = 100,
+    max_seconds: float | None = None,
+    eval_batch_size: int = 16,
+) -> Path:
+    """Write a bundle to `out_dir` (replacing it atomically) and return its path.
+
+    Each artifact: {name, backend, precision, path} plus optional batch_sizes (default: the
+    profile's), static_batch (fixed batch artifacts), options (default: the profile variant's),
+    input_name, files (extra files to copy), and for TensorRT: build_script (run on the device
+    to build the engine), engine (engine file name the script produces).
+    """
+    out_dir = Path(out_dir)
+    val_x = np.ascontiguousarray(val_x, dtype=np.float32)
+    val_y = np.asarray(val_y).astype(np.int64).reshape(-1)
+    if val_x.ndim != 5 or len(val_x) == 0:
+        raise ConfigError(f"bundle: validation inputs must be a non-empty (N, C, T, V, M) array, got {val_x.shape}")
+    if len(val_y) != len(val_x):
+        raise ConfigError(f"bundle: {len(val_x)} validation samples but {len(val_y)} labels")
+    if ref_logits is not None and len(ref_logits) != len(val_x):
+        raise ConfigError(f"bundle: {len(val_x)} validation samples but {len(ref_logits)} reference logits rows")
+    names = [a.get("name") for a in artifacts]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"bundle: duplicate artifact names {names}")
+    profile_opts = {v.key: v.options for v in profile.variants}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        variants = []
+        for a in artifacts:
+            missing = [k for k in _REQUIRED if k not in a]
+            if missing:
+                raise ConfigError(f"bundle: artifact {a.get('name', a)!r} lacks {missing}")
+            src = Path(a["path"])
+            if not src.is_file():
+                raise ExportError(f"{src}: artifact for variant {a['name']!r} not found")
+            dest = tmp / "artifacts" / a["name"]
+            dest.mkdir(parents=True)
+            copied = []
+            for f in [src, *_companions(src), *(Path(p) for p in a.get("files", []))]:
+                shutil.copy2(f, dest / f.name)
+                copied.append(f"artifacts/{a['name']}/{f.name}")
+            v: dict[str, Any] = {
+                "name": a["name"], "backend": a["backend"], "precision": a["precision"],
+                "artifact": copied[0], "files": copied,
+                "batch_sizes": list(a.get("batch_sizes") or profile.batch_sizes),
+                "static_batch": a.get("static_batch"),
+                "options": a.get("options", profile_opts.get(a["name"], {})),
+                "input_name": a.get("input_name", "input"),
+            }
+            if a.get("build_script"):
+                script = Path(a["build_script"])
+                shutil.copy2(script, dest / script.name)
+                v["build"] = {"script": f"artifacts/{a['name']}/{script.name}",
+                              "engine": f"artifacts/{a['name']}/{a.get('engine', src.stem + '.engine')}"}
+            elif a["backend"] == "tensorrt":
+                v["build"] = {"script": None, "engine": f"artifacts/{a['name']}/{a.get('engine', src.stem + '.engine')}"}
+            variants.append(v)
+
+        np.save(tmp / "val_x.npy", val_x)
+        np.save(tmp / "val_y.npy", val_y)
+        if ref_logits is not None:
+            np.save(tmp / "ref_logits.npy", np.asarray(ref_logits, dtype=np.float32))
+        shutil.copy2(RUNNER_SOURCE, tmp / "device_runner.py")
+
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        digests = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
+        meta: dict[str, Any] = {
+            "format": BUNDLE_FORMAT,
+            "name": out_dir.name,
+            "device": profile.name,
+            "arch": profile.arch,
+            "created_by": f"edgeskel {__version__}",
+            "threads": profile.threads,
+            "batch_sizes": list(profile.batch_sizes),
+            "measure": {"warmup": warmup, "runs": runs, "max_seconds": max_seconds, "eval_batch_size": eval_batch_size},
+            "tensorrt": profile.tensorrt.model_dump() if profile.tensorrt else None,
+            "data": {"val_x": "val_x.npy", "val_y": "val_y.npy",
+                     "ref_logits": "ref_logits.npy" if ref_logits is not None else None,
+                     "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:])},
+            "variants": variants,
+            "sha256": digests,
+        }
+        h = sha256_bytes(json.dumps(meta, sort_keys=True).encode())[:12]
+        meta["bundle_id"] = f"{out_dir.name}-{h}"
+        atomic_write_json(tmp / "bundle.json", meta)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def read_bundle(bundle_dir: str | Path) -> dict[str, Any]:
+    path = Path(bundle_dir) / "bundle.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: not an edgeskel bundle (bundle.json missing)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: corrupt bundle.json: {exc}") from None
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ConfigError(f"{path}: unsupported bundle format {meta.get('format')!r} (want {BUNDLE_FORMAT})")
+    return meta

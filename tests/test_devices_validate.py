@@ -1,0 +1,76 @@
+"""validate/: accuracy, latency and memory measured on a real (tiny) ONNX model via ORT."""
+
+from __future__ import annotations
+
+import pytest
+from test_devices_common import SHAPE, tiny_data, tiny_onnx
+
+from edgeskel.errors import DataError
+from edgeskel.runtime import get_runner
+from edgeskel.validate.accuracy import evaluate_runner
+from edgeskel.validate.latency import measure_latency, measure_peak_memory
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    w, b = tiny_onnx(d / "m.onnx")
+    x, y, ref = tiny_data(w, b, n=37)  # 37: the last batch of 16 is partial
+    runner = get_runner("ort", d / "m.onnx", threads=1).load()
+    yield runner, x, y, ref
+    runner.close()
+
+
+def test_evaluate_runner(model):
+    runner, x, y, ref = model
+    r = evaluate_runner(runner, x, y, batch_size=16, ref_logits=ref, return_logits=True)
+    assert r["num_samples"] == 37 and r["nonfinite"] == 0
+    assert r["top1"] == pytest.approx(100 * 33 / 37)  # 4 labels flipped
+    assert r["agreement"] == 100.0 and r["max_abs_vs_ref"] < 1e-5
+    assert r["logits"].shape == (37, 6)
+    # padded last batch gives the same numbers
+    r2 = evaluate_runner(runner, x, y, batch_size=16, ref_logits=ref, pad_to_batch=True)
+    assert r2["top1"] == r["top1"] and r2["agreement"] == r["agreement"]
+    # disagreeing reference is reported
+    r3 = evaluate_runner(runner, x, y, ref_logits=-ref)
+    assert r3["agreement"] < 50
+
+
+def test_evaluate_runner_bad_input(model):
+    runner, x, y, ref = model
+    with pytest.raises(DataError, match="labels"):
+        evaluate_runner(runner, x, y[:-1])
+    with pytest.raises(DataError, match=r"\(N, C, T, V, M\)"):
+        evaluate_runner(runner, x[..., 0], y)
+
+
+def test_measure_latency_100_runs(model):
+    runner, x, *_ = model
+    lat = measure_latency(runner, x[0], [1, 8], warmup=5, runs=100, progress=False)
+    assert set(lat) == {"1", "8"}
+    for bs, s in lat.items():
+        assert s["runs"] == 100 and len(s["samples_ms"]) == 100 and s["batch_size"] == int(bs)
+        assert 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+        assert s["throughput_fps"] == pytest.approx(int(bs) * 1000 / s["mean"])
+
+
+def test_measure_latency_time_cap(model):
+    runner, x, *_ = model
+    lat = measure_latency(runner, x[0], [1], warmup=0, runs=10_000_000, max_seconds=0.05, progress=False)
+    assert 10 <= lat["1"]["runs"] < 10_000_000
+
+
+def test_measure_peak_memory(model):
+    runner, x, *_ = model
+    m = measure_peak_memory(runner, x[0], batch_size=4)
+    assert m["peak_rss_mb"] >= m["baseline_rss_mb"] > 10  # an interpreter with onnxruntime is > 10 MB
+    assert m["model_rss_mb"] >= 0 and "ru_maxrss" in m["method"]
+
+
+def test_latency_rejects_batched_sample(model):
+    runner, x, *_ = model
+    from edgeskel.errors import EdgeskelError
+
+    with pytest.raises(EdgeskelError, match="one"):
+        measure_latency(runner, x[:2], [1], progress=False)
+    assert x.shape[1:] == SHAPE

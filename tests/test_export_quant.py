@@ -1,0 +1,222 @@
+"""INT8 (ORT QDQ, NNCF), OpenVINO IR paths and export_variant on every precision, with real
+inference and parity numbers checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+from onnx import numpy_helper
+
+from edgeskel.checkpoint import ModelSpec, Preprocess
+from edgeskel.errors import ConfigError, ExportError, ParityError
+from edgeskel.export.api import export_variant
+from edgeskel.export.onnx import export_onnx, read_onnx_metadata
+from edgeskel.io import sha256_file
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.quantize.ort_int8 import quantize_ort_int8, quantize_with_fallback
+from edgeskel.quantize.tensorrt import lint_tensorrt
+from edgeskel.runtime import get_runner
+from edgeskel.validate.parity import check_parity
+
+LAYOUT = SkeletonLayout(name="tiny5", joints=tuple(f"j{i}" for i in range(5)),
+                        bones=((1, 0), (2, 1), (3, 0), (4, 3)), center=0)
+SPEC = ModelSpec(name="tinynet", num_classes=4, layout=LAYOUT, class_names=["a", "b", "c", "d"],
+                 preprocess=Preprocess(num_frames=16, num_person=1))
+
+
+class TinyNet(nn.Module):
+    """(N, 3, 16, 5, 1) -> (N, 4)."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, width, (3, 1), padding=(1, 0))
+        self.bn = nn.BatchNorm2d(width)
+        self.c2 = nn.Conv2d(width, width, (3, 1), padding=(1, 0))
+        self.fc = nn.Linear(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        x = torch.relu(self.bn(self.c1(x)))
+        x = torch.relu(self.c2(x))
+        return self.fc(x.mean(dim=(2, 3)).reshape(n, m, -1).mean(1))
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyNet:
+    torch.manual_seed(0)
+    return TinyNet().eval()
+
+
+@pytest.fixture(scope="module")
+def xs() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((32, 3, 16, 5, 1)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(model, tmp_path_factory) -> Path:
+    return export_onnx(model, SPEC, tmp_path_factory.mktemp("q") / "model.onnx")
+
+
+def torch_ref(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def zero_points(path: Path) -> dict[str, np.ndarray]:
+    proto = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    return {n.name: inits[n.input[2]] for n in proto.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2}
+
+
+def test_int8_symmetric_zero_points_and_parity(model, xs, fp32_onnx, tmp_path):
+    out = tmp_path / "q.onnx"
+    settings = quantize_ort_int8(fp32_onnx, out, xs[:16], method="minmax", quantize_bias=False)
+    assert settings["symmetric_activations"] and settings["per_channel"] and settings["quantized_tensors"] > 0
+    zps = zero_points(out)
+    assert zps, "no Q/DQ nodes in the quantized graph"
+    for name, zp in zps.items():
+        assert zp.dtype == np.int8, name
+        assert not np.any(zp), f"{name}: zero-point {zp}"
+    # per-channel weights: a DequantizeLinear with a 1-D scale over the output channels
+    proto = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    assert any(n.op_type == "DequantizeLinear" and inits.get(n.input[1], np.zeros(())).ndim == 1
+               for n in proto.graph.node)
+    assert read_onnx_metadata(out)["model"] == "tinynet"  # metadata survives quantization
+    assert lint_tensorrt(out)["passed"]
+    with get_runner("ort", out, threads=1) as r:
+        res = check_parity(torch_ref(model, xs), r.infer(xs), "int8")
+    assert res["passed"] and res["agreement"] >= 0.9 and res["max_abs"] > 0, res
+
+
+def test_int8_asymmetric_option_and_methods(model, xs, fp32_onnx, tmp_path):
+    out = tmp_path / "u8.onnx"
+    quantize_ort_int8(fp32_onnx, out, xs[:16], method="percentile", symmetric_activations=False)
+    zps = zero_points(out)
+    assert any(zp.dtype == np.uint8 and np.any(zp) for zp in zps.values())
+    assert not lint_tensorrt(out)["passed"]
+    with get_runner("ort", out) as r:
+        assert check_parity(torch_ref(model, xs), r.infer(xs), "int8")["passed"]
+    with pytest.raises(ExportError, match="calibration method"):
+        quantize_ort_int8(fp32_onnx, out, xs, method="kl")
+    with pytest.raises(ExportError, match="NaN"):
+        quantize_ort_int8(fp32_onnx, out, np.full_like(xs[:4], np.nan))
+
+
+def test_fallback_excludes_sensitive_nodes_until_gate_passes(model, xs, fp32_onnx, tmp_path):
+    ref = torch_ref(model, xs)
+    labels = ref.argmax(1)  # fp32 top-1 = 1.0, so the gate (max_drop 0) needs full agreement
+    calib = xs[:16].copy()
+    calib[0] *= 1e4  # one absurd calibration sample: activation ranges blow up, INT8 collapses
+    res = quantize_with_fallback(fp32_onnx, tmp_path / "fb.onnx", calib, xs, labels, ref, max_drop=0.0)
+    assert res["rounds"][0]["passed"] is False and res["rounds"][0]["drop"] > 0
+    assert res["status"] == "passed", res
+    assert res["excluded_nodes"] and len(res["rounds"]) >= 2
+    assert res["ranking"][0]["sqnr_db"] <= res["ranking"][-1]["sqnr_db"]
+    proto = onnx.load(str(tmp_path / "fb.onnx"))
+    names = {n.name for n in proto.graph.node}
+    assert set(res["excluded_nodes"]) <= names  # excluded nodes stay float, under their own name
+    # an impossible gate is reported, not hidden
+    bad = quantize_with_fallback(fp32_onnx, tmp_path / "fb2.onnx", xs[:16], xs, labels, ref, max_drop=-0.5)
+    assert bad["status"] == "failed" and "max_drop" in bad["reason"]
+
+
+def test_gentle_gate_passes_without_exclusions(model, xs, fp32_onnx, tmp_path):
+    ref = torch_ref(model, xs)
+    res = quantize_with_fallback(fp32_onnx, tmp_path / "ok.onnx", xs[:16], xs, ref.argmax(1), ref, max_drop=0.2)
+    assert res["status"] == "passed" and res["excluded_nodes"] == [] and len(res["rounds"]) == 1
+
+
+@pytest.mark.parametrize(
+    "backend,precision,max_abs_limit",
+    [
+        ("onnx", "fp32", 1e-5),
+        ("ort", "int8", 0.5),
+        ("onnx", "int8", 0.5),
+        ("openvino", "fp32", 1e-5),
+        ("openvino", "fp16", 5e-2),
+        ("openvino", "bf16", 1e-1),
+        ("openvino", "int8", 0.5),
+        ("tensorrt", "fp16", 1e-5),
+        ("tensorrt", "int8", 0.5),
+    ],
+)
+def test_export_variant_every_precision(backend, precision, max_abs_limit, model, xs, tmp_path):
+    labels = np.random.default_rng(1).integers(0, 4, len(xs))
+    res = export_variant(model, SPEC, backend, precision, tmp_path, calib=xs[:16], val=(xs, labels),
+                         options={"threads": 1})
+    assert res["status"] == "passed"
+    par = res["parity"]
+    assert par["passed"] and par["n"] == len(xs) and par["nonfinite"] == 0
+    assert par["max_abs"] <= max_abs_limit
+    reduced = precision != "fp32" and (backend, precision) != ("tensorrt", "fp16")  # TRT fp16 kit = fp32 ONNX
+    if reduced:
+        assert par["max_abs"] > 0  # a real reduced-precision path, not the fp32 graph again
+    record = json.loads((tmp_path / "export.json").read_text())
+    assert record["status"] == "passed" and record["parity"]["max_abs"] == par["max_abs"]
+    for entry in record["files"]:
+        f = tmp_path / entry["path"]
+        assert f.stat().st_size == entry["bytes"] and sha256_file(f) == entry["sha256"]
+    assert (tmp_path / record["artifact"]).is_file()
+    if precision == "int8":
+        assert record["calibration"]["calib_samples"] == 16
+    if backend == "openvino" and precision == "fp16":
+        sizes = {e["path"]: e["bytes"] for e in record["files"]}
+        assert record["openvino"]["compress_to_fp16"] and "model.fp16.bin" in sizes
+    if backend == "tensorrt":
+        assert record["lint"]["passed"] and record["engine"]["status"] in ("skipped", "built")
+        assert (tmp_path / "tensorrt" / "build_engine.sh").is_file()
+
+
+def test_openvino_int8_with_accuracy_control(model, xs, tmp_path):
+    labels = torch_ref(model, xs).argmax(1)
+    res = export_variant(model, SPEC, "openvino", "int8", tmp_path, calib=xs[:16], val=(xs, labels),
+                         options={"threads": 1, "max_drop": 0.05})
+    cal = res["calibration"]
+    assert cal["tool"] == "nncf.quantize_with_accuracy_control"
+    assert cal["top1_fp32"] - cal["top1_int8"] <= 0.05 + 1e-9
+
+
+def test_failed_parity_raises_and_records(model, xs, tmp_path):
+    with pytest.raises(ParityError, match=r"max_abs=.*bound.*agreement="):
+        export_variant(model, SPEC, "openvino", "bf16", tmp_path, val=(xs, np.zeros(len(xs))),
+                       options={"threads": 1, "tolerances": {"max_abs": 1e-9}})
+    record = json.loads((tmp_path / "export.json").read_text())
+    assert record["status"] == "failed" and not record["parity"]["passed"]
+    assert record["parity"]["max_abs"] > 1e-9
+
+
+def test_export_variant_rejects_bad_requests(model, xs, tmp_path):
+    with pytest.raises(ConfigError, match="precisions"):
+        export_variant(model, SPEC, "tensorrt", "fp32", tmp_path)
+    with pytest.raises(ConfigError, match="backend"):
+        export_variant(model, SPEC, "tflite", "fp32", tmp_path)
+    with pytest.raises(ExportError, match="calibration"):
+        export_variant(model, SPEC, "ort", "int8", tmp_path)
+
+
+def test_export_variant_int8_gate_uses_fallback(model, xs, tmp_path):
+    labels = torch_ref(model, xs).argmax(1)
+    calib = xs[:16].copy()
+    calib[0] *= 1e4
+    res = export_variant(model, SPEC, "ort", "int8", tmp_path, calib=calib, val=(xs, labels),
+                         options={"threads": 1, "max_drop": 0.0})
+    gate = res["accuracy_gate"]
+    assert gate["status"] == "passed" and gate["excluded_nodes"]
+    assert res["calibration"]["exclude_nodes"] == gate["excluded_nodes"]
+
+
+def test_tensorrt_variant_with_asymmetric_qdq_fails_lint_and_records(model, xs, tmp_path):
+    with pytest.raises(ExportError, match="not TensorRT-ready.*asymmetric"):
+        export_variant(model, SPEC, "tensorrt", "int8", tmp_path, calib=xs[:16],
+                       options={"symmetric_activations": False})
+    record = json.loads((tmp_path / "export.json").read_text())
+    assert record["status"] == "failed" and not record["lint"]["passed"]

@@ -1,0 +1,251 @@
+"""Official checkpoint import: fixture logits, key/format handling, error messages, generality
+(other joints/classes/persons), and the `edgeskel import` + `edgeskel predict` round trip."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgeskel import models
+from edgeskel.checkpoint import load_checkpoint, save_checkpoint
+from edgeskel.cli import main
+from edgeskel.errors import CheckpointError, ConfigError
+from edgeskel.models.importers import HYPERFORMER_UCLA_PARTS, import_official
+
+torch.set_num_threads(1)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+CASES = {  # fixture folder: (source, model, checkpoint file, input is PYSKL (N, M, T, V, C))
+    "ctrgcn-ntu60": ("ctrgcn", "ctrgcn", "checkpoint.pt", False),
+    "hyperformer-ntu60": ("hyperformer", "hyperformer", "checkpoint.pt", False),
+    "pyskl-stgcn-ntu60": ("pyskl", "stgcn", "checkpoint.pth", True),
+}
+
+
+def fixture(name: str) -> Path:
+    d = FIXTURES / name
+    if not (d / CASES[name][2]).is_file():
+        pytest.skip(f"official fixture {d} not present")
+    return d
+
+
+def canonical_input(d: Path, pyskl: bool) -> torch.Tensor:
+    x = np.load(d / "input.npy")
+    if pyskl:  # PYSKL backbone input (N, M, T, V, C) -> canonical (N, C, T, V, M)
+        x = x.transpose(0, 4, 2, 3, 1)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def calibrate(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
+    """Non-trivial weights: perturb every parameter, calibrate BN statistics on `x`."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.2)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None
+        model.train()
+        model(x)
+    return model.eval()
+
+
+# ---- official fixtures ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fixture_logits_match_official(name):
+    d = fixture(name)
+    source, model_name, ckpt, pyskl = CASES[name]
+    model, spec = import_official(source, d / ckpt, model_name, "ntu25")
+    assert spec.num_classes == 60 and spec.preprocess.num_person == 2
+    with torch.no_grad():
+        logits = model(canonical_input(d, pyskl)).numpy()
+    np.testing.assert_allclose(logits, np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_pyskl_spec_rebuilds_official_graph(tmp_path):
+    """The spec carries the official PYSKL edges, so a model rebuilt from the spec alone has
+    the same fixed graph buffers as the checkpoint."""
+    d = fixture("pyskl-stgcn-ntu60")
+    model, spec = import_official("pyskl", d / "checkpoint.pth", "stgcn", "ntu25")
+    assert spec.kwargs["edges"][20] == [21, 7]
+    fresh = models.build(spec.name, spec.num_classes, spec.layout, **spec.kwargs)
+    official = torch.load(d / "checkpoint.pth", weights_only=True)["state_dict"]
+    torch.testing.assert_close(fresh.gcn[3].gcn.A, official["backbone.gcn.3.gcn.A"])
+    save_checkpoint(tmp_path / "s.ckpt", model, spec)
+    again, _, _ = load_checkpoint(tmp_path / "s.ckpt")
+    x = canonical_input(d, True)
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x).numpy(), np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_module_prefix_is_stripped(tmp_path):
+    d = fixture("ctrgcn-ntu60")
+    state = torch.load(d / "checkpoint.pt", weights_only=True)
+    torch.save(collections.OrderedDict(("module." + k, v) for k, v in state.items()), tmp_path / "dp.pt")
+    model, _ = import_official("ctrgcn", tmp_path / "dp.pt", "ctrgcn", "ntu25")
+    with torch.no_grad():
+        logits = model(canonical_input(d, False)).numpy()
+    np.testing.assert_allclose(logits, np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_wrong_architecture_lists_keys():
+    d = fixture("ctrgcn-ntu60")
+    with pytest.raises(CheckpointError) as exc:
+        import_official("hyperformer", d / "checkpoint.pt", "hyperformer", "ntu25")
+    msg = str(exc.value)
+    assert "missing keys" in msg and "l1.vit1.attn" in msg
+    assert "unexpected keys" in msg and "gcn1" in msg
+    assert str(d / "checkpoint.pt") in msg
+
+
+def test_wrong_layout_is_reported():
+    d = fixture("ctrgcn-ntu60")
+    with pytest.raises(CheckpointError, match=r"data_bn has 150 channels.*kinect20"):
+        import_official("ctrgcn", d / "checkpoint.pt", "ctrgcn", "kinect20")
+
+
+def test_given_counts_are_checked():
+    d = fixture("hyperformer-ntu60")
+    with pytest.raises(CheckpointError, match="60 classes"):
+        import_official("hyperformer", d / "checkpoint.pt", "hyperformer", "ntu25", num_classes=120)
+    with pytest.raises(CheckpointError, match="2 person"):
+        import_official("hyperformer", d / "checkpoint.pt", "hyperformer", "ntu25", num_person=1)
+
+
+# ---- no fixtures needed ---------------------------------------------------------------------
+def test_source_model_pairing_checked(tmp_path):
+    with pytest.raises(ConfigError, match="provides models"):
+        import_official("pyskl", tmp_path / "x.pth", "ctrgcn", "ntu25")
+    with pytest.raises(ConfigError, match="unknown import source"):
+        import_official("mmaction", tmp_path / "x.pth", "stgcn", "ntu25")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    import argparse  # any importable class: unpickling it would run code, so it is refused
+
+    torch.save({"fc.weight": torch.zeros(2, 2), "obj": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        import_official("ctrgcn", tmp_path / "evil.pt", "ctrgcn", "ntu25")
+
+
+def test_not_a_state_dict(tmp_path):
+    torch.save({"epoch": 3, "weights": [1, 2]}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        import_official("ctrgcn", tmp_path / "odd.pt", "ctrgcn", "ntu25")
+
+
+def _official_format(source: str, state: dict[str, torch.Tensor]):
+    if source != "pyskl":
+        return collections.OrderedDict(state)
+    sd = collections.OrderedDict()
+    for k, v in state.items():
+        sd[("cls_head.fc_cls." + k[3:]) if k.startswith("fc.") else "backbone." + k] = v
+    return {"meta": {"epoch": 1}, "state_dict": sd}
+
+
+GENERAL = {  # source: (model, build kwargs of the "official" model, expected inferred kwargs)
+    "ctrgcn": ("ctrgcn", {"base_channels": 8, "num_stages": 6}, {"base_channels": 8, "num_stages": 6}),
+    "hyperformer": (
+        "hyperformer",
+        {"num_heads": 3, "head_dim": 4, "num_stages": 6, "parts": list(HYPERFORMER_UCLA_PARTS)},
+        {"num_heads": 3, "head_dim": 4, "num_stages": 6, "parts": list(HYPERFORMER_UCLA_PARTS)},
+    ),
+    "pyskl": ("stgcn", {"base_channels": 8, "num_stages": 6}, {"base_channels": 8, "num_stages": 6}),
+}
+
+
+@pytest.mark.parametrize("source", sorted(GENERAL))
+def test_import_generalises_to_other_joints_classes_persons(source, tmp_path):
+    """An 'official' checkpoint for kinect20 / 10 classes / 1 person (saved from our model in
+    the official key format) imports, with every size read from the tensors."""
+    model_name, build_kw, expect_kw = GENERAL[source]
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 16, 20, 1)
+    ref = calibrate(models.build(model_name, 10, "kinect20", num_person=1, **build_kw), x)
+    path = tmp_path / "official.pt"
+    torch.save(_official_format(source, ref.state_dict()), path)
+    kw = {"num_person": 1} if source == "pyskl" else {}  # PYSKL "VC" data_bn does not store M
+    model, spec = import_official(source, path, model_name, "kinect20", **kw)
+    assert spec.num_classes == 10 and spec.preprocess.num_person == 1
+    assert {k: spec.kwargs[k] for k in expect_kw} == expect_kw
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-6, rtol=0)
+
+
+def test_pyskl_mvc_data_bn_infers_persons(tmp_path):
+    ref = models.build("stgcn", 4, "openni15", num_person=3, data_bn_type="MVC", width=0.125, num_stages=3)
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "m.pth")
+    _, spec = import_official("pyskl", tmp_path / "m.pth", "stgcn", "openni15")
+    assert spec.preprocess.num_person == 3 and spec.kwargs["data_bn_type"] == "MVC"
+
+
+def test_pyskl_graph_mismatch_is_reported(tmp_path):
+    """Same joint count, different bones: the stored fixed graph A gives it away."""
+    ref = models.build("stgcn", 4, "ntu25", width=0.125, num_stages=2)  # CTR-GCN hand edges
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "g.pth")
+    with pytest.raises(CheckpointError, match="graph stored in gcn.0.gcn.A differs"):
+        import_official("pyskl", tmp_path / "g.pth", "stgcn", "ntu25")
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def test_cli_import_then_predict(tmp_path, capsys):
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 16, 20, 1)
+    ref = calibrate(models.build("ctrgcn", 10, "kinect20", num_person=1, base_channels=8, num_stages=4), x)
+    torch.save(_official_format("ctrgcn", ref.state_dict()), tmp_path / "off.pt")
+    (tmp_path / "names.txt").write_text("\n".join(f"action{i}" for i in range(10)) + "\n")
+    ckpt = tmp_path / "ours.ckpt"
+    rc = main(["import", str(tmp_path / "off.pt"), "--from", "ctrgcn", "--model", "ctrgcn", "--layout", "kinect20",
+               "--frames", "16", "--class-names", str(tmp_path / "names.txt"), "--out", str(ckpt), "--json"])
+    assert rc == 0, capsys.readouterr()
+    assert '"num_classes": 10' in capsys.readouterr().out
+    _, spec, extra = load_checkpoint(ckpt)
+    assert spec.preprocess.num_frames == 16 and spec.class_names[3] == "action3"
+    assert extra["imported_from"]["source"] == "ctrgcn"
+
+    np.save(tmp_path / "x.npy", x.numpy())
+    rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")])
+    assert rc == 0
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref(x).numpy(), rtol=0, atol=1e-5)
+
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 16, 25, 1), np.float32))
+    rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "z.npy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.npy" in err and "expected (N, 3, 16, 20, 1)" in err
+    assert not (tmp_path / "z.npy").exists()
+
+
+def test_cli_import_error_exit_code(tmp_path, capsys):
+    torch.save({"fc.weight": torch.zeros(3, 4)}, tmp_path / "partial.pt")
+    rc = main(["import", str(tmp_path / "partial.pt"), "--from", "ctrgcn", "--model", "ctrgcn", "--layout", "ntu25",
+               "--out", str(tmp_path / "o.ckpt")])
+    assert rc == 2
+    assert "missing keys" in capsys.readouterr().err
+    assert not (tmp_path / "o.ckpt").exists()
+
+
+def test_cli_models_json(capsys):
+    rc = main(["models", "--layout", "kinect20", "--persons", "1", "--frames", "16", "--num-classes", "10", "--json"])
+    assert rc == 0
+    import json
+
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"stgcn", "ctrgcn", "hyperformer"} <= set(rows)
+    assert rows["ctrgcn"]["input"] == [3, 16, 20, 1] and rows["ctrgcn"]["gflops"] > 0
+
+
+def test_cli_fixture_round_trip(tmp_path):
+    """`edgeskel import` (model defaults to the source's) + `edgeskel predict` reproduce the
+    official Hyperformer logits."""
+    d = fixture("hyperformer-ntu60")
+    ckpt = tmp_path / "hf.ckpt"
+    assert main(["import", str(d / "checkpoint.pt"), "--from", "hyperformer", "--layout", "ntu25", "--out", str(ckpt)]) == 0
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(d / "input.npy"), "--out", str(tmp_path / "y.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(d / "logits.npy"), rtol=0, atol=1e-4)

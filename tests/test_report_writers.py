@@ -1,0 +1,103 @@
+"""Reports built from a real measurement of a tiny ONNX model (not hand-written numbers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_devices_common import tiny_data, tiny_onnx
+
+from edgeskel.devices import load_profile
+from edgeskel.errors import ConfigError
+from edgeskel.remote.ssh import SSHTarget
+from edgeskel.report import make_variant_entry, roofline_ms, validate_report, write_reports
+from edgeskel.report.writers import HEADER, print_report
+from edgeskel.runtime import get_runner
+from edgeskel.validate.accuracy import evaluate_runner
+from edgeskel.validate.latency import measure_latency
+
+SECRET_HOST, SECRET_USER, SECRET_KEY = "jetson-lab-7.corp.example", "alice", "/home/alice/.ssh/id_lab"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = tmp_path_factory.mktemp("r")
+    w, b = tiny_onnx(d / "m.onnx")
+    x, y, ref = tiny_data(w, b)
+    prof = load_profile("cpu")
+    target = SSHTarget(name="jetson-orin", host=SECRET_HOST, user=SECRET_USER, identity_file=SECRET_KEY)
+    variants = []
+    with get_runner("ort", d / "m.onnx", threads=1) as r:
+        acc = evaluate_runner(r, x, y, ref_logits=ref)
+        lat = measure_latency(r, x[0], [1, 4], warmup=2, runs=100, progress=False)
+    meas = {"status": "ok", "accuracy": acc, "latency_ms": lat}
+    ref_top1 = acc["top1"]
+    gflops = 2 * w.size / 1e9
+    variants.append(make_variant_entry("ort-fp32", "ort", "fp32", meas, ref_top1, prof, "local",
+                                       size_mb=(d / "m.onnx").stat().st_size / 1e6, params=w.size + b.size,
+                                       gflops=gflops, roofline_estimate_ms=roofline_ms(gflops, w.nbytes, prof.peak)))
+    # the same measurement judged against a better reference fails the accuracy gate
+    variants.append(make_variant_entry("ort-int8", "ort", "int8", meas, ref_top1 + 5, prof, target.label,
+                                       params=w.size + b.size))
+    variants.append(make_variant_entry("tensorrt-fp16", "tensorrt", "fp16", None, ref_top1, prof, "none"))
+    variants.append(make_variant_entry("openvino-bf16", "openvino", "bf16",
+                                       {"status": "error", "error": target.redact(f"ssh {SECRET_USER}@{SECRET_HOST} failed")},
+                                       ref_top1, prof, target.label))
+    rep = {"device": "cpu", "recipe": "tiny", "dataset": {"name": "synthetic", "num_samples": len(x)},
+           "reference": {"top1": ref_top1}, "variants": variants, "bundle": "bundle",
+           "passed": all(v["status"] == "pass" for v in variants)}
+    return rep, target, d
+
+
+def test_entries_from_measurement(report):
+    rep, _, _ = report
+    v = {e["name"]: e for e in rep["variants"]}
+    assert v["ort-fp32"]["status"] == "pass" and v["ort-fp32"]["top1_drop"] == 0
+    assert v["ort-fp32"]["latency_ms"]["p99"] > 0 and len(v["ort-fp32"]["latency_samples_ms"]) == 100
+    assert v["ort-int8"]["status"] == "fail" and "5.00 points" in v["ort-int8"]["reason"]
+    assert v["tensorrt-fp16"]["status"] == "skipped" and v["tensorrt-fp16"]["measured_on"] == "none"
+    assert v["openvino-bf16"]["status"] == "error"
+    assert rep["passed"] is False
+    validate_report(rep)
+
+
+def test_write_reports(report, tmp_path):
+    rep, target, _ = report
+    paths = write_reports(rep, tmp_path / "out", redact=[SECRET_HOST, SECRET_USER, SECRET_KEY])
+    assert set(paths) == {"json", "md", "html"} and all(p.is_file() for p in paths.values())
+    data = json.loads(paths["json"].read_text())
+    assert {"device", "recipe", "dataset", "reference", "variants", "passed"} <= set(data)
+    md = paths["md"].read_text()
+    assert HEADER == "| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms | p99 ms | FPS |"
+    assert HEADER in md.splitlines()
+    assert "python3 device_runner.py . --out results.json" in md and "tensorrt-fp16" in md
+    assert "Roofline estimates (NOT measurements)" in md
+    html = paths["html"].read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count('<img alt=') == 2
+    assert '<img alt="scatter" src="data:image/png;base64,' in html
+    for p in paths.values():
+        text = p.read_text()
+        for secret in (SECRET_HOST, SECRET_USER, SECRET_KEY, "alice"):
+            assert secret not in text, f"{secret} leaked into {p.name}"
+    assert "ssh://jetson-orin" in paths["json"].read_text()
+    print_report(data)
+
+
+def test_redact_scrubs_leaks(report, tmp_path):
+    rep, _, _ = report
+    leaky = json.loads(json.dumps(rep))
+    leaky["variants"][0]["reason"] = f"ran on {SECRET_HOST}"
+    paths = write_reports(leaky, tmp_path, redact=[SECRET_HOST])
+    assert SECRET_HOST not in paths["md"].read_text() and "<redacted>" in paths["json"].read_text()
+
+
+def test_report_schema_rejects_login_in_measured_on(report, tmp_path):
+    rep, _, _ = report
+    bad = json.loads(json.dumps(rep))
+    bad["variants"][0]["measured_on"] = f"ssh://{SECRET_USER}@{SECRET_HOST}"
+    with pytest.raises(ConfigError, match="measured_on"):
+        write_reports(bad, tmp_path)
+    bad["variants"][0]["measured_on"] = "local"
+    bad["variants"][0]["status"] = "ok"
+    with pytest.raises(ConfigError, match="status"):
+        validate_report(bad)
