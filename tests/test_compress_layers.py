@@ -181,3 +181,15 @@ def test_config_defaults_are_recorded():
     dump = cfg.model_dump()
     assert dump["policy"] == "fixed" and dump["rank_multiple"] == 8 and "fc" in dump["exclude"]
     assert CompressionConfig.model_validate(dump) == cfg
+
+
+def test_same_padding_conv_statistics_match_output_error():
+    conv = nn.Conv2d(4, 6, (4, 1), padding="same")  # even kernel: asymmetric padding
+    calib = [torch.randn(2, 4, 10, 3)]
+    cov = collect_input_stats(nn.Sequential(conv), ["0"], calib, max_rows=10**6)["0"]
+    new, rec = D.factorize(conv, "svd", {"rank": 2})
+    _, act = D.errors(conv, "conv_k", rec, cov)
+    with torch.no_grad():
+        y = conv(calib[0]) - conv.bias[:, None, None]
+        direct = float((conv(calib[0]) - new(calib[0])).norm() / y.norm())
+    assert abs(direct - act) < 1e-4

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exit paths
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors
-        import click
+        from typer import _click as click
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()

@@ -59,7 +59,6 @@ class LayerInfo:
         return r * per_rank + b, 2 * self.pos_out * r * per_rank
 
 
-@torch.no_grad()
 def profile_layers(model: nn.Module, infos: list[LayerInfo], input_shape: tuple[int, ...]) -> int:
     """Fill pos_in/pos_out/calls of each layer from one forward of zeros; returns total FLOPs."""
     handles = []
@@ -86,9 +85,12 @@ def profile_layers(model: nn.Module, infos: list[LayerInfo], input_shape: tuple[
             h.remove()
 
 
-@torch.no_grad()
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Whole-model FLOPs (FlopCounterMode) for one forward of zeros in eval mode."""
+    """Whole-model FLOPs (FlopCounterMode) for one forward of zeros in eval mode.
+
+    Runs with grad enabled on purpose: FlopCounterMode's module tracker registers grad hooks
+    on module arguments, which fails under no_grad when a Parameter is passed to a
+    submodule's forward (CTR-GCN passes its learnable adjacency this way)."""
     was_training = model.training
     model.eval()
     p = next(model.parameters(), None)
@@ -96,7 +98,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         *input_shape, device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else torch.float32
     )
     try:
-        with FlopCounterMode(display=False) as counter:
+        with torch.enable_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         model.train(was_training)

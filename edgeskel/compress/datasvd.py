@@ -28,7 +28,12 @@ def _patches(module: nn.Module, x: torch.Tensor, max_rows: int, gen: torch.Gener
         if rows.shape[0] > max_rows:
             rows = rows[torch.randperm(rows.shape[0], generator=gen)[:max_rows]]
         return rows
-    pad = 0 if isinstance(module.padding, str) else module.padding
+    pad = module.padding
+    if isinstance(pad, str):  # 'valid' -> 0; 'same' (stride 1) -> explicit, possibly asymmetric, zero padding
+        if pad == "same":
+            total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+            x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+        pad = 0
     n = x.shape[0]
     per = max(1, math.ceil(max_rows / n))
     out = []

@@ -142,6 +142,10 @@ def quantize_ort_int8(
         if preprocess:
             src = Path(td) / "pre.onnx"
             settings.update(preprocess_onnx(onnx_in, src))
+        overrides = _per_tensor_matmul_weights(src, QuantType.QInt8)
+        if overrides:
+            extra["TensorQuantOverrides"] = overrides
+            settings["per_tensor_weights"] = sorted(overrides)
         try:
             # ORT's entropy/percentile calibrators print progress to stdout: keep stdout clean
             # for CLI output (e.g. JSON).
@@ -162,6 +166,21 @@ def quantize_ort_int8(
     settings["quantized_tensors"] = sum(n.op_type == "QuantizeLinear" for n in proto.graph.node)
     settings["opset"] = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return settings
+
+
+def _per_tensor_matmul_weights(model_path: Path, qtype: Any) -> dict[str, list[dict[str, Any]]]:
+    """Constant MatMul operands of rank != 2 (e.g. a GCN's (K, V, V) adjacency) must be
+    quantized per tensor: ORT's QLinearMatMul rejects per-channel zero points on them
+    ("weight zero point must be a scalar ...") and TensorRT gains nothing from it."""
+    proto = onnx.load(str(model_path), load_external_data=False)
+    inits = {t.name: len(t.dims) for t in proto.graph.initializer}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for node in proto.graph.node:
+        if node.op_type == "MatMul":
+            for name in node.input:
+                if name in inits and inits[name] != 2:
+                    out[name] = [{"quant_type": qtype, "symmetric": True}]
+    return out
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
