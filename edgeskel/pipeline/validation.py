@@ -134,7 +134,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     report = {
         "device": profile.name,
         "recipe": recipe,
-        "dataset": {"num_val": data_res["num_val"], "num_calib": data_res["num_calib"], "layout": data_res["layout"],
+        "dataset": {"num_samples": data_res["num_val"], "num_val": data_res["num_val"], "num_calib": data_res["num_calib"], "layout": data_res["layout"],
                     "classes": data_res["classes"], "info": data_res.get("info", {})},
         "reference": {"top1": ref_top1, "top5": ref_res.get("top5"), "params": ref_res.get("params"),
                       "gflops": ref_res.get("gflops"), "source": ref_res.get("source")},

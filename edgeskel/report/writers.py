@@ -162,7 +162,7 @@ def print_report(report: dict[str, Any]) -> None:
         t.add_column(h.strip(), justify="left" if h.strip() in ("Variant", "Status") else "right")
     for r in table_rows(report):
         t.add_row(r[0], f"[{style.get(r[1], '')}]{r[1]}[/]", *r[2:])
-    c = Console()
+    c = Console() if Console().is_terminal else Console(width=140)  # logs/CI: don't squeeze the table
     c.print(t)
     for v in report["variants"]:
         if v["status"] != "pass":
