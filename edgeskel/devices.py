@@ -90,6 +90,14 @@ class SSHSpec(_Strict):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+class Measure(_Strict):
+    """Latency measurement: untimed warm-up calls, then `runs` timed calls per batch size.
+    Shipped profiles keep the default 100 runs (p99 needs them); tests may use fewer."""
+
+    warmup: int = Field(default=10, ge=0)
+    runs: int = Field(default=100, ge=1)
+
+
 class DeviceProfile(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -103,6 +111,7 @@ class DeviceProfile(_Strict):
     peak: Peak
     tensorrt: TensorRTSpec | None = None
     ssh: SSHSpec | None = None
+    measure: Measure = Field(default_factory=Measure)
 
     @field_validator("batch_sizes")
     @classmethod

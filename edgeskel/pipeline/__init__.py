@@ -138,6 +138,7 @@ def run_pipeline(
         val_res = run.run_stage("validate", {"export": run.output_hash("export"),
                                              "gates": profile.gates.model_dump(mode="json"),
                                              "batch_sizes": profile.batch_sizes, "threads": profile.threads,
+                                             "measure": profile.measure.model_dump(mode="json"),
                                              "ssh": profile.ssh is not None}, validate_stage, log)
 
         # ---- report ---------------------------------------------------------------------------
@@ -148,6 +149,7 @@ def run_pipeline(
             report = assemble_report(profile, rec.name, data_res, ref_res, comp_res, exp_res, val_res,
                                      steps.model_stats(model, spec), library_versions())
             paths = write_reports(report, run.root)
+            kill_point("report", "after_json")
             for name in ("report.json", "report.md", "report.html"):
                 _copy(run.root / name, d / name)
             return {"outputs": ["report.json", "report.md", "report.html"], "passed": report["passed"],
@@ -156,7 +158,13 @@ def run_pipeline(
         run.run_stage("report", {"validate": run.output_hash("validate")}, report_stage, log)
         import json
 
-        report = json.loads((run.root / "report.json").read_text())
+        # The hash-checked copies in report/ are the finished reports; the copies in the run
+        # folder are for people, restored if they were deleted or edited.
+        for name in ("report.json", "report.md", "report.html"):
+            src, dst = run.root / "report" / name, run.root / name
+            if not dst.is_file() or sha256_file(dst) != sha256_file(src):
+                _copy(src, dst)
+        report = json.loads((run.root / "report" / "report.json").read_text())
         if not quiet:
             from edgeskel.report import print_report
 

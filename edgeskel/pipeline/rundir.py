@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -125,6 +126,11 @@ class RunDir:
             log(f"[{name}] up to date, skipped")
             return done["result"]
         stage_dir = self.root / name
+        prev = self.manifest.get("stages", {}).get(name)
+        if stage_dir.exists() and (not prev or prev.get("input_hash") != input_hash):
+            # Leftovers of a run with other inputs (or of an unknown run) must not be resumed
+            # from (e.g. a trainer's last.pt); a killed run with the same inputs is kept.
+            shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         self.manifest.setdefault("stages", {})[name] = {"status": "running", "input_hash": input_hash,
                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}

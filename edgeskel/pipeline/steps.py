@@ -83,7 +83,8 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
                      class_names=list(dataset.class_names), preprocess=pre)
     val = prepare_arrays(dataset.test, dataset.layout, pre)
     train_set = SkeletonTorchDataset(dataset.train, dataset.layout, pre, train=True, seed=recipe.train.seed)
-    res = fit(net, spec, train_set, val, recipe.train, out_dir / "train", quiet=quiet, extra={"data": recipe.data.spec})
+    res = fit(net, spec, train_set, val, recipe.train, out_dir / "train", quiet=quiet, extra={"data": recipe.data.spec},
+              on_epoch=lambda row: kill_point("reference", f"epoch_{row['epoch']}"))
     kill_point("reference", "after_train")
     model, spec, extra = load_checkpoint(res["best_checkpoint"])
     save_checkpoint(target, model, spec, extra=extra)
@@ -128,7 +129,8 @@ def compress_and_finetune(
 
         train_set = SkeletonTorchDataset(dataset.train, dataset.layout, spec.preprocess, train=True, seed=ft_cfg.seed)
         res = fit(student, cspec, train_set, (val_x, val_y), ft_cfg, out_dir / "finetune", teacher=teacher,
-                  quiet=quiet, extra={"stage": "finetune"})
+                  quiet=quiet, extra={"stage": "finetune"},
+                  on_epoch=lambda row: kill_point("compress", f"finetune_epoch_{row['epoch']}"))
         student, _, _ = load_checkpoint(res["best_checkpoint"])
         top1_ft = res["best_top1"]
         ft_info = {"best_epoch": res["best_epoch"], "wall_time_s": res["wall_time_s"], "epochs": ft_cfg.epochs}

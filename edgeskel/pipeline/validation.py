@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeskel.errors import EdgeskelError, RemoteError
+from edgeskel.pipeline.rundir import kill_point
 
 
 def _artifact_entry(v: Any, res: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +52,9 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     if not exported:
         return result
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key]) for v in exported],
-                         val_x, val_y, torch_logits, profile)
+                         val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs)
     result["bundle"] = str(bundle.relative_to(out_dir.parent))
+    kill_point("validate", "after_bundle")
     if profile.ssh is not None:
         from edgeskel.remote.remote import run_remote
         from edgeskel.remote.ssh import SSHTarget
@@ -81,6 +83,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     result["not_measured"] = skipped
     if local:
         doc = run_bundle(bundle, out=out_dir / "results.json", only=local, log=log)
+        kill_point("validate", "after_results")
         same_arch = profile.arch == host_arch
         for r in doc["variants"]:
             r = {**r, "measured_on": "local"}

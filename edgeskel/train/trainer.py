@@ -124,7 +124,10 @@ def fit(
     start_epoch, best_top1, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
     if resume and state_path.exists():
         st = torch_load_safe(state_path)
-        if st.get("format") == RESUME_FORMAT and st.get("config") == cfg.model_dump():
+        if st.get("format") != RESUME_FORMAT or st.get("config") != cfg.model_dump():
+            if not quiet and rank == 0:
+                print(f"{state_path}: written by a different training configuration; starting over")
+        else:
             base_model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
@@ -145,6 +148,8 @@ def fit(
         for epoch in range(start_epoch, cfg.epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)  # fresh, reproducible augmentation per epoch
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for xb, yb in loader:
