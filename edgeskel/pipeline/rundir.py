@@ -138,8 +138,11 @@ class RunDir:
         t0 = time.perf_counter()
         result = fn(stage_dir)
         outputs = {str(Path(name) / rel): sha256_file(stage_dir / rel) for rel in result.get("outputs", [])}
+        # A stage may finish but ask to be retried next time (e.g. the device was unreachable):
+        # its result feeds this run's report, but it is never taken as up to date.
+        status = "incomplete" if result.get("incomplete") else "done"
         self.manifest["stages"][name] = {
-            "status": "done", "input_hash": input_hash, "outputs": outputs, "result": result,
+            "status": status, "input_hash": input_hash, "outputs": outputs, "result": result,
             "wall_time_s": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         self.save_manifest()

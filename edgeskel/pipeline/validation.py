@@ -17,17 +17,32 @@ from edgeskel.errors import EdgeskelError, RemoteError
 from edgeskel.pipeline.rundir import kill_point
 
 
-def _artifact_entry(v: Any, res: dict[str, Any]) -> dict[str, Any]:
+def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, Any]:
+    # Paths relative to this run folder (not the absolute ones recorded at export time), so a
+    # moved or copied run folder validates its own artifacts.
+    var_dir = Path(export_root) / v.key
     art: dict[str, Any] = {"name": v.key, "backend": v.backend, "precision": v.precision,
-                           "path": res["artifact_path"], "options": v.options, "input_name": "skeleton",
+                           "path": str(var_dir / res["artifact"]) if res.get("artifact") else res["artifact_path"],
+                           "options": v.options, "input_name": "skeleton",
                            "static_batch": (res.get("options") or {}).get("batch")}
     if v.backend == "tensorrt":
-        kit = Path(res["out_dir"]) / "tensorrt"
+        kit = var_dir / "tensorrt"
         art["path"] = str(kit / "model.onnx")
         art["files"] = [str(p) for p in sorted(kit.iterdir()) if p.is_file() and p.name not in ("model.onnx", "build_engine.sh")]
         art["build_script"] = str(kit / "build_engine.sh")
         art["engine"] = "model.engine"
     return art
+
+
+def _redact(target: Any, text: str) -> str:
+    """target.redact (host, user, key and config paths) plus the port, so that a report names
+    the profile only."""
+    text = target.redact(text)
+    if target.port != 22:
+        for s, r in ((f"[<host>]:{target.port}", "<host>"), (f"<host>:{target.port}", "<host>"),
+                     (f"-p {target.port} ", "-p <port> ")):
+            text = text.replace(s, r)
+    return text
 
 
 def runnable_here(backend: str) -> tuple[bool, str]:
@@ -51,7 +66,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     result: dict[str, Any] = {"measured": {}, "not_measured": {}, "outputs": []}
     if not exported:
         return result
-    bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key]) for v in exported],
+    bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key], export_root) for v in exported],
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs)
     result["bundle"] = str(bundle.relative_to(out_dir.parent))
     kill_point("validate", "after_bundle")
@@ -63,9 +78,10 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
         try:
             doc = run_remote(bundle, target, out=out_dir / "results.json", log=log)
         except RemoteError as exc:
-            reason = target.redact(str(exc))
+            reason = _redact(target, str(exc))
             for v in exported:
                 result["not_measured"][v.key] = f"device unreachable or remote run failed: {reason}"
+            result["incomplete"] = reason  # rerun this stage next time instead of caching the failure
             return result
         measured_on = doc.get("measured_on", target.label)
         for r in doc["variants"]:
