@@ -66,8 +66,18 @@ def run_pipeline(
         calib_x = np.load(run.root / "data" / "calib_x.npy")
 
         # ---- reference model --------------------------------------------------------------
+        ref_inputs = {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
+                      "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
+                      "data": run.output_hash("data")}
+
         def ref_stage(d: Path) -> dict[str, Any]:
-            res = steps.get_reference(rec, dataset, d, quiet=quiet)
+            # The reference model does not depend on the device: build it once per recipe in a
+            # shared, locked run folder (runs/<recipe>/_shared) that every device reuses.
+            with RunDir(run.root.parent / "_shared") as shared:
+                res = shared.run_stage("reference", ref_inputs, lambda sd: {
+                    **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, log)
+                _copy(shared.root / "reference" / "reference.ckpt", d / "reference.ckpt")
+            res = {k: v for k, v in res.items() if k != "outputs"}
             model, spec, _ = load_checkpoint(d / "reference.ckpt")
             from edgeskel.train.metrics import accuracy_summary, predict_logits
 
@@ -76,9 +86,7 @@ def run_pipeline(
             return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, val_y),
                           **steps.model_stats(model, spec)}
 
-        ref_res = run.run_stage("reference", {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
-                                              "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
-                                              "data": run.output_hash("data")}, ref_stage, log)
+        ref_res = run.run_stage("reference", ref_inputs, ref_stage, log)
 
         # ---- compress + fine-tune ---------------------------------------------------------
         deploy_ckpt = run.root / "reference" / "reference.ckpt"
