@@ -150,3 +150,15 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
 def _preview(items: list[str], n: int = 12) -> str:
     shown = ", ".join(items[:n])
     return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def save_half(src: str | Path, dst: str | Path) -> Path:
+    """Copy an edgeskel checkpoint with floating-point weights stored as fp16 (half the size).
+    Why: reference checkpoints are committed to the repository; they reload into fp32 models."""
+    payload = torch_load_safe(src)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{src}: not an edgeskel checkpoint")
+    payload = dict(payload)
+    payload["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+    payload["extra"] = {**dict(payload.get("extra") or {}), "stored_dtype": "float16"}
+    return torch_save_atomic(payload, dst)

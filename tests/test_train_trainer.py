@@ -122,3 +122,16 @@ def test_small_model_learns_synthetic_well_above_chance(tmp_path):
                 model_kwargs={"width": 0.25}, quiet=True)
     assert res["best_top1"] >= 50.0, res["history"]  # chance is 10%
     assert np.isfinite(res["history"][-1]["loss"])
+
+
+def test_half_checkpoint_reloads_close_to_fp32(tmp_path):
+    train("stgcn", TINY, tmp_path, _cfg(epochs=1), num_frames=16, model_kwargs=TINY_MODEL, quiet=True)
+    assert main(["half", str(tmp_path / "best.ckpt"), str(tmp_path / "half.ckpt")]) == 0
+    a, spec, _ = load_checkpoint(tmp_path / "best.ckpt")
+    b, _, extra = load_checkpoint(tmp_path / "half.ckpt")
+    assert extra["stored_dtype"] == "float16"
+    assert (tmp_path / "half.ckpt").stat().st_size < 0.75 * (tmp_path / "best.ckpt").stat().st_size
+    x = torch.randn(3, *spec.input_shape)
+    with torch.no_grad():
+        assert next(b.parameters()).dtype == torch.float32
+        torch.testing.assert_close(b(x), a(x), rtol=0, atol=5e-2)
