@@ -135,3 +135,16 @@ def test_half_checkpoint_reloads_close_to_fp32(tmp_path):
     with torch.no_grad():
         assert next(b.parameters()).dtype == torch.float32
         torch.testing.assert_close(b(x), a(x), rtol=0, atol=5e-2)
+
+
+def test_compression_sweep_table_and_plot(tmp_path):
+    train("stgcn", TINY, tmp_path, _cfg(epochs=1), num_frames=16, model_kwargs={"width": 0.5, "num_stages": 3}, quiet=True)
+    rc = main(["sweep", "--checkpoint", str(tmp_path / "best.ckpt"), "--data", TINY, "--budgets", "0.9,0.6",
+               "--finetune-epochs", "1", "--out", str(tmp_path / "sw"), "--quiet"])
+    assert rc == 0
+    res = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert len(res["rows"]) == 4
+    for r in res["rows"]:
+        assert r["param_ratio"] <= r["budget"] + 0.05
+        assert (r["top1_finetuned"] is not None) == (r["method"] == "data-aware")
+    assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -34,3 +34,33 @@ def compress_cmd(
               f"{top['reference']:.2f}", f"{top['after_compression']:.2f}", f"{top['after_finetune']:.2f}")
     Console().print(t)
     Console().print(f"wrote {out / 'compressed.ckpt'} and {out / 'compression.json'}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="trained edgeskel checkpoint"),
+    data: str = typer.Option(..., "--data", help="dataset spec (test split is evaluated)"),
+    out: Path = typer.Option(Path("runs/sweep"), "--out"),
+    budgets: str = typer.Option("0.75,0.5,0.33", "--budgets", help="fractions of params (or FLOPs) to keep"),
+    target: str = typer.Option("params", "--target", help="params or flops"),
+    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="KD fine-tune epochs for the data-aware rows"),
+    lr: float = typer.Option(0.01, "--lr"),
+    rank_multiple: int = typer.Option(8, "--rank-multiple"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Top-1 vs parameter/FLOP ratio at several budgets, plain vs data-aware SVD."""
+    from edgeskel.compress.sweep import sweep
+    from edgeskel.train.config import TrainConfig
+
+    ft = TrainConfig(epochs=finetune_epochs, lr=lr, warmup_epochs=0, kd_weight=0.5) if finetune_epochs else None
+    res = sweep(checkpoint, data, out, [float(b) for b in budgets.split(",")], target=target, finetune=ft,
+                rank_multiple=rank_multiple, quiet=quiet)
+    t = Table(title=f"{res['model']}: reference top-1 {res['reference_top1']:.2f}")
+    for c in ("budget", "method", "params x", "FLOPs x", "top-1", "top-1 fine-tuned"):
+        t.add_column(c, justify="right")
+    for r in res["rows"]:
+        ft_s = "-" if r["top1_finetuned"] is None else f"{r['top1_finetuned']:.2f}"
+        t.add_row(f"{r['budget']:.2f}", r["method"], f"{r['param_ratio']:.2f}", f"{r['flop_ratio']:.2f}",
+                  f"{r['top1_compressed']:.2f}", ft_s)
+    Console().print(t)
+    Console().print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
