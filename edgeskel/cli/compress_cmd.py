@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,10 +14,10 @@ from edgeskel.cli.app import app
 @app.command("compress")
 def compress_cmd(
     recipe: str = typer.Option(..., "--recipe", help="recipe name (recipes/<name>.yaml) or path"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
-    data: Optional[str] = typer.Option(None, "--data", help="dataset spec (overrides the recipe)"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
+    data: str | None = typer.Option(None, "--data", help="dataset spec (overrides the recipe)"),
     out: Path = typer.Option(Path("runs/compress"), "--out", help="writes compressed.ckpt + compression.json here"),
-    rank_multiple: Optional[int] = typer.Option(None, "--rank-multiple", help="override the recipe's rank rounding"),
+    rank_multiple: int | None = typer.Option(None, "--rank-multiple", help="override the recipe's rank rounding"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Factorize a trained model per a recipe and fine-tune it with distillation."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,14 +15,14 @@ from edgeskel.errors import ConfigError
 
 @app.command("export")
 def export_cmd(
-    device: Optional[str] = typer.Option(None, "--device", help="device profile (devices/<name>.yaml): run the whole pipeline"),
+    device: str | None = typer.Option(None, "--device", help="device profile (devices/<name>.yaml): run the whole pipeline"),
     recipe: str = typer.Option("default", "--recipe", help="recipe name (recipes/<name>.yaml) or path"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
-    data: Optional[str] = typer.Option(None, "--data", help="dataset spec (overrides the recipe's data)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/ for --device, else export/)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="single export: onnx | ort | openvino | tensorrt"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
+    data: str | None = typer.Option(None, "--data", help="dataset spec (overrides the recipe's data)"),
+    out: Path | None = typer.Option(None, "--out", help="output folder (default runs/ for --device, else export/)"),
+    backend: str | None = typer.Option(None, "--backend", help="single export: onnx | ort | openvino | tensorrt"),
     precision: str = typer.Option("fp32", "--precision", help="single export: fp32 | fp16 | bf16 | int8"),
-    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="single export: dataset spec for calibration/parity"),
+    calib_data: str | None = typer.Option(None, "--calib-data", help="single export: dataset spec for calibration/parity"),
     calibration: str = typer.Option("minmax", "--calibration", help="INT8 calibration: minmax | entropy | percentile"),
     calib_samples: int = typer.Option(128, "--calib-samples"),
     quiet: bool = typer.Option(False, "--quiet"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,17 +21,17 @@ def train_cmd(
     epochs: int = typer.Option(30, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adamw"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="default 0.1 (sgd) / 1e-3 (adamw)"),
+    lr: float | None = typer.Option(None, "--lr", help="default 0.1 (sgd) / 1e-3 (adamw)"),
     weight_decay: float = typer.Option(4e-4, "--weight-decay"),
     warmup_epochs: float = typer.Option(2, "--warmup-epochs"),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     seed: int = typer.Option(0, "--seed"),
-    layout: Optional[str] = typer.Option(None, "--layout", help="layout name or YAML (default: implied by the data)"),
-    frames: Optional[int] = typer.Option(None, "--frames", help="T after resampling (default from data)"),
-    persons: Optional[int] = typer.Option(None, "--persons", help="M persons (default from data)"),
+    layout: str | None = typer.Option(None, "--layout", help="layout name or YAML (default: implied by the data)"),
+    frames: int | None = typer.Option(None, "--frames", help="T after resampling (default from data)"),
+    persons: int | None = typer.Option(None, "--persons", help="M persons (default from data)"),
     streams: str = typer.Option("joint", "--streams", help="joint | bone | motion | bone_motion"),
     width: float = typer.Option(1.0, "--width", help="channel width multiplier"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    threads: int | None = typer.Option(None, "--threads"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable samples instead of failing"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start over even if OUT/last.pt exists"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
