@@ -71,9 +71,12 @@ def reference_checkpoint(model: str, rec: Recipe, dataset: Any, settings: Any, l
     """The committed reference checkpoint if it fits, else a cached (or newly) trained one."""
     from edgeskel.checkpoint import load_checkpoint
     from edgeskel.pipeline import steps
+    from edgeskel.recipe import REPO_ROOT
     from edgeskel.train.api import check_compatible
 
     committed = settings.reference_dir / f"{model}-nwucla.ckpt"
+    if not committed.is_absolute() and not committed.exists() and (REPO_ROOT / committed).is_file():
+        committed = REPO_ROOT / committed  # `reference/` of this checkout when run from elsewhere
     if committed.is_file() and settings.width is None and not settings.quick:
         _, spec, _ = load_checkpoint(committed)
         try:

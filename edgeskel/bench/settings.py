@@ -82,8 +82,8 @@ def quick_settings(**overrides: Any) -> BenchSettings:
     """`--quick`: tiny width, synthetic data, few epochs/repeats, short grids (< 10 min on 2 cores)."""
     base: dict[str, Any] = dict(
         models=["stgcn"], data="synthetic", out=Path("runs/bench/quick"), quick=True, width=0.25, frames=32,
-        train_epochs=4, finetune_epochs=1, val_samples=96, warmup=3, runs=15, rounds=3, max_seconds=5.0,
-        t_grid=[32, 64], batch_grid=[1, 4, 16], scaling_runs=8, scaling_rounds=2, profile_runs=10,
+        train_epochs=4, finetune_epochs=1, val_samples=64, warmup=3, runs=10, rounds=3, max_seconds=3.0,
+        t_grid=[32, 64], batch_grid=[1, 4, 16], scaling_runs=6, scaling_rounds=2, profile_runs=10,
     )
     base.update({k: v for k, v in overrides.items() if v is not None})
     return BenchSettings(**base)

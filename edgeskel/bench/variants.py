@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,9 +93,10 @@ def _cached(root: Path, name: str, build: Any) -> dict[str, Any]:
     meta = d / "bench-artifact.json"
     if meta.is_file():
         rec = json.loads(meta.read_text())
-        if rec.get("error") or (d / rec["artifact"]).is_file():
-            return {**rec, "artifact": d / rec["artifact"] if rec.get("artifact") else None}
+        if rec.get("artifact") and (d / rec["artifact"]).is_file():  # failures are retried, never cached
+            return {**rec, "artifact": d / rec["artifact"]}
     d.mkdir(parents=True, exist_ok=True)
+    logging.disable(logging.WARNING)  # ORT/NNCF quantizers log per-tensor warnings that bury the progress
     try:
         rec = build(d)
         rec["artifact"] = str(Path(rec["artifact"]).relative_to(d))
@@ -102,6 +104,8 @@ def _cached(root: Path, name: str, build: Any) -> dict[str, Any]:
         rec = {"artifact": None, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a third-party tool failing marks one variant, not the run
         rec = {"artifact": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    finally:
+        logging.disable(logging.NOTSET)
     atomic_write_json(meta, rec)
     return {**rec, "artifact": d / rec["artifact"] if rec.get("artifact") else None}
 
@@ -164,7 +168,6 @@ def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: A
     """Every variant of the device profile, exported from the compressed model by `export_variant`
     with the options the pipeline uses (INT8 accuracy gate = the profile's max top-1 drop)."""
     from edgeskel.export import export_variant
-    from edgeskel.runtime.openvino import HINTS  # noqa: F401 - openvino runner precisions
 
     out = []
     for v in profile.variants:

@@ -1,0 +1,122 @@
+"""Measure variants side by side: accuracy on the validation split, then latency INTERLEAVED
+(round-robin over variants, repeated rounds, start rotated each round, all samples pooled,
+medians), on the same inputs, with the shared timing code of the device runner.
+
+Why interleave: this machine's speed drifts by up to 2x over minutes (shared cores), so
+timing variant A for a minute and then variant B would measure the drift, not the variants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgeskel.remote.device_runner import latency_stats, time_infer
+
+TARGETS = {"speedup_vs_torch": 3.0, "speedup_vs_best_baseline": 1.5, "max_top1_drop": 1.0, "size_reduction_vs_onnx": 4.0}
+
+
+def batch_from(x: np.ndarray, n: int) -> np.ndarray:
+    """The first n validation samples (wrapping around), so every variant sees the same inputs."""
+    idx = np.arange(n) % len(x)
+    return np.ascontiguousarray(x[idx], dtype=np.float32)
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    disable=not enabled, transient=True)
+
+
+def interleaved_latency(infers: dict[str, Callable[[np.ndarray], np.ndarray]], batches: dict[int, np.ndarray],
+                        rounds: int, runs: int, warmup: int, max_seconds: float | None, progress: bool = True,
+                        label: str = "latency") -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {str(batch): latency_stats over all rounds + per-round p50s}}."""
+    names = list(infers)
+    samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
+    round_p50: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
+    with progress_bar(progress) as bar:
+        task = bar.add_task(label, total=rounds * len(names) * len(batches))
+        for r in range(rounds):
+            order = names[r % len(names):] + names[: r % len(names)]  # rotate: no variant always runs first
+            for b, x in batches.items():
+                for n in order:
+                    t = time_infer(infers[n], x, warmup=warmup, runs=runs, max_seconds=max_seconds,
+                                   min_runs=min(10, runs))
+                    samples[n][b] += t
+                    round_p50[n][b].append(float(np.median(t)))
+                    bar.advance(task)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for n in names:
+        out[n] = {}
+        for b in batches:
+            st = latency_stats(samples[n][b], b)
+            st.pop("samples_ms", None)
+            st["round_p50"] = [round(v, 4) for v in round_p50[n][b]]
+            st["rounds"] = rounds
+            out[n][str(b)] = st
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return float(a) / float(b)
+
+
+def add_derived(rows: dict[str, dict[str, Any]], torch_key: str, best_baseline: str | None, onnx_key: str,
+                peak_gflops: float, tb: int) -> None:
+    """Ratios vs PyTorch eager and the best baseline, size ratio vs the fp32 ONNX, GFLOP/s."""
+    def p50(k: str | None, b: str = "1") -> float | None:
+        return ((rows.get(k) or {}).get("latency_ms") or {}).get(b, {}).get("p50") if k else None
+
+    onnx_size = (rows.get(onnx_key) or {}).get("size_bytes")
+    for _k, r in rows.items():
+        lat = r.get("latency_ms") or {}
+        mine, mine_tb = p50(_k), p50(_k, str(tb))
+        r["speedup_vs_torch"] = ratio(p50(torch_key), mine)
+        r["speedup_vs_best_baseline"] = ratio(p50(best_baseline), mine)
+        r["size_reduction_vs_onnx"] = ratio(onnx_size, r.get("size_bytes"))
+        g = r.get("gflops")
+        if g is not None and mine:
+            r["gflops_per_s_b1"] = g / (mine / 1000.0)
+            r["fraction_of_peak_b1"] = r["gflops_per_s_b1"] / peak_gflops
+        if g is not None and mine_tb:
+            r[f"gflops_per_s_b{tb}"] = g * tb / (mine_tb / 1000.0)
+            r[f"fraction_of_peak_b{tb}"] = r[f"gflops_per_s_b{tb}"] / peak_gflops
+        r["throughput_fps"] = (lat.get(str(tb)) or {}).get("throughput_fps")
+
+
+def pick_best(rows: dict[str, dict[str, Any]], keys: list[str]) -> str | None:
+    """Lowest batch-1 p50 among `keys` whose status is 'pass'."""
+    ok = [k for k in keys if rows[k].get("status") == "pass" and (rows[k].get("latency_ms") or {}).get("1")]
+    return min(ok, key=lambda k: rows[k]["latency_ms"]["1"]["p50"]) if ok else None
+
+
+def check_targets(best: dict[str, Any] | None, ref_top1: float) -> list[dict[str, Any]]:
+    """The issue's targets for the best edgeskel variant: met or missed, and by how much."""
+    out = []
+    specs = [("speedup_vs_torch", ">=", TARGETS["speedup_vs_torch"], "x lower p50 (batch 1) than PyTorch eager fp32"),
+             ("speedup_vs_best_baseline", ">=", TARGETS["speedup_vs_best_baseline"], "x lower p50 (batch 1) than the best uncompressed baseline"),
+             ("top1_drop", "<=", TARGETS["max_top1_drop"], " points top-1 below PyTorch eager fp32"),
+             ("size_reduction_vs_onnx", ">=", TARGETS["size_reduction_vs_onnx"], "x smaller on disk than the fp32 ONNX")]
+    for key, op, target, what in specs:
+        if best is None:
+            out.append({"target": key, "goal": f"{op} {target:g}{what}", "value": None, "met": False,
+                        "gap": "no edgeskel variant passed the device profile's gates"})
+            continue
+        val = (ref_top1 - best["top1"]) if key == "top1_drop" and best.get("top1") is not None else best.get(key)
+        if val is None:
+            out.append({"target": key, "goal": f"{op} {target:g}{what}", "value": None, "met": False, "gap": "not measured"})
+            continue
+        met = val >= target if op == ">=" else val <= target + 1e-9
+        if met:
+            gap = None
+        elif op == ">=":
+            gap = f"{val:.2f}x vs {target:g}x: short by {target - val:.2f}x ({100 * (target - val) / target:.0f}% of the target)"
+        else:
+            gap = f"{val:.2f} points vs {target:g}: over by {val - target:.2f} points"
+        out.append({"target": key, "goal": f"{op} {target:g}{what}", "value": val, "met": bool(met), "gap": gap})
+    return out

@@ -1,0 +1,47 @@
+"""`edgeskel bench [--models ...] [--data SPEC] [--quick] [--out DIR]`: side-by-side benchmark."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from edgeskel.cli.app import app
+
+
+@app.command("bench")
+def bench_cmd(
+    models: str | None = typer.Option(None, "--models", help="comma-separated: stgcn,ctrgcn,hyperformer "
+                                         "(default: all three; --quick: stgcn)"),
+    data: str | None = typer.Option(None, "--data", help="dataset spec (default: each recipe's NW-UCLA; --quick: synthetic)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny models, few repeats, short grids (< 10 min on 2 cores)"),
+    out: Path | None = typer.Option(None, "--out", help="results.json + plots (default docs/bench; --quick: runs/bench/quick)"),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Markdown file for the generated section "
+                                            "(default docs/BENCHMARKS.md for --out docs/bench, else <out>/BENCHMARKS.md)"),
+    reference_dir: Path = typer.Option(Path("reference"), "--reference-dir", help="<model>-nwucla.ckpt reference checkpoints"),
+    cache_dir: Path = typer.Option(Path("runs/bench"), "--cache-dir", help="trained/compressed models and artifacts (reused)"),
+    device: str = typer.Option("cpu", "--device", help="device profile that picks the best edgeskel variant"),
+    rounds: int | None = typer.Option(None, "--rounds", help="interleaved rounds"),
+    runs: int | None = typer.Option(None, "--runs", help="timed calls per variant per round"),
+    val_samples: int | None = typer.Option(None, "--val-samples", help="cap on validation samples"),
+    threads: int = typer.Option(2, "--threads", help="intra-op threads for every runtime"),
+) -> None:
+    """Benchmark edgeskel's variants side by side with PyTorch eager, plain ONNX Runtime/OpenVINO,
+    ORT dynamic INT8 and NNCF INT8 of the uncompressed model (same process, interleaved)."""
+    from edgeskel.bench import full_settings, quick_settings, run_bench
+    from edgeskel.bench.report import print_summary
+
+    console = Console(stderr=True)
+    make = quick_settings if quick else full_settings
+    settings = make(models=[m.strip() for m in models.split(",") if m.strip()] if models else None, data=data, out=out,
+                    markdown=markdown, reference_dir=reference_dir, cache_dir=cache_dir, device=device, rounds=rounds,
+                    runs=runs, val_samples=val_samples, threads=threads,
+                    command="edgeskel " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    results = run_bench(settings, log=console.print, progress=True)
+    print_summary(results)
+    outs = results["outputs"]
+    Console().print(f"wrote {outs['results']}, {outs['markdown']} and {len(outs['plots'])} plots "
+                    f"in {results['wall_time_s']:.0f} s")

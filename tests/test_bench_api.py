@@ -1,0 +1,99 @@
+"""`edgeskel bench` end to end at tiny settings: tiny ST-GCN trained for 2 epochs on a small
+synthetic set, every baseline and edgeskel variant measured, results/plots/Markdown written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeskel.bench import BEGIN_MARKER, END_MARKER, quick_settings, run_bench
+
+BASELINES = {"baseline/torch-fp32", "baseline/ort-fp32", "baseline/openvino-fp32", "baseline/ort-dynamic-int8",
+             "baseline/nncf-int8"}
+EDGESKEL = {"edgeskel/ort-fp32", "edgeskel/ort-int8", "edgeskel/openvino-fp32", "edgeskel/openvino-fp16",
+            "edgeskel/openvino-bf16", "edgeskel/openvino-int8"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    md = root / "docs" / "BENCHMARKS.md"
+    md.parent.mkdir()
+    md.write_text(f"# Benchmarks\n\nHand-written intro.\n\n{BEGIN_MARKER}\nstale\n{END_MARKER}\n\n## Hand-written notes\nkeep me\n")
+    s = quick_settings(models=["stgcn"], data="synthetic?classes=4&per_class=12&test_per_class=6", out=root / "docs" / "bench",
+                       cache_dir=root / "cache", width=0.25, frames=16, train_epochs=2, finetune_epochs=1, val_samples=24,
+                       runs=5, rounds=2, warmup=2, max_seconds=2.0, t_grid=[16, 32], batch_grid=[1, 2], scaling_runs=3,
+                       scaling_rounds=1, profile_runs=3, throughput_batch=4, profile_always=True, command="pytest",
+                       threads=1)  # 1 thread: the test must not oversubscribe a shared 2-core box
+    return run_bench(s, progress=False), s, md
+
+
+def test_every_variant_has_numbers(bench):
+    res, s, _ = bench
+    m = res["models"]["stgcn"]
+    keys = set(m["variants"])
+    assert BASELINES | EDGESKEL <= keys
+    for k, r in m["variants"].items():
+        assert r.get("status") in ("pass", "fail"), f"{k}: {r.get('reason')}"
+        assert 0 <= r["top1"] <= 100 and r["size_bytes"] > 0 and r["params"] > 0 and r["gflops"] > 0
+        for b in ("1", "4"):
+            lat = r["latency_ms"][b]
+            assert 0 < lat["p50"] <= lat["p99"] and lat["runs"] >= 2 * 2 and lat["rounds"] == 2
+        assert r["throughput_fps"] > 0
+    assert m["variants"]["edgeskel/ort-int8"]["params"] < m["variants"]["baseline/ort-fp32"]["params"]
+    assert m["reference"]["source"].startswith("trained here")  # no checkpoint: trained, never random weights
+
+
+def test_ratios_are_consistent_with_the_numbers(bench):
+    res, _, _ = bench
+    m = res["models"]["stgcn"]
+    v = m["variants"]
+    p50 = {k: r["latency_ms"]["1"]["p50"] for k, r in v.items()}
+    peak = res["machine"]["peak"]["gflops_fp32"]
+    assert m["best_baseline"] in BASELINES and m["best"] in EDGESKEL
+    ok_base = [k for k in BASELINES if v[k]["accuracy_ok"]]
+    assert p50[m["best_baseline"]] == min(p50[k] for k in ok_base)
+    passing = [k for k in EDGESKEL if v[k]["status"] == "pass"]
+    assert p50[m["best"]] == min(p50[k] for k in passing)
+    for k, r in v.items():
+        assert r["speedup_vs_torch"] == pytest.approx(p50["baseline/torch-fp32"] / p50[k])
+        assert r["speedup_vs_best_baseline"] == pytest.approx(p50[m["best_baseline"]] / p50[k])
+        assert r["size_reduction_vs_onnx"] == pytest.approx(v["baseline/ort-fp32"]["size_bytes"] / r["size_bytes"])
+        assert r["gflops_per_s_b1"] == pytest.approx(r["gflops"] / (p50[k] / 1000))
+        assert r["fraction_of_peak_b1"] == pytest.approx(r["gflops_per_s_b1"] / peak)
+    t = {x["target"]: x for x in m["targets"]}
+    assert t["speedup_vs_torch"]["value"] == pytest.approx(v[m["best"]]["speedup_vs_torch"])
+    assert t["speedup_vs_torch"]["met"] == (v[m["best"]]["speedup_vs_torch"] >= 3.0)
+    assert t["top1_drop"]["value"] == pytest.approx(m["reference"]["top1"] - v[m["best"]]["top1"])
+
+
+def test_profile_and_scaling(bench):
+    res, _, _ = bench
+    m = res["models"]["stgcn"]
+    prof = m["op_profile"]
+    assert prof["variant"] == m["best"] and prof["ops"], prof
+    assert sum(o["share"] for o in prof["ops"]) == pytest.approx(1.0)
+    t_rows = m["scaling"]["T"]["rows"]
+    assert {r["T"] for r in t_rows} == {16, 32} and len({r["variant"] for r in t_rows}) == 3
+    b_rows = m["scaling"]["batch"]["rows"]
+    assert {r["batch"] for r in b_rows} == {1, 2} and all(r["p50_ms"] > 0 and r["throughput_fps"] > 0 for r in b_rows)
+    ct = res["compression_times"]
+    assert ct and ct[0]["model"] == "stgcn" and ct[0]["wall_time_s"] > 0
+
+
+def test_outputs_written_and_markdown_between_markers(bench):
+    res, s, md = bench
+    on_disk = json.loads((s.out / "results.json").read_text())
+    assert on_disk["format"] == "edgeskel-bench/1" and set(on_disk["models"]) == {"stgcn"}
+    assert on_disk["machine"]["peak"]["gflops_fp32"] > 0 and on_disk["libraries"]["onnxruntime"]
+    for p in res["outputs"]["plots"].values():
+        assert p.endswith(".png") and (s.out / p.split("/")[-1]).stat().st_size > 1000
+    text = md.read_text()
+    assert res["outputs"]["markdown"] == str(md)
+    assert text.startswith("# Benchmarks\n\nHand-written intro.\n\n" + BEGIN_MARKER)
+    assert text.endswith(END_MARKER + "\n\n## Hand-written notes\nkeep me\n")
+    assert "stale" not in text and text.count(BEGIN_MARKER) == 1
+    inner = text.split(BEGIN_MARKER)[1].split(END_MARKER)[0]
+    assert "Command: `pytest`" in inner and "ONNX Runtime dynamic INT8" in inner and "★ best" in inner
+    assert "(bench/stgcn-latency-vs-T.png)" in inner  # image links relative to the Markdown file
