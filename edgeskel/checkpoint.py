@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from edgeskel import __version__
-from edgeskel.errors import CheckpointError
+from edgeskel.errors import CheckpointError, EdgeskelError
 from edgeskel.io import torch_load_safe, torch_save_atomic
 from edgeskel.layouts import SkeletonLayout, get_layout
 
@@ -117,16 +117,31 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, A
         raise CheckpointError(f"{path}: not an edgeskel checkpoint{hint}")
     try:
         spec = ModelSpec.from_dict(payload["spec"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except EdgeskelError as exc:
         raise CheckpointError(f"{path}: malformed model spec: {exc}") from None
-    model = build_from_spec(spec)
-    load_state_strict(model, payload["state_dict"], source=str(path))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: malformed model spec: {exc}") from None
+    try:
+        model = build_from_spec(spec)
+    except CheckpointError:
+        raise
+    except EdgeskelError as exc:
+        raise CheckpointError(f"{path}: the model spec in the checkpoint does not build: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the model spec in the checkpoint does not build: "
+                              f"{type(exc).__name__}: {exc}") from None
+    load_state_strict(model, payload.get("state_dict"), source=str(path))
     model.eval()
     return model, spec, dict(payload.get("extra") or {})
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict that lists every missing/unexpected key and shape mismatch in one error."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: state_dict is a {type(state).__name__}, not a mapping of names to tensors")
+    bad = [repr(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: state_dict entries that are not name -> tensor: {_preview(bad)}")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

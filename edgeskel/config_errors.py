@@ -1,7 +1,10 @@
-"""Turn pydantic validation errors into one readable ConfigError: file, key path, what is allowed."""
+"""Turn pydantic validation errors into one readable ConfigError: file, key path, what was
+given and what is allowed. One problem gives one line (the CLI prints `error: <it>`); several
+give a header line and one line per problem. Used by recipes and device profiles alike."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -10,22 +13,75 @@ from pydantic import BaseModel, ValidationError
 from edgeskel.errors import ConfigError
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid configuration:"]
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
-        kind = err["type"]
-        given = err.get("input")
-        if kind == "extra_forbidden":
-            lines.append(f"  - {path}: unknown key")
-        elif kind == "missing":
-            lines.append(f"  - {path}: required key is missing")
-        else:
-            shown = repr(given)
-            if len(shown) > 60:
-                shown = shown[:57] + "..."
-            lines.append(f"  - {path}: {err['msg']} (got {shown})")
-    return "\n".join(lines)
+def format_validation_error(source: str | Path, exc: ValidationError, root: type[BaseModel] | None = None,
+                            what: str = "configuration") -> str:
+    """`<source>: invalid <what>: <key.path>: <problem> (given: X; allowed: Y)` per problem.
+    `root` (the validated model class) lets unknown-key errors list the keys allowed there."""
+    problems = [_problem(err, root) for err in exc.errors()]
+    if len(problems) == 1:
+        return f"{source}: invalid {what}: {problems[0]}"
+    return f"{source}: invalid {what} ({len(problems)} problems):\n  - " + "\n  - ".join(problems)
+
+
+def _problem(err: Any, root: type[BaseModel] | None) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "<root>"
+    kind = err["type"]
+    given = err.get("input")
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown key"
+    elif kind == "missing":
+        msg = "required key is missing"
+    detail = []
+    if kind not in ("missing", "extra_forbidden") and not isinstance(given, dict):
+        shown = repr(given)
+        detail.append(f"given: {shown[:57] + '...' if len(shown) > 60 else shown}")
+    allowed = allowed_values(err, root)
+    if allowed:
+        detail.append(f"allowed: {allowed}")
+    return f"{key}: {msg}" + (f" ({'; '.join(detail)})" if detail else "")
+
+
+def allowed_values(err: Any, root: type[BaseModel] | None) -> str | None:
+    """What would have been accepted at the error's location, as text (None if unknown)."""
+    ctx = err.get("ctx") or {}
+    t = err["type"]
+    if "expected" in ctx:
+        return str(ctx["expected"])
+    if t == "extra_forbidden":
+        model = _model_at(root, list(err["loc"][:-1])) if root is not None else None
+        return ", ".join(model.model_fields) if model else None
+    for bound, text in (("gt", "> {}"), ("ge", ">= {}"), ("lt", "< {}"), ("le", "<= {}")):
+        if bound in ctx:
+            return text.format(ctx[bound])
+    if t.startswith(("int_", "float_", "bool_", "string_", "list_", "dict_")):
+        return t.split("_")[0] if t != "int_from_float" else "int"
+    if t.endswith("_type"):
+        return t[: -len("_type")]
+    return None
+
+
+def _model_at(root: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
+    """Walk field annotations along `loc` to find the model whose keys are allowed there."""
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _unwrap(model.model_fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(ann: Any) -> Any:
+    """The BaseModel inside `X | None`, `list[X]`, ... (else `ann`)."""
+    for arg in (typing.get_args(ann) or (ann,)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        for a in typing.get_args(arg):
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                return a
+    return ann
 
 
 def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:
@@ -38,7 +94,7 @@ def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
     if not isinstance(data, dict):
@@ -46,4 +102,4 @@ def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc, model, what)) from None

@@ -168,10 +168,26 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read device profile: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a device profile must be a YAML mapping, got {type(data).__name__}")
-    return profile_from_dict(data, source=path)
+    profile = profile_from_dict(data, source=path)
+    _check_ssh_files(profile, path)
+    return profile
+
+
+def _check_ssh_files(profile: DeviceProfile, source: Path) -> None:
+    """Files the ssh block names must exist here: a missing key or known_hosts file would
+    otherwise surface later as a confusing authentication or host-key failure."""
+    if profile.ssh is None:
+        return
+    for key in ("identity_file", "config_file", "known_hosts_file"):
+        value = getattr(profile.ssh, key)
+        if value and not Path(value).expanduser().is_file():
+            raise ConfigError(f"{source}: invalid device profile: ssh.{key}: file {value} not found "
+                              f"(allowed: an existing file, or null to use ~/.ssh/config and ssh-agent)")
 
 
 def profile_from_dict(data: dict[str, Any], source: str | Path = "<profile>") -> DeviceProfile:
@@ -181,70 +197,8 @@ def profile_from_dict(data: dict[str, Any], source: str | Path = "<profile>") ->
         raise ConfigError(format_validation_error(exc, source, DeviceProfile)) from None
 
 
-def format_validation_error(exc: ValidationError, source: str | Path, root: type[BaseModel]) -> str:
-    """One line per problem: `file: key.path: problem (given: X; allowed: Y)`."""
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        key = ".".join(loc) or "<root>"
-        given = err.get("input")
-        allowed = _allowed(err, root)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-            given = None
-        parts = [f"{source}: {key}: {msg}"]
-        detail = []
-        if err["type"] not in ("missing",) and not isinstance(given, dict):
-            detail.append(f"given: {given!r}")
-        if allowed:
-            detail.append(f"allowed: {allowed}")
-        if detail:
-            parts.append(f" ({'; '.join(detail)})")
-        lines.append("".join(parts))
-    return "invalid device profile:\n  " + "\n  ".join(lines)
+def format_validation_error(exc: ValidationError, source: str | Path, root: type[BaseModel] = DeviceProfile) -> str:
+    """One line per problem: `file: invalid device profile: key.path: problem (given: X; allowed: Y)`."""
+    from edgeskel.config_errors import format_validation_error as fmt
 
-
-def _allowed(err: dict[str, Any], root: type[BaseModel]) -> str | None:
-    ctx = err.get("ctx") or {}
-    t = err["type"]
-    if "expected" in ctx:
-        return str(ctx["expected"])
-    if t == "extra_forbidden":
-        model = _model_at(root, [p for p in err["loc"][:-1]])
-        return ", ".join(model.model_fields) if model else None
-    for bound, text in (("gt", "> {}"), ("ge", ">= {}"), ("lt", "< {}"), ("le", "<= {}")):
-        if bound in ctx:
-            return text.format(ctx[bound])
-    if t.startswith(("int_", "float_", "bool_", "string_", "list_", "dict_")):
-        return t.split("_")[0] if t != "int_from_float" else "int"
-    if t.endswith("_type"):
-        return t[: -len("_type")]
-    return None
-
-
-def _model_at(root: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
-    """Walk field annotations along `loc` to find the model whose keys are allowed there."""
-    import typing
-
-    model: Any = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        model = _unwrap(model.model_fields[part].annotation, typing)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _unwrap(ann: Any, typing: Any) -> Any:
-    for arg in (typing.get_args(ann) or (ann,)):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-        inner = typing.get_args(arg)
-        for a in inner:
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                return a
-    return ann
+    return fmt(source, exc, root, "device profile")

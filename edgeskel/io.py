@@ -105,7 +105,12 @@ def torch_load_safe(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file needs code execution to unpickle "
-            f"(only tensors and plain containers are allowed): {str(exc).splitlines()[0]}"
+            f"(only tensors and plain containers are allowed): {_first_line(exc)}"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -110,9 +110,11 @@ def resolve_data_path(spec: str, base: Path) -> str:
     return f"{kind}:{path}{sep}{opts}"
 
 
-def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: str | None = None) -> Recipe:
+def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: str | None = None,
+                   source: str | Path | None = None) -> Recipe:
     """Apply CLI overrides and make the recipe's relative paths absolute (against the repo root,
-    where shipped recipes point: `reference/...`, `../shared/data/...`)."""
+    where shipped recipes point: `reference/...`, `../shared/data/...`). `source`: the recipe
+    file, named in errors."""
     model = recipe.model
     if checkpoint:
         model = model.model_copy(update={"checkpoint": str(checkpoint), "import_from": None})
@@ -121,7 +123,9 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
         if cand.exists():
             model = model.model_copy(update={"checkpoint": str(cand)})
     if model.checkpoint and not Path(model.checkpoint).is_file():
-        raise ConfigError(f"recipe {recipe.name!r}: model.checkpoint {model.checkpoint} not found "
-                          "(see reference/README.md for the command that creates it, or pass --checkpoint)")
+        where = f"--checkpoint {checkpoint}" if checkpoint else f"{source or f'recipe {recipe.name!r}'}: model.checkpoint"
+        raise ConfigError(f"{where}: file {model.checkpoint} not found (allowed: an existing edgeskel or official "
+                          "checkpoint file; see reference/README.md for the command that creates the reference "
+                          "checkpoints, or pass --checkpoint)")
     spec = resolve_data_path(data or recipe.data.spec, REPO_ROOT)
     return recipe.model_copy(update={"model": model, "data": recipe.data.model_copy(update={"spec": spec})})

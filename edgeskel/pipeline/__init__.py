@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeskel.checkpoint import load_checkpoint
-from edgeskel.errors import EdgeskelError
+from edgeskel.errors import DataError, EdgeskelError
 from edgeskel.io import sha256_file, sha256_json
 from edgeskel.pipeline import steps
 from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
@@ -34,7 +34,7 @@ def run_pipeline(
 
     profile = load_profile(device)
     rec, rec_path = load_recipe(recipe)
-    rec = with_overrides(rec, checkpoint, data)
+    rec = with_overrides(rec, checkpoint, data, source=rec_path)
 
     run = RunDir(Path(out_root) / rec.name / profile.name)
     with run:
@@ -45,7 +45,11 @@ def run_pipeline(
             "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None,
             "data": {"spec": rec.data.spec},
         })
-        dataset = steps.load_data(rec)
+        try:
+            dataset = steps.load_data(rec)
+        except DataError as exc:  # say where the dataset spec came from, too
+            raise type(exc)(exc.path, f"{exc.problem} (dataset of {rec_path}: data.spec {rec.data.spec!r})",
+                            exc.sample) from None
 
         # ---- data: preprocess validation + calibration arrays once, hash them -------------
         def data_stage(d: Path) -> dict[str, Any]:
@@ -104,7 +108,7 @@ def run_pipeline(
 
         model, spec, _ = load_checkpoint(deploy_ckpt)
         spec = steps.apply_profile_input(spec, profile)
-        from edgeskel.train.metrics import accuracy_summary, predict_logits
+        from edgeskel.train.metrics import predict_logits
 
         # ---- export every variant -----------------------------------------------------------
         def export_stage(d: Path) -> dict[str, Any]:

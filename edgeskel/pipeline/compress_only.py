@@ -13,8 +13,8 @@ from edgeskel.recipe import load_recipe, with_overrides
 
 def compress_recipe(recipe: str, out: str | Path, checkpoint: str | Path | None = None, data: str | None = None,
                     rank_multiple: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    rec, _ = load_recipe(recipe)
-    rec = with_overrides(rec, checkpoint, data)
+    rec, rec_path = load_recipe(recipe)
+    rec = with_overrides(rec, checkpoint, data, source=rec_path)
     out = Path(out)
     dataset = steps.load_data(rec)
     steps.get_reference(rec, dataset, out / "reference", quiet=quiet)

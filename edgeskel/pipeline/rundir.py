@@ -90,10 +90,10 @@ class RunDir:
         if self.manifest_path.is_file():
             try:
                 data = json.loads(self.manifest_path.read_text())
-                if data.get("format") == MANIFEST_FORMAT:
+                if _well_formed(data):
                     return data
             except (ValueError, OSError):
-                pass  # unreadable manifest: start over (stages re-run, nothing trusted)
+                pass  # unreadable or malformed manifest: start over (stages re-run, nothing trusted)
         return {"format": MANIFEST_FORMAT, "stages": {}}
 
     def save_manifest(self) -> None:
@@ -152,3 +152,19 @@ class RunDir:
         """Hash of a finished stage's outputs: the input of the stages after it."""
         rec = self.manifest["stages"][name]
         return sha256_json({"outputs": rec.get("outputs", {}), "result": rec.get("result")})
+
+
+def _well_formed(data: Any) -> bool:
+    """A manifest this version wrote: stages map names to records with string hashes and
+    output digests (anything else, e.g. a hand-edited or damaged file, is not trusted)."""
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("stages"), dict):
+        return False
+    for rec in data["stages"].values():
+        if not isinstance(rec, dict) or not isinstance(rec.get("input_hash"), str):
+            return False
+        if rec.get("status") == "done" and not isinstance(rec.get("result"), dict):
+            return False
+        outs = rec.get("outputs", {})
+        if not isinstance(outs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in outs.items()):
+            return False
+    return True

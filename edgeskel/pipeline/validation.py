@@ -35,14 +35,43 @@ def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str,
 
 
 def _redact(target: Any, text: str) -> str:
-    """target.redact (host, user, key and config paths) plus the port, so that a report names
-    the profile only."""
+    """target.redact (host, user, key and config paths) plus what ssh resolved them to (the
+    real hostname/address and port from `ssh -G`, which error messages quote), so that a
+    report names the profile only."""
+    import re
+
     text = target.redact(text)
-    if target.port != 22:
-        for s, r in ((f"[<host>]:{target.port}", "<host>"), (f"<host>:{target.port}", "<host>"),
-                     (f"-p {target.port} ", "-p <port> ")):
-            text = text.replace(s, r)
-    return text
+    for value, name in ((target.python, "<ssh.python>"), (target.workdir, "<ssh.workdir>")):
+        if "/" in value and not value.startswith("~/edgeskel"):  # device paths can name users
+            text = text.replace(value, name)
+    eff = _ssh_effective(target)
+    host = eff.get("hostname")
+    if host and host != target.host:
+        text = text.replace(host, "<host>")
+    user = eff.get("user")
+    if user:
+        text = re.sub(rf"\b{re.escape(user)}@", "<user>@", text)
+    for port in {str(target.port), eff.get("port") or "22"} - {"22"}:
+        text = re.sub(rf"(:|port |-p ){port}\b", r"\1<port>", text)
+    text = re.sub(r"\b\d{1,3}(\.\d{1,3}){3}\b", "<address>", text)  # any IPv4 address
+    return re.sub(r"\[[0-9A-Fa-f:]*:[0-9A-Fa-f:]*\]", "[<address>]", text)  # bracketed IPv6
+
+
+def _ssh_effective(target: Any) -> dict[str, str]:
+    """`ssh -G`: the effective hostname/user/port after ~/.ssh/config (no connection made)."""
+    import subprocess
+
+    args = target.ssh_args()
+    try:
+        out = subprocess.run([args[0], "-G", *args[1:]], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    eff: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("hostname", "user", "port") and value:
+            eff[key] = value.strip()
+    return eff
 
 
 def runnable_here(backend: str) -> tuple[bool, str]:
@@ -140,6 +169,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             variants.append(e)
             continue
         measured_on = meas.get("measured_on", "local")
+        if exp.get("parity") is not None and meas.get("parity") is None:
+            meas = {**meas, "parity": exp["parity"]}  # the export's parity numbers are gated too
         e = make_variant_entry(v.key, v.backend, v.precision, meas, ref_top1, profile, measured_on,
                                parity=exp.get("parity"), **common)
         if meas.get("host_only") and e["status"] in ("pass", "fail"):

@@ -9,7 +9,7 @@ Tolerances are per precision because each one has a different honest error:
   5e-2 / 1e-1 x scale, and >= 95% top-1 agreement.
 - int8: judged by top-1 agreement (>= 0.9); max |diff| only bounded (0.5 x scale) to catch
   a broken graph that happens to keep the argmax on a few samples.
-Any NaN/inf fails, whatever the tolerance.
+Any NaN/inf fails, whatever the tolerance, in the artifact's outputs or in the reference's.
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ def check_parity(ref: np.ndarray, out: np.ndarray, precision: str, tolerances: d
         raise ParityError(f"parity: output shape {out.shape} does not match reference {ref.shape}")
     tol = tolerance_for(precision, tolerances)
     nonfinite = int((~np.isfinite(out)).sum())
+    ref_nonfinite = int((~np.isfinite(ref)).sum())  # the PyTorch model itself produced NaN/inf
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     diff = np.abs(np.where(np.isfinite(out), out, 0.0) - ref)
     max_abs = float(diff.max()) if diff.size else 0.0
     mean_abs = float(diff.mean()) if diff.size else 0.0
     agreement = float((ref.argmax(1) == np.nan_to_num(out, nan=-np.inf).argmax(1)).mean()) if len(ref) else 1.0
     bound = float(tol["max_abs"]) * (max(1.0, scale) if tol["relative"] else 1.0)
-    passed = nonfinite == 0 and max_abs <= bound and agreement >= float(tol["min_agreement"])
+    passed = nonfinite == 0 and ref_nonfinite == 0 and max_abs <= bound and agreement >= float(tol["min_agreement"])
     return {
         "precision": precision,
         "n": int(len(ref)),
@@ -65,6 +66,7 @@ def check_parity(ref: np.ndarray, out: np.ndarray, precision: str, tolerances: d
         "mean_abs": mean_abs,
         "agreement": agreement,
         "nonfinite": nonfinite,
+        "ref_nonfinite": ref_nonfinite,
         "scale": scale,
         "tol": {**tol, "bound": bound},
         "passed": bool(passed),
@@ -77,6 +79,7 @@ def format_parity(res: dict[str, Any]) -> str:
         f"{res['precision']} parity on {res['n']} samples: max_abs={res['max_abs']:.3g} (bound {t['bound']:.3g}), "
         f"mean_abs={res['mean_abs']:.3g}, top-1 agreement={res['agreement']:.3f} (min {t['min_agreement']}), "
         f"nonfinite={res['nonfinite']}"
+        + (f", reference (PyTorch) nonfinite={res['ref_nonfinite']}" if res.get("ref_nonfinite") else "")
     )
 
 
