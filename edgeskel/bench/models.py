@@ -118,6 +118,10 @@ def compressed_checkpoint(model: str, rec: Recipe, dataset: Any, ref_ckpt: Path,
     meta_path = out / "bench-compress.json"
     if (out / "compressed.ckpt").is_file() and meta_path.is_file():
         return out / "compressed.ckpt", json.loads(meta_path.read_text())
+    reused = _pipeline_compressed(rec, ref_sha, rank_multiple, settings)
+    if reused is not None:
+        log(f"{model}: reusing the compressed model of the finished pipeline run {reused[0].parent.parent}")
+        return reused
     log(f"{model}: compressing + fine-tuning with recipe {rec.name} into {out}")
     t0 = time.perf_counter()
     res = steps.compress_and_finetune(ref_ckpt, rec, dataset, arrays["val_x"], arrays["val_y"], arrays["calib_x"], out,
@@ -130,6 +134,34 @@ def compressed_checkpoint(model: str, rec: Recipe, dataset: Any, ref_ckpt: Path,
             "finetune_epochs": (res.get("finetune") or {}).get("epochs", 0), "top1": res["top1"], "totals": res["totals"]}
     atomic_write_json(meta_path, meta)
     return out / "compressed.ckpt", meta
+
+
+def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings: Any) -> tuple[Path, dict[str, Any]] | None:
+    """The compressed checkpoint of a finished `make export DEVICE=<bench device> RECIPE=<rec>`
+    run, if it was made from the same reference file with the same compress/fine-tune settings
+    (checked through the run manifest's stage input hash and output sha256s)."""
+    from edgeskel.pipeline.rundir import RunDir
+
+    run = RunDir(Path("runs") / rec.name / settings.device)
+    if not run.manifest_path.is_file():
+        return None
+    run.manifest = run._read_manifest()
+    stages = run.manifest.get("stages", {})
+    if "reference" not in stages or ((run.manifest.get("inputs") or {}).get("checkpoint") or {}).get("sha256") != ref_sha:
+        return None
+    expected = sha256_json({"compress": rec.compress.model_dump(mode="json") if rec.compress else None,
+                            "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
+                            "rank_multiple": rank_multiple, "reference": run.output_hash("reference")})
+    if run.stage_done("compress", expected) is None:
+        return None
+    comp = json.loads((run.root / "compress" / "compression.json").read_text())
+    ft = comp.get("finetune") or {}
+    meta = {"model": rec.model.name, "recipe": rec.name, "width": rec.model.width, "data": rec.data.spec,
+            "params_before": comp["totals"]["params_before"], "params_after": comp["totals"]["params_after"],
+            "wall_time_s": run.manifest["stages"]["compress"].get("wall_time_s"),
+            "finetune_wall_time_s": ft.get("wall_time_s"), "finetune_epochs": ft.get("epochs", 0),
+            "top1": comp["top1"], "totals": comp["totals"], "source": f"pipeline run {run.root}"}
+    return run.root / "compress" / "compressed.ckpt", meta
 
 
 def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Prepared:
