@@ -214,6 +214,9 @@ def _gate(logits: np.ndarray, val_y: np.ndarray, ref_logits: np.ndarray, max_dro
     return {"top1_ref": ref_acc, "top1": acc, "drop": ref_acc - acc, "agreement": agreement, "passed": bool(ok)}
 
 
+SENSITIVITY_SAMPLES = 4
+
+
 def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 8) -> list[dict[str, Any]]:
     """Rank quantized nodes by quantization damage (lowest SQNR in dB first).
 
@@ -305,7 +308,9 @@ def quantize_with_fallback(
         settings, gate = attempt(excluded)
         ranking: list[dict[str, Any]] = []
         if not gate["passed"] and max_rounds > 0:
-            ranking = sensitivity_ranking(pre, out, val_x[: min(len(val_x), 32)])
+            # qdq_loss_debug keeps every intermediate tensor of every sample in memory: with
+            # full-width CTR-GCN, 32 samples needed > 20 GB. A few samples rank nodes well enough.
+            ranking = sensitivity_ranking(pre, out, val_x[: min(len(val_x), SENSITIVITY_SAMPLES)], batch=1)
             n_tensors, step = 0, 1
             while not gate["passed"] and len(rounds) <= max_rounds and n_tensors < len(ranking):
                 n_tensors = min(len(ranking), n_tensors + step)
