@@ -64,7 +64,7 @@ def test_measure_peak_memory(model):
     runner, x, *_ = model
     m = measure_peak_memory(runner, x[0], batch_size=4)
     assert m["peak_rss_mb"] >= m["baseline_rss_mb"] > 10  # an interpreter with onnxruntime is > 10 MB
-    assert m["model_rss_mb"] >= 0 and "ru_maxrss" in m["method"]
+    assert m["model_rss_mb"] >= 0 and "VmHWM" in m["method"]
 
 
 def test_latency_rejects_batched_sample(model):
@@ -74,3 +74,17 @@ def test_latency_rejects_batched_sample(model):
     with pytest.raises(EdgeskelError, match="one"):
         measure_latency(runner, x[:2], [1], progress=False)
     assert x.shape[1:] == SHAPE
+
+
+def test_peak_memory_of_a_runner_is_not_inherited_from_a_big_parent():
+    """Linux carries ru_maxrss across fork+exec; the runner must report its own peak."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    big = np.ones(600 * 2**20 // 8)  # the parent touches 600 MB
+    out = subprocess.run([sys.executable, "-c", "from edgeskel.remote.device_runner import peak_rss_mb; print(peak_rss_mb())"],
+                         capture_output=True, text=True, check=True)
+    assert big[-1] == 1.0
+    assert float(out.stdout) < 400, out.stdout

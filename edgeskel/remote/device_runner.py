@@ -148,7 +148,19 @@ def latency_stats(times_ms: list[float], batch_size: int) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak RSS of this process so far (getrusage ru_maxrss: KB on Linux, bytes on macOS)."""
+    """Peak RSS of this process so far, in MB.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this process's own address
+    space. Not getrusage(ru_maxrss): Linux carries ru_maxrss across fork+exec, so a runner
+    started by a large parent (e.g. the pipeline after fine-tuning) reported the parent's peak.
+    Elsewhere: ru_maxrss (KB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
@@ -334,7 +346,7 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
             res["latency_ms"][str(bs)] = latency_stats(times, int(bs))
         peak = peak_rss_mb()
         res["memory"] = {"peak_rss_mb": round(peak, 1), "baseline_rss_mb": round(baseline, 1),
-                         "model_rss_mb": round(peak - baseline, 1), "method": "getrusage ru_maxrss (host RSS)"}
+                         "model_rss_mb": round(peak - baseline, 1), "method": "VmHWM of the runner process (host RSS high-water mark)"}
     except Exception as exc:  # report per variant; the other variants still run
         res.update(status="error", error=f"{type(exc).__name__}: {exc}")
     return res

@@ -8,7 +8,7 @@ the same structure. The timing and statistics code is shared with the device run
 
 Peak memory: psutil is not available and tracemalloc cannot see native (ORT/OpenVINO)
 allocations, so `measure_peak_memory` runs the runner in a FRESH child process and reads
-the kernel's high-water mark of its resident set (getrusage ru_maxrss) twice: after the
+the kernel's high-water mark of its resident set (VmHWM; ru_maxrss survives fork+exec) twice: after the
 runtime is imported (baseline) and after load + inference. It reports both and their
 difference (what the model itself costs). On Jetson, CUDA/unified allocations may not all
 appear in host RSS; use tegrastats there for the GPU side.
@@ -67,9 +67,7 @@ _CHILD = r"""
 import importlib, json, resource, sys
 import numpy as np
 spec = json.loads(sys.argv[1])
-def rss():
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+from edgeskel.remote.device_runner import peak_rss_mb as rss
 mod = importlib.import_module(spec["module"])
 cls = mod
 for part in spec["qualname"].split("."):
@@ -115,4 +113,4 @@ def measure_peak_memory(runner: Runner, sample: np.ndarray, batch_size: int = 1,
     d = json.loads(line.split(" ", 1)[1])
     return {"peak_rss_mb": round(d["peak_rss_mb"], 1), "baseline_rss_mb": round(d["baseline_rss_mb"], 1),
             "model_rss_mb": round(d["peak_rss_mb"] - d["baseline_rss_mb"], 1), "batch_size": batch_size,
-            "method": "child process getrusage ru_maxrss (host RSS)"}
+            "method": "child process VmHWM (host RSS high-water mark)"}
