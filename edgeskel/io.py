@@ -33,10 +33,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp_path.exists():
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -148,3 +148,14 @@ def test_compression_sweep_table_and_plot(tmp_path):
         assert r["param_ratio"] <= r["budget"] + 0.05
         assert (r["top1_finetuned"] is not None) == (r["method"] == "data-aware")
     assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_atomic_writes_produce_ordinary_file_permissions(tmp_path):
+    import os
+
+    from edgeskel.io import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "r.md", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
