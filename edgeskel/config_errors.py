@@ -84,21 +84,30 @@ def _unwrap(ann: Any) -> Any:
     return ann
 
 
-def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:
-    """Read a YAML file into a pydantic model; every failure is a ConfigError naming the file."""
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; every failure is a ConfigError naming the file.
+    Shared by recipes, device profiles and layout files."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {what} must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:
+    """Read a YAML file into a pydantic model; every failure is a ConfigError naming the file."""
+    data = read_yaml_mapping(path, what)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgeskel.config_errors import read_yaml_mapping
 from edgeskel.errors import ConfigError
 
 Backend = Literal["ort", "openvino", "tensorrt", "torch"]
@@ -165,15 +165,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
             f"{path}: device profile not found; available profiles: {', '.join(list_profiles()) or '(none)'} "
             f"(in {profiles_dir()})"
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read device profile: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a device profile must be a YAML mapping, got {type(data).__name__}")
-    profile = profile_from_dict(data, source=path)
+    profile = profile_from_dict(read_yaml_mapping(path, "device profile"), source=path)
     _check_ssh_files(profile, path)
     return profile
 

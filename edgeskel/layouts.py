@@ -240,19 +240,9 @@ BUILTIN_LAYOUTS: dict[str, SkeletonLayout] = {lay.name: lay for lay in (NTU25, K
 def load_layout(path: str | Path) -> SkeletonLayout:
     """Read a user layout from YAML: keys name, joints, bones (0-based pairs), center,
     optional origin, parts, channels."""
-    import yaml
+    from edgeskel.config_errors import read_yaml_mapping
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read layout file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read layout file: not UTF-8 text ({exc.reason})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a layout file must be a mapping with keys name, joints, bones, center")
+    data = read_yaml_mapping(path, "layout file")
     return SkeletonLayout.from_dict(data, source=str(path))
 
 
