@@ -179,7 +179,7 @@ def test_export_variant_every_precision(backend, precision, max_abs_limit, model
 def test_openvino_int8_with_accuracy_control(model, xs, tmp_path):
     labels = torch_ref(model, xs).argmax(1)
     res = export_variant(model, SPEC, "openvino", "int8", tmp_path, calib=xs[:16], val=(xs, labels),
-                         options={"threads": 1, "max_drop": 0.05})
+                         options={"threads": 1, "max_drop": 5.0})  # points
     cal = res["calibration"]
     assert cal["tool"] == "nncf.quantize_with_accuracy_control"
     assert cal["top1_fp32"] - cal["top1_int8"] <= 0.05 + 1e-9
@@ -203,14 +203,18 @@ def test_export_variant_rejects_bad_requests(model, xs, tmp_path):
         export_variant(model, SPEC, "ort", "int8", tmp_path)
 
 
-def test_export_variant_int8_gate_uses_fallback(model, xs, tmp_path):
+@pytest.mark.parametrize("max_drop_points", [0.0, 1.0])
+def test_export_variant_int8_gate_uses_fallback(model, xs, tmp_path, max_drop_points):
+    # max_drop is in points (device-profile units): 1.0 must mean 1%, not 100% of top-1.
     labels = torch_ref(model, xs).argmax(1)
     calib = xs[:16].copy()
     calib[0] *= 1e4
     res = export_variant(model, SPEC, "ort", "int8", tmp_path, calib=calib, val=(xs, labels),
-                         options={"threads": 1, "max_drop": 0.0})
+                         options={"threads": 1, "max_drop": max_drop_points})
     gate = res["accuracy_gate"]
+    assert gate["rounds"][0]["drop"] > 0.01 and not gate["rounds"][0]["passed"]
     assert gate["status"] == "passed" and gate["excluded_nodes"]
+    assert gate["gate"]["drop"] <= max_drop_points / 100 + 1e-9
     assert res["calibration"]["exclude_nodes"] == gate["excluded_nodes"]
 
 
