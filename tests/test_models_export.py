@@ -84,3 +84,23 @@ def test_full_depth_export_parity(name, tmp_path):
         ref = model(torch.from_numpy(x)).numpy()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_openvino_ir_is_not_larger_than_the_onnx(name, tmp_path):
+    """OpenVINO's conversion folds constants: CTR-GCN written as `conv4(rel) * alpha + A` let
+    it fold conv4's bias and A into a (C, V, V) constant per subset (IR 3x the ONNX size).
+    The IR of every model must stay about the size of its weights."""
+    ov = pytest.importorskip("openvino", reason="openvino not installed")
+    from edgeskel.checkpoint import ModelSpec, Preprocess
+    from edgeskel.export.onnx import export_onnx
+    from edgeskel.layouts import get_layout
+
+    layout, kw = TINY[name]
+    model, v = calibrated(name, layout, kw)
+    spec = ModelSpec(name=name, num_classes=6, layout=get_layout(layout), kwargs={**kw, "num_person": 2},
+                     preprocess=Preprocess(num_frames=16, num_person=2))
+    path = export_onnx(model, spec, tmp_path / f"{name}.onnx")  # edgeskel's exporter, as deployed
+    ov.save_model(ov.convert_model(str(path)), str(tmp_path / "m.xml"), compress_to_fp16=False)
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    assert (tmp_path / "m.bin").stat().st_size <= 1.3 * max(path.stat().st_size, weights)

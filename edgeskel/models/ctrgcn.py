@@ -49,8 +49,12 @@ class CTRGC(nn.Module):
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
         rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, U, V)
-        topo = self.conv4(rel) * alpha + a  # (N, C, U, V)
-        return torch.matmul(x3, topo.transpose(-1, -2))  # (N, C, T, U)
+        refined = self.conv4(rel) * alpha  # (N, C, U, V)
+        # Official: x3 @ (refined + a)^T. Applying the shared topology `a` as its own (V, V)
+        # product is the same sum, but keeps it a V x V constant: written as `refined + a`,
+        # OpenVINO folds conv4's bias and `a` into one (C, V, V) constant per subset, which
+        # tripled the IR's size (9.5 MB vs 3.1 MB ONNX for compressed CTR-GCN).
+        return torch.matmul(x3, refined.transpose(-1, -2)) + torch.matmul(x3, a.transpose(-1, -2))  # (N, C, T, U)
 
 
 class UnitGCN(nn.Module):
