@@ -148,6 +148,14 @@ def test_compression_sweep_table_and_plot(tmp_path):
         assert r["param_ratio"] <= r["budget"] + 0.05
         assert (r["top1_finetuned"] is not None) == (r["method"] == "data-aware")
     assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    # both methods fine-tuned on request; a bad method name is a clear error
+    rc = main(["sweep", "--checkpoint", str(tmp_path / "best.ckpt"), "--data", TINY, "--budgets", "0.6",
+               "--finetune-epochs", "1", "--finetune-methods", "plain,data-aware", "--out", str(tmp_path / "sw2"),
+               "--quiet"])
+    rows = json.loads((tmp_path / "sw2" / "sweep.json").read_text())["rows"]
+    assert rc == 0 and all(r["top1_finetuned"] is not None for r in rows)
+    assert main(["sweep", "--checkpoint", str(tmp_path / "best.ckpt"), "--data", TINY,
+                 "--finetune-methods", "svd++"]) != 0
 
 
 def test_atomic_writes_produce_ordinary_file_permissions(tmp_path):

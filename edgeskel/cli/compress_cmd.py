@@ -42,17 +42,32 @@ def sweep_cmd(
     out: Path = typer.Option(Path("runs/sweep"), "--out"),
     budgets: str = typer.Option("0.75,0.5,0.33", "--budgets", help="fractions of params (or FLOPs) to keep"),
     target: str = typer.Option("params", "--target", help="params or flops"),
-    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="KD fine-tune epochs for the data-aware rows"),
+    finetune_epochs: int = typer.Option(0, "--finetune-epochs", help="KD fine-tune epochs per fine-tuned row"),
+    finetune_methods: str = typer.Option("data-aware", "--finetune-methods",
+                                         help="which rows to fine-tune: data-aware, plain or plain,data-aware"),
     lr: float = typer.Option(0.01, "--lr"),
     rank_multiple: int = typer.Option(8, "--rank-multiple"),
+    threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Top-1 vs parameter/FLOP ratio at several budgets, plain vs data-aware SVD."""
-    from edgeskel.compress.sweep import sweep
+    from edgeskel.compress.sweep import METHODS, sweep
+    from edgeskel.errors import ConfigError
     from edgeskel.train.config import TrainConfig
 
+    methods = tuple(m.strip() for m in finetune_methods.split(",") if m.strip())
+    if not methods or set(methods) - set(METHODS):
+        raise ConfigError(f"--finetune-methods {finetune_methods!r}: choose from {', '.join(METHODS)}")
+    try:
+        budget_list = [float(b) for b in budgets.split(",")]
+    except ValueError:
+        raise ConfigError(f"--budgets {budgets!r}: expected comma-separated fractions, e.g. 0.75,0.5,0.33") from None
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     ft = TrainConfig(epochs=finetune_epochs, lr=lr, warmup_epochs=0, kd_weight=0.5) if finetune_epochs else None
-    res = sweep(checkpoint, data, out, [float(b) for b in budgets.split(",")], target=target, finetune=ft,
+    res = sweep(checkpoint, data, out, budget_list, target=target, finetune=ft, finetune_methods=methods,
                 rank_multiple=rank_multiple, quiet=quiet)
     t = Table(title=f"{res['model']}: reference top-1 {res['reference_top1']:.2f}")
     for c in ("budget", "method", "params x", "FLOPs x", "top-1", "top-1 fine-tuned"):

@@ -19,8 +19,11 @@ from edgeskel.train.config import TrainConfig
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 
 
+METHODS = ("plain", "data-aware")
+
+
 def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[float], target: str = "params",
-          methods: tuple[str, ...] = ("plain", "data-aware"), finetune: TrainConfig | None = None,
+          methods: tuple[str, ...] = METHODS, finetune: TrainConfig | None = None,
           finetune_methods: tuple[str, ...] = ("data-aware",), rank_multiple: int = 8, calib_batches: int = 8,
           quiet: bool = False) -> dict[str, Any]:
     """Compress `checkpoint` at each budget with each method; evaluate on the test split.
