@@ -18,7 +18,6 @@ from edgeskel.io import atomic_write_json
 from edgeskel.train.config import TrainConfig
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 
-
 METHODS = ("plain", "data-aware")
 
 
