@@ -224,3 +224,47 @@ def test_tensorrt_variant_with_asymmetric_qdq_fails_lint_and_records(model, xs, 
                        options={"symmetric_activations": False})
     record = json.loads((tmp_path / "export.json").read_text())
     assert record["status"] == "failed" and not record["lint"]["passed"]
+
+
+def _scales(path: Path) -> dict[str, np.ndarray]:
+    proto = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return {n.input[0]: inits[n.input[1]] for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits}
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_strided_calibration_gives_the_ranges_of_the_whole_set(fp32_onnx, xs, tmp_path, monkeypatch, method):
+    """Calibration in strides (bounded memory) must see every sample: min/max ranges equal a
+    single pass; histogram ranges stay close."""
+    import edgeskel.quantize.ort_int8 as q
+
+    calib = xs.copy()
+    calib[-1] *= 50  # an outlier in the last stride: skipping strides would miss it
+    one = quantize_ort_int8(fp32_onnx, tmp_path / "one.onnx", calib, method=method, calib_batch=4)
+    monkeypatch.setattr(q, "CALIB_STRIDE_SAMPLES", 8)
+    strided = quantize_ort_int8(fp32_onnx, tmp_path / "strided.onnx", calib, method=method, calib_batch=4)
+    assert "calib_stride_batches" not in one and strided["calib_stride_batches"] == 2
+    a, b = _scales(tmp_path / "one.onnx"), _scales(tmp_path / "strided.onnx")
+    assert a.keys() == b.keys() and a
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-6 if method == "minmax" else 0.1)
+
+
+def test_calib_stride_divides_the_batches():
+    from edgeskel.quantize.ort_int8 import calib_stride
+
+    assert calib_stride(4, 8) is None  # 32 samples: one pass
+    assert calib_stride(32, 8) == 4
+    assert calib_stride(30, 8) == 3  # must divide 30 batches
+    assert calib_stride(7, 8) == 1
+
+
+def test_calibration_cache_is_reused(fp32_onnx, xs, tmp_path):
+    cache = tmp_path / "calib.json"
+    quantize_ort_int8(fp32_onnx, tmp_path / "a.onnx", xs, calibration_cache=cache)
+    assert cache.is_file()
+    # a second call with a different calibration set still uses the cached ranges
+    quantize_ort_int8(fp32_onnx, tmp_path / "b.onnx", xs * 100, calibration_cache=cache)
+    a, b = _scales(tmp_path / "a.onnx"), _scales(tmp_path / "b.onnx")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

@@ -28,17 +28,33 @@ METHODS = ("minmax", "entropy", "percentile")
 COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 
 
+# ORT's histogram calibrators (entropy, percentile) keep every intermediate tensor of every
+# calibration batch in memory before binning: 256 full-width CTR-GCN samples needed > 20 GB and
+# were OOM-killed. Calibrating in strides of at most this many samples bounds that; histograms
+# (and min/max) accumulate across strides, so the ranges are those of the whole set.
+CALIB_STRIDE_SAMPLES = 32
+
+
 class _ArrayReader:
-    """CalibrationDataReader over an (N, C, T, V, M) array in fixed-size batches."""
+    """CalibrationDataReader over an (N, C, T, V, M) array in fixed-size batches; supports
+    ORT's strided calibration (`__len__` and `set_range`, in batches)."""
 
     def __init__(self, data: np.ndarray, input_name: str, batch: int):
         self.data, self.input_name, self.batch = data, input_name, batch
+        self._range = (0, len(self))
         self._it = iter(())
         self.rewind()
 
+    def __len__(self) -> int:
+        return len(self.data) // self.batch
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._range = (start_index, min(end_index, len(self)))
+        self.rewind()
+
     def _batches(self) -> Iterable[dict[str, np.ndarray]]:
-        for i in range(0, len(self.data) - self.batch + 1, self.batch):
-            yield {self.input_name: self.data[i : i + self.batch]}
+        for b in range(*self._range):
+            yield {self.input_name: self.data[b * self.batch : (b + 1) * self.batch]}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -49,6 +65,17 @@ class _ArrayReader:
     def __iter__(self):
         self.rewind()
         return self._batches()
+
+
+def calib_stride(n_batches: int, batch: int, max_samples: int | None = None) -> int | None:
+    """Largest number of batches per stride that divides `n_batches` (ORT requires it) and keeps
+    a stride within `max_samples` (default CALIB_STRIDE_SAMPLES); None when one pass is small
+    enough already."""
+    max_samples = max_samples or CALIB_STRIDE_SAMPLES
+    if n_batches * batch <= max_samples:
+        return None
+    limit = max(1, max_samples // batch)
+    return max(d for d in range(1, limit + 1) if n_batches % d == 0)
 
 
 def _input_info(path: Path) -> tuple[str, int | None]:
@@ -97,10 +124,14 @@ def quantize_ort_int8(
     percentile: float = 99.999,
     calib_batch: int = 8,
     preprocess: bool = True,
+    calibration_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Static QDQ INT8: s8 symmetric per-channel weights; s8 symmetric (zero-point 0)
     activations by default, u8 asymmetric when `symmetric_activations=False` (faster on x86
-    ORT, but not TensorRT-compatible). Returns the settings used (for export.json)."""
+    ORT, but not TensorRT-compatible). Returns the settings used (for export.json).
+
+    `calibration_cache`: a JSON file of tensor ranges; written by the first call, reused by
+    later calls with the same graph and calibration set (the fallback's rounds)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
@@ -135,6 +166,11 @@ def quantize_ort_int8(
         "QuantizeBias": quantize_bias,
         "CalibPercentile": percentile,
     }
+    reader = _ArrayReader(calib, input_name, batch)
+    stride = calib_stride(len(reader), batch)
+    if stride:
+        extra["CalibStridedMinMax"] = stride  # ORT's name; applies to every calibrator
+        settings["calib_stride_batches"] = stride
     calib_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                     "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="edgeskel-q-") as td:
@@ -151,7 +187,8 @@ def quantize_ort_int8(
             # for CLI output (e.g. JSON).
             with atomic_path(onnx_out) as tmp, contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(
-                    str(src), str(tmp), _ArrayReader(calib, input_name, batch), quant_format=QuantFormat.QDQ,
+                    str(src), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                    calibration_cache_path=str(calibration_cache) if calibration_cache else None,
                     per_channel=per_channel,
                     activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes) or None,
@@ -299,7 +336,9 @@ def quantize_with_fallback(
             pre.write_bytes(onnx_fp32.read_bytes())
 
         def attempt(excluded: list[str]) -> tuple[dict, dict]:
-            settings = quantize_ort_int8(pre, out, calib, exclude_nodes=excluded, preprocess=False, **quant_kwargs)
+            # every round quantizes the same graph with the same calibration set: calibrate once
+            settings = quantize_ort_int8(pre, out, calib, exclude_nodes=excluded, preprocess=False,
+                                         calibration_cache=Path(td) / "calibration.json", **quant_kwargs)
             gate = _gate(_ort_logits(out, val_x), val_y, ref_logits, max_drop, min_agreement)
             rounds.append({"excluded": len(excluded), **gate})
             return settings, gate
