@@ -97,3 +97,26 @@ def test_outputs_written_and_markdown_between_markers(bench):
     inner = text.split(BEGIN_MARKER)[1].split(END_MARKER)[0]
     assert "Command: `pytest`" in inner and "ONNX Runtime dynamic INT8" in inner and "★ best" in inner
     assert "(bench/stgcn-latency-vs-T.png)" in inner  # image links relative to the Markdown file
+
+
+def test_pipeline_artifacts_are_reused_only_when_they_passed(tmp_path):
+    from edgeskel.bench.variants import pipeline_artifact
+
+    def variant(key: str, status: str, make_file: bool = True) -> None:
+        d = tmp_path / key
+        d.mkdir()
+        if make_file:
+            (d / "model.onnx").write_bytes(b"x")
+        (d / "export.json").write_text(json.dumps({"status": status, "artifact": "model.onnx",
+                                                   "runtime": {"backend": "ort", "precision": "fp32"}}))
+
+    variant("ort-fp32", "passed")
+    variant("ort-int8", "failed")
+    variant("openvino-fp32", "passed", make_file=False)
+    (tmp_path / "openvino-fp16").mkdir()
+    (tmp_path / "openvino-fp16" / "export.json").write_text("{not json")
+    got = pipeline_artifact(tmp_path, "ort-fp32")
+    assert got["artifact"] == tmp_path / "ort-fp32" / "model.onnx" and "pipeline export" in got["source"]
+    for key in ("ort-int8", "openvino-fp32", "openvino-fp16", "openvino-bf16"):
+        assert pipeline_artifact(tmp_path, key) is None, key
+    assert pipeline_artifact(None, "ort-fp32") is None

@@ -53,7 +53,7 @@ def _model_stats(model: Any, spec: Any) -> dict[str, Any]:
 def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[str, Any], log: Any,
                 progress: bool = True) -> dict[str, Any]:
     """Everything measured for one model (see the module docstring)."""
-    from edgeskel.bench.models import prepare_model
+    from edgeskel.bench.models import pipeline_export_dir, prepare_model
     from edgeskel.bench.opprofile import op_profile
     from edgeskel.bench.scaling import batch_scaling, t_scaling
     from edgeskel.bench.variants import baseline_variants, cache_root, edgeskel_variants
@@ -86,7 +86,11 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     edge_root = cache_root(settings.cache_dir, f"{name}-edgeskel", prep.compressed_ckpt, frames,
                            {"data": data_hash, "profile": profile.model_dump(mode="json"),
                             "export": prep.recipe.export.model_dump(mode="json")})
-    variants += edgeskel_variants(comp, cspec, profile, prep.recipe, prep.calib_x, (prep.val_x, prep.val_y), edge_root, log)
+    reuse = pipeline_export_dir(prep, profile)
+    if reuse is not None:
+        log(f"{name}: reusing the passed variants exported by the pipeline run ({reuse})")
+    variants += edgeskel_variants(comp, cspec, profile, prep.recipe, prep.calib_x, (prep.val_x, prep.val_y), edge_root, log,
+                                  pipeline_export=reuse)
 
     stage("build artifacts (or cache)")
     rows: dict[str, dict[str, Any]] = {}

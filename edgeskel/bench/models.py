@@ -164,6 +164,27 @@ def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings
     return run.root / "compress" / "compressed.ckpt", meta
 
 
+def pipeline_export_dir(prep: Prepared, profile: Any) -> Path | None:
+    """The export folder of the finished pipeline run that made `prep`'s compressed model, if
+    its export stage is up to date for this profile and recipe and used the same arrays."""
+    from edgeskel.pipeline import export_stage_inputs
+    from edgeskel.pipeline.rundir import RunDir
+
+    run = RunDir(Path("runs") / prep.recipe.name / profile.name)
+    if prep.compressed_ckpt != run.root / "compress" / "compressed.ckpt" or not run.manifest_path.is_file():
+        return None
+    run.manifest = run._read_manifest()
+    expected = sha256_json(export_stage_inputs(profile, prep.recipe, prep.compressed_ckpt, run.output_hash("data")))
+    if run.stage_done("export", expected) is None:
+        return None
+    try:
+        same = all(np.array_equal(np.load(run.root / "data" / f"{k}.npy"), getattr(prep, k))
+                   for k in ("calib_x", "val_x", "val_y"))
+    except (OSError, ValueError):
+        return None
+    return run.root / "export" if same else None
+
+
 def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Prepared:
     """Reference + compressed model + validation/calibration arrays for one model."""
     from edgeskel.checkpoint import load_checkpoint

@@ -163,10 +163,29 @@ def baseline_variants(model: torch.nn.Module, spec: Any, ckpt: Path, calib: np.n
     return out
 
 
+def pipeline_artifact(export_dir: Path | None, key: str) -> dict[str, Any] | None:
+    """The artifact a finished pipeline run exported for variant `key` (same compressed model,
+    same data, same options), so the benchmark times exactly what the pipeline ships."""
+    if export_dir is None or not (export_dir / key / "export.json").is_file():
+        return None
+    try:
+        rec = json.loads((export_dir / key / "export.json").read_text())
+    except (OSError, ValueError):
+        return None
+    art = export_dir / key / str(rec.get("artifact", ""))
+    if rec.get("status") != "passed" or not rec.get("artifact") or not art.is_file():
+        return None
+    return {"artifact": art, "runtime": rec.get("runtime"), "seconds": rec.get("seconds"),
+            "source": f"pipeline export {export_dir / key}"}
+
+
 def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: Any, calib: np.ndarray,
-                      val: tuple[np.ndarray, np.ndarray], root: Path, log: Any) -> list[BenchVariant]:
+                      val: tuple[np.ndarray, np.ndarray], root: Path, log: Any,
+                      pipeline_export: Path | None = None) -> list[BenchVariant]:
     """Every variant of the device profile, exported from the compressed model by `export_variant`
-    with the options the pipeline uses (INT8 accuracy gate = the profile's max top-1 drop)."""
+    with the options the pipeline uses (INT8 accuracy gate = the profile's max top-1 drop).
+    `pipeline_export`: the export folder of the pipeline run the compressed model came from;
+    its passed variants are reused instead of exported again."""
     from edgeskel.export import export_variant
 
     out = []
@@ -182,7 +201,7 @@ def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: A
             res = export_variant(model, spec, v.backend, v.precision, d, calib=calib, val=val, options=options)
             return {"artifact": res["artifact_path"], "runtime": res["runtime"], "seconds": res.get("seconds")}
 
-        rec = _cached(root, f"edgeskel-{v.key}", build)
+        rec = pipeline_artifact(pipeline_export, v.key) or _cached(root, f"edgeskel-{v.key}", build)
         rt = rec.get("runtime") or {"backend": v.backend, "precision": v.precision}
         # the artifact runs on the variant's backend (e.g. openvino fp16 = fp16 IR, f32 compute)
         prec = rt["precision"] if rt.get("backend") == v.backend else v.precision

@@ -19,6 +19,16 @@ from edgeskel.recipe import load_recipe, with_overrides
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
 
+def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
+    """What the export stage's artifacts depend on (its skip key; the benchmark checks it too
+    before reusing a run's artifacts)."""
+    return {"variants": [v.model_dump(mode="json") for v in profile.variants],
+            "input": profile.input.model_dump(mode="json"),
+            "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
+            "export": rec.export.model_dump(mode="json"),
+            "model": sha256_file(deploy_ckpt), "data": data_hash}
+
+
 def run_pipeline(
     device: str,
     recipe: str = "default",
@@ -133,11 +143,8 @@ def run_pipeline(
                 outputs += [str(Path(v.key) / f) for f in _artifact_files(d / v.key)]
             return {"variants": results, "outputs": outputs}
 
-        exp_res = run.run_stage("export", {"variants": [v.model_dump(mode="json") for v in profile.variants],
-                                           "input": profile.input.model_dump(mode="json"),
-                                           "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
-                                           "export": rec.export.model_dump(mode="json"),
-                                           "model": sha256_file(deploy_ckpt), "data": run.output_hash("data")}, export_stage, log)
+        exp_res = run.run_stage("export", export_stage_inputs(profile, rec, deploy_ckpt, run.output_hash("data")),
+                                export_stage, log)
 
         # ---- validate on the device (local, ssh, or not measured) -----------------------------
         def validate_stage(d: Path) -> dict[str, Any]:
