@@ -49,9 +49,9 @@ def _rel(target: Path, start_dir: Path) -> str:
 
 
 def variant_table(m: dict[str, Any], tb: int) -> list[str]:
-    hdr = (f"| Variant | Top-1 % | ΔTop-1 | p50 b1 ms | p99 b1 ms | b{tb} samples/s | Size MB | Params | GFLOPs | "
+    hdr = (f"| Variant | Top-1 % | ΔTop-1 | Agree % | p50 b1 ms | p99 b1 ms | b{tb} samples/s | Size MB | Params | GFLOPs | "
            "GFLOP/s b1 | % peak b1 | vs PyTorch | vs best baseline | Size vs ONNX | Gates |")
-    lines = [hdr, "|" + "---|" * 15]
+    lines = [hdr, "|" + "---|" * 16]
     for k, r in m["variants"].items():
         name = r["label"] + (" **★ best**" if k == m.get("best") else "") + (" (best baseline)" if k == m.get("best_baseline") else "")
         lat = (r.get("latency_ms") or {}).get("1") or {}
@@ -60,7 +60,8 @@ def variant_table(m: dict[str, Any], tb: int) -> list[str]:
         if status != "pass":
             status = f"{status}: {r.get('reason', '')}".replace("|", "/")
         frac = r.get("fraction_of_peak_b1")
-        lines.append(f"| {name} | {_f(r.get('top1'))} | {_f(drop, '+.2f')} | {_f(lat.get('p50'), '.3f')} | "
+        lines.append(f"| {name} | {_f(r.get('top1'))} | {_f(drop, '+.2f')} | {_f(r.get('agreement'), '.1f')} | "
+                     f"{_f(lat.get('p50'), '.3f')} | "
                      f"{_f(lat.get('p99'), '.3f')} | {_f(r.get('throughput_fps'), '.0f')} | {_f(r.get('size_mb'), '.3f')} | "
                      f"{r['params']:,} | {r['gflops']:.3f} | {_f(r.get('gflops_per_s_b1'), '.1f')} | "
                      f"{_f(None if frac is None else 100 * frac, '.1f')} | {_x(r.get('speedup_vs_torch'))} | "
