@@ -101,3 +101,14 @@ def test_report_schema_rejects_login_in_measured_on(report, tmp_path):
     bad["variants"][0]["status"] = "ok"
     with pytest.raises(ConfigError, match="status"):
         validate_report(bad)
+
+
+def test_ir_size_counts_its_own_bin():
+    """model.fp16.xml's weights are model.fp16.bin (an earlier version counted only the .xml)."""
+    from edgeskel.pipeline.validation import _size_mb
+
+    files = [{"path": "model.onnx", "bytes": 3_000_000}, {"path": "model.fp16.xml", "bytes": 200_000},
+             {"path": "model.fp16.bin", "bytes": 1_500_000}]
+    assert _size_mb({"artifact": "model.fp16.xml", "files": files}) == 1.7
+    assert _size_mb({"artifact": "model.onnx", "files": files}) == 3.0
+    assert _size_mb({"artifact": None, "files": files}) is None

@@ -207,10 +207,10 @@ def _size_mb(exp: dict[str, Any]) -> float | None:
     if not art:
         return None
     total = 0
-    stem = Path(art).with_suffix("")
+    weights = Path(art).with_suffix(".bin")  # an IR's weights: model.fp16.xml -> model.fp16.bin
     for f in files:
         p = Path(f.get("path") or f.get("file") or "")
-        if p == Path(art) or (Path(art).suffix == ".xml" and p == stem.with_suffix(".bin")):
+        if p == Path(art) or (Path(art).suffix == ".xml" and p == weights):
             total += int(f.get("bytes") or f.get("size") or 0)
     return round(total / 1e6, 3) if total else None
 
