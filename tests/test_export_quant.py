@@ -268,3 +268,25 @@ def test_calibration_cache_is_reused(fp32_onnx, xs, tmp_path):
     a, b = _scales(tmp_path / "a.onnx"), _scales(tmp_path / "b.onnx")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+class GatedNet(TinyNet):
+    """TinyNet with a 0-d weight (like Hyperformer's scalar gates), which broke ORT's
+    compute_weight_error inside the fallback's sensitivity ranking."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = nn.Parameter(torch.tensor(0.7))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x * self.gate)
+
+
+def test_fallback_ranks_models_with_scalar_weights(xs, tmp_path):
+    torch.manual_seed(0)
+    model = GatedNet().eval()
+    onnx_path = export_onnx(model, SPEC, tmp_path / "gated.onnx")
+    ref = torch_ref(model, xs)
+    res = quantize_with_fallback(onnx_path, tmp_path / "q.onnx", xs[:16], xs, ref.argmax(1), ref, max_drop=-0.5,
+                                 max_rounds=1)
+    assert res["status"] == "failed" and res["ranking"]  # ranked, then failed the impossible gate

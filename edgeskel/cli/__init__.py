@@ -37,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Exit):
+        # typer's vendored click has no Exit/Abort in some versions: look them up, never assume
+        exit_cls, abort_cls = getattr(click.exceptions, "Exit", None), getattr(click.exceptions, "Abort", None)
+        if exit_cls is not None and isinstance(exc, exit_cls):
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if abort_cls is not None and isinstance(exc, abort_cls):
             return 1
         raise
     return rv if isinstance(rv, int) else 0

@@ -265,7 +265,6 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_signal_to_quantization_noice_ratio,
-        compute_weight_error,
         create_activation_matching,
         create_weight_matching,
         modify_model_output_intermediate_tensors,
@@ -286,8 +285,11 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
     errors: dict[str, float] = {}
     for name, match in create_activation_matching(acts).items():
         errors[name] = float(compute_signal_to_quantization_noice_ratio(match["pre_qdq"], match["post_qdq"]))
-    for name, sqnr in compute_weight_error(create_weight_matching(str(float_pre), str(qdq))).items():
-        errors[name] = min(errors.get(name, np.inf), float(sqnr))
+    for name, match in create_weight_matching(str(float_pre), str(qdq)).items():
+        # 0-d weights (e.g. a scalar gate) break ORT's compute_weight_error: compare as 1-d
+        f, d = np.atleast_1d(match["float"]), np.atleast_1d(match["dequantized"])
+        sqnr = float(compute_signal_to_quantization_noice_ratio(f, d))
+        errors[name] = min(errors.get(name, np.inf), sqnr)
     ranking = []
     for tensor, sqnr in sorted(errors.items(), key=lambda kv: kv[1]):
         nodes = [c for c in consumers.get(tensor, []) if ops.get(c) in COMPUTE_OPS]
