@@ -136,16 +136,24 @@ def compressed_checkpoint(model: str, rec: Recipe, dataset: Any, ref_ckpt: Path,
     return out / "compressed.ckpt", meta
 
 
+def _pipeline_run(recipe_name: str, device: str) -> Any:
+    """The RunDir of `make export DEVICE=<device> RECIPE=<recipe>` with its manifest read, or None."""
+    from edgeskel.pipeline.rundir import RunDir
+
+    run = RunDir(Path("runs") / recipe_name / device)
+    if not run.manifest_path.is_file():
+        return None
+    run.manifest = run._read_manifest()
+    return run
+
+
 def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings: Any) -> tuple[Path, dict[str, Any]] | None:
     """The compressed checkpoint of a finished `make export DEVICE=<bench device> RECIPE=<rec>`
     run, if it was made from the same reference file with the same compress/fine-tune settings
     (checked through the run manifest's stage input hash and output sha256s)."""
-    from edgeskel.pipeline.rundir import RunDir
-
-    run = RunDir(Path("runs") / rec.name / settings.device)
-    if not run.manifest_path.is_file():
+    run = _pipeline_run(rec.name, settings.device)
+    if run is None:
         return None
-    run.manifest = run._read_manifest()
     stages = run.manifest.get("stages", {})
     if "reference" not in stages or ((run.manifest.get("inputs") or {}).get("checkpoint") or {}).get("sha256") != ref_sha:
         return None
@@ -168,12 +176,10 @@ def pipeline_export_dir(prep: Prepared, profile: Any) -> Path | None:
     """The export folder of the finished pipeline run that made `prep`'s compressed model, if
     its export stage is up to date for this profile and recipe and used the same arrays."""
     from edgeskel.pipeline import export_stage_inputs
-    from edgeskel.pipeline.rundir import RunDir
 
-    run = RunDir(Path("runs") / prep.recipe.name / profile.name)
-    if prep.compressed_ckpt != run.root / "compress" / "compressed.ckpt" or not run.manifest_path.is_file():
+    run = _pipeline_run(prep.recipe.name, profile.name)
+    if run is None or prep.compressed_ckpt != run.root / "compress" / "compressed.ckpt":
         return None
-    run.manifest = run._read_manifest()
     expected = sha256_json(export_stage_inputs(profile, prep.recipe, prep.compressed_ckpt, run.output_hash("data")))
     if run.stage_done("export", expected) is None:
         return None
