@@ -120,3 +120,37 @@ def test_pipeline_artifacts_are_reused_only_when_they_passed(tmp_path):
     for key in ("ort-int8", "openvino-fp32", "openvino-fp16", "openvino-bf16"):
         assert pipeline_artifact(tmp_path, key) is None, key
     assert pipeline_artifact(None, "ort-fp32") is None
+
+
+def test_resume_keeps_finished_models_and_a_stopped_run_keeps_them_on_disk(bench, monkeypatch):
+    """Sessions get cut off: a stopped multi-model run must leave every finished model in
+    results.json (marked partial) and `--resume` must not measure it again."""
+    import dataclasses
+
+    import edgeskel.bench.api as api
+
+    res, s, md = bench
+    first = res["models"]["stgcn"]
+
+    def stopped(name, *a, **k):
+        raise KeyboardInterrupt(f"stopped while measuring {name}")
+
+    monkeypatch.setattr(api, "bench_model", stopped)
+    again = dataclasses.replace(s, models=["stgcn", "ctrgcn"], resume=True)
+    with pytest.raises(KeyboardInterrupt, match="ctrgcn"):
+        run_bench(again, progress=False)
+    on_disk = json.loads((s.out / "results.json").read_text())
+    assert on_disk["complete"] is False and on_disk["missing_models"] == ["ctrgcn"]
+    assert on_disk["models"]["stgcn"]["measured_at"] == first["measured_at"]  # kept, not measured again
+    assert "Partial results" in md.read_text() and "ctrgcn" in md.read_text()
+
+    # different settings: nothing is resumable (and the reason is logged)
+    logged = []
+    other = dataclasses.replace(s, runs=s.runs + 1, resume=True)
+    assert api.resumable_models(other, {"format": on_disk["format"], "settings": other.to_json(),
+                                        "machine": on_disk["machine"], "libraries": on_disk["libraries"]},
+                                logged.append) == {}
+    assert "different settings" in logged[0]
+    same = api.resumable_models(s, {"format": on_disk["format"], "settings": s.to_json(), "machine": on_disk["machine"],
+                                    "libraries": on_disk["libraries"]}, logged.append)
+    assert set(same) == {"stgcn"}

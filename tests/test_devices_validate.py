@@ -88,3 +88,26 @@ def test_peak_memory_of_a_runner_is_not_inherited_from_a_big_parent():
                          capture_output=True, text=True, check=True)
     assert big[-1] == 1.0
     assert float(out.stdout) < 400, out.stdout
+
+
+def test_warmup_stops_after_its_time_budget_but_runs_twice():
+    """A slow model (1 s per batch-64 call) must not spend 10 s warming up per timed block."""
+    import time
+
+    from edgeskel.remote.device_runner import time_infer
+
+    import numpy as np
+
+    calls = []
+
+    def slow(b):
+        calls.append(1)
+        time.sleep(0.02)
+        return b
+
+    times = time_infer(slow, np.zeros(1), warmup=50, runs=3, warmup_seconds=0.03)
+    assert len(times) == 3
+    assert 2 + 3 <= len(calls) <= 3 + 3  # 2 warm-up calls exceed 0.03 s; never fewer than 2
+    calls.clear()
+    time_infer(slow, np.zeros(1), warmup=4, runs=1)
+    assert len(calls) == 5  # no budget: every warm-up call runs

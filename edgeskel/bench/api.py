@@ -203,6 +203,47 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     }
 
 
+_NOT_COMPARED = ("command", "models", "resume", "out", "markdown")
+
+
+def _comparable(settings_json: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings_json.items() if k not in _NOT_COMPARED}
+
+
+def resumable_models(settings: BenchSettings, results: dict[str, Any], log: Any) -> dict[str, Any]:
+    """Models measured by an earlier (possibly stopped) run with the same settings, machine and
+    library versions; anything else is measured again, and the reason is logged."""
+    import json
+
+    path = settings.out / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log(f"[yellow]--resume: {path} is unreadable ({exc}); measuring every model[/]")
+        return {}
+    checks = (("format", old.get("format"), results["format"]),
+              ("settings", _comparable(old.get("settings") or {}), _comparable(results["settings"])),
+              ("CPU", (old.get("machine") or {}).get("cpu_model"), results["machine"]["cpu_model"]),
+              ("library versions", old.get("libraries"), results["libraries"]))
+    for what, was, now in checks:
+        if was != now:
+            log(f"[yellow]--resume: {path} was measured with different {what}; measuring every model[/]")
+            return {}
+    return {k: v for k, v in (old.get("models") or {}).items() if k in settings.models}
+
+
+def _write_partial(results: dict[str, Any], settings: BenchSettings, missing: list[str], t0: float) -> None:
+    from edgeskel.bench.report import write_outputs
+
+    results["complete"], results["missing_models"] = False, list(missing)
+    results["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    results["outputs"] = write_outputs(results, settings)
+    atomic_write_json(settings.out / "results.json", results)
+
+
 def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark for `settings.models`; returns (and writes) the results document."""
     from edgeskel.bench.report import write_outputs
@@ -233,8 +274,18 @@ def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -
         "models": {},
     }
     machine["load_average_start"] = _loadavg()
-    for name in settings.models:
-        results["models"][name] = bench_model(name, settings, profile, machine, log, progress)
+    earlier = resumable_models(settings, results, log) if settings.resume else {}
+    for i, name in enumerate(settings.models):
+        if name in earlier:
+            log(f"[bold]{name}[/]: kept from the earlier run ({earlier[name].get('measured_at')}), --resume")
+            results["models"][name] = earlier[name]
+        else:
+            results["models"][name] = bench_model(name, settings, profile, machine, log, progress)
+            results["models"][name]["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        if i + 1 < len(settings.models):  # a stopped run keeps every finished model (and --resume skips them)
+            _write_partial(results, settings, missing=settings.models[i + 1:], t0=t0)
+    results.pop("missing_models", None)
+    results["complete"] = True
     machine["load_average_end"] = _loadavg()
     busy = max(machine["load_average_start"] or 0, machine["load_average_end"] or 0)
     if busy > settings.threads + 0.5:

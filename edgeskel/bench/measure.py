@@ -44,7 +44,7 @@ def interleaved_latency(infers: dict[str, Callable[[np.ndarray], np.ndarray]], b
             for b, x in batches.items():
                 for n in order:
                     t = time_infer(infers[n], x, warmup=warmup, runs=runs, max_seconds=max_seconds,
-                                   min_runs=min(10, runs))
+                                   min_runs=min(10, runs), warmup_seconds=None if max_seconds is None else max_seconds / 4)
                     samples[n][b] += t
                     round_p50[n][b].append(float(np.median(t)))
                     bar.advance(task)

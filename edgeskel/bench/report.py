@@ -87,7 +87,8 @@ def model_section(m: dict[str, Any], results: dict[str, Any], plots: dict[str, s
            f"{tuple(m['input_shape'])}. Reference: {ref.get('source')}, top-1 {ref['top1']:.2f}%, "
            f"{ref['params']:,} params, {ref['gflops']:.3f} GFLOPs. Compressed (recipe `{m['recipe']}`): "
            f"{comp['params']:,} params ({ref['params'] / max(comp['params'], 1):.2f}x fewer), {comp['gflops']:.3f} GFLOPs; "
-           f"compression + fine-tune took {_f(comp.get('wall_time_s'), '.0f')} s.", "",
+           f"compression + fine-tune took {_f(comp.get('wall_time_s'), '.0f')} s."
+           + (f" Measured {m['measured_at']}." if m.get("measured_at") else ""), "",
            *variant_table(m, tb), ""]
     out += ["Targets for the best edgeskel variant "
             f"({m['variants'][m['best']]['label'] if m.get('best') else 'none passed the gates'}):", "",
@@ -141,6 +142,9 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str], md_dir: Path
         "best baseline: lowest batch-1 p50 among the uncompressed baselines within the same top-1 drop.",
         "",
     ]
+    if results.get("missing_models"):
+        lines += [f"**Partial results**: the run has not measured {', '.join(results['missing_models'])} yet "
+                  "(`--resume` continues it).", ""]
     for m in results["models"].values():
         lines += model_section(m, results, plots, md_dir)
     ct = results.get("compression_times") or []

@@ -33,9 +33,9 @@ class BenchSettings:
     quick: bool = False
     threads: int = 2
     warmup: int = 10
-    runs: int = 50  # timed calls per variant per round
-    rounds: int = 5  # interleaved round-robin rounds; stats pool all rounds
-    max_seconds: float | None = 20.0  # cap on one timed block (>= 10 runs always)
+    runs: int = 30  # timed calls per variant per round
+    rounds: int = 3  # interleaved round-robin rounds; stats pool all rounds
+    max_seconds: float | None = 10.0  # cap on one timed block (>= 10 runs always; warm-up <= a quarter of it)
     throughput_batch: int = 16
     val_samples: int | None = None  # cap on validation samples (None: the whole split)
     width: float | None = None  # model width override (forces training: references are full width)
@@ -48,6 +48,7 @@ class BenchSettings:
     scaling_rounds: int = 3
     profile_runs: int = 30
     profile_always: bool = False  # per-op profile even when every target is met
+    resume: bool = False  # keep models a stopped run with the same settings already measured
     command: str = ""  # the exact command line, for the report
 
     def __post_init__(self) -> None:

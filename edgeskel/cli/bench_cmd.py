@@ -28,6 +28,8 @@ def bench_cmd(
     runs: int | None = typer.Option(None, "--runs", help="timed calls per variant per round"),
     val_samples: int | None = typer.Option(None, "--val-samples", help="cap on validation samples"),
     threads: int = typer.Option(2, "--threads", help="intra-op threads for every runtime"),
+    resume: bool = typer.Option(False, "--resume", help="keep the models an earlier (stopped) run with the same "
+                                "settings, CPU and libraries already wrote to OUT/results.json"),
 ) -> None:
     """Benchmark edgeskel's variants side by side with PyTorch eager, plain ONNX Runtime/OpenVINO,
     ORT dynamic INT8 and NNCF INT8 of the uncompressed model (same process, interleaved)."""
@@ -38,7 +40,7 @@ def bench_cmd(
     make = quick_settings if quick else full_settings
     settings = make(models=[m.strip() for m in models.split(",") if m.strip()] if models else None, data=data, out=out,
                     markdown=markdown, reference_dir=reference_dir, cache_dir=cache_dir, device=device, rounds=rounds,
-                    runs=runs, val_samples=val_samples, threads=threads,
+                    runs=runs, val_samples=val_samples, threads=threads, resume=resume,
                     command="edgeskel " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     results = run_bench(settings, log=console.print, progress=True)
     print_summary(results)

@@ -110,11 +110,17 @@ def time_infer(
     max_seconds: float | None = None,
     min_runs: int = 10,
     on_step: Callable[[], None] | None = None,
+    warmup_seconds: float | None = None,
 ) -> list[float]:
     """Wall-clock ms of each of `runs` calls after `warmup` calls. Stops early once
-    max_seconds have been spent timing (but never before min_runs)."""
-    for _ in range(warmup):
+    max_seconds have been spent timing (but never before min_runs). Warm-up stops after
+    warmup_seconds (but never before 2 calls): 10 warm-up calls of a 1-second batch-64
+    transformer would cost more than the timing itself."""
+    t_warm = time.perf_counter()
+    for i in range(warmup):
         infer(batch)
+        if warmup_seconds is not None and i + 1 >= 2 and time.perf_counter() - t_warm > warmup_seconds:
+            break
     times: list[float] = []
     t_start = time.perf_counter()
     for i in range(runs):
