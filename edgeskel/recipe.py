@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeskel.compress.config import CompressionConfig
 from edgeskel.config_errors import load_yaml_model
@@ -51,7 +51,29 @@ class ExportSection(BaseModel):
     opset: int = Field(17, ge=17, le=21)
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calib_samples: int = Field(128, ge=8, le=100_000)
+    percentiles: list[float] = Field(
+        default_factory=lambda: [99.999],
+        description="percentile calibration: candidates tried in order until the INT8 accuracy gate passes "
+                    "(the best is kept for the node fallback when none does)")
+    int8_op_types: list[str] | None = Field(
+        None, description="ONNX op types ONNX Runtime quantizes (None: every op it can, e.g. [Conv, MatMul, Gemm])")
     int8_fallback: bool = True
+
+    @field_validator("percentiles")
+    @classmethod
+    def _check_percentiles(cls, v: list[float]) -> list[float]:
+        if not v or any(not 50.0 < p <= 100.0 for p in v):
+            raise ValueError(f"percentiles must be a non-empty list of values in (50, 100], got {v}")
+        return v
+
+    def quant_options(self) -> dict[str, Any]:
+        """The export options every caller (pipeline, benchmark) passes to `export_variant`."""
+        opts: dict[str, Any] = {"calibration": self.calibration, "opset": self.opset, "int8_fallback": self.int8_fallback}
+        if self.calibration == "percentile":
+            opts["percentiles"] = list(self.percentiles)
+        if self.int8_op_types:
+            opts["op_types"] = list(self.int8_op_types)
+        return opts
 
 
 class Recipe(BaseModel):

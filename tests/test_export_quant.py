@@ -290,3 +290,34 @@ def test_fallback_ranks_models_with_scalar_weights(xs, tmp_path):
     res = quantize_with_fallback(onnx_path, tmp_path / "q.onnx", xs[:16], xs, ref.argmax(1), ref, max_drop=-0.5,
                                  max_rounds=1)
     assert res["status"] == "failed" and res["ranking"]  # ranked, then failed the impossible gate
+
+
+def test_percentile_candidates_are_tried_before_excluding_nodes(model, fp32_onnx, xs, tmp_path):
+    ref = torch_ref(model, xs)
+    y = ref.argmax(1)
+    easy = quantize_with_fallback(fp32_onnx, tmp_path / "easy.onnx", xs[:16], xs, y, ref, max_drop=1.0,
+                                  method="percentile", percentiles=[99.99, 99.0])
+    assert easy["status"] == "passed" and [r["percentile"] for r in easy["rounds"]] == [99.99]
+    assert easy["settings"]["percentile"] == 99.99 and easy["settings"]["percentile_candidates"] == [99.99, 99.0]
+
+    hard = quantize_with_fallback(fp32_onnx, tmp_path / "hard.onnx", xs[:16], xs, y, ref, max_drop=-0.5,
+                                  method="percentile", percentiles=[99.99, 99.0, 90.0], max_rounds=1)
+    pcts = [r.get("percentile") for r in hard["rounds"]]
+    assert hard["status"] == "failed" and pcts[:3] == [99.99, 99.0, 90.0]
+    tried = hard["rounds"][:3]
+    best = min(tried, key=lambda r: (r["drop"], -r["agreement"]))["percentile"]
+    # exclusion rounds (and the graph left in `out`) start from the best candidate
+    assert all(p == best for p in pcts[3:]) and hard["settings"]["percentile"] == best
+    assert len(pcts) <= 3 + 1 + 1  # three candidates, maybe a re-quantization of the best, one exclusion round
+
+
+def test_op_types_limit_what_is_quantized(fp32_onnx, xs, tmp_path):
+    settings = quantize_ort_int8(fp32_onnx, tmp_path / "conv.onnx", xs, op_types=["Conv"])
+    proto = onnx.load(str(tmp_path / "conv.onnx"))
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    gemm_inputs = [i for n in proto.graph.node if n.op_type in ("Gemm", "MatMul") for i in n.input]
+    assert not any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in gemm_inputs)
+    assert any(n.op_type == "QuantizeLinear" for n in proto.graph.node) and settings["op_types"] == ["Conv"]
+    with pytest.raises(ExportError, match=r"Einsumm"):
+        quantize_ort_int8(fp32_onnx, tmp_path / "bad.onnx", xs, op_types=["Conv", "Einsumm"])
+    assert not (tmp_path / "bad.onnx").exists()

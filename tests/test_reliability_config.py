@@ -42,8 +42,10 @@ def _recipe(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
     (lambda d: d["model"].pop("name"), "model.name", ["required key is missing"]),
     (lambda d: d["export"].update(opset=12) if "export" in d else d.update(export={"opset": 12}), "export.opset",
      ["allowed: >= 17"]),
+    (lambda d: d.update(export={"calibration": "percentile", "percentiles": [99.9, 101]}), "export.percentiles",
+     ["values in (50, 100]", "[99.9, 101"]),
 ], ids=["nested-unknown", "top-unknown", "typo", "type-int", "type-float", "literal", "range", "gt", "streams",
-        "missing", "opset"])
+        "missing", "opset", "percentiles"])
 def test_recipe_errors_name_file_key_and_allowed(tmp_path, mutate, key, expect):
     p = _recipe(tmp_path, mutate)
     with pytest.raises(ConfigError) as ei:
@@ -189,3 +191,14 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, capsys, which):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert (str(recipe) in lines[0]) or (device in lines[0]), lines[0]
+
+
+def test_recipe_export_options_reach_every_caller():
+    """Pipeline and benchmark both pass `quant_options()`: the percentile candidates and op types
+    of a recipe must be in it (and only for the percentile method)."""
+    from edgeskel.recipe import ExportSection
+
+    e = ExportSection(calibration="percentile", percentiles=[99.99, 99.9], int8_op_types=["Conv", "MatMul"])
+    assert e.quant_options() == {"calibration": "percentile", "opset": 17, "int8_fallback": True,
+                                 "percentiles": [99.99, 99.9], "op_types": ["Conv", "MatMul"]}
+    assert "percentiles" not in ExportSection(calibration="minmax").quant_options()

@@ -41,7 +41,7 @@ def t_scaling(orig_model: Any, comp_model: Any, spec: Any, cspec: Any, best_ort:
 
             def build(d: Path, csp=csp, cx=cx, prec=prec) -> dict[str, Any]:
                 res = export_variant(comp_model, csp, "ort", prec, d, calib=cx if prec == "int8" else None,
-                                     options={"calibration": recipe.export.calibration, "opset": recipe.export.opset})
+                                     options={**recipe.export.quant_options(), "int8_fallback": False})
                 return {"artifact": res["artifact_path"]}
 
             crec = _cached(root / f"T{t}", f"edgeskel-ort-{prec}", build)

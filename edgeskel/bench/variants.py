@@ -192,8 +192,7 @@ def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: A
     for v in profile.variants:
         if v.backend not in ("ort", "openvino"):
             continue
-        options = {**v.options, "calibration": recipe.export.calibration, "opset": recipe.export.opset,
-                   "int8_fallback": recipe.export.int8_fallback, "max_drop": profile.gates.max_top1_drop,
+        options = {**v.options, **recipe.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
                    "threads": 2}
         log(f"  edgeskel: export {v.key}")
 

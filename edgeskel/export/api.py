@@ -39,7 +39,7 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
     "tensorrt": ("fp16", "int8"),
 }
 _QUANT_KEYS = ("method", "per_channel", "symmetric_activations", "exclude_nodes", "calib_batch", "percentile",
-               "quantize_bias")
+               "quantize_bias", "op_types")
 
 
 def torch_logits(model: nn.Module, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -97,7 +97,8 @@ def export_variant(
     else seeded random inputs) and, with options["max_drop"] (top-1 drop allowed, in percentage
     points like the device profiles' `max_top1_drop`), for INT8 accuracy gates.
     options: opset, batch (None = dynamic), threads, tolerances, parity_samples, method,
-    per_channel, symmetric_activations, exclude_nodes, calib_batch, max_drop, min_agreement,
+    per_channel, symmetric_activations, exclude_nodes, op_types, calib_batch, percentile,
+    percentiles (candidates tried until the INT8 gate passes), max_drop, min_agreement,
     int8_fallback (default True), subset_size, preset, shapes {min,opt,max}, dla_core,
     workspace_mb, build_engine (default True); pipeline aliases: calibration, static_batch,
     batch_sizes (see `_normalise_options`).
@@ -217,13 +218,15 @@ def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndar
     if opts.get("max_drop") is not None and val_xy is not None:
         vx, vy = val_xy  # same samples as the parity inputs, so `ref` is their torch reference
         res = quantize_with_fallback(onnx_fp32, out, calib, vx, vy, ref, _drop_fraction(opts),
-                                     min_agreement=opts.get("min_agreement"),
+                                     min_agreement=opts.get("min_agreement"), percentiles=opts.get("percentiles"),
                                      max_rounds=6 if opts.get("int8_fallback", True) else 0, **kw)
         record["calibration"] = res["settings"]
         record["accuracy_gate"] = {k: v for k, v in res.items() if k != "settings"}
         if res["status"] != "passed":
             raise ExportError(f"{out}: INT8 accuracy gate not met: {res['reason']}")
     else:
+        if opts.get("percentiles") and "percentile" not in kw:  # no gate to choose with: the first candidate
+            kw["percentile"] = float(opts["percentiles"][0])
         record["calibration"] = quantize_ort_int8(onnx_fp32, out, calib, **kw)
         if opts.get("max_drop") is not None:
             record["accuracy_gate"] = {"status": "not checked", "reason": "no labelled validation data (val)"}

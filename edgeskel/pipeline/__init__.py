@@ -126,8 +126,7 @@ def run_pipeline(
 
             results, outputs = {}, []
             for v in profile.variants:
-                options = {**v.options, "calibration": rec.export.calibration, "opset": rec.export.opset,
-                           "int8_fallback": rec.export.int8_fallback, "max_drop": profile.gates.max_top1_drop,
+                options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
                            "static_batch": 1 if profile.input.static_shapes else None}
                 if v.backend == "tensorrt" and profile.tensorrt is not None:
                     options.update({"dla_core": 0 if profile.tensorrt.use_dla else None,
