@@ -321,3 +321,16 @@ def test_op_types_limit_what_is_quantized(fp32_onnx, xs, tmp_path):
     with pytest.raises(ExportError, match=r"Einsumm"):
         quantize_ort_int8(fp32_onnx, tmp_path / "bad.onnx", xs, op_types=["Conv", "Einsumm"])
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_ort_axis_warnings_are_filtered_but_others_kept(caplog):
+    import logging
+
+    from edgeskel.quantize.ort_int8 import _quiet_axis_warnings
+
+    with caplog.at_level(logging.WARNING), _quiet_axis_warnings():
+        logging.warning("Axis 1 is out-of-range for weight 'bn.weight' with rank 1")
+        logging.warning("something else")
+    logging.warning("Axis 1 is out-of-range for weight 'x' with rank 1")  # filter removed afterwards
+    msgs = [r.getMessage() for r in caplog.records]
+    assert "something else" in msgs and sum("out-of-range" in m for m in msgs) == 1

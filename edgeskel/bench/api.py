@@ -291,7 +291,7 @@ def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -
     if busy > settings.threads + 0.5:
         log(f"[yellow]warning: load average {busy:.1f} with {settings.threads} benchmark threads: other processes "
             "competed for the CPU, so latencies are inflated and noisy; rerun on an idle machine[/]")
-    results["compression_times"] = compression_times(settings.cache_dir)
+    results["compression_times"] = compression_times(settings.cache_dir, results["models"])
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     settings.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(settings.out / "results.json", results)

@@ -72,9 +72,19 @@ def batch_scaling(infers: dict[str, Any], val_x: np.ndarray, batch_grid: list[in
     return {"T": None, "rows": rows}
 
 
-def compression_times(cache_dir: Path) -> list[dict[str, Any]]:
-    """Every cached compression run's recorded wall time (this and earlier benchmark runs)."""
+def compression_times(cache_dir: Path, models: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every cached compression run's recorded wall time (this and earlier benchmark runs), plus
+    the compressed models this run measured (those reused from a pipeline run are not in the
+    cache: their time comes from the pipeline's manifest)."""
     rows = []
+    for m in (models or {}).values():
+        c = m.get("compressed") or {}
+        if c.get("wall_time_s") is not None:
+            rows.append({"model": m["model"], "width": c.get("width"), "data": c.get("data"),
+                         "params_before": c.get("params_before"), "params_after": c.get("params_after"),
+                         "finetune_epochs": c.get("finetune_epochs"), "wall_time_s": c.get("wall_time_s"),
+                         "finetune_wall_time_s": c.get("finetune_wall_time_s"),
+                         "run": c.get("source") or c.get("checkpoint")})
     for meta in sorted(Path(cache_dir).glob("compress/*/bench-compress.json")):
         try:
             m = json.loads(meta.read_text())
@@ -84,5 +94,11 @@ def compression_times(cache_dir: Path) -> list[dict[str, Any]]:
                      "params_before": m.get("params_before"), "params_after": m.get("params_after"),
                      "finetune_epochs": m.get("finetune_epochs"), "wall_time_s": m.get("wall_time_s"),
                      "finetune_wall_time_s": m.get("finetune_wall_time_s"), "run": meta.parent.name})
-    rows.sort(key=lambda r: (r["params_before"] or 0))
-    return rows
+    seen, unique = set(), []
+    for r in rows:  # a cached bench run appears both ways
+        key = (r["model"], r["params_before"], r["params_after"], r["wall_time_s"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    unique.sort(key=lambda r: (r["params_before"] or 0))
+    return unique
