@@ -308,7 +308,8 @@ def test_percentile_candidates_are_tried_before_excluding_nodes(model, fp32_onnx
     best = min(tried, key=lambda r: (r["drop"], -r["agreement"]))["percentile"]
     # exclusion rounds (and the graph left in `out`) start from the best candidate
     assert all(p == best for p in pcts[3:]) and hard["settings"]["percentile"] == best
-    assert len(pcts) <= 3 + 1 + 1  # three candidates, maybe a re-quantization of the best, one exclusion round
+    sqnr_rounds = [r for r in hard["rounds"][3:] if r["excluded"] > 0]
+    assert sqnr_rounds and len(pcts) <= 3 + 1 + 1 + len(hard["group_damage"])  # + module-group rounds
 
 
 def test_op_types_limit_what_is_quantized(fp32_onnx, xs, tmp_path):
@@ -334,3 +335,75 @@ def test_ort_axis_warnings_are_filtered_but_others_kept(caplog):
     logging.warning("Axis 1 is out-of-range for weight 'x' with rank 1")  # filter removed afterwards
     msgs = [r.getMessage() for r in caplog.records]
     assert "something else" in msgs and sum("out-of-range" in m for m in msgs) == 1
+
+
+class OutlierNet(nn.Module):
+    """One module (`amp`) blows a single channel up 1e5x and the next conv all but ignores it:
+    exact in float, but a per-tensor INT8 range on that tensor flattens every other channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 1)
+        self.amp = nn.Conv2d(8, 8, 1, bias=False)
+        self.c2 = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            self.amp.weight.copy_(torch.diag(torch.tensor([1e5] + [1.0] * 7)).view(8, 8, 1, 1))
+            self.c2.weight[:, 0] /= 1e7  # channel 0 barely matters downstream
+            for m in (self.c1, self.c2, self.fc):  # no biases: predictions must vary with the input
+                m.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        x = self.c2(self.amp(torch.relu(self.c1(x))))
+        return self.fc(torch.relu(x).mean(dim=(2, 3)).reshape(n, m, -1).mean(1))
+
+
+def test_outlier_channel_int8_is_rescued_by_the_fallback(xs, tmp_path):
+    torch.manual_seed(0)
+    model = OutlierNet().eval()
+    onnx_path = export_onnx(model, SPEC, tmp_path / "outlier.onnx")
+    ref = torch_ref(model, xs)
+    plain = quantize_with_fallback(onnx_path, tmp_path / "plain.onnx", xs, xs, ref.argmax(1), ref, max_drop=0.0,
+                                   min_agreement=1.0, max_rounds=0, method="minmax")
+    assert plain["status"] == "failed"  # the outlier really breaks per-tensor INT8
+    res = quantize_with_fallback(onnx_path, tmp_path / "q.onnx", xs, xs, ref.argmax(1), ref, max_drop=0.0,
+                                 min_agreement=1.0, max_rounds=2, method="minmax")
+    assert res["status"] == "passed", res["rounds"]
+    assert any(n.startswith(("/amp/", "/c2/")) for n in res["excluded_nodes"])
+
+
+def test_module_group_fallback_excludes_worst_modules_first(tmp_path):
+    """`_group_fallback` on a fake quantizer: the damage of quantizing a module alone decides the
+    order, whole modules are kept in float until the gate passes, never all of them."""
+    from edgeskel.quantize.ort_int8 import _group_fallback, module_group
+
+    assert module_group("/l10/tcn1/Conv") == "l10" and module_group("/Gemm") == "(top)" and module_group("") == "(top)"
+    names = ["/a/Conv", "/a/Relu", "/b/Conv", "/c/Conv", "/Gemm"]
+    g = onnx.helper
+    nodes = [g.make_node("Identity", [f"t{i}"], [f"t{i + 1}"], name=n) for i, n in enumerate(names)]
+    graph = g.make_graph(nodes, "g", [g.make_tensor_value_info("t0", onnx.TensorProto.FLOAT, [1])],
+                         [g.make_tensor_value_info("t5", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(g.make_model(graph), str(tmp_path / "pre.onnx"))
+    cost = {"a": 0.5, "b": 3.0, "c": 1.0, "(top)": 0.1}  # logit error when a module is quantized
+    ref = np.zeros((4, 2), np.float32)
+
+    def quantized_groups(excluded):
+        return {module_group(n) for n in names if n not in excluded}
+
+    def measure(excluded, pct):
+        return {}, ref + sum(cost[k] for k in quantized_groups(excluded))
+
+    calls = []
+
+    def attempt(excluded, pct):
+        calls.append(sorted(set(module_group(n) for n in excluded)))
+        err = sum(cost[k] for k in quantized_groups(excluded))
+        return {}, {"passed": err < 1.0}
+
+    excluded, _, gate, damage = _group_fallback(tmp_path / "pre.onnx", tmp_path / "q.onnx", [], 99.9, attempt, measure,
+                                                ref, ([], {}, {"passed": False}))
+    assert damage == {"a": 0.5, "b": 3.0, "c": 1.0, "(top)": 0.1}
+    assert calls == [["b"], ["b", "c"]] and gate["passed"]  # b first (worst), then c: 0.6 < 1.0
+    assert set(excluded) == {"/b/Conv", "/c/Conv"}

@@ -19,6 +19,11 @@ from edgeskel.recipe import load_recipe, with_overrides
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
 
+# Bump when a code change alters what the export stage produces from the same inputs (e.g. the
+# INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
+EXPORT_LOGIC_VERSION = 2
+
+
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
     """What the export stage's artifacts depend on (its skip key; the benchmark checks it too
     before reusing a run's artifacts)."""
@@ -26,7 +31,7 @@ def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: st
             "input": profile.input.model_dump(mode="json"),
             "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
             "export": rec.export.model_dump(mode="json"),
-            "model": sha256_file(deploy_ckpt), "data": data_hash}
+            "model": sha256_file(deploy_ckpt), "data": data_hash, "export_logic": EXPORT_LOGIC_VERSION}
 
 
 def run_pipeline(

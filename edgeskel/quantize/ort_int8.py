@@ -24,8 +24,6 @@ from edgeskel.errors import ExportError
 from edgeskel.io import atomic_path
 
 METHODS = ("minmax", "entropy", "percentile")
-# Ops whose inputs ORT quantizes and which dominate compute; sensitivity exclusions target these.
-COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 
 
 # ORT's histogram calibrators (entropy, percentile) keep every intermediate tensor of every
@@ -329,14 +327,52 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
         errors[name] = min(errors.get(name, np.inf), sqnr)
     ranking = []
     for tensor, sqnr in sorted(errors.items(), key=lambda kv: kv[1]):
-        nodes = [c for c in consumers.get(tensor, []) if ops.get(c) in COMPUTE_OPS]
-        if ops.get(producers.get(tensor, ""), "") in COMPUTE_OPS:
+        # A tensor stays quantized while ANY node touching it is quantized (an Add, Concat or
+        # MaxPool consumer keeps its Q/DQ pair even when the Conv beside it is excluded), so
+        # keeping it in float means excluding its producer and every consumer. (Charging it to
+        # Conv/MatMul nodes only let CTR-GCN's fallback exclude 161 nodes without un-quantizing
+        # the tensors that mattered.)
+        nodes = [c for c in consumers.get(tensor, []) if c]
+        if producers.get(tensor):
             nodes.append(producers[tensor])
-        if not nodes:  # e.g. an Add/Relu chain: fall back to every named consumer
-            nodes = [c for c in consumers.get(tensor, []) if c]
         if nodes:
             ranking.append({"tensor": tensor, "sqnr_db": round(sqnr, 2), "nodes": sorted(set(nodes))})
     return ranking
+
+
+def module_group(node_name: str) -> str:
+    """The top-level module a node was exported from ('/l10/tcn1/Conv' -> 'l10'); nodes outside
+    any submodule ('/Gemm', unnamed) form the group '(top)'."""
+    parts = node_name.strip("/").split("/")
+    return parts[0] if len(parts) > 1 and parts[0] else "(top)"
+
+
+def _group_fallback(pre: Path, out: Path, user_excluded: list[str], pct: float, attempt: Any, measure: Any,
+                    ref_logits: np.ndarray, current: tuple[list[str], dict, dict]
+                    ) -> tuple[list[str], dict, dict, dict[str, float]]:
+    """Second fallback stage: measure each top-level module's damage when it ALONE is quantized
+    (mean |logit error| on the gate samples), then keep whole modules in float, worst first,
+    until the gate passes. Why: local SQNR ranks tensors by their own noise, but on CTR-GCN
+    the damage is spread over every block and amplified downstream, so node-by-node exclusion
+    found nothing (excluding 219 SQNR-ranked nodes even lowered agreement from 92% to 76%)."""
+    names = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node if n.name]
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(module_group(n), []).append(n)
+    if len(groups) < 2:
+        return (*current, {})
+    damage: dict[str, float] = {}
+    for g, members in groups.items():
+        keep = set(members)
+        _, logits = measure(list(dict.fromkeys(user_excluded + [n for n in names if n not in keep])), pct)
+        damage[g] = round(float(np.nanmean(np.abs(logits - ref_logits))), 5)
+    excluded, (settings, gate) = list(user_excluded), current[1:]
+    for g in sorted(groups, key=lambda k: -damage[k])[:-1]:  # excluding every group would be fp32
+        excluded = list(dict.fromkeys(excluded + groups[g]))
+        settings, gate = attempt(excluded, pct)
+        if gate["passed"]:
+            break
+    return excluded, settings, gate, damage
 
 
 def quantize_with_fallback(
@@ -356,7 +392,9 @@ def quantize_with_fallback(
     """INT8 quantize; if top-1 drop (vs `ref_logits` on `val_x`/`val_y`) exceeds `max_drop`,
     first try the other calibration `percentiles` (percentile method only), then, from the best
     of them, exclude the most damaged nodes from quantization in growing groups (1, 2, 4, ...
-    tensors by SQNR) until the gate passes, every candidate is excluded, or `max_rounds` is reached.
+    tensors by SQNR) until the gate passes, every candidate is excluded, or `max_rounds` is
+    reached; if that fails too, keep whole top-level modules in float, the most damaging first
+    (`_group_fallback`), until the gate passes.
 
     Why percentile candidates: CTR-GCN's ORT INT8 on NW-UCLA swings from 63% to 93% top-1
     agreement between percentile 99.999 and 99.9 (heavy-tailed post-ReLU activations: a loose
@@ -386,12 +424,16 @@ def quantize_with_fallback(
             candidates = [float(quant_kwargs.get("percentile", 99.999))]
         quant_kwargs.pop("percentile", None)
 
-        def attempt(excluded: list[str], pct: float) -> tuple[dict, dict]:
+        def measure(excluded: list[str], pct: float) -> tuple[dict, np.ndarray]:
             # every round quantizes the same graph with the same calibration set: calibrate once
             # per percentile (the cache holds that percentile's ranges)
             settings = quantize_ort_int8(pre, out, calib, exclude_nodes=excluded, preprocess=False, percentile=pct,
                                          calibration_cache=Path(td) / f"calibration-{pct}.json", **quant_kwargs)
-            gate = _gate(_ort_logits(out, val_x), val_y, ref_logits, max_drop, min_agreement)
+            return settings, _ort_logits(out, val_x)
+
+        def attempt(excluded: list[str], pct: float) -> tuple[dict, dict]:
+            settings, logits = measure(excluded, pct)
+            gate = _gate(logits, val_y, ref_logits, max_drop, min_agreement)
             rounds.append({"excluded": len(excluded), **({"percentile": pct} if method == "percentile" else {}), **gate})
             return settings, gate
 
@@ -422,6 +464,10 @@ def quantize_with_fallback(
                     continue
                 excluded = grown
                 settings, gate = attempt(excluded, pct)
+        group_damage: dict[str, float] = {}
+        if not gate["passed"] and max_rounds > 0:
+            excluded, settings, gate, group_damage = _group_fallback(pre, out, user_excluded, pct, attempt, measure,
+                                                                     ref_logits, (excluded, settings, gate))
     settings.update(pre_info)
     status = "passed" if gate["passed"] else "failed"
     result = {
@@ -430,6 +476,7 @@ def quantize_with_fallback(
         "gate": {**gate, "max_drop": max_drop, "min_agreement": min_agreement},
         "rounds": rounds,
         "ranking": ranking[:20],
+        "group_damage": group_damage,
         "settings": {**settings, **({"percentile_candidates": candidates} if method == "percentile" else {})},
     }
     if status == "failed":
