@@ -94,9 +94,9 @@ def test_warmup_stops_after_its_time_budget_but_runs_twice():
     """A slow model (1 s per batch-64 call) must not spend 10 s warming up per timed block."""
     import time
 
-    from edgeskel.remote.device_runner import time_infer
-
     import numpy as np
+
+    from edgeskel.remote.device_runner import time_infer
 
     calls = []
 

@@ -308,7 +308,6 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
     proto = onnx.load(str(float_pre), load_external_data=False)
     producers = {o: n.name for n in proto.graph.node for o in n.output}
     consumers: dict[str, list[str]] = {}
-    ops = {n.name: n.op_type for n in proto.graph.node}
     for n in proto.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n.name)
