@@ -81,6 +81,8 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
     assert "data:image/png;base64," in html
     md = (run_dir / "report.md").read_text()
     assert "| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms | p99 ms | FPS |" in md
+    int8 = rep["variants"][1]  # how the INT8 gate was met is in the report, not only in export.json
+    assert int8["int8_summary"].startswith("INT8 gate met after") and int8["int8_summary"] in md
 
     # second run: nothing changed -> every stage skipped, same report
     capsys.readouterr()

@@ -112,3 +112,18 @@ def test_ir_size_counts_its_own_bin():
     assert _size_mb({"artifact": "model.fp16.xml", "files": files}) == 1.7
     assert _size_mb({"artifact": "model.onnx", "files": files}) == 3.0
     assert _size_mb({"artifact": None, "files": files}) is None
+
+
+def test_int8_summary_names_the_float_modules_and_nncf_numbers():
+    from edgeskel.pipeline.validation import int8_summary
+
+    ort = {"accuracy_gate": {"rounds": [{}] * 14, "excluded_nodes": ["/l10/tcn1/Conv", "/l8/gcn1/Add", "/l5/Relu"]},
+           "calibration": {"method": "percentile", "percentile": 99.99}}
+    assert int8_summary(ort) == ("INT8 gate met after 14 quantization round(s), calibration percentile 99.99; "
+                                 "3 nodes kept in float (in l5, l8, l10)")
+    assert int8_summary({"accuracy_gate": {"rounds": [{}]}, "calibration": {"method": "minmax"}}).endswith(
+        "every quantizable node in INT8")
+    nncf = {"calibration": {"tool": "nncf.quantize_with_accuracy_control", "top1_fp32": 0.832, "top1_int8": 0.828,
+                            "val_samples": 256, "fake_quantize_nodes": 456}}
+    assert int8_summary(nncf) == "NNCF accuracy control: top-1 83.20 -> 82.80 on 256 gate samples, 456 FakeQuantize nodes"
+    assert int8_summary({"calibration": {"tool": "x"}}) is None

@@ -173,6 +173,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             meas = {**meas, "parity": exp["parity"]}  # the export's parity numbers are gated too
         e = make_variant_entry(v.key, v.backend, v.precision, meas, ref_top1, profile, measured_on,
                                parity=exp.get("parity"), **common)
+        if int8_summary(exp):
+            e["int8_summary"] = int8_summary(exp)
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
             # Measured on this host, not the device: accuracy counts, latency/memory are the host's.
             status, reason = apply_gates({k: val for k, val in meas.items() if k not in ("latency_ms", "memory")},
@@ -199,6 +201,29 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         report["device_command"] = (f"scp -r {val_res['bundle']} <device>: && ssh <device> "
                                     f"'cd {Path(val_res['bundle']).name} && python3 device_runner.py . --out results.json'")
     return report
+
+
+def int8_summary(exp: dict[str, Any]) -> str | None:
+    """How an INT8 artifact met its accuracy gate, in one line for the report: a graph that
+    keeps modules in float (and runs slower for it) must never be a surprise."""
+    gate, cal = exp.get("accuracy_gate") or {}, exp.get("calibration") or {}
+    if gate.get("rounds"):
+        from edgeskel.quantize.ort_int8 import module_group
+
+        excluded = gate.get("excluded_nodes") or []
+        text = f"INT8 gate met after {len(gate['rounds'])} quantization round(s)"
+        if cal.get("percentile") is not None and cal.get("method") == "percentile":
+            text += f", calibration percentile {cal['percentile']:g}"
+        if excluded:
+            groups = sorted({module_group(n) for n in excluded}, key=lambda g: (len(g), g))
+            text += f"; {len(excluded)} nodes kept in float (in {', '.join(groups[:8])}{' ...' if len(groups) > 8 else ''})"
+        else:
+            text += "; every quantizable node in INT8"
+        return text
+    if str(cal.get("tool", "")).startswith("nncf") and cal.get("top1_int8") is not None:
+        return (f"NNCF accuracy control: top-1 {100 * cal['top1_fp32']:.2f} -> {100 * cal['top1_int8']:.2f} on "
+                f"{cal.get('val_samples')} gate samples, {cal.get('fake_quantize_nodes')} FakeQuantize nodes")
+    return None
 
 
 def _size_mb(exp: dict[str, Any]) -> float | None:
