@@ -259,6 +259,27 @@ def test_calib_stride_divides_the_batches():
     assert calib_stride(7, 8) == 1
 
 
+def test_long_sequences_calibrate_in_smaller_strides(fp32_onnx, tmp_path):
+    """Memory per stride follows the input size: T=300 Hyperformer calibration in one 32-sample
+    stride was OOM-killed at 24 GB."""
+    from edgeskel.quantize.ort_int8 import CALIB_STRIDE_SAMPLES, stride_samples
+
+    assert stride_samples((3, 52, 20, 1)) == CALIB_STRIDE_SAMPLES
+    assert stride_samples((3, 300, 20, 1)) == 5
+    assert stride_samples((3, 64, 25, 2)) == 10  # NTU: two persons, 25 joints
+    assert stride_samples((3, 100_000, 25, 2)) == 1
+    import edgeskel.quantize.ort_int8 as q
+
+    xs = np.random.default_rng(1).standard_normal((12, 3, 16, 5, 1)).astype(np.float32)
+    old = q.CALIB_STRIDE_INPUT_VALUES
+    q.CALIB_STRIDE_INPUT_VALUES = 3 * 3 * 16 * 5  # pretend only 3 samples fit in memory
+    try:
+        settings = quantize_ort_int8(fp32_onnx, tmp_path / "q.onnx", xs, method="percentile")
+    finally:
+        q.CALIB_STRIDE_INPUT_VALUES = old
+    assert settings["calib_batch"] == 3 and settings["calib_stride_batches"] == 1 and settings["calib_samples"] == 12
+
+
 def test_calibration_cache_is_reused(fp32_onnx, xs, tmp_path):
     cache = tmp_path / "calib.json"
     quantize_ort_int8(fp32_onnx, tmp_path / "a.onnx", xs, calibration_cache=cache)

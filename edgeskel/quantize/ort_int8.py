@@ -31,6 +31,17 @@ METHODS = ("minmax", "entropy", "percentile")
 # were OOM-killed. Calibrating in strides of at most this many samples bounds that; histograms
 # (and min/max) accumulate across strides, so the ranges are those of the whole set.
 CALIB_STRIDE_SAMPLES = 32
+# ... and the memory grows with the sample size too: 32 Hyperformer samples at T=300 (6x the
+# verified T=52) needed > 24 GB. A stride holds at most this many input values (32 samples of
+# (3, 52, 20, 1), the largest setting verified on this 24 GB machine with every model).
+CALIB_STRIDE_INPUT_VALUES = 32 * 3 * 52 * 20
+
+
+def stride_samples(sample_shape: Sequence[int]) -> int:
+    """Samples per calibration stride for inputs of `sample_shape` (C, T, V, M): at most
+    CALIB_STRIDE_SAMPLES, fewer for long or many-joint sequences."""
+    per_sample = int(np.prod(sample_shape)) or 1
+    return max(1, min(CALIB_STRIDE_SAMPLES, CALIB_STRIDE_INPUT_VALUES // per_sample))
 
 
 class _ArrayReader:
@@ -142,7 +153,8 @@ def quantize_ort_int8(
     if op_types:
         _check_op_types(op_types, onnx_in)
     input_name, fixed_batch = _input_info(onnx_in)
-    batch = fixed_batch or max(1, min(calib_batch, len(calib)))
+    max_stride = stride_samples(calib.shape[1:])
+    batch = fixed_batch or max(1, min(calib_batch, len(calib), max_stride))
     if len(calib) < batch:
         raise ExportError(f"{onnx_in}: model has fixed batch {batch} but only {len(calib)} calibration samples")
     settings: dict[str, Any] = {
@@ -169,7 +181,7 @@ def quantize_ort_int8(
         "CalibPercentile": percentile,
     }
     reader = _ArrayReader(calib, input_name, batch)
-    stride = calib_stride(len(reader), batch)
+    stride = calib_stride(len(reader), batch, max_stride)
     if stride:
         extra["CalibStridedMinMax"] = stride  # ORT's name; applies to every calibrator
         settings["calib_stride_batches"] = stride
