@@ -423,7 +423,7 @@ def test_module_group_fallback_excludes_worst_modules_first(tmp_path):
         err = sum(cost[k] for k in quantized_groups(excluded))
         return {}, {"passed": err < 1.0}
 
-    excluded, _, gate, damage = _group_fallback(tmp_path / "pre.onnx", tmp_path / "q.onnx", [], 99.9, attempt, measure,
+    excluded, _, gate, damage = _group_fallback(tmp_path / "pre.onnx", [], 99.9, attempt, measure,
                                                 ref, ([], {}, {"passed": False}))
     assert damage == {"a": 0.5, "b": 3.0, "c": 1.0, "(top)": 0.1}
     assert calls == [["b"], ["b", "c"]] and gate["passed"]  # b first (worst), then c: 0.6 < 1.0

@@ -234,19 +234,20 @@ def resumable_models(settings: BenchSettings, results: dict[str, Any], log: Any)
     return {k: v for k, v in (old.get("models") or {}).items() if k in settings.models}
 
 
-def _write_partial(results: dict[str, Any], settings: BenchSettings, missing: list[str], t0: float) -> None:
+def _write_results(results: dict[str, Any], settings: BenchSettings, t0: float) -> None:
+    """results.json, then plots + Markdown, then results.json again with their paths (so a
+    plotting failure still leaves the measurements on disk)."""
     from edgeskel.bench.report import write_outputs
 
-    results["complete"], results["missing_models"] = False, list(missing)
     results["wall_time_s"] = round(time.perf_counter() - t0, 1)
     settings.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(settings.out / "results.json", results)
     results["outputs"] = write_outputs(results, settings)
     atomic_write_json(settings.out / "results.json", results)
 
 
 def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark for `settings.models`; returns (and writes) the results document."""
-    from edgeskel.bench.report import write_outputs
     from edgeskel.bench.scaling import compression_times
     from edgeskel.devices import load_profile
     from edgeskel.pipeline.rundir import library_versions
@@ -283,7 +284,8 @@ def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -
             results["models"][name] = bench_model(name, settings, profile, machine, log, progress)
             results["models"][name]["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         if i + 1 < len(settings.models):  # a stopped run keeps every finished model (and --resume skips them)
-            _write_partial(results, settings, missing=settings.models[i + 1:], t0=t0)
+            results["complete"], results["missing_models"] = False, settings.models[i + 1:]
+            _write_results(results, settings, t0)
     results.pop("missing_models", None)
     results["complete"] = True
     machine["load_average_end"] = _loadavg()
@@ -292,9 +294,5 @@ def run_bench(settings: BenchSettings, log: Any = None, progress: bool = True) -
         log(f"[yellow]warning: load average {busy:.1f} with {settings.threads} benchmark threads: other processes "
             "competed for the CPU, so latencies are inflated and noisy; rerun on an idle machine[/]")
     results["compression_times"] = compression_times(settings.cache_dir, results["models"])
-    results["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    settings.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(settings.out / "results.json", results)
-    results["outputs"] = write_outputs(results, settings)
-    atomic_write_json(settings.out / "results.json", results)
+    _write_results(results, settings, t0)
     return results

@@ -76,24 +76,21 @@ def compression_times(cache_dir: Path, models: dict[str, Any] | None = None) -> 
     """Every cached compression run's recorded wall time (this and earlier benchmark runs), plus
     the compressed models this run measured (those reused from a pipeline run are not in the
     cache: their time comes from the pipeline's manifest)."""
+    def row(model: Any, meta: dict[str, Any], run: Any) -> dict[str, Any]:
+        keys = ("width", "data", "params_before", "params_after", "finetune_epochs", "wall_time_s", "finetune_wall_time_s")
+        return {"model": model, **{k: meta.get(k) for k in keys}, "run": run}
+
     rows = []
     for m in (models or {}).values():
         c = m.get("compressed") or {}
         if c.get("wall_time_s") is not None:
-            rows.append({"model": m["model"], "width": c.get("width"), "data": c.get("data"),
-                         "params_before": c.get("params_before"), "params_after": c.get("params_after"),
-                         "finetune_epochs": c.get("finetune_epochs"), "wall_time_s": c.get("wall_time_s"),
-                         "finetune_wall_time_s": c.get("finetune_wall_time_s"),
-                         "run": c.get("source") or c.get("checkpoint")})
+            rows.append(row(m["model"], c, c.get("source") or c.get("checkpoint")))
     for meta in sorted(Path(cache_dir).glob("compress/*/bench-compress.json")):
         try:
             m = json.loads(meta.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        rows.append({"model": m.get("model"), "width": m.get("width"), "data": m.get("data"),
-                     "params_before": m.get("params_before"), "params_after": m.get("params_after"),
-                     "finetune_epochs": m.get("finetune_epochs"), "wall_time_s": m.get("wall_time_s"),
-                     "finetune_wall_time_s": m.get("finetune_wall_time_s"), "run": meta.parent.name})
+        rows.append(row(m.get("model"), m, meta.parent.name))
     seen, unique = set(), []
     for r in rows:  # a cached bench run appears both ways
         key = (r["model"], r["params_before"], r["params_after"], r["wall_time_s"])

@@ -173,8 +173,9 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             meas = {**meas, "parity": exp["parity"]}  # the export's parity numbers are gated too
         e = make_variant_entry(v.key, v.backend, v.precision, meas, ref_top1, profile, measured_on,
                                parity=exp.get("parity"), **common)
-        if int8_summary(exp):
-            e["int8_summary"] = int8_summary(exp)
+        summary = int8_summary(exp)
+        if summary:
+            e["int8_summary"] = summary
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
             # Measured on this host, not the device: accuracy counts, latency/memory are the host's.
             status, reason = apply_gates({k: val for k, val in meas.items() if k not in ("latency_ms", "memory")},

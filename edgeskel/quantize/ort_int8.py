@@ -358,10 +358,10 @@ def module_group(node_name: str) -> str:
     return parts[0] if len(parts) > 1 and parts[0] else "(top)"
 
 
-def _group_fallback(pre: Path, out: Path, user_excluded: list[str], pct: float, attempt: Any, measure: Any,
+def _group_fallback(pre: Path, user_excluded: list[str], pct: float, attempt: Any, measure: Any,
                     ref_logits: np.ndarray, current: tuple[list[str], dict, dict]
                     ) -> tuple[list[str], dict, dict, dict[str, float]]:
-    """Second fallback stage: measure each top-level module's damage when it ALONE is quantized
+    """Third fallback stage (after percentile candidates and SQNR-ranked tensors): measure each top-level module's damage when it ALONE is quantized
     (mean |logit error| on the gate samples), then keep whole modules in float, worst first,
     until the gate passes. Why: local SQNR ranks tensors by their own noise, but on CTR-GCN
     the damage is spread over every block and amplified downstream, so node-by-node exclusion
@@ -457,8 +457,8 @@ def quantize_with_fallback(
                 break
         if not gate["passed"]:  # lowest drop, then highest agreement; ties: the earlier candidate
             pct = min(tried, key=lambda t: t[:2])[2]
-        if not gate["passed"] and pct != tried[-1][2]:  # `out` must hold the best candidate's graph
-            settings, gate = attempt(excluded, pct)
+            if pct != tried[-1][2]:  # `out` must hold the best candidate's graph
+                settings, gate = attempt(excluded, pct)
         ranking: list[dict[str, Any]] = []
         if not gate["passed"] and max_rounds > 0:
             # qdq_loss_debug keeps every intermediate tensor of every sample in memory: with
@@ -477,7 +477,7 @@ def quantize_with_fallback(
                 settings, gate = attempt(excluded, pct)
         group_damage: dict[str, float] = {}
         if not gate["passed"] and max_rounds > 0:
-            excluded, settings, gate, group_damage = _group_fallback(pre, out, user_excluded, pct, attempt, measure,
+            excluded, settings, gate, group_damage = _group_fallback(pre, user_excluded, pct, attempt, measure,
                                                                      ref_logits, (excluded, settings, gate))
     settings.update(pre_info)
     status = "passed" if gate["passed"] else "failed"
