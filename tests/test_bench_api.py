@@ -43,6 +43,12 @@ def test_every_variant_has_numbers(bench):
         assert r["throughput_fps"] > 0
     assert m["variants"]["edgeskel/ort-int8"]["params"] < m["variants"]["baseline/ort-fp32"]["params"]
     assert m["reference"]["source"].startswith("trained here")  # no checkpoint: trained, never random weights
+    # baselines are judged by the parity rule edgeskel's own artifacts of that precision must pass
+    nncf = m["variants"]["baseline/nncf-int8"]["parity_vs_torch"]
+    assert nncf["precision"] == "int8" and nncf["quantile_abs_x_scale"] <= nncf["max_abs_x_scale"]
+    assert 100 * nncf["agreement"] == pytest.approx(m["variants"]["baseline/nncf-int8"]["agreement"])
+    assert m["variants"]["baseline/ort-fp32"]["parity_vs_torch"]["passed"]  # plain fp32 export: tight parity holds
+    assert "parity_vs_torch" not in m["variants"]["edgeskel/ort-int8"]  # checked at export instead
 
 
 def test_ratios_are_consistent_with_the_numbers(bench):

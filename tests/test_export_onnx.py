@@ -14,7 +14,7 @@ from edgeskel.errors import ExportError, ParityError
 from edgeskel.export.onnx import export_onnx, read_onnx_metadata
 from edgeskel.layouts import SkeletonLayout
 from edgeskel.runtime import available_runners, get_runner
-from edgeskel.validate.parity import assert_parity, check_parity
+from edgeskel.validate.parity import assert_parity, check_parity, format_parity
 
 LAYOUT = SkeletonLayout(name="tiny5", joints=tuple(f"j{i}" for i in range(5)),
                         bones=((1, 0), (2, 1), (3, 0), (4, 3)), center=0)
@@ -201,6 +201,30 @@ def test_check_parity_rules():
     flipped[idx, ref[idx].argmin(1)] = ref[idx].max(1) + 0.1
     res = check_parity(ref, flipped, "int8", {"max_abs": 100.0})
     assert res["agreement"] == pytest.approx(0.8) and not res["passed"]
-    assert check_parity(ref, flipped, "int8", {"int8": {"min_agreement": 0.75, "max_abs": 100.0}})["passed"]
+    assert check_parity(ref, flipped, "int8", {"int8": {"min_agreement": 0.75, "max_abs": 100.0, "quantile_abs": 100.0}})["passed"]
     with pytest.raises(ParityError, match="shape"):
         check_parity(ref, ref[:, :3], "fp32")
+
+
+def test_int8_parity_judges_the_typical_sample_not_the_single_worst_logit():
+    """A few outlier samples pass (top-1 and p95 hold); a graph that moves every sample fails."""
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((256, 10)) * 2
+    scale = np.abs(ref).max()
+    outliers = ref.copy()
+    outliers[:5, 0] += 0.75 * scale  # 2% of samples, one logit each: like Hyperformer's NNCF INT8
+    res = check_parity(ref, outliers, "int8")
+    assert res["max_abs"] > 0.5 * scale and res["samples_over"] == 5
+    assert res["agreement"] >= 0.9 and res["passed"], format_parity(res)
+    # a broken scale moves every sample's logits, even where the argmax survives
+    broken = ref * 1.9  # worst logit 0.9 x scale: within the max bound, so only the p95 rule catches it
+    res = check_parity(ref, broken, "int8")
+    assert res["agreement"] == 1.0 and res["max_abs"] <= res["tol"]["bound"] and not res["passed"]
+    assert res["quantile_abs"] > res["tol"]["quantile_bound"]
+    assert "p95 of per-sample max" in format_parity(res)
+    # the single worst logit stays bounded at 1.0 x scale
+    one_wild = ref.copy()
+    one_wild[0, 0] += 1.2 * scale
+    assert not check_parity(ref, one_wild, "int8")["passed"]
+    # a device profile can tighten the tail (quantile 1.0 = the max)
+    assert not check_parity(ref, outliers, "int8", {"int8": {"sample_quantile": 1.0}})["passed"]

@@ -89,6 +89,20 @@ def add_derived(rows: dict[str, dict[str, Any]], torch_key: str, best_baseline: 
         r["throughput_fps"] = (lat.get(str(tb)) or {}).get("throughput_fps")
 
 
+def baseline_parity(ref: np.ndarray, out: np.ndarray, precision: str) -> dict[str, Any] | None:
+    """A baseline judged by the parity rule of edgeskel's own `precision` artifacts, in units of
+    the reference's logit scale (None for a precision without a rule, e.g. OpenVINO's default)."""
+    from edgeskel.validate.parity import DEFAULT_TOLERANCES, check_parity
+
+    if precision not in DEFAULT_TOLERANCES:
+        return None
+    res = check_parity(ref, out, precision)
+    unit = max(1.0, res["scale"])
+    return {"precision": precision, "passed": res["passed"], "max_abs_x_scale": res["max_abs"] / unit,
+            "quantile_abs_x_scale": res["quantile_abs"] / unit if "quantile_abs" in res else None,
+            "samples_over": res.get("samples_over"), "agreement": res["agreement"]}
+
+
 def pick_best(rows: dict[str, dict[str, Any]], keys: list[str]) -> str | None:
     """Lowest batch-1 p50 among `keys` whose status is 'pass'."""
     ok = [k for k in keys if rows[k].get("status") == "pass" and (rows[k].get("latency_ms") or {}).get("1")]

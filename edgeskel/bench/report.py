@@ -90,6 +90,13 @@ def model_section(m: dict[str, Any], results: dict[str, Any], plots: dict[str, s
            f"compression + fine-tune took {_f(comp.get('wall_time_s'), '.0f')} s."
            + (f" Measured {m['measured_at']}." if m.get("measured_at") else ""), "",
            *variant_table(m, tb), ""]
+    judged = [(r["label"], r["parity_vs_torch"]) for r in m["variants"].values() if r.get("parity_vs_torch")]
+    if judged:
+        out += ["Baselines under the parity rule edgeskel applies to its own artifacts of the same precision "
+                "(vs PyTorch fp32 of the original; logit errors in units of the largest |logit|; not gating): "
+                + "; ".join(f"{label}: {'passes' if pr['passed'] else '**fails**'} (max {pr['max_abs_x_scale']:.2f}"
+                            + (f", p95 per-sample {pr['quantile_abs_x_scale']:.2f}" if pr.get("quantile_abs_x_scale") is not None else "")
+                            + f", agreement {100 * pr['agreement']:.1f}%)" for label, pr in judged) + ".", ""]
     out += ["Targets for the best edgeskel variant "
             f"({m['variants'][m['best']]['label'] if m.get('best') else 'none passed the gates'}):", "",
             "| Target | Goal | Value | Met | Gap |", "|---|---|---|---|---|"]

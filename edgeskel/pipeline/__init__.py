@@ -15,6 +15,7 @@ from edgeskel.io import sha256_file, sha256_json
 from edgeskel.pipeline import steps
 from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
 from edgeskel.recipe import load_recipe, with_overrides
+from edgeskel.validate.parity import DEFAULT_TOLERANCES
 
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
@@ -31,7 +32,8 @@ def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: st
             "input": profile.input.model_dump(mode="json"),
             "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
             "export": rec.export.model_dump(mode="json"),
-            "model": sha256_file(deploy_ckpt), "data": data_hash, "export_logic": EXPORT_LOGIC_VERSION}
+            "model": sha256_file(deploy_ckpt), "data": data_hash, "export_logic": EXPORT_LOGIC_VERSION,
+            "parity": DEFAULT_TOLERANCES}  # a changed parity rule re-judges the artifacts
 
 
 def run_pipeline(
