@@ -19,8 +19,15 @@ import numpy as np
 import torch
 
 from edgeskel.bench.machine import machine_description
-from edgeskel.bench.measure import (TARGETS, add_derived, baseline_parity, batch_from, check_targets, interleaved_latency,
-                                    pick_best)
+from edgeskel.bench.measure import (
+    TARGETS,
+    add_derived,
+    baseline_parity,
+    batch_from,
+    check_targets,
+    interleaved_latency,
+    pick_best,
+)
 from edgeskel.bench.settings import BenchSettings
 from edgeskel.errors import EdgeskelError
 from edgeskel.io import atomic_write_json, sha256_file
