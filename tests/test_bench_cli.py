@@ -14,6 +14,12 @@ def test_bench_rejects_unknown_model(tmp_path, capsys):
     assert "resnet" in capsys.readouterr().err
 
 
+def test_ort_int8_study_names_the_missing_run_files(tmp_path, capsys):
+    assert main(["ort-int8-study", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope/export/ort-fp32/model.onnx" in err and "not found" in err
+
+
 @pytest.mark.slow
 def test_bench_quick_cli_end_to_end(tmp_path, capsys):
     rc = main(["bench", "--quick", "--models", "stgcn", "--data", "synthetic?classes=4&per_class=12&test_per_class=6",

@@ -428,3 +428,23 @@ def test_module_group_fallback_excludes_worst_modules_first(tmp_path):
     assert damage == {"a": 0.5, "b": 3.0, "c": 1.0, "(top)": 0.1}
     assert calls == [["b"], ["b", "c"]] and gate["passed"]  # b first (worst), then c: 0.6 < 1.0
     assert set(excluded) == {"/b/Conv", "/c/Conv"}
+
+
+def test_ort_int8_study_counts_what_ort_fused_and_times_against_fp32(fp32_onnx, xs, tmp_path):
+    """The study behind "ORT INT8 is slower than fp32 on CTR-GCN": both quantizations are real,
+    ORT's optimized graph is inspected (u8 activations fuse every Conv; fp32 has no QLinear
+    kernels) and every variant is timed in the same interleaved run."""
+    from edgeskel.bench.ort_int8_study import fused_graph_counts, ort_int8_study, study_table
+
+    res = ort_int8_study(fp32_onnx, xs[:16], xs, tmp_path, threads=1, rounds=1, runs=5, max_seconds=1.0, progress=False)
+    rows = {r["variant"]: r for r in res["rows"]}
+    assert set(rows) == {"fp32", "int8 s8 symmetric", "int8 s8 symmetric (no NHWC rewrite)", "int8 u8 asymmetric",
+                         "int8 u8 asymmetric (no NHWC rewrite)"}
+    assert rows["fp32"]["graph"]["QLinearConv"] == 0 and rows["fp32"]["graph"]["float Conv"] == 2
+    assert rows["fp32"]["vs_fp32"] == pytest.approx(1.0)
+    u8 = rows["int8 u8 asymmetric"]["graph"]
+    assert u8["QLinearConv"] == 2 and u8["float Conv"] == 0 and u8["runtime weight DequantizeLinear"] == 0
+    assert all(r["p50_ms"] > 0 for r in rows.values())
+    assert json.loads((tmp_path / "ort_int8_study.json").read_text())["rows"][0]["variant"] == "fp32"
+    assert len(study_table(res)) == 2 + len(rows)
+    assert fused_graph_counts(fp32_onnx)["float Conv"] == 2

@@ -47,3 +47,30 @@ def bench_cmd(
     outs = results["outputs"]
     Console().print(f"wrote {outs['results']}, {outs['markdown']} and {len(outs['plots'])} plots "
                     f"in {results['wall_time_s']:.0f} s")
+
+
+@app.command("ort-int8-study")
+def ort_int8_study_cmd(
+    run: Path = typer.Argument(..., help="a pipeline run dir (runs/<recipe>/<device>) with export/ort-fp32 and data/calib_x.npy"),
+    out: Path | None = typer.Option(None, "--out", help="where the quantized models and JSON go (default RUN/ort-int8-study)"),
+    percentile: float = typer.Option(99.95, "--percentile", help="calibration percentile for both quantizations"),
+    calib_samples: int = typer.Option(64, "--calib-samples", help="calibration samples (from the run's calibration set)"),
+    rounds: int = typer.Option(3, "--rounds", help="interleaved rounds"),
+    threads: int = typer.Option(2, "--threads"),
+) -> None:
+    """Why ONNX Runtime INT8 is (not) faster than fp32 on this CPU: s8 symmetric vs u8 asymmetric
+    activations, with and without ORT's NHWC rewrite, fused-kernel counts and interleaved p50."""
+    import numpy as np
+
+    from edgeskel.bench.ort_int8_study import ort_int8_study, study_table
+    from edgeskel.errors import ConfigError
+
+    fp32, calib_file, int8 = run / "export/ort-fp32/model.onnx", run / "data/calib_x.npy", run / "export/ort-int8/model.int8.onnx"
+    for f in (fp32, calib_file):
+        if not f.is_file():
+            raise ConfigError(f"{f}: not found; run `edgeskel export --device cpu --recipe ...` first (it writes {run})")
+    calib = np.load(calib_file, allow_pickle=False)[:calib_samples]
+    res = ort_int8_study(fp32, calib, calib[:1], out or run / "ort-int8-study", percentile=percentile,
+                         extra={"edgeskel ort-int8 (pipeline, after its accuracy fallback)": int8} if int8.is_file() else None,
+                         threads=threads, rounds=rounds)
+    Console().print("\n".join(study_table(res)))
