@@ -6,9 +6,9 @@ the float kernel *plus* a runtime DequantizeLinear of its weights on every call.
 fuses symmetric int8 (s8) activations only where it can first rewrite them to u8 (zero point
 128), which it does not do for tensors with several consumers, and every QLinearConv runs
 channels-last, so ORT inserts Transposes around it. This study quantizes the same fp32 model
-with s8 symmetric activations (edgeskel's default, TensorRT-compatible) and with u8
-asymmetric activations, with and without ORT's NHWC rewrite, counts what ORT actually fused,
-and times all of them interleaved against fp32 at batch 1.
+with s8 symmetric activations (the portable `onnx`/TensorRT graph) and with u8 asymmetric
+activations (what edgeskel's `ort` backend uses on CPU), with and without ORT's NHWC rewrite,
+counts what ORT actually fused, and times all of them interleaved against fp32 at batch 1.
 """
 
 from __future__ import annotations

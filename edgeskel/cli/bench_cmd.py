@@ -73,4 +73,4 @@ def ort_int8_study_cmd(
     res = ort_int8_study(fp32, calib, calib[:1], out or run / "ort-int8-study", percentile=percentile,
                          extra={"edgeskel ort-int8 (pipeline, after its accuracy fallback)": int8} if int8.is_file() else None,
                          threads=threads, rounds=rounds)
-    Console().print("\n".join(study_table(res)))
+    print("\n".join(study_table(res)))  # Markdown, unwrapped
