@@ -127,3 +127,7 @@ def test_int8_summary_names_the_float_modules_and_nncf_numbers():
                             "val_samples": 256, "fake_quantize_nodes": 456}}
     assert int8_summary(nncf) == "NNCF accuracy control: top-1 83.20 -> 82.80 on 256 gate samples, 456 FakeQuantize nodes"
     assert int8_summary({"calibration": {"tool": "x"}}) is None
+    tail = {**nncf, "parity": {"n": 256, "scale": 6.2, "max_abs": 4.7, "quantile_abs": 1.0, "samples_over": 5,
+                               "tol": {"quantile_bound": 3.1, "sample_quantile": 0.95}}}
+    assert int8_summary(tail).endswith("; parity: 5 of 256 samples have a logit error above 0.5 x the logit scale "
+                                       "(worst 0.76 x; p95 per-sample 0.16 x)")

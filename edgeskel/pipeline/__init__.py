@@ -23,6 +23,9 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
 EXPORT_LOGIC_VERSION = 2
+# Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
+# lines name the samples the parity rule tolerated.
+REPORT_LOGIC_VERSION = 2
 
 
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
@@ -180,7 +183,8 @@ def run_pipeline(
             return {"outputs": ["report.json", "report.md", "report.html"], "passed": report["passed"],
                     "paths": {k: str(v) for k, v in paths.items()}}
 
-        run.run_stage("report", {"validate": run.output_hash("validate")}, report_stage, log)
+        run.run_stage("report", {"validate": run.output_hash("validate"), "report_logic": REPORT_LOGIC_VERSION},
+                      report_stage, log)
         import json
 
         # The hash-checked copies in report/ are the finished reports; the copies in the run

@@ -206,8 +206,10 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
 
 def int8_summary(exp: dict[str, Any]) -> str | None:
     """How an INT8 artifact met its accuracy gate, in one line for the report: a graph that
-    keeps modules in float (and runs slower for it) must never be a surprise."""
+    keeps modules in float (and runs slower for it) must never be a surprise, nor may a few
+    samples whose logits moved far (the parity rule tolerates them: see validate/parity.py)."""
     gate, cal = exp.get("accuracy_gate") or {}, exp.get("calibration") or {}
+    text = None
     if gate.get("rounds"):
         from edgeskel.quantize.ort_int8 import module_group
 
@@ -220,11 +222,16 @@ def int8_summary(exp: dict[str, Any]) -> str | None:
             text += f"; {len(excluded)} nodes kept in float (in {', '.join(groups[:8])}{' ...' if len(groups) > 8 else ''})"
         else:
             text += "; every quantizable node in INT8"
-        return text
-    if str(cal.get("tool", "")).startswith("nncf") and cal.get("top1_int8") is not None:
-        return (f"NNCF accuracy control: top-1 {100 * cal['top1_fp32']:.2f} -> {100 * cal['top1_int8']:.2f} on "
+    elif str(cal.get("tool", "")).startswith("nncf") and cal.get("top1_int8") is not None:
+        text = (f"NNCF accuracy control: top-1 {100 * cal['top1_fp32']:.2f} -> {100 * cal['top1_int8']:.2f} on "
                 f"{cal.get('val_samples')} gate samples, {cal.get('fake_quantize_nodes')} FakeQuantize nodes")
-    return None
+    par = exp.get("parity") or {}
+    if text and par.get("samples_over"):
+        unit = max(1.0, float(par.get("scale") or 0.0))
+        text += (f"; parity: {par['samples_over']} of {par.get('n')} samples have a logit error above "
+                 f"{par['tol']['quantile_bound'] / unit:g} x the logit scale (worst {par['max_abs'] / unit:.2f} x; "
+                 f"p{100 * par['tol']['sample_quantile']:g} per-sample {par['quantile_abs'] / unit:.2f} x)")
+    return text
 
 
 def _size_mb(exp: dict[str, Any]) -> float | None:
