@@ -436,14 +436,17 @@ def test_ort_int8_study_counts_what_ort_fused_and_times_against_fp32(fp32_onnx, 
     kernels) and every variant is timed in the same interleaved run."""
     from edgeskel.bench.ort_int8_study import fused_graph_counts, ort_int8_study, study_table
 
-    res = ort_int8_study(fp32_onnx, xs[:16], xs, tmp_path, threads=1, rounds=1, runs=5, max_seconds=1.0, progress=False)
+    res = ort_int8_study(fp32_onnx, xs[:16], xs, tmp_path, op_type_sets=[["Conv", "Relu"]], threads=1, rounds=1, runs=5,
+                         max_seconds=1.0, progress=False)
     rows = {r["variant"]: r for r in res["rows"]}
     assert set(rows) == {"fp32", "int8 s8 symmetric", "int8 s8 symmetric (no NHWC rewrite)", "int8 u8 asymmetric",
-                         "int8 u8 asymmetric (no NHWC rewrite)"}
+                         "int8 u8 asymmetric (no NHWC rewrite)", "int8 u8 asymmetric, only Conv,Relu",
+                         "int8 u8 asymmetric, only Conv,Relu (no NHWC rewrite)"}
     assert rows["fp32"]["graph"]["QLinearConv"] == 0 and rows["fp32"]["graph"]["float Conv"] == 2
     assert rows["fp32"]["vs_fp32"] == pytest.approx(1.0)
     u8 = rows["int8 u8 asymmetric"]["graph"]
     assert u8["QLinearConv"] == 2 and u8["float Conv"] == 0 and u8["runtime weight DequantizeLinear"] == 0
+    assert rows["int8 u8 asymmetric, only Conv,Relu"]["graph"]["QLinearConv"] == 2  # Conv -> Relu -> Q: still fused
     assert all(r["p50_ms"] > 0 for r in rows.values())
     assert json.loads((tmp_path / "ort_int8_study.json").read_text())["rows"][0]["variant"] == "fp32"
     assert len(study_table(res)) == 2 + len(rows)

@@ -53,11 +53,16 @@ def fused_graph_counts(path: Path, disabled: list[str] | None = None) -> dict[st
 
 
 def ort_int8_study(onnx_fp32: Path, calib: np.ndarray, x: np.ndarray, out_dir: Path, *, percentile: float = 99.95,
-                   extra: dict[str, Path] | None = None, threads: int = 2, rounds: int = 3, runs: int = 30,
-                   max_seconds: float = 10.0, progress: bool = True) -> dict[str, Any]:
+                   extra: dict[str, Path] | None = None, op_type_sets: list[list[str]] | None = None, threads: int = 2,
+                   rounds: int = 3, runs: int = 30, max_seconds: float = 10.0, progress: bool = True) -> dict[str, Any]:
     """Quantize `onnx_fp32` both ways into `out_dir`, count fusions, time everything interleaved
-    (batch 1 = `x[:1]`). `extra`: more ONNX models to time (e.g. the pipeline's INT8 artifact).
-    Writes and returns `out_dir/ort_int8_study.json`."""
+    (batch 1 = `x[:1]`). `extra`: more ONNX models to time (e.g. the pipeline's INT8 artifact);
+    `op_type_sets`: more u8 quantizations limited to those op types (the recipe's
+    `int8_op_types`). Writes and returns `out_dir/ort_int8_study.json`.
+
+    Each variant is timed in consecutive runs after its own warm-up (`interleaved_latency`), never
+    call-by-call alternation: ORT's idle worker threads spin for a while after a run and would
+    steal the cores from the next session."""
     from edgeskel.quantize.ort_int8 import quantize_ort_int8
 
     out_dir = Path(out_dir)
@@ -67,6 +72,11 @@ def ort_int8_study(onnx_fp32: Path, calib: np.ndarray, x: np.ndarray, out_dir: P
         dst = out_dir / f"model.{'s8' if symmetric else 'u8'}.onnx"
         quantize_ort_int8(onnx_fp32, dst, calib, method="percentile", percentile=percentile, symmetric_activations=symmetric)
         models[name] = dst
+    for i, ops in enumerate(op_type_sets or []):
+        dst = out_dir / f"model.u8.ops{i}.onnx"
+        quantize_ort_int8(onnx_fp32, dst, calib, method="percentile", percentile=percentile, symmetric_activations=False,
+                          op_types=ops)
+        models[f"int8 u8 asymmetric, only {','.join(ops)}"] = dst
     models.update({k: Path(v) for k, v in (extra or {}).items()})
     configs = {f"{name}{' (no NHWC rewrite)' if dis else ''}": (path, dis)
                for name, path in models.items() for dis in ([], ["NhwcTransformer"]) if name != "fp32" or not dis}

@@ -55,6 +55,8 @@ def ort_int8_study_cmd(
     out: Path | None = typer.Option(None, "--out", help="where the quantized models and JSON go (default RUN/ort-int8-study)"),
     percentile: float = typer.Option(99.95, "--percentile", help="calibration percentile for both quantizations"),
     calib_samples: int = typer.Option(64, "--calib-samples", help="calibration samples (from the run's calibration set)"),
+    op_types: list[str] = typer.Option([], "--op-types", help="also a u8 quantization limited to these op types, "
+                                       "comma-separated (repeatable), e.g. Conv,Add,Relu,Concat,MaxPool"),
     rounds: int = typer.Option(3, "--rounds", help="interleaved rounds"),
     threads: int = typer.Option(2, "--threads"),
 ) -> None:
@@ -72,5 +74,6 @@ def ort_int8_study_cmd(
     calib = np.load(calib_file, allow_pickle=False)[:calib_samples]
     res = ort_int8_study(fp32, calib, calib[:1], out or run / "ort-int8-study", percentile=percentile,
                          extra={"edgeskel ort-int8 (pipeline, after its accuracy fallback)": int8} if int8.is_file() else None,
+                         op_type_sets=[[o.strip() for o in spec.split(",") if o.strip()] for spec in op_types],
                          threads=threads, rounds=rounds)
     print("\n".join(study_table(res)))  # Markdown, unwrapped
