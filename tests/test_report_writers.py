@@ -131,3 +131,20 @@ def test_int8_summary_names_the_float_modules_and_nncf_numbers():
                                "tol": {"quantile_bound": 3.1, "sample_quantile": 0.95}}}
     assert int8_summary(tail).endswith("; parity: 5 of 256 samples have a logit error above 0.5 x the logit scale "
                                        "(worst 0.76 x; p95 per-sample 0.16 x)")
+
+
+def test_int8_slower_than_fp32_on_its_backend_gets_a_note():
+    from edgeskel.pipeline.validation import _note_slow_int8
+
+    def v(name, backend, precision, p50, summary=None):
+        return {"name": name, "backend": backend, "precision": precision, "latency_ms": {"p50": p50},
+                **({"int8_summary": summary} if summary else {})}
+
+    variants = [v("ort-fp32", "ort", "fp32", 5.6), v("ort-int8", "ort", "int8", 9.96, "INT8 gate met"),
+                v("openvino-fp32", "openvino", "fp32", 11.9), v("openvino-int8", "openvino", "int8", 5.7, "NNCF"),
+                v("tensorrt-int8", "tensorrt", "int8", None)]
+    _note_slow_int8(variants)
+    assert variants[1]["int8_summary"].startswith("INT8 gate met; not faster than ort-fp32 at batch 1 here (9.96 vs 5.60 ms")
+    assert "ort-int8-study" in variants[1]["int8_summary"]
+    assert variants[3]["int8_summary"] == "NNCF"  # faster: no note
+    assert "int8_summary" not in variants[4]  # not measured: nothing to compare

@@ -184,6 +184,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             e["reason"] = (f"{reason}; " if reason else "") + (
                 f"measured on this host, not on a {profile.name}: latency and memory are the host's and are not gated")
         variants.append(e)
+    _note_slow_int8(variants)
     report = {
         "device": profile.name,
         "recipe": recipe,
@@ -232,6 +233,23 @@ def int8_summary(exp: dict[str, Any]) -> str | None:
                  f"{par['tol']['quantile_bound'] / unit:g} x the logit scale (worst {par['max_abs'] / unit:.2f} x; "
                  f"p{100 * par['tol']['sample_quantile']:g} per-sample {par['quantile_abs'] / unit:.2f} x)")
     return text
+
+
+def _note_slow_int8(variants: list[dict[str, Any]]) -> None:
+    """An INT8 variant measured no faster than fp32 on the same backend gets a note saying so and
+    how to check it: the report times variants one after another (a noisy host can flip a close
+    pair), and on some models ORT's INT8 kernels really are slower (CTR-GCN, docs/BENCHMARKS.md)."""
+    fp32 = {v["backend"]: v for v in variants if v["precision"] == "fp32" and (v.get("latency_ms") or {}).get("p50")}
+    for v in variants:
+        ref = fp32.get(v["backend"])
+        p50 = (v.get("latency_ms") or {}).get("p50")
+        if v["precision"] != "int8" or ref is None or not p50 or p50 < ref["latency_ms"]["p50"]:
+            continue
+        note = (f"not faster than {ref['name']} at batch 1 here ({p50:.2f} vs {ref['latency_ms']['p50']:.2f} ms, timed one "
+                f"after the other)")
+        if v["backend"] == "ort":
+            note += "; `edgeskel ort-int8-study RUN_DIR` times both interleaved and shows what ORT fused"
+        v["int8_summary"] = f"{v['int8_summary']}; {note}" if v.get("int8_summary") else note[0].upper() + note[1:]
 
 
 def _size_mb(exp: dict[str, Any]) -> float | None:
