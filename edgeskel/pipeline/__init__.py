@@ -24,8 +24,8 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
 EXPORT_LOGIC_VERSION = 2
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
-# lines name the samples the parity rule tolerated; 3 = INT8 not faster than fp32 is noted.
-REPORT_LOGIC_VERSION = 3
+# lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note).
+REPORT_LOGIC_VERSION = 4
 
 
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
     lines += ["", "## Reasons", ""]
     lines += [f"- **{v['name']}** ({v['status']}, measured on `{v['measured_on']}`): {v.get('reason') or '-'}"
-              + (f". {v['int8_summary']}" if v.get("int8_summary") else "") for v in report["variants"]]
+              + (f". {v['int8_summary']}" if v.get("int8_summary") else "")
+              + (f". {v['latency_note']}" if v.get("latency_note") else "") for v in report["variants"]]
     est = [v for v in report["variants"] if v.get("roofline_estimate_ms") is not None]
     if est:
         lines += ["", "## Roofline estimates (NOT measurements)", ""]
@@ -113,7 +114,8 @@ def render_html(report: dict[str, Any]) -> str:
     head = "".join(f"<th>{e(h.strip())}</th>" for h in HEADER.strip("|").split("|"))
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in table_rows(report))
     reasons = "".join(f"<li><b>{e(v['name'])}</b> ({e(v['status'])}, {e(v['measured_on'])}): {e(v.get('reason') or '-')}"
-                      f"{e('. ' + v['int8_summary']) if v.get('int8_summary') else ''}</li>"
+                      f"{e('. ' + v['int8_summary']) if v.get('int8_summary') else ''}"
+                      f"{e('. ' + v['latency_note']) if v.get('latency_note') else ''}</li>"
                       for v in report["variants"])
     imgs = "".join(f'<p><img alt="{k}" src="data:image/png;base64,{b64}"></p>' for k, b64 in plots(report).items())
     skipped = [v["name"] for v in report["variants"] if v["status"] == "skipped"]
