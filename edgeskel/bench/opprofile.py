@@ -29,11 +29,10 @@ def ort_op_profile(onnx_path: Path, x: np.ndarray, threads: int = 2, runs: int =
     """Per-op-type kernel time of an ONNX model in ONNX Runtime (CPU EP, all optimizations)."""
     import onnxruntime as ort
 
+    from edgeskel.runtime.ort import cpu_session_options
+
     with tempfile.TemporaryDirectory(prefix="edgeskel-prof-") as td:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.log_severity_level = 3
+        so = cpu_session_options(threads)
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(td) / "ort")
         sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

@@ -27,10 +27,9 @@ from edgeskel.io import atomic_write_json
 def _session(path: Path, threads: int, disabled: list[str], optimized_out: Path | None = None) -> Any:
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
+    from edgeskel.runtime.ort import cpu_session_options
+
+    so = cpu_session_options(threads)
     if optimized_out is not None:
         so.optimized_model_filepath = str(optimized_out)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)

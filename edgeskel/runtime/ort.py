@@ -9,6 +9,21 @@ from edgeskel.runtime._common import as_batch, check_onnx, run_chunked
 from edgeskel.runtime.base import Runner, register_runner
 
 
+def cpu_session_options(threads: int | None = None):
+    """SessionOptions every edgeskel ORT session uses (runner, op profiler, INT8 study), so what
+    the diagnostics time is what the runner runs: all graph optimizations, `threads` intra-op
+    threads and one inter-op thread (the box is shared), warnings off."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
 @register_runner("ort")
 class OrtRunner(Runner):
     """CPUExecutionProvider, all graph optimizations, `threads` intra-op threads."""
@@ -19,14 +34,9 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         check_onnx(self.artifact)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.threads:
-            so.intra_op_num_threads = int(self.threads)
-            so.inter_op_num_threads = 1
-        so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.artifact), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.artifact), cpu_session_options(self.threads),
+                                                providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             raise ExportError(f"{self.artifact}: onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
         inp = self.session.get_inputs()[0]

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from edgeskel.devices import DeviceProfile
+from edgeskel.validate.parity import format_tail
 
 
 def _num(v: Any) -> float | None:
@@ -36,8 +37,7 @@ def apply_gates(variant_result: dict[str, Any], profile: DeviceProfile, referenc
         tol = parity.get("tol") or {}
         fails.append(
             f"parity failed: max_abs={parity.get('max_abs', float('nan')):.3g} (bound {tol.get('bound', float('nan')):.3g}), "
-            + (f"p{100 * float(tol.get('sample_quantile', 1)):g} per-sample max={parity['quantile_abs']:.3g} "
-               f"(bound {tol.get('quantile_bound', float('nan')):.3g}), " if "quantile_abs" in parity else "")
+            + format_tail(parity)
             + f"agreement={100 * float(parity.get('agreement', 0)):.1f}% (min {100 * float(tol.get('min_agreement', 0)):.0f}%), "
             f"nonfinite={parity.get('nonfinite', 0)}"
         )

@@ -91,12 +91,21 @@ def check_parity(ref: np.ndarray, out: np.ndarray, precision: str, tolerances: d
     }
 
 
+def format_tail(res: dict[str, Any]) -> str:
+    """'p95 of per-sample max=.. (bound ..; N samples above), ' for a result with the sample-quantile
+    rule, else ''."""
+    if "quantile_abs" not in res:
+        return ""
+    t = res.get("tol") or {}
+    return (f"p{100 * float(t.get('sample_quantile', 1)):g} of per-sample max={res['quantile_abs']:.3g} "
+            f"(bound {t.get('quantile_bound', float('nan')):.3g}; {res.get('samples_over')} samples above), ")
+
+
 def format_parity(res: dict[str, Any]) -> str:
     t = res["tol"]
     return (
         f"{res['precision']} parity on {res['n']} samples: max_abs={res['max_abs']:.3g} (bound {t['bound']:.3g}), "
-        + (f"p{100 * t['sample_quantile']:g} of per-sample max={res['quantile_abs']:.3g} (bound {t['quantile_bound']:.3g}; "
-           f"{res['samples_over']} samples above), " if "quantile_abs" in res else "")
+        + format_tail(res)
         + f"mean_abs={res['mean_abs']:.3g}, top-1 agreement={res['agreement']:.3f} (min {t['min_agreement']}), "
         f"nonfinite={res['nonfinite']}"
         + (f", reference (PyTorch) nonfinite={res['ref_nonfinite']}" if res.get("ref_nonfinite") else "")
