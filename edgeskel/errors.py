@@ -53,5 +53,9 @@ class RemoteError(EdgeskelError):
     """A device could not be reached or a remote command failed."""
 
 
+class TrainingDivergedError(EdgeskelError):
+    """The training loss became NaN/Inf; names the epoch, step and the checkpoints that were kept."""
+
+
 class RunLockedError(EdgeskelError):
     """Another edgeskel process holds the run folder."""

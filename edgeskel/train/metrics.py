@@ -17,12 +17,22 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Run a model over a (N, C, T, V, M) array in eval mode, returning float32 logits."""
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 64,
+                   device: torch.device | str | None = None) -> np.ndarray:
+    """Run a model over a (N, C, T, V, M) array in eval mode, returning float32 logits.
+
+    `device`: where the model lives (its batches are moved there); None = the model's device."""
     model.eval()
+    if device is None:
+        p = next(model.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
     outs = []
     for i in range(0, len(x), batch_size):
-        outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))).float().numpy())
+        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
+        if device.type != "cpu":
+            xb = xb.pin_memory().to(device, non_blocking=True)
+        outs.append(model(xb).float().cpu().numpy())
     if not outs:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(outs).astype(np.float32)
