@@ -19,7 +19,7 @@ import torch.nn as nn
 from edgeskel import __version__
 from edgeskel.errors import CheckpointError, EdgeskelError
 from edgeskel.io import torch_load_safe, torch_save_atomic
-from edgeskel.layouts import SkeletonLayout, get_layout
+from edgeskel.layouts import BUILTIN_LAYOUTS, SkeletonLayout, get_layout
 
 FORMAT = "edgeskel-checkpoint/1"
 
@@ -71,16 +71,46 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+    def from_dict(cls, d: dict[str, Any], layout: str | SkeletonLayout | None = None) -> ModelSpec:
+        """`layout`: for checkpoints that stored only a layout's name (before the full definition
+        travelled with the model), the layout to use; it must agree with a stored definition."""
         return cls(
             name=d["name"],
             num_classes=int(d["num_classes"]),
-            layout=get_layout(d["layout"]),
+            layout=_spec_layout(d["layout"], layout),
             kwargs=dict(d.get("kwargs") or {}),
             class_names=list(d.get("class_names") or []),
             preprocess=Preprocess.from_dict(d.get("preprocess") or {}),
             compression=d.get("compression"),
         )
+
+
+def _spec_layout(stored: Any, given: str | SkeletonLayout | None) -> SkeletonLayout:
+    """The checkpoint's own layout definition wins; a name-only (old) checkpoint uses `given`,
+    else the built-in of that name."""
+    if isinstance(stored, dict):
+        own = get_layout(stored)
+        if given is not None:
+            other = get_layout(given)
+            if layout_key(other) != layout_key(own):
+                raise EdgeskelError(f"the checkpoint was built for layout {own.name!r}; the given layout "
+                                    f"{other.name!r} has other joints, bones, centre or parts (omit --layout)")
+        return own
+    if given is not None:
+        lay = get_layout(given)
+        if isinstance(stored, str) and lay.name != stored and stored in BUILTIN_LAYOUTS:
+            raise EdgeskelError(f"the checkpoint names layout {stored!r}, not {lay.name!r}")
+        return lay
+    if isinstance(stored, str) and stored not in BUILTIN_LAYOUTS and not stored.endswith((".yaml", ".yml")):
+        raise EdgeskelError(f"the checkpoint names layout {stored!r} without its definition; pass the "
+                            "layout it was trained with (--layout FILE.yaml)")
+    return get_layout(stored)
+
+
+def layout_key(layout: SkeletonLayout) -> dict[str, Any]:
+    """What makes two layouts the same graph (the name and description do not)."""
+    d = layout.to_dict()
+    return {k: d[k] for k in ("joints", "bones", "center", "origin", "parts", "channels")}
 
 
 def build_from_spec(spec: ModelSpec) -> nn.Module:
@@ -107,8 +137,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, extra: 
     return torch_save_atomic(payload, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """Rebuild and load a model from an edgeskel checkpoint. Returns (model in eval mode, spec, extra)."""
+def load_checkpoint(path: str | Path, layout: str | SkeletonLayout | None = None) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """Rebuild and load a model from an edgeskel checkpoint. Returns (model in eval mode, spec, extra).
+    `layout` is needed only for old checkpoints that stored a custom layout's name alone."""
     payload = torch_load_safe(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
@@ -116,7 +147,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, A
             hint = " (looks like a checkpoint from another tool: convert it with `edgeskel import`)"
         raise CheckpointError(f"{path}: not an edgeskel checkpoint{hint}")
     try:
-        spec = ModelSpec.from_dict(payload["spec"])
+        spec = ModelSpec.from_dict(payload["spec"], layout=layout)
     except EdgeskelError as exc:
         raise CheckpointError(f"{path}: malformed model spec: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:

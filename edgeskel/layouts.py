@@ -88,6 +88,14 @@ class SkeletonLayout:
         """Pairwise hop distances on the undirected bone graph (inf where unreachable/beyond)."""
         return hop_distance(self.num_joints, self.bones if edges is None else edges, max_hop)
 
+    def fingerprint(self) -> str:
+        """sha256 of the full definition: stage keys and manifests use it, so an edited layout
+        file re-runs the stages that depend on it even when its name stays the same."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -34,7 +34,8 @@ def test_train_writes_self_describing_best_checkpoint(tmp_path):
     assert extra["val"]["top1"] == pytest.approx(res["best_top1"])
     ev = evaluate(tmp_path / "best.ckpt", TINY)
     assert set(ev) >= {"top1", "top5", "num_samples"} and ev["num_samples"] == 16
-    assert ev["top1"] == pytest.approx(res["best_top1"])
+    assert ev["top1"] == pytest.approx(res["test_top1"])  # selection on validation, report on test
+    assert res["val_top1"] == pytest.approx(res["best_top1"]) and res["validation"]["samples"] == 4
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
@@ -96,7 +97,7 @@ def test_cli_train_then_eval_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     res = json.loads(printed[printed.index("{"):])
     assert set(res) >= {"top1", "top5", "num_samples"} and res["num_samples"] == 16
-    assert res["top1"] == pytest.approx(summary["best_top1"])
+    assert res["top1"] == pytest.approx(summary["test_top1"])
 
 
 def test_eval_rejects_dataset_that_does_not_fit(tmp_path, capsys):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeskel.cli.app import app
+from edgeskel.train.device import DEVICE_HELP, Runtime, check_device_spec
 
 
 @app.command("compress")
@@ -18,12 +19,19 @@ def compress_cmd(
     data: str | None = typer.Option(None, "--data", help="dataset spec (overrides the recipe)"),
     out: Path = typer.Option(Path("runs/compress"), "--out", help="writes compressed.ckpt + compression.json here"),
     rank_multiple: int | None = typer.Option(None, "--rank-multiple", help="override the recipe's rank rounding"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader workers (default 0 on CPU, up to 8 on GPU)"),
+    no_amp: bool = typer.Option(False, "--no-amp", help="no mixed precision on GPU (fp32 throughout)"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Factorize a trained model per a recipe and fine-tune it with distillation."""
+    """Factorize a trained model per a recipe and fine-tune it with distillation (torchrun-ready)."""
     from edgeskel.pipeline.compress_only import compress_recipe
+    from edgeskel.train.distributed import is_main
 
-    summary = compress_recipe(recipe, out, checkpoint=checkpoint, data=data, rank_multiple=rank_multiple, quiet=quiet)
+    summary = compress_recipe(recipe, out, checkpoint=checkpoint, data=data, rank_multiple=rank_multiple, quiet=quiet,
+                              runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers))
+    if not is_main():  # under torchrun: one summary, printed by rank 0
+        return
     t = Table(title=f"compression: {summary['recipe']}")
     for c in ("params", "GFLOPs", "top-1 ref", "top-1 compressed", "top-1 fine-tuned"):
         t.add_column(c, justify="right")
@@ -48,9 +56,15 @@ def sweep_cmd(
     lr: float = typer.Option(0.01, "--lr"),
     rank_multiple: int = typer.Option(8, "--rank-multiple"),
     threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " (fine-tuning only)"),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader workers for fine-tuning"),
+    no_amp: bool = typer.Option(False, "--no-amp", help="no mixed precision on GPU (fp32 throughout)"),
+    layout: str | None = typer.Option(None, "--layout", help="layout name or YAML; only for old checkpoints that "
+                                      "stored a custom layout's name alone (new ones carry the full layout)"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Top-1 vs parameter/FLOP ratio at several budgets, plain vs data-aware SVD."""
+    """Top-1 (test split) vs parameter/FLOP ratio at several budgets, plain vs data-aware SVD;
+    fine-tuned rows pick their best epoch on the validation split."""
     from edgeskel.compress.sweep import METHODS, sweep
     from edgeskel.errors import ConfigError
     from edgeskel.train.config import TrainConfig
@@ -68,7 +82,8 @@ def sweep_cmd(
         torch.set_num_threads(threads)
     ft = TrainConfig(epochs=finetune_epochs, lr=lr, warmup_epochs=0, kd_weight=0.5) if finetune_epochs else None
     res = sweep(checkpoint, data, out, budget_list, target=target, finetune=ft, finetune_methods=methods,
-                rank_multiple=rank_multiple, quiet=quiet)
+                rank_multiple=rank_multiple, quiet=quiet, layout=layout,
+                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers))
     t = Table(title=f"{res['model']}: reference top-1 {res['reference_top1']:.2f}")
     for c in ("budget", "method", "params x", "FLOPs x", "top-1", "top-1 fine-tuned"):
         t.add_column(c, justify="right")

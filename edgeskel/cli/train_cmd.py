@@ -11,6 +11,8 @@ from rich.table import Table
 
 from edgeskel.cli.app import app
 from edgeskel.train.config import TrainConfig
+from edgeskel.train.device import DEVICE_HELP, Runtime, check_device_spec
+from edgeskel.train.distributed import is_main
 
 
 @app.command("train")
@@ -34,6 +36,9 @@ def train_cmd(
     threads: int | None = typer.Option(None, "--threads"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable samples instead of failing"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start over even if OUT/last.pt exists"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader workers (default 0 on CPU, up to 8 on GPU)"),
+    no_amp: bool = typer.Option(False, "--no-amp", help="no mixed precision on GPU (fp32 throughout)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
@@ -44,8 +49,12 @@ def train_cmd(
                       weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                       seed=seed, threads=threads)
     res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
-                model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume)
-    summary = {k: res[k] for k in ("model", "data", "best_top1", "best_epoch", "wall_time_s", "best_checkpoint", "skipped")}
+                model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
+                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers))
+    if not is_main():  # under torchrun: one summary, printed by rank 0
+        return
+    summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",
+                                   "skipped", "device", "world_size", "amp")}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -61,15 +70,17 @@ def train_cmd(
 def eval_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="edgeskel checkpoint"),
     data: str = typer.Option("synthetic", "--data", help="dataset spec"),
-    split: str = typer.Option("test", "--split", help="test or train"),
+    split: str = typer.Option("test", "--split", help="test, val or train (only this split is read)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON with keys top1, top5, num_samples"),
 ) -> None:
     """Evaluate a checkpoint: top-1 / top-5 (percent) on a dataset split."""
     from edgeskel.train.api import evaluate
 
-    res = evaluate(checkpoint, data, skip_bad=skip_bad, batch_size=batch_size, split=split)
+    res = evaluate(checkpoint, data, skip_bad=skip_bad, batch_size=batch_size, split=split,
+                   device=check_device_spec(device))
     if as_json:
         print(json.dumps(res, indent=2))
         return

@@ -16,6 +16,7 @@ from edgeskel.compress.api import compress_model
 from edgeskel.compress.config import CompressionConfig
 from edgeskel.io import atomic_write_json
 from edgeskel.train.config import TrainConfig
+from edgeskel.train.device import Runtime
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 
 METHODS = ("plain", "data-aware")
@@ -24,20 +25,25 @@ METHODS = ("plain", "data-aware")
 def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[float], target: str = "params",
           methods: tuple[str, ...] = METHODS, finetune: TrainConfig | None = None,
           finetune_methods: tuple[str, ...] = ("data-aware",), rank_multiple: int = 8, calib_batches: int = 8,
-          quiet: bool = False) -> dict[str, Any]:
-    """Compress `checkpoint` at each budget with each method; evaluate on the test split.
-    Fine-tunes (with distillation) only the (budget, method) pairs in `finetune_methods`."""
+          quiet: bool = False, layout: str | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
+    """Compress `checkpoint` at each budget with each method; report top-1 on the test split.
+    Fine-tunes (with distillation) only the (budget, method) pairs in `finetune_methods`; their
+    best epoch is chosen on the validation split (never on test). The layout comes from the
+    checkpoint; `layout` is only for old checkpoints that stored a custom layout's name alone."""
     from edgeskel.data import load_dataset
+    from edgeskel.data.splits import holdout
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
     from edgeskel.train.api import check_compatible, prepare_arrays
     from edgeskel.train.trainer import fit
 
     out = Path(out_dir)
-    teacher, spec, _ = load_checkpoint(checkpoint)
-    ds = load_dataset(data, layout=spec.layout.name)
+    teacher, spec, _ = load_checkpoint(checkpoint, layout=layout)
+    ds = load_dataset(data, layout=spec.layout)
     check_compatible(spec, ds, str(checkpoint))
-    val_x, val_y = prepare_arrays(ds.test, spec.layout, spec.preprocess)
-    tr_x, _ = prepare_arrays(ds.train, spec.layout, spec.preprocess)
+    split = holdout(ds)
+    val_x, val_y = prepare_arrays(ds.test, spec.layout, spec.preprocess)  # reported accuracy: test only
+    sel = prepare_arrays(split.val, spec.layout, spec.preprocess)  # fine-tune epoch selection
+    tr_x, _ = prepare_arrays(split.train, spec.layout, spec.preprocess)
     idx = np.sort(np.random.default_rng(0).permutation(len(tr_x))[: 16 * calib_batches])
     calib = [torch.from_numpy(tr_x[idx][i : i + 16]) for i in range(0, len(idx), 16)]
     ref = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
@@ -57,16 +63,20 @@ def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[
                 from dataclasses import replace
 
                 cspec = replace(spec, compression={"plan": rep["plan"], "policy": rep["policy"]})
-                train_set = SkeletonTorchDataset(ds.train, spec.layout, spec.preprocess, train=True, seed=finetune.seed)
-                res = fit(student, cspec, train_set, (val_x, val_y), finetune,
-                          out / f"ft-{target}-{budget}-{method}", teacher=teacher, quiet=quiet)
-                row["top1_finetuned"] = res["best_top1"]
+                train_set = SkeletonTorchDataset(split.train, spec.layout, spec.preprocess, train=True, seed=finetune.seed)
+                res = fit(student, cspec, train_set, sel, finetune,
+                          out / f"ft-{target}-{budget}-{method}", teacher=teacher, quiet=quiet, runtime=runtime)
+                teacher.cpu()  # fit moved it to the training device; the next budget factorizes on CPU
+                tuned, _, _ = load_checkpoint(res["best_checkpoint"])
+                row["top1_finetuned"] = accuracy_summary(predict_logits(tuned, val_x), val_y)["top1"]
+                row["val_top1_finetuned"] = res["best_top1"]
                 row["finetune_s"] = res["wall_time_s"]
             rows.append(row)
             if not quiet:
                 print(f"budget {budget} {method}: params x{row['param_ratio']:.2f} flops x{row['flop_ratio']:.2f} "
                       f"top-1 {row['top1_compressed']:.2f} -> {row['top1_finetuned']}")
     result = {"checkpoint": str(checkpoint), "data": data, "model": spec.name, "reference_top1": ref,
+              "layout": spec.layout.to_dict(), "validation": split.info, "accuracy_split": "test",
               "finetune": finetune.model_dump() if finetune else None, "rows": rows}
     atomic_write_json(out / "sweep.json", result)
     plot_sweep(result, out / "sweep.png")

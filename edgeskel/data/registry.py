@@ -10,6 +10,7 @@ format is one file and gets every check for free.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from edgeskel.data.types import Dataset, SkeletonSet
 from edgeskel.errors import ConfigError, DataError
 from edgeskel.layouts import BUILTIN_LAYOUTS, SkeletonLayout, get_layout
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")  # "val": a validation split the data itself provides (optional)
+REQUIRED_SPLITS = ("train", "test")
 MAX_CLASSES = 100_000  # a label beyond this is garbage, not a class id
 
 
@@ -52,6 +54,7 @@ class ReadRequest:
     options: Options
     skip_bad: bool
     layout: SkeletonLayout | None = None  # explicitly requested layout, if any
+    splits: tuple[str, ...] = REQUIRED_SPLITS  # splits the caller needs; readers may skip the others
     expect_joints: int | None = None  # set by readers whose format fixes V
     expect_channels: int | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -80,6 +83,10 @@ class ReadRequest:
         if not self.path.exists():
             raise DataError(self.path, "no such file or directory")
         return self.path
+
+    def wants(self, split: str) -> bool:
+        """Whether the caller needs `split` (a reader may skip reading the others)."""
+        return split in self.splits or (split == "val" and "train" in self.splits)
 
     def max_label(self) -> int:
         """Largest label kept so far (-1 if none): readers size class lists with it."""
@@ -157,13 +164,22 @@ def available_readers() -> list[str]:
 _LAYOUT_BY_JOINTS = {lay.num_joints: lay for lay in BUILTIN_LAYOUTS.values()}
 
 
-def load_dataset(spec: str, layout: str | SkeletonLayout | None = None, skip_bad: bool = False) -> Dataset:
-    """Read the dataset named by `spec` (see `edgeskel.data.spec`) into train/test sets.
+def load_dataset(spec: str, layout: str | SkeletonLayout | None = None, skip_bad: bool = False,
+                 splits: tuple[str, ...] = REQUIRED_SPLITS, class_names: str | Path | list[str] | None = None,
+                 check_layout: bool = True) -> Dataset:
+    """Read the dataset named by `spec` (see `edgeskel.data.spec`) into train/(val)/test sets.
 
     `layout` overrides the layout the format implies; it must match the data's joint and
-    channel counts. With `skip_bad`, unreadable samples are skipped and listed in
-    `Dataset.skipped`; a split left empty is still an error.
+    channel counts. `splits`: the splits the caller needs (each must end up non-empty; the
+    others may be missing, e.g. `("test",)` to evaluate a folder of test clips). `class_names`:
+    a text file (one name per line) or list replacing the names the data gives. With
+    `skip_bad`, unreadable samples are skipped and listed in `Dataset.skipped`. With
+    `check_layout`, the joint order is checked against the layout (`layout_fit`) and a
+    warning with the numbers is printed to stderr and kept in `Dataset.warnings`.
     """
+    bad = [s for s in splits if s not in SPLITS]
+    if bad or not splits:
+        raise ConfigError(f"unknown split(s) {bad}; choose from {list(SPLITS)}")
     parsed = parse_spec(spec)
     reader = _READERS.get(parsed.kind)
     if reader is None:
@@ -174,10 +190,51 @@ def load_dataset(spec: str, layout: str | SkeletonLayout | None = None, skip_bad
             explicit = get_layout(layout)
         except ConfigError as exc:
             raise DataError(spec, f"bad layout: {exc}") from None
-    req = ReadRequest(spec=spec, path=parsed.path, options=parsed.options, skip_bad=skip_bad, layout=explicit)
+    names = read_class_names(class_names) if isinstance(class_names, (str, Path)) else class_names
+    req = ReadRequest(spec=spec, path=parsed.path, options=parsed.options, skip_bad=skip_bad, layout=explicit,
+                      splits=tuple(splits))
     result = reader(req)
     parsed.options.check_all_used(parsed.kind)
-    return _finish(req, result, explicit)
+    if names is not None:
+        result.class_names = list(names)
+        result.info["class_names_from"] = str(class_names) if isinstance(class_names, (str, Path)) else "caller"
+    ds = _finish(req, result, explicit)
+    if check_layout:
+        from edgeskel.data.layout_fit import check_layout as fit_check
+
+        part = ds.train if len(ds.train) else ds.test
+        fit, warning = fit_check(part.samples, ds.layout)
+        if fit:
+            ds.info["layout_fit"] = fit
+        if warning:
+            ds.warnings.append(warning)
+            print(f"warning: {ds.spec}: {warning}", file=sys.stderr)
+    return ds
+
+
+MAX_CLASS_NAMES_BYTES = 1 << 20
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line in label order (blank lines and `#` comments skipped)."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise DataError(p, "class-names file not found (or not a regular file)")
+        if p.stat().st_size > MAX_CLASS_NAMES_BYTES:
+            raise DataError(p, f"class-names file is larger than {MAX_CLASS_NAMES_BYTES} bytes")
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(p, f"cannot read class names: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataError(p, "class-names file is not UTF-8 text") from None
+    names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not names:
+        raise DataError(p, "class-names file holds no names")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(p, f"duplicate class names: {dup[:5]}")
+    return names
 
 
 def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | None) -> Dataset:
@@ -204,6 +261,8 @@ def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | N
         class_names = [f"class_{i:03d}" for i in range(top + 1)]
     k = len(class_names)
     sets: dict[str, SkeletonSet] = {}
+    if not any(entries[s] for s in SPLITS):
+        raise DataError(where, "no samples could be read" + (" (all were skipped as bad)" if req.skipped else ""))
     for split in SPLITS:
         kept = []
         for e in entries[split]:
@@ -211,13 +270,13 @@ def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | N
                 req.bad(e.path, f"label {e.label} out of range for {k} classes (0..{k - 1})", e.name)
             else:
                 kept.append(e)
-        if not kept:
+        if not kept and split in req.splits:
             raise DataError(where, f"the {split} split is empty" + (" after skipping bad samples" if req.skipped else ""))
         sets[split] = SkeletonSet([e.x for e in kept], np.array([e.label for e in kept], dtype=np.int64), [e.name for e in kept])
     info = dict(result.info)
-    info.setdefault("counts", {s: len(sets[s]) for s in SPLITS})
+    info.setdefault("counts", {s: len(sets[s]) for s in SPLITS if s != "val" or len(sets[s])})
     info["skipped"] = len(req.skipped)
     return Dataset(
         spec=req.spec, layout=lay, class_names=list(class_names), train=sets["train"], test=sets["test"],
-        skipped=list(req.skipped), info=info,
+        skipped=list(req.skipped), info=info, val=sets["val"] if len(sets["val"]) else None,
     )

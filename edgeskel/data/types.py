@@ -47,7 +47,8 @@ class SkeletonSet:
 
 @dataclass
 class Dataset:
-    """A train/test pair with its layout and class names, as read from one spec."""
+    """A train/test pair (and a validation split if the data gives one) with its layout and
+    class names, as read from one spec. A split the caller did not ask for may be empty."""
 
     spec: str
     layout: SkeletonLayout
@@ -56,6 +57,8 @@ class Dataset:
     test: SkeletonSet
     skipped: list[tuple[str, str]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    val: SkeletonSet | None = None  # a user-given validation split (else one is sliced from train)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

@@ -12,17 +12,20 @@ from edgeskel.errors import ConfigError
 
 
 def calibration_arrays(spec: Any, data: str, calib_samples: int, val_samples: int = 256, seed: int = 0) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Calibration inputs from the training split, validation (x, y) from the test split,
-    preprocessed exactly as the checkpoint says."""
+    """Calibration inputs from the training split, validation (x, y) for the parity and INT8
+    gates from the validation split (never the test split: the gates choose what ships),
+    preprocessed exactly as the checkpoint says, in the checkpoint's own layout."""
     from edgeskel.data import load_dataset
+    from edgeskel.data.splits import holdout
     from edgeskel.train.api import check_compatible, prepare_arrays
 
-    ds = load_dataset(data, layout=spec.layout.name)
+    ds = load_dataset(data, layout=spec.layout, splits=("train",))
     check_compatible(spec, ds, "checkpoint")
-    tr_x, _ = prepare_arrays(ds.train, spec.layout, spec.preprocess)
+    split = holdout(ds)
+    tr_x, _ = prepare_arrays(split.train, spec.layout, spec.preprocess)
     rng = np.random.default_rng(seed)
     calib = tr_x[np.sort(rng.permutation(len(tr_x))[:calib_samples])]
-    val_x, val_y = prepare_arrays(ds.test, spec.layout, spec.preprocess)
+    val_x, val_y = prepare_arrays(split.val, spec.layout, spec.preprocess)
     if len(val_y) > val_samples:
         idx = np.sort(rng.permutation(len(val_y))[:val_samples])
         val_x, val_y = val_x[idx], val_y[idx]

@@ -11,6 +11,7 @@ import torch
 from edgeskel.checkpoint import ModelSpec, Preprocess, load_checkpoint
 from edgeskel.errors import ConfigError, DataError
 from edgeskel.train.config import TrainConfig
+from edgeskel.train.device import Runtime, resolve_device
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 from edgeskel.train.trainer import fit, seed_everything
 
@@ -48,8 +49,10 @@ def train(
     skip_bad: bool = False,
     resume: bool = True,
     quiet: bool = False,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
-    """Train a registered model from scratch on a dataset spec; writes out/best.ckpt."""
+    """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
+    `runtime` picks the device / mixed precision / loader workers (default: auto)."""
     from edgeskel import models
     from edgeskel.data import load_dataset
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
@@ -62,30 +65,42 @@ def train(
     net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
     spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
                      class_names=list(ds.class_names), preprocess=pre)
-    val = prepare_arrays(ds.test, ds.layout, pre)
-    train_set = SkeletonTorchDataset(ds.train, ds.layout, pre, train=True, seed=cfg.seed)
+    # Honest splits: the best epoch is chosen on the validation split, top-1 is reported on test.
+    from edgeskel.data.splits import holdout
+
+    split = holdout(ds)
+    val = prepare_arrays(split.val, ds.layout, pre)
+    train_set = SkeletonTorchDataset(split.train, ds.layout, pre, train=True, seed=cfg.seed)
     result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet,
-                 extra={"data": data, "dataset_info": ds.info})
+                 extra={"data": data, "dataset_info": ds.info, "validation": split.info}, runtime=runtime)
+    best, _, _ = load_checkpoint(result["best_checkpoint"])
+    test_x, test_y = prepare_arrays(ds.test, ds.layout, pre)
     result.update({"model": model, "data": data, "num_classes": len(ds.class_names),
-                   "preprocess": pre.to_dict(), "skipped": len(ds.skipped)})
+                   "preprocess": pre.to_dict(), "skipped": len(ds.skipped), "validation": split.info,
+                   "val_top1": result["best_top1"], "test_top1": accuracy_summary(predict_logits(best, test_x), test_y)["top1"]})
     return result
 
 
 def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_size: int = 64,
-             split: str = "test") -> dict[str, Any]:
+             split: str = "test", device: str = "auto") -> dict[str, Any]:
     """top-1/top-5 (percent) of a checkpoint on a dataset split, using the checkpoint's preprocessing."""
     from edgeskel.data import load_dataset
 
     model, spec, _ = load_checkpoint(checkpoint)
-    ds = load_dataset(data, layout=spec.layout.name if spec.layout.name in _builtin() else None, skip_bad=skip_bad)
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; use train, val or test")
+    # The checkpoint's own layout (custom ones included); only the asked split must exist.
+    ds = load_dataset(data, layout=spec.layout, skip_bad=skip_bad, splits=(split,))
     check_compatible(spec, ds, str(checkpoint))
     part = getattr(ds, split, None)
     if part is None:
-        raise ConfigError(f"unknown split {split!r}; use train or test")
+        raise ConfigError(f"{data}: the data has no {split} split")
     x, y = prepare_arrays(part, spec.layout, spec.preprocess)
+    dev = resolve_device(device)  # fp32 on every device, so the numbers do not depend on it
     with torch.inference_mode():
-        logits = predict_logits(model, x, batch_size)
+        logits = predict_logits(model.to(dev), x, batch_size, dev)
     res = accuracy_summary(logits, y)
+    res["device"] = str(dev)
     res.update({"checkpoint": str(checkpoint), "data": data, "split": split})
     return res
 
