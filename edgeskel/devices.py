@@ -33,6 +33,13 @@ class Variant(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     name: str | None = None  # defaults to "<backend>-<precision>"
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        from edgeskel.names import check_name
+
+        return None if v is None else check_name(v, "variant name")  # becomes export/<name>/
+
     @property
     def key(self) -> str:
         return self.name or f"{self.backend}-{self.precision}"
@@ -89,6 +96,29 @@ class SSHSpec(_Strict):
     known_hosts_file: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
 
+    # Profiles are untrusted: a host like `-oProxyCommand=...` would run a local command, and
+    # most ssh options can (see edgeskel/remote/ssh_policy.py for the allow-list).
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        from edgeskel.remote.ssh_policy import check_host
+
+        return check_host(v)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        from edgeskel.remote.ssh_policy import check_user
+
+        return check_user(v)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, str]) -> dict[str, str]:
+        from edgeskel.remote.ssh_policy import check_options
+
+        return check_options(v)
+
 
 class Measure(_Strict):
     """Latency measurement: untimed warm-up calls, then `runs` timed calls per batch size.
@@ -112,6 +142,15 @@ class DeviceProfile(_Strict):
     tensorrt: TensorRTSpec | None = None
     ssh: SSHSpec | None = None
     measure: Measure = Field(default_factory=Measure)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        from edgeskel.names import check_name
+
+        if v == "_shared":  # runs/<recipe>/_shared holds the reference model every device reuses
+            raise ValueError("profile name '_shared' is reserved (the run folder every device shares)")
+        return check_name(v, "profile name")  # becomes runs/<recipe>/<name>/
 
     @field_validator("batch_sizes")
     @classmethod
@@ -180,6 +219,10 @@ def _check_ssh_files(profile: DeviceProfile, source: Path) -> None:
         if value and not Path(value).expanduser().is_file():
             raise ConfigError(f"{source}: invalid device profile: ssh.{key}: file {value} not found "
                               f"(allowed: an existing file, or null to use ~/.ssh/config and ssh-agent)")
+    if profile.ssh.config_file:
+        from edgeskel.remote.ssh_policy import check_config_file
+
+        check_config_file(profile.ssh.config_file)  # held to the same option allow-list
 
 
 def profile_from_dict(data: dict[str, Any], source: str | Path = "<profile>") -> DeviceProfile:

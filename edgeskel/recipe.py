@@ -88,6 +88,13 @@ class Recipe(BaseModel):
     finetune: TrainConfig | None = Field(None, description="fine-tune after compression (kd_weight>0 distils from the original)")
     export: ExportSection = Field(default_factory=ExportSection)
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        from edgeskel.names import check_name
+
+        return check_name(v, "recipe name")  # becomes runs/<name>/: never a path
+
     @model_validator(mode="after")
     def _check(self) -> Recipe:
         if self.model.import_from and not self.model.checkpoint:

@@ -227,4 +227,137 @@ def test_devices_check_cli_with_profile_ssh_block(sshd, tmp_path, capsys):
     data["ssh"]["options"] = {"StrictHostKeyChecking": "no"}  # safety options cannot be overridden
     (tmp_path / "cpu-ssh.yaml").write_text(yaml.safe_dump(data))
     assert main(["devices", "check", str(tmp_path / "cpu-ssh.yaml")]) == 2
-    assert "safety options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'StrictHostKeyChecking' is a safety option" in err and err.count("error:") == 1
+
+
+# ------------------------------------------------------------------ issue 17: hostile profiles
+# Configuration rules first: these need no sshd, so they run (and fail loudly) everywhere.
+
+def _profile_yaml(tmp_path: Path, ssh: dict, name: str = "cpu") -> Path:
+    import yaml
+
+    from edgeskel.devices import profiles_dir
+
+    data = yaml.safe_load((profiles_dir() / "cpu.yaml").read_text())
+    data["name"] = name
+    data["ssh"] = ssh
+    p = tmp_path / "hostile.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _check_cli(profile: Path, capsys) -> tuple[int, str]:
+    from edgeskel.cli import main
+
+    rc = main(["devices", "check", str(profile)])
+    return rc, capsys.readouterr().err
+
+
+HOSTILE_HOSTS = ["-oProxyCommand=touch {m}", "-F/dev/null", "dev ice", "dev\nice", "a\tb", "user@host", "dev;touch {m}",
+                 "$(touch {m})", ""]
+
+
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+def test_hostile_host_is_refused_without_sshd(host, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    host = host.format(m=marker).replace("\\n", "\n").replace("\\t", "\t")
+    rc, err = _check_cli(_profile_yaml(tmp_path, {"host": host}), capsys)
+    assert rc == 2 and err.startswith("error: ") and "ssh.host" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not marker.exists()
+    with pytest.raises(Exception, match="ssh.host"):  # the same rule when code builds a target
+        SSHTarget(name="cpu", host=host)
+
+
+@pytest.mark.parametrize("user", ["-oProxyCommand=x", "a b", "a\nb", "root@evil", "a;b"])
+def test_hostile_user_is_refused_without_sshd(user, tmp_path, capsys):
+    user = user.replace("\\n", "\n")
+    rc, err = _check_cli(_profile_yaml(tmp_path, {"host": "dev", "user": user}), capsys)
+    assert rc == 2 and "ssh.user" in err and len(err.strip().splitlines()) == 1, err
+    from edgeskel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ssh.user"):
+        SSHTarget(name="cpu", host="dev", user=user)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("ProxyCommand", "touch {m}"), ("LocalCommand", "touch {m}"), ("PermitLocalCommand", "yes"),
+    ("KnownHostsCommand", "/bin/echo %H %t %K"), ("proxycommand", "touch {m}"), ("Include", "/etc/passwd"),
+    ("StrictHostKeyChecking", "no"), ("UserKnownHostsFile", "/dev/null"), ("UpdateHostKeys", "yes"),
+    ("PKCS11Provider", "/tmp/evil.so"), ("ControlPath", "/tmp/sock"), ("Compression", "yes\nProxyCommand touch"),
+    ("ProxyJump", "-oProxyCommand=touch"), ("ProxyJump", "ok,-evil"), ("Ciphers", "aes128-ctr touch"),
+])
+def test_ssh_options_outside_the_allow_list_are_refused(option, value, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    value = value.format(m=marker).replace("\\n", "\n")
+    rc, err = _check_cli(_profile_yaml(tmp_path, {"host": "dev", "options": {option: value}}), capsys)
+    assert rc == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "ssh.options" in err and ("ssh option" in err) and not marker.exists()
+
+
+def test_allowed_ssh_options_and_the_command_line():
+    """Allow-listed options pass (canonical spelling); `--` ends the options right before the
+    destination; the safety options come before anything the profile sets."""
+    from edgeskel.remote.ssh_policy import ALLOWED_OPTIONS
+
+    t = SSHTarget(name="cpu", host="jetson-7.lab", user="ubuntu", port=2222,
+                  options={"proxyjump": "admin@bastion:22,[fe80::1%eth0]:2200", "Compression": "yes",
+                           "HostKeyAlgorithms": "ssh-ed25519,rsa-sha2-512"})
+    args = t.ssh_args()
+    assert args[-2:] == ["--", "jetson-7.lab"] and args.count("--") == 1
+    assert "ProxyJump=admin@bastion:22,[fe80::1%eth0]:2200" in args and "PermitLocalCommand=no" in args
+    assert args.index("BatchMode=yes") < args.index("Compression=yes")
+    assert "ProxyCommand" not in ALLOWED_OPTIONS and "LocalCommand" not in ALLOWED_OPTIONS
+    for host in ("127.0.0.1", "::1", "fe80::1%eth0", "my_box", "a.b-c"):
+        assert SSHTarget(name="x", host=host).ssh_args()[-1] == host
+
+
+@pytest.mark.parametrize("line", ["ProxyCommand touch {m}", "  localcommand touch {m}", "KnownHostsCommand /bin/echo",
+                                  "Match exec \"touch {m}\"", "Include /tmp/other", "PermitLocalCommand=yes",
+                                  "Compression yes;touch"])
+def test_profile_ssh_config_file_is_held_to_the_allow_list(line, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host dev\n  HostName 127.0.0.1\n  {line.format(m=marker)}\n")
+    rc, err = _check_cli(_profile_yaml(tmp_path, {"host": "dev", "config_file": str(cfg)}), capsys)
+    assert rc == 2 and err.startswith(f"error: {cfg}:3: ") and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
+
+
+# End to end against the real sshd: each attack worked before issue 17 (ran the command or
+# connected to a host whose key is in no known_hosts file); now: one error line, nothing run.
+
+def test_attacks_against_a_real_sshd(sshd, tmp_path, capsys):
+    d = sshd["dir"]
+    marker = tmp_path / "marker"
+    base = {"host": "127.0.0.1", "port": sshd["port"], "identity_file": str(d / "user_key"),
+            "known_hosts_file": str(tmp_path / "empty_known_hosts"), "python": sys.executable,
+            "workdir": str(tmp_path / "r"), "connect_timeout_s": 5}
+    (tmp_path / "empty_known_hosts").write_text("")
+    attacks = {
+        "host": {**base, "host": f"-oProxyCommand=touch {marker}"},
+        "ProxyCommand": {**base, "options": {"ProxyCommand": f"sh -c 'touch {marker}; nc 127.0.0.1 {sshd['port']}'"}},
+        "LocalCommand": {**base, "known_hosts_file": str(d / "known_hosts"),
+                         "options": {"LocalCommand": f"touch {marker}", "PermitLocalCommand": "yes"}},
+        "KnownHostsCommand": {**base, "options": {"KnownHostsCommand": f"/bin/sh -c 'touch {marker}; echo %H %t %K'"}},
+    }
+    for what, ssh in attacks.items():
+        rc, err = _check_cli(_profile_yaml(tmp_path, ssh), capsys)
+        assert not marker.exists(), f"{what}: the profile ran a local command"
+        assert rc == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (what, err)
+    assert (tmp_path / "empty_known_hosts").read_text() == ""
+    # the same device with a known host key and allowed options still works end to end
+    ok = {**base, "known_hosts_file": str(d / "known_hosts"), "options": {"Compression": "yes", "IdentitiesOnly": "yes"}}
+    rc, err = _check_cli(_profile_yaml(tmp_path, ok), capsys)
+    assert rc == 0, err
+
+
+def test_host_is_never_an_option_even_if_validation_is_bypassed(sshd, tmp_path):
+    """Defence in depth: even a target whose host skipped validation is placed after `--`,
+    so ssh treats `-oProxyCommand=...` as a host name, not an option."""
+    marker = tmp_path / "marker"
+    t = _target(sshd, tmp_path)
+    object.__setattr__(t, "host", f"-oProxyCommand=touch {marker}")
+    with pytest.raises(RemoteError):
+        t.run("true", timeout=20, what="check")
+    assert not marker.exists()

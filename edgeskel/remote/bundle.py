@@ -19,6 +19,7 @@ import numpy as np
 from edgeskel import __version__
 from edgeskel.errors import ConfigError, ExportError
 from edgeskel.io import atomic_write_json, sha256_bytes, sha256_file
+from edgeskel.names import NAME_RULE, is_safe_name
 from edgeskel.remote.device_runner import BUNDLE_FORMAT
 
 RUNNER_SOURCE = Path(__file__).with_name("device_runner.py")
@@ -73,6 +74,9 @@ def make_bundle(
     if ref_logits is not None and len(ref_logits) != len(val_x):
         raise ConfigError(f"bundle: {len(val_x)} validation samples but {len(ref_logits)} reference logits rows")
     names = [a.get("name") for a in artifacts]
+    bad = [n for n in names if not is_safe_name(n)]
+    if bad or not is_safe_name(out_dir.name):  # names become folders here and on the device
+        raise ConfigError(f"bundle: names {bad or [out_dir.name]} cannot be used as folder names (allowed: {NAME_RULE})")
     if len(set(names)) != len(names):
         raise ConfigError(f"bundle: duplicate artifact names {names}")
     profile_opts = {v.key: v.options for v in profile.variants}
@@ -157,4 +161,8 @@ def read_bundle(bundle_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: corrupt bundle.json: {exc}") from None
     if meta.get("format") != BUNDLE_FORMAT:
         raise ConfigError(f"{path}: unsupported bundle format {meta.get('format')!r} (want {BUNDLE_FORMAT})")
+    names = [meta.get("bundle_id"), *(v.get("name") if isinstance(v, dict) else v for v in meta.get("variants") or [])]
+    bad = [n for n in names if not is_safe_name(n)]
+    if bad:  # the id names the folder on the device (`rm -rf` before upload), variants name subfolders
+        raise ConfigError(f"{path}: bundle names {bad} cannot be used as folder names (allowed: {NAME_RULE})")
     return meta

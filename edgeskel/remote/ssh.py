@@ -3,9 +3,11 @@
 Why the system client: it honours the user's ~/.ssh/config (aliases, ProxyJump, agents,
 keys), known_hosts and hardware keys, with no extra dependency. We only add safety options
 that nothing can override: BatchMode=yes (never prompt), StrictHostKeyChecking=yes (never
-trust an unknown or changed host key), a connect timeout and keep-alives, and we pass
--p/-l/-i only when the profile sets them so the user's config stays in charge otherwise.
-Every failure becomes a RemoteError that says what happened and what to do.
+trust an unknown or changed host key), a connect timeout and keep-alives, no local commands and
+no known_hosts updates, and we pass -p/-l/-i only when the profile sets them so the user's config
+stays in charge otherwise. A profile is untrusted text: its host and user are validated, `--`
+ends the options before the destination, and it may set only the allow-listed ssh options
+(`ssh_policy`). Every failure becomes a RemoteError that says what happened and what to do.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeskel.errors import ConfigError, RemoteError
+from edgeskel.remote.ssh_policy import SAFETY_OPTIONS, check_config_file, check_host, check_options, check_user
 
-SAFETY_OPTIONS = ("BatchMode", "StrictHostKeyChecking", "ConnectTimeout", "ServerAliveInterval", "ServerAliveCountMax")
+__all__ = ["SAFETY_OPTIONS", "SSHTarget", "rpath"]
 
 
 @dataclass
@@ -43,13 +46,24 @@ class SSHTarget:
     known_hosts_file: str | None = None
     options: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every way of building a target (profile or code) gets the same checks, so nothing
+        from a profile reaches the ssh command line unvalidated."""
+        try:
+            check_host(self.host)
+            check_user(self.user)
+            self.options = check_options(dict(self.options))
+        except ValueError as exc:
+            raise ConfigError(f"device profile {self.name!r}: {exc}") from None
+        if not 1 <= int(self.port) <= 65535:
+            raise ConfigError(f"device profile {self.name!r}: ssh.port {self.port} is not in 1..65535")
+        if self.config_file:
+            check_config_file(self.config_file)
+
     @classmethod
     def from_profile(cls, profile: Any) -> SSHTarget:
         if profile.ssh is None:
             raise ConfigError(f"device profile {profile.name!r} has no `ssh:` block: set ssh.host to measure remotely")
-        bad = [k for k in profile.ssh.options if k.lower() in {s.lower() for s in SAFETY_OPTIONS}]
-        if bad:
-            raise ConfigError(f"device profile {profile.name!r}: ssh.options may not override safety options {bad}")
         return cls(name=profile.name, **profile.ssh.model_dump())
 
     @property
@@ -75,7 +89,8 @@ class SSHTarget:
             args += ["-F", os.path.expanduser(self.config_file)]
         args += ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                  "-o", f"ConnectTimeout={int(self.connect_timeout_s)}",
-                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+                 "-o", "PermitLocalCommand=no", "-o", "UpdateHostKeys=no"]
         if self.known_hosts_file:
             args += ["-o", f"UserKnownHostsFile={os.path.expanduser(self.known_hosts_file)}"]
         for k, v in self.options.items():
@@ -86,7 +101,7 @@ class SSHTarget:
             args += ["-l", self.user]
         if self.identity_file:
             args += ["-i", os.path.expanduser(self.identity_file)]
-        return args + [self.host]
+        return args + ["--", self.host]  # `--`: the destination is never read as an option
 
     def run(self, command: str, timeout: float | None = None, stdin: Any = None, what: str = "remote command",
             check: bool = True) -> subprocess.CompletedProcess:
@@ -94,7 +109,7 @@ class SSHTarget:
         (with check) a non-zero exit."""
         timeout = timeout or self.command_timeout_s
         try:
-            proc = subprocess.Popen(self.ssh_args() + ["--", command],
+            proc = subprocess.Popen(self.ssh_args() + [command],
                                     stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
