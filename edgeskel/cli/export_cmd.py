@@ -35,8 +35,9 @@ def export_cmd(
                               out_root=out or Path("runs"), quiet=quiet)
         run_dir = Path(out or "runs") / report["recipe"] / report["device"]
         Console().print(f"reports: {run_dir / 'report.md'}  {run_dir / 'report.html'}  {run_dir / 'report.json'}")
-        if not report["passed"]:
-            raise typer.Exit(1)
+        code = report.get("exit_code", 0 if report["passed"] else 1)  # 0 PASSED, 1 FAILED, 3 NOT MEASURED
+        if code:
+            raise typer.Exit(code)
         return
     if checkpoint is None or backend is None:
         raise ConfigError("give --device D (full pipeline) or --checkpoint C --backend B [--precision P] (one artifact)")

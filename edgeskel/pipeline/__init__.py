@@ -24,8 +24,9 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
 EXPORT_LOGIC_VERSION = 2
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
-# lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note).
-REPORT_LOGIC_VERSION = 4
+# lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
+# 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
+REPORT_LOGIC_VERSION = 5
 
 
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def run_pipeline(
         ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
         run.set_inputs({
             "recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
-            "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json"))},
+            "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json")),
+                       "profile": profile.model_dump(mode="json")},  # `edgeskel results import` re-gates with it
             "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None,
             "data": {"spec": rec.data.spec},
         })
@@ -170,21 +172,9 @@ def run_pipeline(
                                              "ssh": profile.ssh is not None}, validate_stage, log)
 
         # ---- report ---------------------------------------------------------------------------
-        def report_stage(d: Path) -> dict[str, Any]:
-            from edgeskel.pipeline.validation import assemble_report
-            from edgeskel.report import write_reports
-
-            report = assemble_report(profile, rec.name, data_res, ref_res, comp_res, exp_res, val_res,
-                                     steps.model_stats(model, spec), library_versions())
-            paths = write_reports(report, run.root)
-            kill_point("report", "after_json")
-            for name in ("report.json", "report.md", "report.html"):
-                _copy(run.root / name, d / name)
-            return {"outputs": ["report.json", "report.md", "report.html"], "passed": report["passed"],
-                    "paths": {k: str(v) for k, v in paths.items()}}
-
-        run.run_stage("report", {"validate": run.output_hash("validate"), "report_logic": REPORT_LOGIC_VERSION},
-                      report_stage, log)
+        run_report_stage(run, profile, rec.name, {"data": data_res, "reference": ref_res, "compress": comp_res,
+                                                  "export": exp_res, "validate": val_res},
+                         steps.model_stats(model, spec), log)
         import json
 
         # The hash-checked copies in report/ are the finished reports; the copies in the run
@@ -199,6 +189,31 @@ def run_pipeline(
 
             print_report(report)
         return report
+
+
+def run_report_stage(run: RunDir, profile: Any, recipe_name: str, res: dict[str, Any],
+                     deployed_stats: dict[str, Any], log: Any = print) -> dict[str, Any]:
+    """The report stage, from the finished stages recorded in the run's manifest. Shared by the
+    pipeline and `edgeskel results import` (which updates the validate stage first), so an
+    imported device run is gated and rendered by exactly the code an SSH run goes through.
+    `res`: the results of the data, reference, compress (None without compression), export
+    and validate stages."""
+
+    def report_stage(d: Path) -> dict[str, Any]:
+        from edgeskel.pipeline.validation import assemble_report
+        from edgeskel.report import write_reports
+
+        report = assemble_report(profile, recipe_name, res["data"], res["reference"], res["compress"], res["export"],
+                                 res["validate"], deployed_stats, library_versions())
+        paths = write_reports(report, run.root)
+        kill_point("report", "after_json")
+        for name in ("report.json", "report.md", "report.html"):
+            _copy(run.root / name, d / name)
+        return {"outputs": ["report.json", "report.md", "report.html"], "passed": report["passed"],
+                "verdict": report["verdict"], "paths": {k: str(v) for k, v in paths.items()}}
+
+    return run.run_stage("report", {"validate": run.output_hash("validate"), "report_logic": REPORT_LOGIC_VERSION},
+                         report_stage, log)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -242,4 +257,4 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
-__all__ = ["EdgeskelError", "run_pipeline"]
+__all__ = ["EdgeskelError", "run_pipeline", "run_report_stage"]

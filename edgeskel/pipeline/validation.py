@@ -8,6 +8,7 @@ come from the same code, and a user can rerun the bundle by hand with `edgeskel 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key], export_root) for v in exported],
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs)
     result["bundle"] = str(bundle.relative_to(out_dir.parent))
+    result["bundle_id"] = json.loads((bundle / "bundle.json").read_text())["bundle_id"]
     kill_point("validate", "after_bundle")
     if profile.ssh is not None:
         from edgeskel.remote.remote import run_remote
@@ -133,7 +135,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
         for r in doc["variants"]:
             r = {**r, "measured_on": "local"}
             if not same_arch:
-                r["host_only"] = True
+                r["host_only"], r["host_arch"] = True, host_arch
             result["measured"][r["name"]] = r
         result["outputs"].append("results.json")
     return result
@@ -142,11 +144,10 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
 def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
                     comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
                     deployed_stats: dict[str, Any], libraries: dict[str, Any]) -> dict[str, Any]:
-    """report.json per the schema in edgeskel.report.schema; `passed` = some variant passed."""
+    """report.json per the schema in edgeskel.report.schema, with the verdict and decision
+    (edgeskel.report.verdict): `passed` only when every variant passed on the device."""
     from edgeskel.report.roofline import roofline_ms
     from edgeskel.report.schema import make_variant_entry
-    from edgeskel.validate.gates import apply_gates
-
     ref_top1 = float(ref_res["top1"])
     variants = []
     for v in profile.variants:
@@ -177,12 +178,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         if summary:
             e["int8_summary"] = summary
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
-            # Measured on this host, not the device: accuracy counts, latency/memory are the host's.
-            status, reason = apply_gates({k: val for k, val in meas.items() if k not in ("latency_ms", "memory")},
-                                         profile, ref_top1)
-            e["status"] = status
-            e["reason"] = (f"{reason}; " if reason else "") + (
-                f"measured on this host, not on a {profile.name}: latency and memory are the host's and are not gated")
+            e = host_check_entry(e, meas, profile, ref_top1)
         variants.append(e)
     _note_slow_int8(variants)
     report = {
@@ -194,15 +190,57 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
                       "gflops": ref_res.get("gflops"), "source": ref_res.get("source")},
         "compressed": ({"top1": comp_res["top1"], "totals": comp_res["totals"]} if comp_res else None),
         "deployed_model": deployed_stats,
+        "gates": profile.gates.model_dump(mode="json"),
         "variants": variants,
-        "passed": any(e["status"] == "pass" for e in variants),
+        "passed": False,  # set by summarize(): PASSED only when every variant passed on the device
         "libraries": libraries,
     }
     if val_res.get("bundle"):
         report["bundle"] = val_res["bundle"]
-        report["device_command"] = (f"scp -r {val_res['bundle']} <device>: && ssh <device> "
-                                    f"'cd {Path(val_res['bundle']).name} && python3 device_runner.py . --out results.json'")
-    return report
+        if val_res.get("bundle_id"):
+            report["bundle_id"] = val_res["bundle_id"]
+        name = Path(val_res["bundle"]).name
+        # Every command runs in the run folder (where this report is); no host names or users.
+        report["device_steps"] = [
+            f"scp -r {val_res['bundle']} <device>:",
+            f"ssh <device> 'cd {name} && python3 device_runner.py . --out results.json'",
+            f"scp <device>:{name}/results.json results.json",
+            "edgeskel results import . results.json",
+        ]
+        report["device_command"] = " && ".join(report["device_steps"][:2])
+    if val_res.get("imported"):
+        report["imported_results"] = val_res["imported"]
+    from edgeskel.report.verdict import summarize
+
+    return summarize(report)
+
+
+def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any, ref_top1: float) -> dict[str, Any]:
+    """A variant measured on this host although the profile's device is another machine (e.g.
+    ORT fp32 of a Jetson profile on an x86 laptop). Its accuracy is checked here, but none of its
+    numbers are the device's: the row stays 'not measured on <device>' (no top-1, latency or
+    memory in the device columns) and the host's accuracy numbers go to `host_check`. A failed
+    host check fails the variant (it would fail on the device too); a passed one proves nothing
+    about the device's latency or memory."""
+    from edgeskel.validate.gates import gate_checks, verdict_of_checks
+
+    checks = gate_checks(meas, profile, ref_top1, accuracy_only=True)
+    status, reason = verdict_of_checks(checks)
+    lat1 = (meas.get("latency_ms") or {}).get("1") or {}
+    host = {"status": status, "reason": reason, "arch": meas.get("host_arch"),
+            "top1": e.get("top1"), "top1_drop": e.get("top1_drop"), "agreement": e.get("agreement"),
+            "gates": checks, "host_latency_ms_batch1": {k: lat1.get(k) for k in ("p50", "p99")} if lat1 else None,
+            "note": f"accuracy checked on this host, not on a {profile.name}; latency and memory here are the host's"}
+    out = {k: v for k, v in e.items() if k in ("name", "backend", "precision", "size_mb", "params", "gflops",
+                                               "roofline_estimate_ms", "int8_summary", "parity")}
+    out.update(measured_on="none", latency_ms={"p50": None, "p90": None, "p99": None}, throughput_fps=None,
+               top1=None, top1_drop=None, agreement=None, host_check=host)
+    if status == "fail":
+        out.update(status="fail", reason=f"host check failed (on this host, not a {profile.name}): {reason}")
+    else:
+        out.update(status="skipped", reason=f"not measured on {profile.name}; host check passed "
+                                            f"(accuracy on this host only; run the bundle on the device)")
+    return out
 
 
 def int8_summary(exp: dict[str, Any]) -> str | None:

@@ -411,6 +411,23 @@ def _run_isolated(bundle: Path, name: str, log: Callable[[str], None]) -> dict[s
         return {"name": name, "status": "error", "error": f"variant process exited with code {proc.returncode}: {tail}"}
 
 
+def artifact_hashes(bundle: Path, variants: list[dict[str, Any]]) -> dict[str, str]:
+    """sha256 of every file the measured variants were loaded from, hashed here on the device:
+    `edgeskel results import` compares them with the bundle's own digests, so results of
+    another export (or of edited artifacts) cannot be imported as this run's."""
+    import hashlib
+
+    out = {}
+    for v in variants:
+        for rel in v.get("files") or [v["artifact"]]:
+            h = hashlib.sha256()
+            with open(bundle / rel, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
+
+
 def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str] | None = None,
                isolate: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure the bundle's variants here and write results.json atomically; returns it."""
@@ -430,7 +447,8 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
         if r["status"] != "ok":
             log(f"  {v['name']}: ERROR {r['error']}")
     doc = {"format": RESULTS_FORMAT, "bundle_id": meta["bundle_id"], "device": meta.get("device"),
-           "environment": environment(), "variants": results}
+           "environment": environment(), "variants": results,
+           "artifact_sha256": artifact_hashes(bundle, variants)}
     write_json_atomic(Path(out) if out else bundle / "results.json", doc)
     return doc
 

@@ -4,11 +4,17 @@ report = {"device", "recipe", "dataset": {...}, "reference": {"top1", ...},
           "variants": [{"name", "backend", "precision", "status": pass|fail|skipped|error,
                         "reason", "top1", "top1_drop", "agreement",
                         "latency_ms": {"p50", "p90", "p99"}, "throughput_fps", "size_mb",
-                        "params", "gflops", "measured_on": local|ssh://<profile>|none, ...extra}],
-          "passed": bool}
+                        "params", "gflops", "measured_on": local|ssh://<profile>|imported://<profile>|none,
+                        "gates": [{gate, label, unit, bound, threshold, measured, passed, detail}],
+                        "host_check"?: {...accuracy-only check on this host, never device numbers}, ...extra}],
+          "verdict": PASSED|FAILED|NOT MEASURED, "exit_code", "headline",
+          "decision": {"recommended", "why", "runner_up", "runner_up_why", "rule"},
+          "passed": bool (verdict == PASSED)}
 Units: top1/agreement in %, top1_drop in points (reference - variant), latency in ms at
 batch 1 (or the smallest measured batch), throughput in samples/s (best batch size).
 Reports never contain hostnames, users or key paths: `measured_on` names the profile.
+`local` = measured on this machine, which IS the profile's device (same architecture);
+`imported://<profile>` = a device run's results.json brought in with `edgeskel results import`.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ class VariantEntry(BaseModel):
     size_mb: float | None = None
     params: int | None = None
     gflops: float | None = None
-    measured_on: str = Field(pattern=r"^(local|none|ssh://[A-Za-z0-9._-]+)$")
+    measured_on: str = Field(pattern=r"^(local|none|(ssh|imported)://[A-Za-z0-9._-]+)$")
 
 
 class Report(BaseModel):
@@ -52,6 +58,7 @@ class Report(BaseModel):
     reference: dict[str, Any]
     variants: list[VariantEntry]
     passed: bool
+    verdict: Literal["PASSED", "FAILED", "NOT MEASURED"] | None = None
 
 
 def validate_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def make_variant_entry(
 ) -> dict[str, Any]:
     """One report row. `measurement` is a device-runner style variant result ({status,
     accuracy, latency_ms, memory, parity?}) or None when the variant was not measured."""
-    from edgeskel.validate.gates import apply_gates
+    from edgeskel.validate.gates import gate_checks, verdict_of_checks
 
     e: dict[str, Any] = {"name": name, "backend": backend, "precision": precision, "size_mb": size_mb,
                          "params": params, "gflops": gflops, "measured_on": measured_on,
@@ -114,6 +121,7 @@ def make_variant_entry(
     mem = measurement.get("memory") or {}
     if mem.get("peak_rss_mb") is not None:
         e["peak_memory_mb"] = mem["peak_rss_mb"]
-    status, reason = apply_gates(measurement, profile, reference_top1)
+    e["gates"] = gate_checks(measurement, profile, reference_top1)
+    status, reason = verdict_of_checks(e["gates"])
     e.update(status=status, reason=reason)
     return e

@@ -43,13 +43,159 @@ def device_command(report: dict[str, Any]) -> str:
     return report.get("device_command") or f"cd {bundle} && python3 device_runner.py . --out results.json"
 
 
+def device_steps(report: dict[str, Any]) -> list[str]:
+    """Commands (run in the report's folder) that measure the bundle on the device and bring
+    the results back into this report."""
+    return report.get("device_steps") or [device_command(report), "edgeskel results import . results.json"]
+
+
+def _gate_cell(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "-"
+    if c["measured"] is None:
+        return "not measured" if c["passed"] is None else "FAIL"
+    value = f"{c['measured']:.0f}" if c["unit"] == "MB" else f"{c['measured']:.3g}" if c["gate"] == "parity" \
+        else f"{c['measured']:.2f}"
+    return f"{value} {'pass' if c['passed'] else 'FAIL' if c['passed'] is False else '?'}"
+
+
+def gate_columns(report: dict[str, Any]) -> list[str]:
+    """Gate keys any variant was judged by, in GATES order (non-finite folded into parity/top-1)."""
+    from edgeskel.validate.gates import GATES
+
+    seen = {c["gate"] for v in report["variants"] for c in (v.get("gates") or (v.get("host_check") or {}).get("gates") or [])}
+    for key, val in (report.get("gates") or {}).items():
+        if key in GATES and val is not None:
+            seen.add(key)
+    return [g for g in GATES if g in seen and g != "finite"]
+
+
+def gate_header(report: dict[str, Any], key: str) -> str:
+    from edgeskel.validate.gates import GATES
+
+    label, unit, bound = GATES[key]
+    thr = next((c["threshold"] for v in report["variants"] for c in (v.get("gates") or []) if c["gate"] == key
+                and c["threshold"] is not None), (report.get("gates") or {}).get(key))
+    if key == "parity" or thr is None:
+        return label
+    return f"{label} ({'max' if bound == 'max' else 'min'} {thr:g}{' ' + unit if unit else ''})"
+
+
+def gate_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Per variant: name, status, then measured value + pass/FAIL for each gate column."""
+    cols = gate_columns(report)
+    rows = []
+    for v in report["variants"]:
+        by = {c["gate"]: c for c in v.get("gates") or []}
+        fin = by.get("finite")
+        row = [v["name"], v["status"].upper()]
+        for k in cols:
+            cell = _gate_cell(by.get(k))
+            if k == "max_top1_drop" and fin is not None and fin["passed"] is False:
+                cell += f" ({fin['measured']} non-finite)"
+            row.append(cell)
+        rows.append(row)
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def decision_lines(report: dict[str, Any]) -> list[str]:
+    d = report.get("decision") or {}
+    if d.get("recommended"):
+        out = [f"**Ship `{d['recommended']}`**: {d['why']}."]
+        if d.get("runner_up"):
+            out.append(f"Runner-up: `{d['runner_up']}` ({d['runner_up_why']}).")
+        else:
+            out.append(f"Runner-up: none ({d.get('runner_up_why') or 'no other variant met every gate'}).")
+    else:
+        out = [f"**No variant to ship yet**: {d.get('why', 'nothing measured')}."]
+    out.append(f"Rule: {d.get('rule', '')}.")
+    return out
+
+
+def host_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for v in report["variants"]:
+        h = v.get("host_check")
+        if not h:
+            continue
+        delta = None if h.get("top1_drop") is None else -float(h["top1_drop"])
+        rows.append([v["name"], h["status"].upper(), _f(h.get("top1")), _f(delta, "{:+.2f}"),
+                     _f(h.get("agreement"), "{:.1f}%"), h.get("arch") or "this host"])
+    return rows
+
+
+HOST_HEADER = ["Variant", "Host check", "Top-1", "ΔTop-1", "Agreement", "Host arch"]
+
+
+def emulated_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Variants run by the device's own binaries under CPU emulation (validate/emulation.py):
+    their accuracy is real, their timing is the emulator's, so it is shown only here."""
+    rows = []
+    for v in report["variants"]:
+        m = v.get("emulation")
+        if not m:
+            continue
+        lat = m.get("latency_ms") or {}
+        rows.append([v["name"], f"{m.get('emulator')} ({m.get('machine') or '?'})", _f(v.get("top1")),
+                     _f(v.get("agreement"), "{:.1f}%"), _f(v.get("max_abs_vs_ref"), "{:.3g}"), _f(lat.get("p50")),
+                     _f(lat.get("p99")), _f(m.get("peak_memory_mb"), "{:.0f}")])
+    return rows
+
+
+EMU_HEADER = ["Variant", "Emulator (arch)", "Top-1", "Agreement", "Max abs logit err", "EMULATED p50 ms",
+              "EMULATED p99 ms", "Emulator RSS MB"]
+EMU_TEXT = ("Run by the device architecture's own Python, numpy and runtime binaries under CPU emulation: top-1, "
+            "agreement and logit error are those kernels' real results; latency and memory are the emulator's, "
+            "NOT the device's, and are never gated.")
+
+
+def selection_lines(report: dict[str, Any]) -> list[str]:
+    """Which compressed model shipped and why (chosen on the validation split), and where the
+    accuracy numbers come from (the test split only)."""
+    lines = []
+    sel = (report.get("compressed") or {}).get("selection")
+    if sel:
+        lines.append(f"- Deployed model: **{sel['deployed']}** ({sel['note']}; chosen on the validation split).")
+    ds = report.get("dataset") or {}
+    if ds.get("accuracy_split") == "test":
+        val = ds.get("validation") or {}
+        lines.append(f"- Accuracy is on the test split only ({ds.get('num_test')} samples); epochs, models and INT8 "
+                     f"gates were chosen on the validation split ({val.get('source', 'validation')}, "
+                     f"{val.get('samples', ds.get('num_val'))} samples).")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
+    from edgeskel.report.verdict import verdict_of
+
+    report = verdict_of(report)
     ref = report["reference"]
-    lines = [f"# {report['recipe']} on {report['device']}: {'PASSED' if report['passed'] else 'FAILED'}", "",
+    lines = [f"# {report['recipe']} on {report['device']}: {report['verdict']}", "",
+             f"**{report['headline']}** (exit code {report['exit_code']}).", "",
+             "## Decision", "", *decision_lines(report), *selection_lines(report), "",
+             f"## Gates of `{report['device']}` and what each variant measured", "",
+             "Each cell: the measured value, then whether it met the gate (latency at batch 1, memory = peak RSS "
+             "of the runner process).", "",
+             *_md_table(["Variant", "Status"] + [gate_header(report, k) for k in gate_columns(report)], gate_rows(report)),
+             "", f"## Measurements on {report['device']}", "",
              f"Reference (fp32 PyTorch) top-1: {ref['top1']:.2f}% on {report['dataset'].get('name', 'the dataset')}"
              f" ({report['dataset'].get('num_samples', '?')} samples). Latency at batch 1, FPS = samples/s at the best"
-             " batch size.", "", HEADER, "|" + "---|" * 11]
+             " batch size. Variants not measured on the device show `-`.", "", HEADER, "|" + "---|" * 11]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
+    hrows = host_rows(report)
+    if hrows:
+        lines += ["", "## Host checks (NOT device numbers)", "",
+                  f"Checked on this host, not on a {report['device']}: accuracy only. These rows say the artifact "
+                  "computes the right thing; they say nothing about the device's latency or memory.", "",
+                  *_md_table(HOST_HEADER, hrows)]
+    erows = emulated_rows(report)
+    if erows:
+        lines += ["", "## Emulated device runs (latency NOT the device's)", "", EMU_TEXT, "",
+                  *_md_table(EMU_HEADER, erows)]
     lines += ["", "## Reasons", ""]
     lines += [f"- **{v['name']}** ({v['status']}, measured on `{v['measured_on']}`): {v.get('reason') or '-'}"
               + (f". {v['int8_summary']}" if v.get("int8_summary") else "")
@@ -61,11 +207,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   for v in est]
     skipped = [v for v in report["variants"] if v["status"] == "skipped"]
     if skipped:
-        lines += ["", "## Not measured on the device", "",
-                  f"{', '.join(v['name'] for v in skipped)} were not measured on {report['device']}. Copy the bundle "
-                  "to the device and run there (needs only numpy + the runtime):", "", "```",
-                  device_command(report), "```", "",
-                  "then copy `results.json` back next to this report and re-run the export to gate them."]
+        lines += ["", "## To measure on the device", "",
+                  f"{', '.join(v['name'] for v in skipped)} were not measured on {report['device']}. In this report's "
+                  "folder, copy the bundle to the device, run it there (needs only numpy + the runtime) and import "
+                  "its results; the report is then re-gated and rewritten:", "", "```", *device_steps(report), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -84,19 +229,27 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
 
     colors = {"pass": "tab:green", "fail": "tab:red", "skipped": "tab:gray", "error": "black"}
     out = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for v in report["variants"]:
-        p50, top1 = (v.get("latency_ms") or {}).get("p50"), v.get("top1")
-        if p50 is not None and top1 is not None:
-            ax.scatter(p50, top1, color=colors[v["status"]], s=40)
-            ax.annotate(v["name"], (p50, top1), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.axhline(report["reference"]["top1"], ls="--", color="tab:blue", lw=1, label="fp32 reference")
-    ax.set_xlabel("p50 latency at batch 1 (ms)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"Accuracy vs latency on {report['device']}")
-    ax.legend(loc="lower right", fontsize=8)
-    out["scatter"] = _png(fig)
-    plt.close(fig)
+    # Device numbers only: host checks and unmeasured variants have no top-level latency/top-1.
+    pts = [(v, v["latency_ms"]["p99"], v["top1"]) for v in report["variants"]
+           if (v.get("latency_ms") or {}).get("p99") is not None and v.get("top1") is not None]
+    if pts:
+        gates = report.get("gates") or {}
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for v, p99, top1 in pts:
+            ax.scatter(p99, top1, color=colors[v["status"]], s=40)
+            ax.annotate(v["name"], (p99, top1), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ref = report["reference"]["top1"]
+        ax.axhline(ref, ls="--", color="tab:blue", lw=1, label="fp32 reference")
+        if gates.get("max_top1_drop") is not None:
+            ax.axhline(ref - gates["max_top1_drop"], ls=":", color="tab:red", lw=1, label="top-1 gate")
+        if gates.get("p99_latency_ms") is not None:
+            ax.axvline(gates["p99_latency_ms"], ls=":", color="tab:orange", lw=1, label="p99 budget")
+        ax.set_xlabel("p99 latency at batch 1 (ms)")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(f"Accuracy vs latency measured on {report['device']}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        out["scatter"] = _png(fig)
+        plt.close(fig)
     dist = [(v["name"], v["latency_samples_ms"]) for v in report["variants"] if v.get("latency_samples_ms")]
     if dist:
         fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(dist)))
@@ -109,25 +262,48 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def render_html(report: dict[str, Any]) -> str:
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(h.strip())}</th>" for h in HEADER.strip("|").split("|"))
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in table_rows(report))
+    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
+def render_html(report: dict[str, Any]) -> str:
+    from edgeskel.report.verdict import verdict_of
+
+    report = verdict_of(report)
+    e = html.escape
+    md_bold = lambda t: e(t).replace("**", "")  # noqa: E731
+    decision = "".join(f"<p>{md_bold(line).replace('`', '')}</p>" for line in decision_lines(report))
+    gates = _html_table(["Variant", "Status"] + [gate_header(report, k) for k in gate_columns(report)], gate_rows(report))
+    meas = _html_table([h.strip() for h in HEADER.strip("|").split("|")], table_rows(report))
+    hrows = host_rows(report)
+    host = (f"<h2>Host checks (NOT device numbers)</h2><p>Checked on this host, not on a {e(report['device'])}: accuracy "
+            f"only; nothing here describes the device's latency or memory.</p>{_html_table(HOST_HEADER, hrows)}") if hrows else ""
+    erows = emulated_rows(report)
+    host += (f"<h2>Emulated device runs (latency NOT the device's)</h2><p>{e(EMU_TEXT)}</p>"
+             f"{_html_table(EMU_HEADER, erows)}") if erows else ""
     reasons = "".join(f"<li><b>{e(v['name'])}</b> ({e(v['status'])}, {e(v['measured_on'])}): {e(v.get('reason') or '-')}"
                       f"{e('. ' + v['int8_summary']) if v.get('int8_summary') else ''}"
                       f"{e('. ' + v['latency_note']) if v.get('latency_note') else ''}</li>"
                       for v in report["variants"])
     imgs = "".join(f'<p><img alt="{k}" src="data:image/png;base64,{b64}"></p>' for k, b64 in plots(report).items())
     skipped = [v["name"] for v in report["variants"] if v["status"] == "skipped"]
-    note = (f"<h2>Not measured on the device</h2><p>{e(', '.join(skipped))}: run on the device</p>"
-            f"<pre>{e(device_command(report))}</pre>") if skipped else ""
-    status = "PASSED" if report["passed"] else "FAILED"
+    note = (f"<h2>To measure on the device</h2><p>{e(', '.join(skipped))} were not measured on {e(report['device'])}. "
+            "In this report's folder, run:</p>"
+            f"<pre>{e(chr(10).join(device_steps(report)))}</pre>") if skipped else ""
+    status = report["verdict"]
+    color = {"PASSED": "#1a7f37", "FAILED": "#cf222e"}.get(status, "#9a6700")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(report['recipe'])} on {e(report['device'])}</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style></head>"
-            f"<body><h1>{e(report['recipe'])} on {e(report['device'])}: {status}</h1>"
-            f"<p>Reference top-1: {report['reference']['top1']:.2f}%</p>"
-            f"<table><tr>{head}</tr>{body}</table><h2>Reasons</h2><ul>{reasons}</ul>{imgs}{note}"
+            f"<body><h1>{e(report['recipe'])} on {e(report['device'])}: <span style='color:{color}'>{e(status)}</span></h1>"
+            f"<p><b>{e(report['headline'])}</b> (exit code {report['exit_code']}).</p>"
+            f"<h2>Decision</h2>{decision}"
+            f"<h2>Gates of {e(report['device'])} and what each variant measured</h2>{gates}"
+            f"<h2>Measurements on {e(report['device'])}</h2>"
+            f"<p>Reference top-1: {report['reference']['top1']:.2f}%. Variants not measured on the device show -.</p>"
+            f"{meas}{host}<h2>Reasons</h2><ul>{reasons}</ul>{imgs}{note}"
             f"<details><summary>report.json</summary><pre>{e(json.dumps(report, indent=1, default=str))}</pre></details>"
             "</body></html>\n")
 
@@ -137,7 +313,9 @@ def write_reports(report: dict[str, Any], out_dir: str | Path, redact: list[str]
 
     `redact`: strings that must never appear (host, user, key paths); if any does, it is
     replaced by `<redacted>` before anything is written."""
-    validate_report(report)
+    from edgeskel.report.verdict import verdict_of
+
+    validate_report(verdict_of(report))
     text = json.dumps(report, default=str)
     if any(s and s in text for s in redact):
         for s in redact:
@@ -155,19 +333,43 @@ def write_reports(report: dict[str, Any], out_dir: str | Path, redact: list[str]
     return paths
 
 
-def print_report(report: dict[str, Any]) -> None:
+SUMMARY_COLUMNS = ("Variant", "Status", "Top-1", "ΔTop-1", "p99 ms", "MB")
+
+
+def summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The terminal table: what fits 80 columns (the full tables are in report.md)."""
+    rows = []
+    for v, r in zip(report["variants"], table_rows(report), strict=True):
+        rows.append([r[0], r[1], r[5], r[6], r[9], _f(v.get("peak_memory_mb"), "{:.0f}")])
+    return rows
+
+
+def print_report(report: dict[str, Any], console: Any = None) -> None:
+    """Summary for a terminal or a log: fits 80 columns, never cuts a variant name."""
     from rich.console import Console
     from rich.table import Table
 
+    from edgeskel.report.verdict import verdict_of
+
+    report = verdict_of(report)
     style = {"PASS": "green", "FAIL": "red", "SKIPPED": "dim", "ERROR": "bold red"}
-    t = Table(title=f"{report['recipe']} on {report['device']} (reference top-1 {report['reference']['top1']:.2f}%)")
-    for h in HEADER.strip("|").split("|"):
-        t.add_column(h.strip(), justify="left" if h.strip() in ("Variant", "Status") else "right")
-    for r in table_rows(report):
+    c = console or Console(width=min(Console().width, 100) if Console().is_terminal else 80)
+    t = Table(title=f"{report['recipe']} on {report['device']} (reference top-1 {report['reference']['top1']:.2f}%)",
+              caption="p99 at batch 1; MB = peak memory; full tables: report.md")
+    names = [v["name"] for v in report["variants"]]
+    t.add_column("Variant", no_wrap=True, min_width=max(map(len, names), default=7))
+    for h in SUMMARY_COLUMNS[1:]:
+        t.add_column(h, justify="left" if h == "Status" else "right", no_wrap=True)
+    for r in summary_rows(report):
         t.add_row(r[0], f"[{style.get(r[1], '')}]{r[1]}[/]", *r[2:])
-    c = Console() if Console().is_terminal else Console(width=140)  # logs/CI: don't squeeze the table
     c.print(t)
     for v in report["variants"]:
         if v["status"] != "pass":
-            c.print(f"  {v['name']}: {v.get('reason')}")
-    c.print("[green]PASSED[/]" if report["passed"] else "[red]FAILED[/]")
+            c.print(f"  {v['name']}: {v.get('reason')}", markup=False, highlight=False)
+    d = report.get("decision") or {}
+    if d.get("recommended"):
+        c.print(f"ship {d['recommended']}" + (f" (runner-up {d['runner_up']})" if d.get("runner_up") else ""),
+                markup=False, highlight=False)
+    color = {"PASSED": "green", "FAILED": "red"}.get(report["verdict"], "yellow")
+    c.print(f"[{color}]{report['verdict']}[/] (exit {report['exit_code']}): ", end="")
+    c.print(report["headline"].split(": ", 1)[-1], markup=False, highlight=False)

@@ -5,6 +5,9 @@ or a device's results.json entry: keys `accuracy` (or the accuracy keys at top l
 `latency_ms` ({"1": {"p99": ...}, ...}), optional `memory` ({"peak_rss_mb": ...}) and
 optional `parity` (edgeskel.validate.parity result with `passed`). A missing measurement is
 not a failure (e.g. latency of a Jetson variant measured nowhere); it is named in the reason.
+
+`gate_checks` returns every gate as data (threshold, measured value, pass/fail), so a report
+can print each number next to the gate that judged it: PASS must be checkable by reading.
 """
 
 from __future__ import annotations
@@ -15,66 +18,122 @@ from typing import Any
 from edgeskel.devices import DeviceProfile
 from edgeskel.validate.parity import format_tail
 
+# Gate key -> (label for people, unit, "max" | "min" bound). Order = the order reports show.
+GATES: dict[str, tuple[str, str, str]] = {
+    "finite": ("non-finite outputs", "samples", "max"),
+    "parity": ("parity vs PyTorch", "", "max"),
+    "max_top1_drop": ("top-1 drop", "points", "max"),
+    "min_agreement": ("top-1 agreement", "%", "min"),
+    "p99_latency_ms": ("p99 latency, batch 1", "ms", "max"),
+    "max_memory_mb": ("peak memory", "MB", "max"),
+}
+
 
 def _num(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def apply_gates(variant_result: dict[str, Any], profile: DeviceProfile, reference_top1: float) -> tuple[str, str]:
-    """Returns ('pass' | 'fail', reason). Checks, in order: non-finite outputs, parity, top-1
-    drop (points), agreement (%), p99 latency at batch 1 (ms), peak memory (MB)."""
+def _check(gate: str, threshold: float | None, measured: float | None, passed: bool | None,
+           detail: str = "") -> dict[str, Any]:
+    label, unit, bound = GATES[gate]
+    return {"gate": gate, "label": label, "unit": unit, "bound": bound, "threshold": threshold,
+            "measured": measured, "passed": passed, "detail": detail}
+
+
+def gate_checks(variant_result: dict[str, Any], profile: DeviceProfile, reference_top1: float,
+                accuracy_only: bool = False) -> list[dict[str, Any]]:
+    """Every gate of the profile for one measured variant: {gate, label, unit, bound, threshold,
+    measured, passed (True / False / None = not measured), detail (the failure in words)}.
+    `accuracy_only` leaves out latency and memory (a host check: those are not the device's)."""
     g = profile.gates
     acc = variant_result.get("accuracy") or variant_result
-    fails: list[str] = []
-    notes: list[str] = []
+    checks: list[dict[str, Any]] = []
 
     nonfinite = int(acc.get("nonfinite") or 0)
     n = acc.get("num_samples")
-    if nonfinite:
-        fails.append(f"non-finite outputs (NaN/Inf) on {nonfinite}/{n} samples")
+    checks.append(_check("finite", 0, nonfinite, nonfinite == 0,
+                         f"non-finite outputs (NaN/Inf) on {nonfinite}/{n} samples" if nonfinite else ""))
     parity = variant_result.get("parity")
-    if isinstance(parity, dict) and parity.get("passed") is False:
+    if isinstance(parity, dict) and "passed" in parity:
         tol = parity.get("tol") or {}
-        fails.append(
-            f"parity failed: max_abs={parity.get('max_abs', float('nan')):.3g} (bound {tol.get('bound', float('nan')):.3g}), "
-            + format_tail(parity)
-            + f"agreement={100 * float(parity.get('agreement', 0)):.1f}% (min {100 * float(tol.get('min_agreement', 0)):.0f}%), "
-            f"nonfinite={parity.get('nonfinite', 0)}"
-        )
+        detail = ""
+        if parity.get("passed") is False:
+            detail = (
+                f"parity failed: max_abs={parity.get('max_abs', float('nan')):.3g} (bound {tol.get('bound', float('nan')):.3g}), "
+                + format_tail(parity)
+                + f"agreement={100 * float(parity.get('agreement', 0)):.1f}% (min {100 * float(tol.get('min_agreement', 0)):.0f}%), "
+                f"nonfinite={parity.get('nonfinite', 0)}")
+        checks.append(_check("parity", _num(tol.get("bound")), _num(parity.get("max_abs")), bool(parity["passed"]), detail))
 
     top1 = _num(acc.get("top1"))
     if top1 is None or not math.isfinite(top1):
-        fails.append("top-1 was not measured")
+        checks.append(_check("max_top1_drop", g.max_top1_drop, None, False, "top-1 was not measured"))
     elif not math.isfinite(reference_top1):
-        fails.append(f"reference top-1 is {reference_top1}")
+        checks.append(_check("max_top1_drop", g.max_top1_drop, None, False, f"reference top-1 is {reference_top1}"))
     else:
         drop = reference_top1 - top1
-        if drop > g.max_top1_drop + 1e-9:
-            fails.append(f"top-1 {top1:.2f}% is {drop:.2f} points below the reference {reference_top1:.2f}% "
-                         f"(max drop {g.max_top1_drop:g})")
+        ok = drop <= g.max_top1_drop + 1e-9
+        checks.append(_check("max_top1_drop", g.max_top1_drop, round(drop, 4), ok, "" if ok else
+                             f"top-1 {top1:.2f}% is {drop:.2f} points below the reference {reference_top1:.2f}% "
+                             f"(max drop {g.max_top1_drop:g})"))
 
-    agreement = _num(acc.get("agreement"))
     if g.min_agreement is not None:
+        agreement = _num(acc.get("agreement"))
         if agreement is None:
-            notes.append("agreement not measured (no reference logits)")
-        elif agreement < g.min_agreement:
-            fails.append(f"top-1 agreement with the reference {agreement:.1f}% < {g.min_agreement:g}%")
+            checks.append(_check("min_agreement", g.min_agreement, None, None,
+                                 "agreement not measured (no reference logits)"))
+        else:
+            ok = agreement >= g.min_agreement
+            checks.append(_check("min_agreement", g.min_agreement, agreement, ok, "" if ok else
+                                 f"top-1 agreement with the reference {agreement:.1f}% < {g.min_agreement:g}%"))
+    if accuracy_only:
+        return checks
+    # Under CPU emulation (qemu-user: results' environment.emulation) latency and memory are the
+    # emulator's: reported as not measured on the device, with the emulated value, never gated.
+    emu = variant_result.get("emulated")
 
     if g.p99_latency_ms is not None:
-        lat1 = (variant_result.get("latency_ms") or {}).get("1") or (variant_result.get("latency_ms") or {}).get(1)
+        lat = variant_result.get("latency_ms") or {}
+        lat1 = lat.get("1") or lat.get(1)
         p99 = _num(lat1.get("p99")) if lat1 else None
         if p99 is None:
-            notes.append(f"p99 latency at batch 1 not measured (budget {g.p99_latency_ms:g} ms)")
-        elif not math.isfinite(p99) or p99 > g.p99_latency_ms:
-            fails.append(f"p99 latency at batch 1 {p99:.2f} ms > budget {g.p99_latency_ms:g} ms")
+            checks.append(_check("p99_latency_ms", g.p99_latency_ms, None, None,
+                                 f"p99 latency at batch 1 not measured (budget {g.p99_latency_ms:g} ms)"))
+        elif emu:
+            checks.append(_check("p99_latency_ms", g.p99_latency_ms, None, None,
+                                 f"p99 latency at batch 1 not measured on the device ({p99:.2f} ms under emulation, "
+                                 f"{emu}: not gated)"))
+        else:
+            ok = math.isfinite(p99) and p99 <= g.p99_latency_ms
+            checks.append(_check("p99_latency_ms", g.p99_latency_ms, p99, ok, "" if ok else
+                                 f"p99 latency at batch 1 {p99:.2f} ms > budget {g.p99_latency_ms:g} ms"))
 
     if g.max_memory_mb is not None:
         mem = _num((variant_result.get("memory") or {}).get("peak_rss_mb"))
         if mem is None:
-            notes.append(f"peak memory not measured (budget {g.max_memory_mb:g} MB)")
-        elif mem > g.max_memory_mb:
-            fails.append(f"peak memory {mem:.0f} MB > budget {g.max_memory_mb:g} MB")
+            checks.append(_check("max_memory_mb", g.max_memory_mb, None, None,
+                                 f"peak memory not measured (budget {g.max_memory_mb:g} MB)"))
+        elif emu:
+            checks.append(_check("max_memory_mb", g.max_memory_mb, None, None,
+                                 f"peak memory not measured on the device ({mem:.0f} MB RSS of the emulator "
+                                 f"process: not gated)"))
+        else:
+            ok = mem <= g.max_memory_mb
+            checks.append(_check("max_memory_mb", g.max_memory_mb, mem, ok, "" if ok else
+                                 f"peak memory {mem:.0f} MB > budget {g.max_memory_mb:g} MB"))
+    return checks
 
+
+def verdict_of_checks(checks: list[dict[str, Any]]) -> tuple[str, str]:
+    """('pass' | 'fail', reason) from `gate_checks`: failures first, then what was not measured."""
+    fails = [c["detail"] for c in checks if c["passed"] is False]
+    notes = [c["detail"] for c in checks if c["passed"] is None]
     if fails:
         return "fail", "; ".join(fails + notes)
     return "pass", "; ".join(notes) if notes else "all gates passed"
+
+
+def apply_gates(variant_result: dict[str, Any], profile: DeviceProfile, reference_top1: float) -> tuple[str, str]:
+    """Returns ('pass' | 'fail', reason). Checks, in order: non-finite outputs, parity, top-1
+    drop (points), agreement (%), p99 latency at batch 1 (ms), peak memory (MB)."""
+    return verdict_of_checks(gate_checks(variant_result, profile, reference_top1))
