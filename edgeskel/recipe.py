@@ -28,9 +28,21 @@ class ModelSection(BaseModel):
 
     name: str = Field(..., description="registered model name (stgcn, ctrgcn, hyperformer)")
     checkpoint: str | None = Field(None, description="edgeskel checkpoint, or an official one with import_from")
-    import_from: Literal["ctrgcn", "hyperformer", "pyskl"] | None = None
+    import_from: str | None = Field(None, description="code base of an official checkpoint: a registered import "
+                                    "source (`edgeskel import-sources`) or 'auto' (detected from the keys)")
     width: float = Field(1.0, gt=0, le=4)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("import_from")
+    @classmethod
+    def _check_source(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        from edgeskel.models.importers import available_sources
+
+        if v not in available_sources():
+            raise ValueError(f"unknown import source {v!r}; allowed: 'auto' or one of {available_sources()}")
+        return v
 
 
 class DataSection(BaseModel):

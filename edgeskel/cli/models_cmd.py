@@ -70,38 +70,37 @@ def _read_class_names(path: Path | None) -> list[str] | None:
 
 @app.command("import")
 def import_cmd(
-    file: Path = typer.Argument(..., help="official checkpoint (.pt/.pth)"),
-    source: str = typer.Option(..., "--from", help="ctrgcn | hyperformer | pyskl"),
-    model: str | None = typer.Option(None, "--model", help="our model name; default: the one the source provides (pyskl -> stgcn)"),
-    layout: str = typer.Option(..., "--layout", help="layout name or YAML file, e.g. ntu25, kinect20"),
+    file: Path = typer.Argument(..., help="checkpoint written by another code base (.pt/.pth/.safetensors/.pdparams)"),
     out: Path = typer.Option(..., "--out", help="edgeskel checkpoint to write"),
-    num_classes: int | None = typer.Option(None, "--num-classes", help="default: from the classifier weights"),
-    num_person: int | None = typer.Option(None, "--num-person", help="default: from data_bn (PYSKL VC: 2)"),
-    frames: int = typer.Option(64, "--frames", help="T the model expects (stored in the checkpoint's preprocessing)"),
+    source: str | None = typer.Option(None, "--from", help="code base (default: detected from the keys); "
+                                      "see `edgeskel import-sources`"),
+    model: str | None = typer.Option(None, "--model", help="our model name (default: detected)"),
+    layout: str | None = typer.Option(None, "--layout", help="layout name or YAML file (default: the built-in "
+                                      "layout with the checkpoint's joint count)"),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="checked against the classifier weights"),
+    num_person: int | None = typer.Option(None, "--num-person", help="default: from data_bn (else 2)"),
+    frames: int = typer.Option(64, "--frames", help="T that training/calibration data is cut to (the model "
+                               "itself accepts any T)"),
     class_names: Path | None = typer.Option(None, "--class-names", help="text file, one class name per line"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Convert an official CTR-GCN / Hyperformer / PYSKL checkpoint into an edgeskel checkpoint."""
+    """Convert a checkpoint from another code base (CTR-GCN, Hyperformer, PYSKL, mmaction2, ...)
+    into an edgeskel checkpoint; source, model, layout and sizes are detected."""
     from edgeskel.checkpoint import Preprocess, save_checkpoint
-    from edgeskel.errors import ConfigError
     from edgeskel.io import sha256_file
-    from edgeskel.models.importers import SOURCES, import_official
+    from edgeskel.models.importers import import_checkpoint
     from edgeskel.models.profile import count_params
 
-    if model is None:
-        if source not in SOURCES:
-            raise ConfigError(f"unknown import source {source!r}; choose one of {sorted(SOURCES)}")
-        model = SOURCES[source][0]
     names = _read_class_names(class_names)
-    net, spec = import_official(source, file, model, layout, num_classes=num_classes, num_person=num_person,
-                                class_names=names, preprocess=None)
+    net, spec, info = import_checkpoint(file, source=source, model=model, layout=layout, num_classes=num_classes,
+                                        num_person=num_person, class_names=names)
     spec.preprocess = Preprocess(num_frames=frames, num_person=spec.preprocess.num_person)
-    extra = {"imported_from": {"source": source, "file": str(file), "sha256": sha256_file(file)}}
+    extra = {"imported_from": {**info, "file": str(file), "sha256": sha256_file(file)}}
     save_checkpoint(out, net, spec, extra=extra)
     summary = {
-        "out": str(out), "source": source, "model": spec.name, "layout": spec.layout.name,
-        "num_classes": spec.num_classes, "num_person": spec.preprocess.num_person, "frames": frames,
-        "params": count_params(net), "kwargs": spec.kwargs,
+        "out": str(out), "source": info["source"], "format": info["format"], "model": spec.name,
+        "layout": spec.layout.name, "num_classes": spec.num_classes, "num_person": spec.preprocess.num_person,
+        "frames": frames, "params": count_params(net), "kwargs": spec.kwargs,
     }
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -109,6 +108,23 @@ def import_cmd(
     table = Table(title=f"imported {file.name}", show_header=False)
     for k, v in summary.items():
         table.add_row(k, f"{v:,}" if k == "params" else json.dumps(v) if isinstance(v, dict) else str(v))
+    Console().print(table)
+
+
+@app.command("import-sources")
+def import_sources_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List the code bases `edgeskel import` reads and the models each provides."""
+    from edgeskel.models.importers import get_importer, sources
+
+    rows = [{"source": s, "models": list(m), "description": get_importer(s).description} for s, m in sources().items()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="edgeskel import sources")
+    for col in ("Source", "Models", "Checkpoint"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["source"], ", ".join(r["models"]), r["description"])
     Console().print(table)
 
 

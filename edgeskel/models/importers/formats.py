@@ -1,0 +1,240 @@
+"""Recognise a weights file's format from its first bytes, then load it safely.
+
+Why sniff first: `torch.load` on anything that is not a torch checkpoint (a TFLite
+flatbuffer, a Paddle numpy pickle, an ONNX graph) fails with an unpickling error whose text
+advises disabling `weights_only`, which is both wrong and unsafe. Knowing the format up front
+lets each file get a message that names it and says what edgeskel accepts, and lets numpy
+pickles (Paddle `.pdparams`) load through the restricted unpickler.
+
+Accepted: PyTorch state_dict checkpoints (`torch.save`, zip or legacy format, optionally
+wrapped as {"state_dict": ...} / {"model": ...}), safetensors, numpy `.npz`, and pickles of
+numpy arrays (Paddle `.pdparams`). Refused with a message: TorchScript, ONNX, TFLite,
+OpenVINO IR, Keras HDF5, TensorRT engines, tar archives, pickles that need code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeskel.errors import CheckpointError, DataError
+from edgeskel.models.importers.base import RawCheckpoint
+
+ACCEPTED = ("PyTorch state_dict checkpoints (torch.save, zip or legacy format), safetensors, .npz, "
+            "and pickles of numpy arrays such as Paddle .pdparams")
+EDGESKEL_FORMAT = "edgeskel-checkpoint/1"
+
+_TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_PADDLE_MARKER = b"StructuredToParameterName@@"
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "state", "net", "network", "weights", "params")
+
+# format -> what it is and what to do instead (never: disable weights_only)
+_REFUSED = {
+    "torchscript": "a TorchScript archive (torch.jit.save): loading it would run the code it contains. "
+                   "Save the weights instead: torch.save(model.state_dict(), 'weights.pt')",
+    "onnx": "an ONNX model (an exported graph, not training weights); import the training checkpoint "
+            "(.pt/.pth) the graph was exported from",
+    "tflite": "a TensorFlow Lite flatbuffer (an exported graph); edgeskel imports training checkpoints",
+    "openvino": "an OpenVINO IR (an exported graph); import the training checkpoint it was made from",
+    "hdf5": "an HDF5 file (Keras/TensorFlow weights); edgeskel imports PyTorch/Paddle training checkpoints",
+    "tensorrt": "a TensorRT engine (a compiled graph for one GPU); import the training checkpoint instead",
+    "tar": "a tar archive; extract it and import the checkpoint file inside",
+    "npy": "a single numpy array, not a set of named weights",
+    "zip": "a zip archive that is not a PyTorch checkpoint",
+}
+
+
+def sniff(path: str | Path) -> str:
+    """The format of `path` from its bytes (suffix only breaks ties): one of torch-zip,
+    torchscript, torch-legacy, pickle, paddle, safetensors, npz, onnx, tflite, openvino,
+    hdf5, tensorrt, tar, npy, zip, unknown."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _sniff_zip(path)
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return "tflite"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.lstrip().startswith(b"<?xml") and b"<net" in head:
+        return "openvino"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        if head[2:4] == b"\x8a\x0a" and head[4:14] == _TORCH_LEGACY_MAGIC:
+            return "torch-legacy"
+        if ".pdparams" in suffix or ".pdopt" in suffix or _PADDLE_MARKER in path.read_bytes():
+            return "paddle"
+        return "pickle"
+    if len(head) >= 10 and head[8:9] == b"{":
+        n = int.from_bytes(head[:8], "little")
+        if 2 <= n <= size - 8:
+            return "safetensors"
+    if suffix.endswith(".onnx") or (head[:1] == b"\x08" and b"onnx" in head.lower()) or _is_onnx(path, head):
+        return "onnx"
+    if suffix.endswith((".engine", ".plan", ".trt")):
+        return "tensorrt"
+    return "unknown"
+
+
+def _sniff_zip(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "zip"
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch-zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "zip"
+
+
+def _is_onnx(path: Path, head: bytes) -> bool:
+    """ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08."""
+    if head[:1] != b"\x08":
+        return False
+    try:
+        import onnx
+
+        model = onnx.load_model(str(path), load_external_data=False)
+        return len(model.graph.node) > 0
+    except Exception:  # noqa: BLE001 - anything unparsable is simply not ONNX
+        return False
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Sniff and safely load a weights file; return its flat, unwrapped state_dict."""
+    path = Path(path)
+    fmt = sniff(path)
+    if fmt in _REFUSED:
+        raise CheckpointError(f"{path}: {_REFUSED[fmt]}. edgeskel accepts {ACCEPTED}")
+    if fmt == "unknown":
+        raise CheckpointError(f"{path}: unrecognised file format (not a PyTorch, safetensors, Paddle or numpy "
+                              f"file). edgeskel accepts {ACCEPTED}")
+    framework = "torch"
+    if fmt in ("torch-zip", "torch-legacy"):
+        payload = _torch_load(path, fmt)
+    elif fmt == "safetensors":
+        payload = _safetensors_load(path)
+    elif fmt == "npz":
+        with np.load(path, allow_pickle=False) as z:
+            payload = {k: z[k] for k in z.files}
+        framework = "numpy"
+    else:  # paddle / plain pickle: only numpy arrays and containers, via the restricted unpickler
+        payload = _numpy_pickle_load(path, fmt)
+        framework = "paddle" if fmt == "paddle" else "numpy"
+    top = [str(k) for k in payload] if isinstance(payload, dict) else []
+    if isinstance(payload, dict) and payload.get("format") == EDGESKEL_FORMAT:
+        raise CheckpointError(f"{path}: already an edgeskel checkpoint; use it directly (no import needed)")
+    state, wrapper = _unwrap(payload, path)
+    if fmt == "paddle" or (framework == "numpy" and any(k.endswith(("._mean", "._variance")) for k in state)):
+        framework = "paddle"
+        state = _paddle_names(state)
+    return RawCheckpoint(path=path, format=fmt, framework=framework, state=state, wrapper=wrapper, top_keys=top)
+
+
+def _torch_load(path: Path, fmt: str) -> Any:
+    label = "PyTorch checkpoint (zip)" if fmt == "torch-zip" else "PyTorch checkpoint (legacy format)"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        needs = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc)))) or ["a Python object"]
+        raise CheckpointError(
+            f"{path}: refused to load this {label}: it pickles Python objects ({', '.join(needs)}), and edgeskel "
+            "never runs code from a checkpoint. Where the model was trained, save only the weights: "
+            "torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: {label} is unreadable (truncated or corrupt?): {first}") from None
+
+
+def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: safetensors file is unreadable: {exc}") from None
+
+
+def _numpy_pickle_load(path: Path, fmt: str) -> Any:
+    from edgeskel.data.safe_pickle import safe_load
+
+    label = "Paddle checkpoint (.pdparams pickle)" if fmt == "paddle" else "pickle"
+    try:
+        payload = safe_load(path)
+    except DataError as exc:
+        raise CheckpointError(f"{path}: refused to load this {label}: {exc.problem}. edgeskel reads pickles of "
+                              f"numpy arrays only; it accepts {ACCEPTED}") from None
+    return _to_tensors(payload)
+
+
+def _to_tensors(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            return obj
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    return obj
+
+
+def _is_state(d: Any) -> bool:
+    return isinstance(d, dict) and bool(d) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in d.items())
+
+
+def _unwrap(payload: Any, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    wrapper = None
+    if isinstance(payload, dict) and not _is_state(payload):
+        payload = {k: v for k, v in payload.items() if k != _PADDLE_MARKER.decode()}
+        if not _is_state(payload):
+            for key in _WRAPPERS:
+                if _is_state(payload.get(key)):
+                    payload, wrapper = payload[key], key
+                    break
+    if not isinstance(payload, dict) or not payload:
+        raise CheckpointError(f"{path}: expected a state_dict (mapping of names to tensors), got {type(payload).__name__}")
+    bad = [str(k) for k, v in payload.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: not a state_dict: non-tensor entries {bad[:8]} (looked inside "
+                              f"{', '.join(repr(w) for w in _WRAPPERS)})")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in payload.items():
+        while k.startswith("module."):
+            k = k[len("module."):]
+        out[k] = v
+    return out, wrapper
+
+
+def _paddle_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Paddle BatchNorm statistics are `_mean`/`_variance`; torch calls them running_*."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith("._mean"):
+            k = k[: -len("._mean")] + ".running_mean"
+        elif k.endswith("._variance"):
+            k = k[: -len("._variance")] + ".running_var"
+        out[k] = v
+    return out

@@ -1,0 +1,20 @@
+"""mmaction2 1.x skeleton recognizers (open-mmlab/mmaction2, `RecognizerGCN` + `GCNHead`).
+
+mmaction2 1.x ships PYSKL's backbones with the same module names, so backbone keys are
+PYSKL's (`backbone.*`); its `GCNHead` names the classifier `fc` instead of `fc_cls`
+(`cls_head.fc.weight`). mmengine checkpoints are {"meta", "state_dict", "message_hub",
+"optimizer", ...}; only `state_dict` is read.
+"""
+
+from __future__ import annotations
+
+from edgeskel.models.importers.base import register_importer
+from edgeskel.models.importers.pyskl import PysklImporter
+
+
+@register_importer
+class Mmaction2Importer(PysklImporter):
+    source = "mmaction2"
+    description = ("mmaction2 1.x (open-mmlab/mmaction2, mmengine runner): {meta, state_dict, ...}, keys "
+                   "backbone.* and cls_head.fc.*")
+    head = "cls_head.fc."
