@@ -4,7 +4,7 @@ from edgeskel.models.registry import available_models, build, model_entry, regis
 
 # Importing the model files registers them.
 from edgeskel.models import ctrgcn, hyperformer, stgcn  # noqa: E402,F401  isort: skip
-from edgeskel.models import pyskl_ctrgcn, stgcnpp  # noqa: E402,F401  isort: skip
+from edgeskel.models import aagcn, msg3d, pyskl_ctrgcn, stgcnpp  # noqa: E402,F401  isort: skip
 from edgeskel.models import efficientgcn, shiftgcn  # noqa: E402,F401  isort: skip
 
 __all__ = ["available_models", "build", "model_entry", "register_model"]
