@@ -8,7 +8,7 @@ RECIPE    ?= default
 ARGS      ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-slow fuzz lint export bench bench-quick reference clean
+.PHONY: setup test test-slow aarch64-userland test-aarch64 fuzz lint export bench bench-quick reference clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q $(ARGS)
+
+# A real arm64 Python + numpy + ONNX Runtime under qemu-user (docs/AARCH64.md): the set-up is
+# cached in ~/.cache/edgeskel-aarch64; the test runs a raspberry-pi-5 bundle there over SSH.
+aarch64-userland: $(STAMP)
+	bash scripts/aarch64-userland.sh
+
+test-aarch64: aarch64-userland
+	$(BIN)/python -m pytest tests/test_remote_aarch64.py -q $(ARGS)
 
 fuzz: $(STAMP)
 	EDGESKEL_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest tests -k fuzz -q $(ARGS)

@@ -59,3 +59,8 @@ class TrainingDivergedError(EdgeskelError):
 
 class RunLockedError(EdgeskelError):
     """Another edgeskel process holds the run folder."""
+
+
+class RunFolderError(EdgeskelError):
+    """The run folder cannot be used safely: a symlink where edgeskel writes, a folder it did
+    not create where it would delete, or an OS error (permissions, full disk) on its files."""

@@ -57,7 +57,7 @@ def run_pipeline(
     rec, rec_path = load_recipe(recipe)
     rec = with_overrides(rec, checkpoint, data, source=rec_path)
 
-    run = RunDir(Path(out_root) / rec.name / profile.name)
+    run = RunDir(Path(out_root) / rec.name / profile.name, base=out_root)  # names are checked: never outside --out
     with run:
         ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
         run.set_inputs({
@@ -99,7 +99,7 @@ def run_pipeline(
         def ref_stage(d: Path) -> dict[str, Any]:
             # The reference model does not depend on the device: build it once per recipe in a
             # shared, locked run folder (runs/<recipe>/_shared) that every device reuses.
-            with RunDir(run.root.parent / "_shared") as shared:
+            with RunDir(run.root.parent / "_shared", base=out_root) as shared:
                 res = shared.run_stage("reference", ref_inputs, lambda sd: {
                     **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, log)
                 _copy(shared.root / "reference" / "reference.ckpt", d / "reference.ckpt")

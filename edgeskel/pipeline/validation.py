@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeskel.errors import EdgeskelError, RemoteError
 from edgeskel.pipeline.rundir import kill_point
+from edgeskel.validate.emulation import emulated_entry, emulation_tags
 
 
 def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, Any]:
@@ -115,8 +116,9 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
             result["incomplete"] = reason  # rerun this stage next time instead of caching the failure
             return result
         measured_on = doc.get("measured_on", target.label)
+        emu = emulation_tags(doc)  # a qemu-user "device": real kernels, emulated timing
         for r in doc["variants"]:
-            result["measured"][r["name"]] = {**r, "measured_on": measured_on}
+            result["measured"][r["name"]] = {**r, "measured_on": measured_on, **emu}
         result["outputs"].append("results.json")
         return result
 
@@ -133,7 +135,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
         kill_point("validate", "after_results")
         same_arch = profile.arch == host_arch
         for r in doc["variants"]:
-            r = {**r, "measured_on": "local"}
+            r = {**r, "measured_on": "local", **emulation_tags(doc)}
             if not same_arch:
                 r["host_only"], r["host_arch"] = True, host_arch
             result["measured"][r["name"]] = r
@@ -179,6 +181,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             e["int8_summary"] = summary
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
             e = host_check_entry(e, meas, profile, ref_top1)
+        elif meas.get("emulated"):
+            e = emulated_entry(e, meas, profile)
         variants.append(e)
     _note_slow_int8(variants)
     report = {

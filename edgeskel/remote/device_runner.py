@@ -358,10 +358,72 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
     return res
 
 
+def emulation(machine: str | None = None, cpuinfo: str | None = None,
+              environ: dict[str, str] | None = None) -> str | None:
+    """How this process's CPU is emulated (e.g. "qemu-user:cortex-a76"), or None on real
+    hardware. Latency and memory measured under emulation are the emulator's, not the
+    device's: edgeskel labels them and never gates them. Signals: EDGESKEL_EMULATOR (set by
+    the wrapper scripts/aarch64-userland.sh makes), else a /proc/cpuinfo of another
+    architecture than the process's (qemu-user, e.g. a docker --platform linux/arm64
+    container, passes the host's through)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("EDGESKEL_EMULATOR"):
+        return environ["EDGESKEL_EMULATOR"][:80]
+    machine = (machine or platform.machine()).lower()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    arm, x86 = "CPU implementer" in cpuinfo, "vendor_id" in cpuinfo
+    if machine in ("aarch64", "arm64") and x86 and not arm:
+        return "user-mode emulation (arm64 process, x86 /proc/cpuinfo)"
+    if machine in ("x86_64", "amd64") and arm and not x86:
+        return "user-mode emulation (x86_64 process, Arm /proc/cpuinfo)"
+    return None
+
+
+def _time(infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bs: int, m: dict[str, Any]) -> list[float]:
+    return time_infer(infer, make_batch(x[0], bs), int(m.get("warmup", 10)), int(m.get("runs", 100)),
+                      m.get("max_seconds"))
+
+
+def _measure_tensorrt(bundle: Path, meta: dict[str, Any], v: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                      ref: np.ndarray | None, res: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Build the engines (one per batch size) if needed; accuracy on the largest engine (the last
+    batch padded), latency of each batch size on the engine built for it; where layers ran."""
+    built = build_engines(bundle, v, log)
+    opts = v.get("options") or {}
+    engines: dict[int, Path] = built["engines"]
+    m = meta.get("measure", {})
+    trt_info: dict[str, Any] = {"route": (v.get("build") or {}).get("route"), "dla_core": opts.get("dla_core"),
+                                "engines": {}, "layers": built["placement"] or None}
+    if built["build_s"] is not None:
+        res["engine_build_s"] = built["build_s"]
+    res["latency_ms"] = {}
+    for i, bs in enumerate(sorted(engines, reverse=True)):
+        infer = TensorRTInfer(engines[bs], v["precision"], meta.get("threads"), opts)
+        trt_info["runtime"] = infer.version + (" (contract double, not TensorRT)" if _is_double() else "")
+        trt_info["engines"][str(bs)] = {"file": str(engines[bs].relative_to(bundle)), "batch": [infer.min_batch, infer.max_batch]}
+        if i == 0:
+            res["accuracy"], _ = evaluate(infer, x, y, infer.max_batch, ref, pad_to_batch=True)
+        log(f"  {v['name']}: timing batch {bs} on {engines[bs].name}")
+        res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, bs, m), bs)
+        del infer
+    res["tensorrt"] = trt_info
+
+
+def _is_double() -> bool:
+    """The tests' TensorRT stand-in says so (tests/doubles): its numbers are never TensorRT's."""
+    mod = sys.modules.get("tensorrt")
+    return bool(getattr(mod, "__edgeskel_contract_double__", False))
+
+
 def environment() -> dict[str, Any]:
     """What ran the measurement (no hostname, user or paths)."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
-                           "system": platform.system(), "numpy": np.__version__, "runtimes": {}}
+                           "system": platform.system(), "numpy": np.__version__, "runtimes": {},
+                           "emulation": emulation()}
     from importlib import metadata, util
 
     dists = {"ort": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",), "tensorrt": ("tensorrt",),
