@@ -182,3 +182,55 @@ def test_export_einsum_free_ort_openvino_parity(tmp_path):
     ov = pytest.importorskip("openvino")
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     np.testing.assert_allclose(compiled(x)[0], ref, rtol=0, atol=1e-4)
+
+
+# ---- importer adapter + CLI ---------------------------------------------------------------------
+def test_cli_import_without_flags_then_predict_on_the_raw_skeleton(tmp_path):
+    """`edgeskel import CKPT --out FILE` (no flag) + `edgeskel predict raw_input.npy` (N, C, T, V, M)."""
+    from edgeskel.cli import main
+
+    d = fixture()
+    ckpt = tmp_path / "eff.ckpt"
+    assert main(["import", str(d / "checkpoint.pth.tar"), "--out", str(ckpt)]) == 0
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(d / "raw_input.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_paddle_port_imports_through_the_restricted_unpickler(tmp_path):
+    """A Paddle port's file (pickled dict of numpy arrays, BN stats `_mean`/`_variance`, as
+    JustinXu0/EfficientGCN_paddle transferForPth.py writes it; here also without
+    `num_batches_tracked`, as natively trained Paddle weights are) imports and reproduces the
+    official logits."""
+    import pickle
+    from collections import OrderedDict
+
+    from edgeskel.models.importers import import_checkpoint
+
+    d = fixture()
+    paddle = OrderedDict()
+    for k, v in official_state().items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        k = k.replace(".running_mean", "._mean").replace(".running_var", "._variance")
+        paddle[k] = v.numpy()
+    path = tmp_path / "2001_EfficientGCN-B0_ntu-xsub.pdparams.tar"
+    with path.open("wb") as fh:
+        pickle.dump({"model": paddle, "best_state": {"acc_top1": 0.9, "cm": np.zeros((60, 60))}}, fh, protocol=4)
+    net, spec, info = import_checkpoint(path)
+    assert info["format"] == "paddle" and info["source"] == "efficientgcn" and spec.kwargs["variant"] == "B0"
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.load(d / "raw_input.npy"))).numpy()
+    np.testing.assert_allclose(logits, np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_adapter_reports_a_foreign_graph(tmp_path):
+    """The stored graphs A must be the one our layout builds (else the spec lies)."""
+    from edgeskel.errors import CheckpointError
+    from edgeskel.models.importers import import_checkpoint
+
+    state = dict(official_state())
+    state["main_stream.block-0_scn.conv.A"] = state["main_stream.block-0_scn.conv.A"].flip(-1)
+    torch.save({"model": state}, tmp_path / "w.pth.tar")
+    with pytest.raises(CheckpointError, match="graph stored in main_stream.block-0_scn.conv.A"):
+        import_checkpoint(tmp_path / "w.pth.tar")

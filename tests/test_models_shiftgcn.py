@@ -196,3 +196,41 @@ def test_export_einsum_free_ort_openvino_parity(tmp_path):
     ov = pytest.importorskip("openvino")
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     np.testing.assert_allclose(compiled(x)[0], ref, rtol=0, atol=1e-4)
+
+
+# ---- importer adapter + CLI ---------------------------------------------------------------------
+def test_cli_import_without_flags_then_predict(tmp_path):
+    """`edgeskel import CKPT --out FILE` detects Shift-GCN, NTU layout, sizes and shift radii;
+    `edgeskel predict` on the fixture input reproduces the official logits."""
+    from edgeskel.cli import main
+
+    d = fixture()
+    ckpt = tmp_path / "shift.ckpt"
+    assert main(["import", str(d / "checkpoint.pt"), "--out", str(ckpt)]) == 0
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(d / "input.npy"), "--out", str(tmp_path / "y.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_adapter_detects_and_imports_other_configurations(tmp_path):
+    from edgeskel.models.importers import import_checkpoint
+
+    net = models.build("shiftgcn", 9, "kinect20", num_person=1, base_channels=8, num_stages=5, shift_radius=4)
+    net = _calibrated(net, torch.randn(2, 3, 12, 20, 1))
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    got, spec, info = import_checkpoint(tmp_path / "w.pt")
+    assert info["source"] == "shiftgcn" and spec.layout.name == "kinect20" and spec.num_classes == 9
+    assert spec.preprocess.num_person == 1 and spec.kwargs["num_stages"] == 5
+    x = torch.randn(2, 3, 12, 20, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(got(x).numpy(), net(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_adapter_lists_unmatched_keys(tmp_path):
+    from edgeskel.models.importers import import_checkpoint
+
+    state = dict(torch.load(fixture() / "checkpoint.pt", weights_only=True))
+    state.pop("l4.tcn1.bn2.running_var")
+    state["l4.tcn1.extra"] = torch.zeros(3)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\).*l4.tcn1.bn2.running_var.*unexpected keys \(1\)"):
+        import_checkpoint(tmp_path / "bad.pt")

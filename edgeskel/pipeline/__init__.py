@@ -60,18 +60,26 @@ def run_pipeline(
     run = RunDir(Path(out_root) / rec.name / profile.name, base=out_root)  # names are checked: never outside --out
     with run:
         ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
-        run.set_inputs({
+        inputs = {
             "recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
             "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json")),
                        "profile": profile.model_dump(mode="json")},  # `edgeskel results import` re-gates with it
             "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None,
             "data": {"spec": rec.data.spec},
-        })
+        }
+        run.set_inputs(inputs)
         try:
             dataset = steps.load_data(rec)
         except DataError as exc:  # say where the dataset spec came from, too
             raise type(exc)(exc.path, f"{exc.problem} (dataset of {rec_path}: data.spec {rec.data.spec!r})",
                             exc.sample) from None
+        # The full layout definition (not just its name) is part of the run's inputs and of the
+        # data fingerprint every later stage key builds on: an edited layout file re-runs them.
+        from edgeskel.data.splits import holdout
+
+        validation = holdout(dataset).info
+        run.set_inputs({**inputs, "layout": {**dataset.layout.to_dict(), "sha256": dataset.layout.fingerprint()},
+                        "validation": validation})
 
         # ---- data: preprocess validation + calibration arrays once, hash them -------------
         def data_stage(d: Path) -> dict[str, Any]:
@@ -81,14 +89,19 @@ def run_pipeline(
                 _save_npy(d / f"{k}.npy", v)
                 kill_point("data", f"after_{k}")
             return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
+                    "num_test": int(len(arrays["test_y"])), "validation": validation,
                     "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
-                    "layout": dataset.layout.name, "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
+                    "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
+                    "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
 
         data_res = run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"),
                                           "export": rec.export.model_dump(mode="json"),
                                           "dataset": _dataset_fingerprint(dataset)}, data_stage, log)
+        # val_*: the validation split (selection, INT8 gates); test_*: the report's accuracy only.
         val_x = np.load(run.root / "data" / "val_x.npy")
         val_y = np.load(run.root / "data" / "val_y.npy")
+        test_x = np.load(run.root / "data" / "test_x.npy")
+        test_y = np.load(run.root / "data" / "test_y.npy")
         calib_x = np.load(run.root / "data" / "calib_x.npy")
 
         # ---- reference model --------------------------------------------------------------
@@ -107,9 +120,9 @@ def run_pipeline(
             model, spec, _ = load_checkpoint(d / "reference.ckpt")
             from edgeskel.train.metrics import accuracy_summary, predict_logits
 
-            logits = predict_logits(model, val_x)
+            logits = predict_logits(model, test_x)
             _save_npy(d / "ref_logits.npy", logits)
-            return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, val_y),
+            return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, test_y),
                           **steps.model_stats(model, spec)}
 
         ref_res = run.run_stage("reference", ref_inputs, ref_stage, log)
@@ -120,7 +133,8 @@ def run_pipeline(
         if rec.compress is not None:
             def comp_stage(d: Path) -> dict[str, Any]:
                 return steps.compress_and_finetune(deploy_ckpt, rec, dataset, val_x, val_y, calib_x, d,
-                                                   rank_multiple=profile.rank_multiple, quiet=quiet)
+                                                   rank_multiple=profile.rank_multiple, quiet=quiet,
+                                                   test=(test_x, test_y))
 
             comp_res = run.run_stage("compress", {"compress": rec.compress.model_dump(mode="json"),
                                                   "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
@@ -161,8 +175,8 @@ def run_pipeline(
         def validate_stage(d: Path) -> dict[str, Any]:
             from edgeskel.pipeline.validation import validate_variants
 
-            torch_logits = predict_logits(model, val_x)
-            return validate_variants(profile, spec, run.root / "export", exp_res["variants"], val_x, val_y,
+            torch_logits = predict_logits(model, test_x)
+            return validate_variants(profile, spec, run.root / "export", exp_res["variants"], test_x, test_y,
                                      torch_logits, d, host_arch=HOST_ARCH, quiet=quiet)
 
         val_res = run.run_stage("validate", {"export": run.output_hash("export"),
@@ -245,7 +259,7 @@ def _dataset_fingerprint(dataset: Any) -> str:
         h.update(np.asarray(split.labels, np.int64).tobytes())
         for s in split.samples:
             h.update(np.ascontiguousarray(s, np.float32).tobytes())
-    h.update(dataset.layout.name.encode())
+    h.update(dataset.layout.fingerprint().encode())  # the full definition, not the name
     return h.hexdigest()
 
 
