@@ -54,6 +54,8 @@ def is_main() -> bool:
 
 def barrier() -> None:
     """Everyone waits here until rank 0 has finished writing (no-op without torchrun)."""
+    if launched_by_torchrun() and not dist.is_initialized():
+        raise RuntimeError("edgeskel bug: barrier() under torchrun before distributed.init()")
     if world() > 1:
         dist.barrier()
 

@@ -193,6 +193,7 @@ def fit(
             metrics = accuracy_summary(val_logits, val_y)
             row = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
                    "val_top1": metrics["top1"], "val_top5": metrics["top5"], "lr": opt.param_groups[0]["lr"],
+                   "train_samples": int(seen), "val_samples": int(len(val_logits)),
                    "epoch_train_s": round(epoch_s, 2), "time_s": round(elapsed_before + time.perf_counter() - t0, 2)}
             history.append(row)
             improved = metrics["top1"] > best_top1
