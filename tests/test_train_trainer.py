@@ -168,3 +168,44 @@ def test_atomic_writes_produce_ordinary_file_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    """Issue 17 item 5: a NaN loss is one `error:` line naming epoch and step; best.ckpt/last.pt
+    from the last good epoch stay as they were (the bad step is never applied)."""
+    from edgeskel import models
+
+    build = models.build
+    calls = {"n": 0}
+
+    def build_then_diverge(*a, **k):
+        net = build(*a, **k)
+
+        def poison(module, inputs, output):
+            if module.training:
+                calls["n"] += 1
+                if calls["n"] >= 5:  # 3 steps per epoch: epoch 2, step 2
+                    return output * float("nan")
+            return output
+
+        net.register_forward_hook(poison)
+        return net
+
+    monkeypatch.setattr(models, "build", build_then_diverge)
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "stgcn", "--data", TINY, "--epochs", "3", "--batch-size", "8", "--width", "0.125",
+               "--frames", "16", "--optimizer", "adamw", "--lr", "0.003", "--threads", "1", "--device", "cpu",
+               "--out", str(out), "--json"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: training diverged at epoch 2, step 2/3: loss is NaN"), lines[0]
+    assert f"{out / 'best.ckpt'} (epoch 1)" in lines[0] and "lower the learning rate" in lines[0]
+    model, spec, extra = load_checkpoint(out / "best.ckpt")
+    assert extra["epoch"] == 1
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(2, *spec.input_shape))).all()
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

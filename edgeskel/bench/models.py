@@ -125,7 +125,7 @@ def compressed_checkpoint(model: str, rec: Recipe, dataset: Any, ref_ckpt: Path,
     log(f"{model}: compressing + fine-tuning with recipe {rec.name} into {out}")
     t0 = time.perf_counter()
     res = steps.compress_and_finetune(ref_ckpt, rec, dataset, arrays["val_x"], arrays["val_y"], arrays["calib_x"], out,
-                                      rank_multiple=rank_multiple, quiet=True)
+                                      rank_multiple=rank_multiple, quiet=True, test=(arrays["test_x"], arrays["test_y"]))
     wall = time.perf_counter() - t0
     ref_model, _, _ = load_checkpoint(ref_ckpt)
     meta = {"model": model, "recipe": rec.name, "width": rec.model.width, "data": rec.data.spec,
@@ -184,8 +184,8 @@ def pipeline_export_dir(prep: Prepared, profile: Any) -> Path | None:
     if run.stage_done("export", expected) is None:
         return None
     try:
-        same = all(np.array_equal(np.load(run.root / "data" / f"{k}.npy"), getattr(prep, k))
-                   for k in ("calib_x", "val_x", "val_y"))
+        same = all(np.array_equal(np.load(run.root / "data" / f"{f}.npy"), getattr(prep, k))
+                   for f, k in (("calib_x", "calib_x"), ("test_x", "val_x"), ("test_y", "val_y")))
     except (OSError, ValueError):
         return None
     return run.root / "export" if same else None
@@ -203,7 +203,8 @@ def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Pr
     arrays = steps.split_arrays(dataset, spec.preprocess, rec.export.calib_samples, settings.val_samples)
     ref_sha = ref_info.get("sha256") or sha256_file(ref_ckpt)
     comp_ckpt, comp = compressed_checkpoint(model, rec, dataset, ref_ckpt, ref_sha, arrays, rank_multiple, settings, log)
-    return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["val_x"], arrays["val_y"], arrays["calib_x"])
+    # The bench's accuracy columns are test-split numbers (selection inside compress used validation).
+    return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["test_x"], arrays["test_y"], arrays["calib_x"])
 
 
 def arrays_at_frames(dataset: Any, pre: Any, frames: int, n_val: int, n_calib: int) -> tuple[np.ndarray, np.ndarray]:

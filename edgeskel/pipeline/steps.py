@@ -18,41 +18,73 @@ from edgeskel.errors import ConfigError, EdgeskelError
 from edgeskel.io import atomic_write_json
 from edgeskel.pipeline.rundir import kill_point
 from edgeskel.recipe import Recipe
+from edgeskel.train import distributed as dist_
 from edgeskel.train.config import TrainConfig
+from edgeskel.train.device import Runtime
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 
 
 # ------------------------------------------------------------------------------ data
-def load_data(recipe: Recipe, layout: str | None = None) -> Any:
+def load_data(recipe: Recipe, layout: Any = None) -> Any:
+    """The recipe's dataset, read in the layout the model was built for: an explicit one, the
+    recipe's `data.layout`, else the one an edgeskel checkpoint carries (custom layouts travel
+    with the model, so a recipe pointing at a checkpoint needs no layout file)."""
     from edgeskel.data import load_dataset
 
-    return load_dataset(recipe.data.spec, layout=layout or recipe.data.layout, skip_bad=recipe.data.skip_bad)
+    chosen = layout or recipe.data.layout
+    if chosen is None and recipe.model.checkpoint and not recipe.model.import_from:
+        _, spec, _ = load_checkpoint(recipe.model.checkpoint)
+        chosen = spec.layout
+    return load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad)
 
 
 def recipe_preprocess(recipe: Recipe, dataset: Any) -> Preprocess:
+    """The preprocessing the model takes: an edgeskel checkpoint's own (it travels with the
+    model, like the layout), else the recipe's data settings."""
     from edgeskel.train.api import default_preprocess
+
+    if recipe.model.checkpoint and not recipe.model.import_from:
+        return load_checkpoint(recipe.model.checkpoint)[1].preprocess
 
     return default_preprocess(dataset, recipe.data.frames, recipe.data.persons, recipe.data.streams)
 
 
 def split_arrays(dataset: Any, pre: Preprocess, calib_samples: int, val_cap: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Validation arrays (test split) and a calibration subset of the training split."""
+    """Honest splits as model inputs: `val_x/val_y` from the validation split (every selection:
+    best epoch, factorized vs fine-tuned, INT8 gates), `test_x/test_y` from the test split (only
+    the accuracy a report states), `calib_x` from the remaining training samples. `val_cap`
+    caps both evaluation sets (a seeded subset)."""
+    from edgeskel.data.splits import holdout
     from edgeskel.train.api import prepare_arrays
 
-    val_x, val_y = prepare_arrays(dataset.test, dataset.layout, pre)
-    if val_cap is not None and len(val_y) > val_cap:
-        idx = np.random.default_rng(seed).permutation(len(val_y))[:val_cap]
-        val_x, val_y = val_x[np.sort(idx)], val_y[np.sort(idx)]
-    tr_x, _ = prepare_arrays(dataset.train, dataset.layout, pre)
+    split = holdout(dataset)
+    out: dict[str, np.ndarray] = {}
+    for key, part in (("val", split.val), ("test", dataset.test)):
+        x, y = prepare_arrays(part, dataset.layout, pre)
+        if val_cap is not None and len(y) > val_cap:
+            idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:val_cap])
+            x, y = x[idx], y[idx]
+        out[f"{key}_x"], out[f"{key}_y"] = x, y
+    tr_x, _ = prepare_arrays(split.train, dataset.layout, pre)
     rng = np.random.default_rng(seed + 1)
     idx = np.sort(rng.permutation(len(tr_x))[: min(calib_samples, len(tr_x))])
-    return {"val_x": val_x, "val_y": val_y, "calib_x": tr_x[idx]}
+    out["calib_x"] = tr_x[idx]
+    return out
+
+
+def holdout_names(dataset: Any) -> list[str]:
+    """Sample names of the validation split the pipeline selects on (for checks and reports)."""
+    from edgeskel.data.splits import holdout
+
+    return list(holdout(dataset).val.names)
 
 
 # ------------------------------------------------------------------------- reference
-def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
+def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = False,
+                  runtime: Runtime | None = None) -> dict[str, Any]:
     """Produce `out_dir/reference.ckpt`: load an edgeskel checkpoint, import an official one,
-    or train the recipe's model from scratch on the recipe's data (resumable)."""
+    or train the recipe's model from scratch on the recipe's data (resumable). Under torchrun
+    only rank 0 writes; the others wait for it at a barrier."""
     m = recipe.model
     target = out_dir / "reference.ckpt"
     if m.checkpoint and m.import_from:
@@ -62,11 +94,11 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
         model, spec = import_official(m.import_from, m.checkpoint, m.name, dataset.layout,
                                       num_classes=len(dataset.class_names), num_person=None,
                                       class_names=list(dataset.class_names), preprocess=pre)
-        save_checkpoint(target, model, spec, extra={"imported_from": m.import_from})
+        _save_on_main(target, model, spec, {"imported_from": m.import_from})
         return {"source": f"imported ({m.import_from})"}
     if m.checkpoint:
         model, spec, extra = load_checkpoint(m.checkpoint)
-        save_checkpoint(target, model, spec, extra=extra)
+        _save_on_main(target, model, spec, extra)
         return {"source": "checkpoint"}
     from edgeskel import models
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
@@ -81,13 +113,17 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     net = models.build(m.name, len(dataset.class_names), dataset.layout, **kwargs)
     spec = ModelSpec(name=m.name, num_classes=len(dataset.class_names), layout=dataset.layout, kwargs=kwargs,
                      class_names=list(dataset.class_names), preprocess=pre)
-    val = prepare_arrays(dataset.test, dataset.layout, pre)
-    train_set = SkeletonTorchDataset(dataset.train, dataset.layout, pre, train=True, seed=recipe.train.seed)
-    res = fit(net, spec, train_set, val, recipe.train, out_dir / "train", quiet=quiet, extra={"data": recipe.data.spec},
-              on_epoch=lambda row: kill_point("reference", f"epoch_{row['epoch']}"))
+    from edgeskel.data.splits import holdout
+
+    split = holdout(dataset)  # best epoch chosen on validation, never on test
+    val = prepare_arrays(split.val, dataset.layout, pre)
+    train_set = SkeletonTorchDataset(split.train, dataset.layout, pre, train=True, seed=recipe.train.seed)
+    res = fit(net, spec, train_set, val, recipe.train, out_dir / "train", quiet=quiet,
+              extra={"data": recipe.data.spec, "validation": split.info},
+              on_epoch=lambda row: kill_point("reference", f"epoch_{row['epoch']}"), runtime=runtime)
     kill_point("reference", "after_train")
     model, spec, extra = load_checkpoint(res["best_checkpoint"])
-    save_checkpoint(target, model, spec, extra=extra)
+    _save_on_main(target, model, spec, extra)
     return {"source": "trained", "best_epoch": res["best_epoch"], "train_wall_time_s": res["wall_time_s"]}
 
 
@@ -102,9 +138,17 @@ def compress_and_finetune(
     out_dir: Path,
     rank_multiple: int | None = None,
     quiet: bool = False,
+    runtime: Runtime | None = None,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Factorize the reference model per the recipe, fine-tune with distillation, and write
-    `compressed.ckpt` (self-describing: carries its factorization plan) + `compression.json`."""
+    `compressed.ckpt` (self-describing: carries its factorization plan) + `compression.json`.
+    Under torchrun every rank factorizes (deterministic) and fine-tunes; rank 0 alone writes.
+
+    `val_x/val_y` is the validation split: the best fine-tune epoch and the factorized-vs-
+    fine-tuned choice are made on it. The fine-tuned model ships only if it beats the
+    factorized one there (never deploy a worse model); `selection` says which shipped and why.
+    `test`: the test split, for the top-1 numbers reported (else they are validation numbers)."""
     from edgeskel.compress import compress_model
 
     if recipe.compress is None:
@@ -119,35 +163,79 @@ def compress_and_finetune(
     student, report = compress_model(copy.deepcopy(teacher), cfg, input_shape, calib)
     kill_point("compress", "after_factorize")
     top1_compressed = accuracy_summary(predict_logits(student, val_x), val_y)["top1"]
+    factorized, tuned = student, None
     cspec = replace(spec, compression={"plan": report["plan"], "policy": report["policy"]})
     ft_cfg: TrainConfig | None = recipe.finetune
     top1_ft = top1_compressed
     ft_info: dict[str, Any] = {}
     if ft_cfg is not None and ft_cfg.epochs > 0:
+        from edgeskel.data.splits import holdout
         from edgeskel.data.torch_dataset import SkeletonTorchDataset
         from edgeskel.train.trainer import fit
 
-        train_set = SkeletonTorchDataset(dataset.train, dataset.layout, spec.preprocess, train=True, seed=ft_cfg.seed)
+        factorized = copy.deepcopy(student)  # fit trains `student` in place
+        train_set = SkeletonTorchDataset(holdout(dataset).train, dataset.layout, spec.preprocess, train=True,
+                                         seed=ft_cfg.seed)
         res = fit(student, cspec, train_set, (val_x, val_y), ft_cfg, out_dir / "finetune", teacher=teacher,
                   quiet=quiet, extra={"stage": "finetune"},
-                  on_epoch=lambda row: kill_point("compress", f"finetune_epoch_{row['epoch']}"))
-        student, _, _ = load_checkpoint(res["best_checkpoint"])
+                  on_epoch=lambda row: kill_point("compress", f"finetune_epoch_{row['epoch']}"), runtime=runtime)
+        tuned, _, _ = load_checkpoint(res["best_checkpoint"])
         top1_ft = res["best_top1"]
-        ft_info = {"best_epoch": res["best_epoch"], "wall_time_s": res["wall_time_s"], "epochs": ft_cfg.epochs}
-    save_checkpoint(out_dir / "compressed.ckpt", student, cspec, extra={"stage": "compressed"})
+        ft_info = {"best_epoch": res["best_epoch"], "wall_time_s": res["wall_time_s"], "epochs": ft_cfg.epochs,
+                   "device": res["device"], "world_size": res["world_size"], "amp": res["amp"],
+                   "epoch_train_s": [r.get("epoch_train_s") for r in res["history"]]}
+        student = tuned if top1_ft > top1_compressed else factorized
+    selection = deploy_choice(top1_compressed, top1_ft if ft_info else None)
+    top1 = {"reference": top1_ref, "after_compression": top1_compressed, "after_finetune": top1_ft,
+            "deployed": max(top1_compressed, top1_ft)}
+    selection["top1_split"] = "validation"
+    if test is not None:  # reported numbers: test split only; the choice above never saw it
+        tx, ty = test
+        models = {"reference": teacher, "after_compression": factorized, "after_finetune": tuned or factorized,
+                  "deployed": student}
+        top1 = {k: accuracy_summary(predict_logits(m, tx), ty)["top1"] for k, m in models.items()}
+        selection["top1_split"] = "test"
+    if not dist_.is_main():  # rank 0 writes compressed.ckpt + compression.json; wait for it
+        dist_.barrier()
+        return {"top1": top1, "totals": report["totals"], "finetune": ft_info, "selection": selection,
+                "outputs": ["compressed.ckpt", "compression.json"]}
+    save_checkpoint(out_dir / "compressed.ckpt", student, cspec, extra={"stage": "compressed", "selection": selection})
     summary = {
         "recipe": recipe.name,
-        "top1": {"reference": top1_ref, "after_compression": top1_compressed, "after_finetune": top1_ft},
+        "top1": top1,
+        "selection": selection,
         "totals": report["totals"],
         "policy": report["policy"],
         "finetune": ft_info,
         "layers": report["layers"],
     }
     atomic_write_json(out_dir / "compression.json", summary)
-    return {k: summary[k] for k in ("top1", "totals", "finetune")} | {"outputs": ["compressed.ckpt", "compression.json"]}
+    dist_.barrier()
+    return {k: summary[k] for k in ("top1", "totals", "finetune", "selection")} | {"outputs": ["compressed.ckpt", "compression.json"]}
+
+
+def deploy_choice(top1_factorized_val: float, top1_finetuned_val: float | None) -> dict[str, Any]:
+    """Which compressed model ships: the fine-tuned one only if it beats the factorized one on
+    the validation split (a tie keeps the factorized one: no gain, no reason to change)."""
+    sel: dict[str, Any] = {"split": "validation", "top1_factorized": top1_factorized_val,
+                           "top1_finetuned": top1_finetuned_val}
+    if top1_finetuned_val is None:
+        return sel | {"deployed": "factorized", "note": "no fine-tuning in the recipe"}
+    if top1_finetuned_val > top1_factorized_val:
+        return sel | {"deployed": "fine-tuned", "note": "fine-tuning improved validation top-1 "
+                      f"{top1_factorized_val:.2f} -> {top1_finetuned_val:.2f}"}
+    return sel | {"deployed": "factorized", "note": f"fine-tuning did not beat the factorized model on validation "
+                  f"({top1_finetuned_val:.2f} vs {top1_factorized_val:.2f}); the factorized model is deployed"}
 
 
 # ------------------------------------------------------------------------- helpers
+def _save_on_main(target: Path, model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None) -> None:
+    """Under torchrun rank 0 writes the checkpoint and the other ranks wait until it exists."""
+    if dist_.is_main():
+        save_checkpoint(target, model, spec, extra=extra)
+    dist_.barrier()
+
+
 def apply_profile_input(spec: ModelSpec, profile: Any) -> ModelSpec:
     """Device profiles may fix T or M; GCNs/transformers pool globally, so weights still fit."""
     pre = spec.preprocess

@@ -98,7 +98,9 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     if not exported:
         return result
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key], export_root) for v in exported],
-                         val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs)
+                         val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs,
+                         model={"name": spec.name, "layout": spec.layout.to_dict(), "class_names": list(spec.class_names),
+                                "preprocess": spec.preprocess.to_dict()})
     result["bundle"] = str(bundle.relative_to(out_dir.parent))
     result["bundle_id"] = json.loads((bundle / "bundle.json").read_text())["bundle_id"]
     kill_point("validate", "after_bundle")
@@ -188,11 +190,16 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     report = {
         "device": profile.name,
         "recipe": recipe,
-        "dataset": {"num_samples": data_res["num_val"], "num_val": data_res["num_val"], "num_calib": data_res["num_calib"], "layout": data_res["layout"],
+        # Accuracy is on the test split only; the validation split chose epochs, models and gates.
+        "dataset": {"num_samples": data_res.get("num_test", data_res["num_val"]), "num_val": data_res["num_val"],
+                    "num_test": data_res.get("num_test"), "accuracy_split": "test" if "num_test" in data_res else "validation",
+                    "validation": data_res.get("validation"), "num_calib": data_res["num_calib"], "layout": data_res["layout"],
+                    "layout_definition": data_res.get("layout_definition"),
                     "classes": data_res["classes"], "info": data_res.get("info", {})},
         "reference": {"top1": ref_top1, "top5": ref_res.get("top5"), "params": ref_res.get("params"),
                       "gflops": ref_res.get("gflops"), "source": ref_res.get("source")},
-        "compressed": ({"top1": comp_res["top1"], "totals": comp_res["totals"]} if comp_res else None),
+        "compressed": ({"top1": comp_res["top1"], "totals": comp_res["totals"],
+                        "selection": comp_res.get("selection")} if comp_res else None),
         "deployed_model": deployed_stats,
         "gates": profile.gates.model_dump(mode="json"),
         "variants": variants,
