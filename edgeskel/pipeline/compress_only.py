@@ -21,6 +21,6 @@ def compress_recipe(recipe: str, out: str | Path, checkpoint: str | Path | None 
     _, spec, _ = load_checkpoint(out / "reference" / "reference.ckpt")
     arrays = steps.split_arrays(dataset, spec.preprocess, rec.export.calib_samples, rec.data.val_samples)
     steps.compress_and_finetune(out / "reference" / "reference.ckpt", rec, dataset, arrays["val_x"], arrays["val_y"],
-                                arrays["calib_x"], out, rank_multiple=rank_multiple, quiet=quiet, runtime=runtime,
+                                arrays["calib_x"], out, rank_multiple=rank_multiple, quiet=quiet,
                                 test=(arrays["test_x"], arrays["test_y"]))
     return json.loads((out / "compression.json").read_text())

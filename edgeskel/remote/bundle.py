@@ -56,6 +56,7 @@ def make_bundle(
     runs: int = 100,
     max_seconds: float | None = None,
     eval_batch_size: int = 16,
+    model: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle to `out_dir` (replacing it atomically) and return its path.
 
@@ -137,6 +138,7 @@ def make_bundle(
                      "ref_logits": "ref_logits.npy" if ref_logits is not None else None,
                      "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:])},
             "variants": variants,
+            "model": model,  # what the inputs mean: layout (full definition), classes, preprocessing
             "sha256": digests,
         }
         h = sha256_bytes(json.dumps(meta, sort_keys=True).encode())[:12]
