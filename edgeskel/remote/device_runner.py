@@ -383,42 +383,6 @@ def emulation(machine: str | None = None, cpuinfo: str | None = None,
     return None
 
 
-def _time(infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bs: int, m: dict[str, Any]) -> list[float]:
-    return time_infer(infer, make_batch(x[0], bs), int(m.get("warmup", 10)), int(m.get("runs", 100)),
-                      m.get("max_seconds"))
-
-
-def _measure_tensorrt(bundle: Path, meta: dict[str, Any], v: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                      ref: np.ndarray | None, res: dict[str, Any], log: Callable[[str], None]) -> None:
-    """Build the engines (one per batch size) if needed; accuracy on the largest engine (the last
-    batch padded), latency of each batch size on the engine built for it; where layers ran."""
-    built = build_engines(bundle, v, log)
-    opts = v.get("options") or {}
-    engines: dict[int, Path] = built["engines"]
-    m = meta.get("measure", {})
-    trt_info: dict[str, Any] = {"route": (v.get("build") or {}).get("route"), "dla_core": opts.get("dla_core"),
-                                "engines": {}, "layers": built["placement"] or None}
-    if built["build_s"] is not None:
-        res["engine_build_s"] = built["build_s"]
-    res["latency_ms"] = {}
-    for i, bs in enumerate(sorted(engines, reverse=True)):
-        infer = TensorRTInfer(engines[bs], v["precision"], meta.get("threads"), opts)
-        trt_info["runtime"] = infer.version + (" (contract double, not TensorRT)" if _is_double() else "")
-        trt_info["engines"][str(bs)] = {"file": str(engines[bs].relative_to(bundle)), "batch": [infer.min_batch, infer.max_batch]}
-        if i == 0:
-            res["accuracy"], _ = evaluate(infer, x, y, infer.max_batch, ref, pad_to_batch=True)
-        log(f"  {v['name']}: timing batch {bs} on {engines[bs].name}")
-        res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, bs, m), bs)
-        del infer
-    res["tensorrt"] = trt_info
-
-
-def _is_double() -> bool:
-    """The tests' TensorRT stand-in says so (tests/doubles): its numbers are never TensorRT's."""
-    mod = sys.modules.get("tensorrt")
-    return bool(getattr(mod, "__edgeskel_contract_double__", False))
-
-
 def environment() -> dict[str, Any]:
     """What ran the measurement (no hostname, user or paths)."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
