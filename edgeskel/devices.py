@@ -67,8 +67,13 @@ class Peak(_Strict):
 
 
 class TensorRTSpec(_Strict):
+    """TensorRT on the device. `version` picks the build route (quantize/tensorrt_routes.py):
+    strongly typed builds by default; `typing: weak` (trtexec --fp16/--int8) only for 10.x,
+    because TensorRT 11 removed the weakly typed flags."""
+
     jetpack: str | None = None
-    version: str | None = None
+    version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)*$")
+    typing: Literal["strong", "weak"] = "strong"
     dla_cores: int = Field(default=0, ge=0)
     use_dla: bool = False
     workspace_mb: int = Field(default=1024, gt=0)
@@ -77,6 +82,9 @@ class TensorRTSpec(_Strict):
     def _dla_exists(self) -> TensorRTSpec:
         if self.use_dla and self.dla_cores == 0:
             raise ValueError("use_dla is true but dla_cores is 0 (this module has no DLA)")
+        if self.typing == "weak" and self.version and int(self.version.split(".")[0]) >= 11:
+            raise ValueError(f"typing: weak needs TensorRT 10.x: TensorRT {self.version} removed the weakly typed "
+                             f"flags (--fp16/--int8); use typing: strong")
         return self
 
 
@@ -169,6 +177,14 @@ class DeviceProfile(_Strict):
             raise ValueError(f"duplicate variant names {dup}: give them distinct `name:` values")
         if any(v.backend == "tensorrt" for v in self.variants) and self.tensorrt is None:
             raise ValueError("a tensorrt variant needs a `tensorrt:` block")
+        for v in self.variants:
+            core = v.options.get("dla_core")
+            if v.backend != "tensorrt" or core is None:
+                continue
+            cores = self.tensorrt.dla_cores if self.tensorrt else 0
+            if not isinstance(core, int) or isinstance(core, bool) or not 0 <= core < cores:
+                raise ValueError(f"variant {v.key}: options.dla_core {core!r} is not a DLA core of this module "
+                                 f"(tensorrt.dla_cores: {cores})")
         return self
 
     @property

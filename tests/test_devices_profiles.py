@@ -12,7 +12,7 @@ from edgeskel.errors import ConfigError
 from edgeskel.report.roofline import roofline_ms
 from edgeskel.validate.gates import apply_gates
 
-SHIPPED = ["cpu", "arm64-cpu", "raspberry-pi-5", "jetson-orin", "jetson-orin-nx", "jetson-orin-nano"]
+SHIPPED = ["cpu", "arm64-cpu", "raspberry-pi-5", "jetson-orin", "jetson-orin-nx", "jetson-orin-nano", "jetson-orin-jp7"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

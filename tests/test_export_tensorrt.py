@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,31 +111,47 @@ def test_lint_rejects_dynamic_non_batch_dims_unsupported_ops_and_warns_on_opset(
 
 def test_prepare_kit_writes_scripts_and_shapes(tmp_path):
     fp32 = _save(_model("good"), tmp_path / "fp32.onnx")
-    kit = prepare_tensorrt(fp32, tmp_path / "kit", "int8", qdq_onnx=fp32,
-                           shapes={"min": 1, "opt": 4, "max": 16}, dla_core=0, workspace_mb=512)
+    kit = prepare_tensorrt(fp32, tmp_path / "kit", "int8", qdq_onnx=fp32, batch_sizes=[16, 1], dla_core=0,
+                           workspace_mb=512)
     sh = (tmp_path / "kit" / "build_engine.sh").read_text()
-    for flag in ("--onnx=model.onnx", "--saveEngine=model.int8.engine", "--minShapes=skeleton:1x3x8x5x1",
-                 "--optShapes=skeleton:4x3x8x5x1", "--maxShapes=skeleton:16x3x8x5x1", "--int8", "--fp16",
-                 "--timingCacheFile=timing.cache", "--useDLACore=0", "--allowGPUFallback"):
+    for flag in ("--onnx=model.onnx", "--saveEngine=model.b1.engine", "--saveEngine=model.b16.engine",
+                 "--minShapes=skeleton:16x3x8x5x1", "--optShapes=skeleton:16x3x8x5x1",
+                 "--maxShapes=skeleton:16x3x8x5x1", "--minShapes=skeleton:1x3x8x5x1", "--stronglyTyped",
+                 "--timingCacheFile=timing.cache", "--useDLACore=0", "--allowGPUFallback",
+                 "--exportLayerInfo=layers.b16.json", "--profilingVerbosity=detailed", "--memPoolSize=workspace:512M"):
         assert flag in sh, flag
+    assert "--int8" not in sh and "--fp16" not in sh  # strongly typed: precision is in the ONNX
     assert subprocess.run(["bash", "-n", str(tmp_path / "kit" / "build_engine.sh")]).returncode == 0
-    assert kit["lint"]["passed"]
+    assert kit["lint"]["passed"] and kit["engines"] == {"1": "model.b1.engine", "16": "model.b16.engine"}
+    assert kit["lint"]["dla"]["batch_sizes"] == [1, 16]
+    manifest = json.loads((tmp_path / "kit" / "tensorrt.json").read_text())
+    assert [e["batch"] for e in manifest["engines"]] == [1, 16] and manifest["dla_core"] == 0
     assert (tmp_path / "kit" / "README.txt").read_text().count("trtexec") >= 1
     with pytest.raises(ExportError, match="QDQ"):
         prepare_tensorrt(fp32, tmp_path / "kit2", "int8")
-    with pytest.raises(ExportError, match="min <= opt <= max"):
-        prepare_tensorrt(fp32, tmp_path / "kit3", "fp16", shapes={"min": 4, "opt": 2, "max": 8})
+    with pytest.raises(ExportError, match="batch sizes must be >= 1"):
+        prepare_tensorrt(fp32, tmp_path / "kit3", "fp16", batch_sizes=[0, 2])
 
 
-def test_run_engine_script_exits_clearly_without_gpu(tmp_path):
-    if gpu_unavailable_reason() is None:
-        pytest.skip("an NVIDIA GPU is present: the no-GPU message is not shown here")
+def test_lint_checks_dla_restrictions(tmp_path):
+    m = _model("good")
+    m.graph.node.insert(0, helper.make_node("Erf", ["skeleton"], ["unused_erf"], name="erf"))
+    m.graph.output.append(helper.make_tensor_value_info("unused_erf", TensorProto.FLOAT, SHAPE))
+    res = lint_tensorrt(_save(m, tmp_path / "m.onnx"), dla=True, batch_sizes=[1, 8192])
+    assert any("exceed DLA's maximum batch 4096" in e for e in res["errors"])
+    assert any("fall back to GPU" in w and "Erf" in w and "ReduceMean" in w for w in res["warnings"])
+    assert res["dla"]["eligible_ops"] > 0 and "Erf" in res["dla"]["gpu_fallback_ops"]
+    assert "dla" not in lint_tensorrt(tmp_path / "m.onnx")  # GPU variants are not held to DLA's rules
+
+
+def test_run_engine_script_exits_clearly_without_tensorrt(tmp_path):
     fp32 = _save(_model("good"), tmp_path / "fp32.onnx")
     prepare_tensorrt(fp32, tmp_path / "kit", "fp16")
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 8, 5, 1), np.float32))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     res = subprocess.run([sys.executable, str(tmp_path / "kit" / "run_engine.py"), "e.engine",
-                          str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], capture_output=True, text=True)
-    assert res.returncode != 0 and "no NVIDIA GPU" in res.stderr
+                          str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], capture_output=True, text=True, env=env)
+    assert res.returncode != 0 and "needs tensorrt and cuda-python" in res.stderr
 
 
 def test_tensorrt_runner_refuses_without_gpu(tmp_path):
@@ -151,7 +169,7 @@ def test_tensorrt_runner_refuses_without_gpu(tmp_path):
 def test_engine_build_and_parity_on_gpu(tmp_path):
     reason = tensorrt_unavailable_reason()
     fp32 = _save(_model("good"), tmp_path / "fp32.onnx")
-    prepare_tensorrt(fp32, tmp_path / "kit", "int8", qdq_onnx=fp32, shapes={"min": 1, "opt": 2, "max": 4})
+    prepare_tensorrt(fp32, tmp_path / "kit", "int8", qdq_onnx=fp32, batch_sizes=[1, 4])
     res = build_engine_local(tmp_path / "kit")
     if reason is not None or res["status"] == "skipped":
         assert res["status"] == "skipped" and res["reason"].startswith("no NVIDIA GPU/TensorRT on this machine")
@@ -160,7 +178,7 @@ def test_engine_build_and_parity_on_gpu(tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 3, 8, 5, 1)).astype(np.float32)
     with get_runner("ort", fp32) as r:
         ref = r.infer(x)
-    with get_runner("tensorrt", res["engine"], max_batch=4) as r:
+    with get_runner("tensorrt", res["engine"]) as r:  # the batch-4 engine: 3 samples are padded
         out = r.infer(x)
     from edgeskel.validate.parity import check_parity
 

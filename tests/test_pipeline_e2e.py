@@ -112,7 +112,9 @@ def test_jetson_without_device_builds_bundle_and_marks_tensorrt_not_measured(tmp
     trt = [v for v in meta["variants"] if v["backend"] == "tensorrt"]
     assert len(trt) == 3 and all(v["build"]["script"].endswith("build_engine.sh") for v in trt)
     script = (bundle / trt[1]["build"]["script"]).read_text()
-    assert "trtexec" in script and "--int8" in script and "--minShapes=skeleton:1x" in script
+    # TensorRT 10.3 (JetPack 6.2) route: strongly typed Q/DQ graph, one static engine per batch size
+    assert "trtexec" in script and "--stronglyTyped" in script and "--int8" not in script
+    assert "--minShapes=skeleton:2x" in script and "--maxShapes=skeleton:2x" in script
     lint = json.loads((run_dir / "export" / "tensorrt-int8" / "export.json").read_text())["lint"]
     assert lint["passed"] is True
     md = (run_dir / "report.md").read_text()

@@ -99,9 +99,10 @@ def export_variant(
     options: opset, batch (None = dynamic), threads, tolerances, parity_samples, method,
     per_channel, symmetric_activations, exclude_nodes, op_types, calib_batch, percentile,
     percentiles (candidates tried until the INT8 gate passes), max_drop, min_agreement,
-    int8_fallback (default True), subset_size, preset, shapes {min,opt,max}, dla_core,
-    workspace_mb, build_engine (default True); pipeline aliases: calibration, static_batch,
-    batch_sizes (see `_normalise_options`).
+    int8_fallback (default True), subset_size, preset; TensorRT: batch_sizes (one static engine
+    each), dla_core, allow_gpu_fallback, workspace_mb, tensorrt_version ("10.3": the route, see
+    quantize/tensorrt_routes.py), typing ("strong" | "weak"), build_engine (default True);
+    pipeline aliases: calibration, static_batch (see `_normalise_options`).
     Raises ParityError (after writing export.json with status "failed") on a parity miss.
     """
     opts = _normalise_options(options)
@@ -170,16 +171,15 @@ def export_variant(
 
 def _normalise_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """Accept the pipeline's option names too: calibration -> method, static_batch -> batch,
-    batch_sizes -> TensorRT shapes {min, opt (median), max}, int8_fallback (False = gate only)."""
+    batch_sizes (TensorRT: one engine per size), int8_fallback (False = gate only)."""
     opts = dict(options or {})
     if "calibration" in opts and "method" not in opts:
         opts["method"] = opts.pop("calibration")
     if "static_batch" in opts and "batch" not in opts:
         opts["batch"] = opts.pop("static_batch")
     sizes = opts.pop("batch_sizes", None)
-    if sizes and "shapes" not in opts:
-        bs = sorted(int(b) for b in sizes)
-        opts["shapes"] = {"min": bs[0], "opt": bs[(len(bs) - 1) // 2], "max": bs[-1]}
+    if sizes:  # TensorRT builds one static-shape engine per measured batch size
+        opts["batch_sizes"] = sorted({int(b) for b in sizes})
     return {k: v for k, v in opts.items() if v is not None or k == "batch"}
 
 
@@ -284,16 +284,19 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
                         symmetric_activations=True, quantize_bias=False)
         files.append(qdq)
     kit_dir = out_dir / "tensorrt"
-    kit = prepare_tensorrt(onnx_fp32, kit_dir, precision, qdq_onnx=qdq, shapes=opts.get("shapes"),
-                           dla_core=opts.get("dla_core"), workspace_mb=int(opts.get("workspace_mb", 1024)))
+    kit = prepare_tensorrt(onnx_fp32, kit_dir, precision, qdq_onnx=qdq, batch_sizes=opts.get("batch_sizes") or [1],
+                           dla_core=opts.get("dla_core"), allow_gpu_fallback=bool(opts.get("allow_gpu_fallback", True)),
+                           workspace_mb=int(opts.get("workspace_mb", 1024)),
+                           tensorrt_version=opts.get("tensorrt_version"), typing=opts.get("typing"))
     files += [kit_dir / f for f in kit["files"]]
     record["tensorrt"] = {k: v for k, v in kit.items() if k not in ("lint", "files", "onnx", "source_onnx")}
     record["lint"] = kit["lint"]
     if not kit["lint"]["passed"]:
         raise ExportError(f"{kit_dir / 'model.onnx'}: not TensorRT-ready: " + "; ".join(kit["lint"]["errors"]))
-    # The TRT-ready ONNX is checked with ORT here: the fp32 graph (fp16 builds) must match
-    # torch at fp32 tolerance, the QDQ graph at int8 tolerance.
-    return kit_dir / "model.onnx", "ort", "fp32" if precision == "fp16" else "int8", "fp32" if precision == "fp16" else "int8"
+    # The ONNX TensorRT will build is checked with ORT here, at the tolerance of what it holds:
+    # strongly typed fp16 graphs at fp16, Q/DQ graphs at int8, the weakly typed fp32 graph at fp32.
+    judge = precision if kit["typing"] == "strong" or precision == "int8" else "fp32"
+    return kit_dir / "model.onnx", "ort", judge, judge
 
 
 def _tensorrt_engine(out_dir: Path, px: np.ndarray, ref: np.ndarray, precision: str, opts: dict[str, Any],
@@ -310,12 +313,11 @@ def _tensorrt_engine(out_dir: Path, px: np.ndarray, ref: np.ndarray, precision: 
         return []
     if engine["status"] != "built" or not engine.get("engine"):
         return [f"TensorRT engine build failed: {engine.get('reason')}"]
-    path = Path(engine["engine"])
-    files.append(path)
-    maxb = (opts.get("shapes") or {}).get("max", 8)
+    path = Path(engine["engine"])  # the largest batch's engine; inputs are chunked and padded to it
+    files += [Path(p) for p in engine.get("engines", {}).values()]
     from edgeskel.runtime import get_runner
 
-    with get_runner("tensorrt", path, precision=precision, max_batch=maxb) as r:
+    with get_runner("tensorrt", path, precision=precision, dla_core=opts.get("dla_core")) as r:
         out = r.infer(px)
     record["engine_parity"] = check_parity(ref, out, precision, opts.get("tolerances"))
     if not record["engine_parity"]["passed"]:

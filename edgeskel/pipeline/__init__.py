@@ -22,7 +22,7 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
-EXPORT_LOGIC_VERSION = 2
+EXPORT_LOGIC_VERSION = 3  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
@@ -155,9 +155,9 @@ def run_pipeline(
                 options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
                            "static_batch": 1 if profile.input.static_shapes else None}
                 if v.backend == "tensorrt" and profile.tensorrt is not None:
-                    options.update({"dla_core": 0 if profile.tensorrt.use_dla else None,
-                                    "workspace_mb": profile.tensorrt.workspace_mb,
-                                    "batch_sizes": profile.batch_sizes})
+                    from edgeskel.quantize.tensorrt_routes import export_options_for
+
+                    options.update(export_options_for(profile, v))  # route, DLA core, engine per batch
                 res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
                                            calib=calib_x, val=(val_x, val_y), options=options)
                 kill_point("export", f"after_{v.key}")

@@ -28,11 +28,20 @@ def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str,
                            "options": v.options, "input_name": "skeleton",
                            "static_batch": (res.get("options") or {}).get("batch")}
     if v.backend == "tensorrt":
+        from edgeskel.quantize.tensorrt import read_kit
+
         kit = var_dir / "tensorrt"
+        manifest = read_kit(kit)  # what build_engine.sh writes: the engines bundle.json must name
         art["path"] = str(kit / "model.onnx")
-        art["files"] = [str(p) for p in sorted(kit.iterdir()) if p.is_file() and p.name not in ("model.onnx", "build_engine.sh")]
+        built = {n for e in manifest["engines"] for n in (e["engine"], e["log"], e["layer_info"])}
+        art["files"] = [str(p) for p in sorted(kit.iterdir()) if p.is_file()
+                        and p.name not in ("model.onnx", "build_engine.sh", "build.log", "timing.cache") and p.name not in built]
         art["build_script"] = str(kit / "build_engine.sh")
-        art["engine"] = "model.engine"
+        art["engines"] = {str(e["batch"]): e["engine"] for e in manifest["engines"]}
+        art["build_logs"] = {str(e["batch"]): e["log"] for e in manifest["engines"]}
+        art["route"] = manifest.get("route")
+        art["input_name"] = manifest.get("input_name", "skeleton")
+        art["batch_sizes"] = [int(e["batch"]) for e in manifest["engines"]]
     return art
 
 

@@ -3,9 +3,12 @@
 TensorRT engines are GPU- and version-specific, so they are built *on the device* (Jetson);
 here we prepare and check everything that can be checked without a GPU (TOOLCHAIN.md):
 - the graph: only ops TensorRT's ONNX parser supports, no Einsum, symmetric int8 Q/DQ
-  (explicit quantization needs zero-point 0), only the batch axis dynamic, opset in range;
-- the scripts: `build_engine.sh` (trtexec with min/opt/max shape profile, --fp16 / --int8,
-  timing cache, optional DLA) and `run_engine.py` (TensorRT via Polygraphy, numpy in/out).
+  (explicit quantization needs zero-point 0), only the batch axis dynamic, opset in range, and
+  for DLA its layer and shape restrictions;
+- the kit: the ONNX of the profile's TensorRT route (tensorrt_routes: strongly typed fp16 / Q/DQ
+  graphs, or the weakly typed flags where a TensorRT 10 profile asks), `build_engine.sh` (one
+  static-shape engine per measured batch size, optional DLA, layer info), `tensorrt.json` (what
+  the script builds, read by the bundle and the device runner) and `run_engine.py`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ Unsqueeze Upsample Where Xor
 # TensorRT 8.5/8.6 (JetPack 5/6) parse up to opset 17; TensorRT 10 reads newer opsets.
 OPSET_OK = (13, 17)
 OPSET_TRT10 = 21
-# Ops that DLA (Jetson Xavier/Orin deep-learning accelerator) runs; others fall back to GPU.
+# ONNX ops whose TensorRT layers DLA (Jetson Xavier/Orin deep-learning accelerator) can run, after
+# "DLA Supported Layers and Restrictions" (docs.nvidia.com/deeplearning/tensorrt/latest/
+# inference-library/dla-layer-restrictions.html: activation, convolution/deconvolution, element-wise,
+# pooling, concatenation, resize, softmax, shuffle, scale/BN, fully connected); others fall back to GPU.
 DLA_OPS = frozenset("Conv ConvTranspose BatchNormalization Relu LeakyRelu Sigmoid Tanh Clip PRelu MaxPool "
                     "AveragePool GlobalAveragePool Add Sub Mul Max Min Concat Resize Softmax "
                     "QuantizeLinear DequantizeLinear Reshape Transpose Gemm MatMul".split())
@@ -81,9 +87,12 @@ def _int8_region(proto: onnx.ModelProto) -> set[str]:
     return region
 
 
-def lint_tensorrt(onnx_path: str | Path, dla: bool = False, inspect: bool = False) -> dict[str, Any]:
+def lint_tensorrt(onnx_path: str | Path, dla: bool = False, inspect: bool = False,
+                  batch_sizes: list[int] | None = None, tensorrt_version: str | None = None) -> dict[str, Any]:
     """Static TensorRT-readiness check (runs anywhere, no GPU). Returns
-    {passed, errors, warnings, opset, op_counts, qdq: {...}, [polygraphy]}."""
+    {passed, errors, warnings, opset, op_counts, qdq: {...}, [dla], [polygraphy]}. With `dla`, DLA's
+    restrictions are checked too: batch <= 4096 and non-batch dimensions <= 8192 (errors: the
+    engine could not be built for DLA), layers DLA cannot run (warnings: they fall back to GPU)."""
     path = Path(onnx_path)
     errors: list[str] = []
     warnings: list[str] = []
@@ -97,8 +106,8 @@ def lint_tensorrt(onnx_path: str | Path, dla: bool = False, inspect: bool = Fals
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < OPSET_OK[0] or opset > OPSET_TRT10:
         errors.append(f"opset {opset} outside the range TensorRT parses ({OPSET_OK[0]}..{OPSET_TRT10})")
-    elif opset > OPSET_OK[1]:
-        warnings.append(f"opset {opset} needs TensorRT >= 10 (TensorRT 8.5/8.6 on JetPack 5/6 parse <= {OPSET_OK[1]})")
+    elif opset > OPSET_OK[1] and (tensorrt_version is None or int(str(tensorrt_version).split(".")[0]) < 10):
+        warnings.append(f"opset {opset} needs TensorRT >= 10 (TensorRT 8.5/8.6 on JetPack 5 parse <= {OPSET_OK[1]})")
 
     nodes = _nodes(proto.graph)
     counts: dict[str, int] = {}
@@ -153,10 +162,9 @@ def lint_tensorrt(onnx_path: str | Path, dla: bool = False, inspect: bool = Fals
             if not d.HasField("dim_value") or d.dim_value <= 0:
                 errors.append(f"{vi.name}: axis {ax} is dynamic ({d.dim_param or '?'}); only the batch axis may be")
 
+    dla_info = None
     if dla:
-        off = sorted(k for k in counts if k not in DLA_OPS and k not in ("Constant", "Identity"))
-        if off:
-            warnings.append(f"not DLA-eligible, will fall back to GPU (--allowGPUFallback): {', '.join(off)}")
+        dla_info = _lint_dla(proto, counts, batch_sizes or [], errors, warnings)
 
     result: dict[str, Any] = {
         "file": str(path),
@@ -167,9 +175,39 @@ def lint_tensorrt(onnx_path: str | Path, dla: bool = False, inspect: bool = Fals
         "op_counts": dict(sorted(counts.items())),
         "qdq": {"nodes": len(qdq_nodes), "symmetric": not asym and not bad_zp, "int8": not bad_type},
     }
+    if dla_info is not None:
+        result["dla"] = dla_info
     if inspect:
         result["polygraphy"] = polygraphy_summary(path)
     return result
+
+
+def _lint_dla(proto: onnx.ModelProto, counts: dict[str, int], batch_sizes: list[int], errors: list[str],
+              warnings: list[str]) -> dict[str, Any]:
+    """DLA restrictions (dla-layer-restrictions.html, "General Restrictions"): max batch 4096,
+    non-batch dimensions <= 8192, no dynamic dimensions (the kit builds min = opt = max per batch),
+    FP16/INT8 only (a TensorRT kit is never fp32). Ops DLA lacks run on the GPU with
+    --allowGPUFallback; the device's build log says how many layers really ran where."""
+    from edgeskel.quantize.tensorrt_routes import DLA_MAX_BATCH, DLA_MAX_DIM
+
+    big = [b for b in batch_sizes if b > DLA_MAX_BATCH]
+    if big:
+        errors.append(f"DLA: batch sizes {big} exceed DLA's maximum batch {DLA_MAX_BATCH}")
+    inits = {i.name for i in proto.graph.initializer}
+    for vi in (i for i in proto.graph.input if i.name not in inits):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim[1:]]
+        if any(d > DLA_MAX_DIM for d in dims):
+            errors.append(f"DLA: input {vi.name} has a dimension above {DLA_MAX_DIM} ({dims})")
+    ignore = ("Constant", "Identity", "Cast")
+    off = sorted(k for k in counts if k not in DLA_OPS and k not in ignore)
+    eligible = sum(n for k, n in counts.items() if k in DLA_OPS)
+    total = sum(n for k, n in counts.items() if k not in ignore)
+    if off:
+        warnings.append(f"not DLA-eligible, will fall back to GPU (--allowGPUFallback): {', '.join(off)}")
+    if total and not eligible:
+        warnings.append("DLA: no op of this graph can run on DLA; the DLA variant will run on the GPU")
+    return {"eligible_ops": eligible, "total_ops": total, "gpu_fallback_ops": off,
+            "static_shapes": True, "batch_sizes": list(batch_sizes)}
 
 
 def _preview(items: list[str], n: int = 5) -> str:
@@ -191,8 +229,8 @@ def polygraphy_summary(path: Path) -> str:
 
 
 # ---- build kit -------------------------------------------------------------------------------
-def _shape_arg(n: int, chw: tuple[int, ...], name: str = "skeleton") -> str:
-    return f"{name}:" + "x".join(str(d) for d in (n, *chw))
+KIT_FORMAT = "edgeskel-tensorrt-kit/2"
+KIT_MANIFEST = "tensorrt.json"
 
 
 def _input_dims(proto: onnx.ModelProto) -> tuple[str, int | None, tuple[int, ...]]:
@@ -203,38 +241,34 @@ def _input_dims(proto: onnx.ModelProto) -> tuple[str, int | None, tuple[int, ...
     return inp.name, d0, tuple(int(d.dim_value) for d in dims[1:])
 
 
-def trtexec_command(onnx_name: str, engine_name: str, precision: str, shapes: dict[str, int] | None,
-                    chw: tuple[int, ...], input_name: str, dla_core: int | None, workspace_mb: int,
-                    timing_cache: str = "timing.cache") -> list[str]:
-    cmd = ["trtexec", f"--onnx={onnx_name}", f"--saveEngine={engine_name}", f"--timingCacheFile={timing_cache}"]
-    if shapes:
-        for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
-            cmd.append(f"{flag}={_shape_arg(shapes[key], chw, input_name)}")
-    if precision == "fp16":
-        cmd.append("--fp16")
-    elif precision == "int8":
-        cmd += ["--int8", "--fp16"]  # explicit Q/DQ int8; fp16 for the layers left in float
-    cmd.append(f"--memPoolSize=workspace:{int(workspace_mb)}M")
-    if dla_core is not None:
-        cmd += [f"--useDLACore={int(dla_core)}", "--allowGPUFallback"]
-    return cmd
-
-
 def prepare_tensorrt(
     onnx_fp32: str | Path,
     out_dir: str | Path,
     precision: str = "fp16",
     qdq_onnx: str | Path | None = None,
-    shapes: dict[str, int] | None = None,
+    batch_sizes: list[int] | None = None,
     dla_core: int | None = None,
+    allow_gpu_fallback: bool = True,
     workspace_mb: int = 1024,
+    tensorrt_version: str | None = None,
+    typing: str | None = None,
 ) -> dict[str, Any]:
-    """Write a TensorRT build kit to `out_dir`: model.onnx (fp32 graph for --fp16, the
-    symmetric QDQ graph for INT8 explicit quantization), build_engine.sh, run_engine.py,
-    README.txt and lint.json. Returns {files, lint, trtexec, shapes, precision}."""
+    """Write a TensorRT build kit to `out_dir` for the route of `tensorrt_version`/`typing`
+    (see tensorrt_routes): model.onnx, build_engine.sh (one static-shape engine per batch size),
+    tensorrt.json (what the script builds), run_engine.py + device_runner.py (inference), README.txt
+    and lint.json. Returns {files, lint, route, engines, ...}."""
+    from edgeskel.quantize.tensorrt_routes import (
+        STRONG_QDQ_OPSET,
+        engine_files,
+        fp16_typed,
+        make_route,
+        trtexec_args,
+    )
+
     onnx_fp32, out_dir = Path(onnx_fp32), Path(out_dir)
     if precision not in ("fp16", "int8"):
         raise ExportError(f"{onnx_fp32}: TensorRT precision must be fp16 or int8, got {precision!r}")
+    route = make_route(tensorrt_version, typing)
     src = onnx_fp32
     if precision == "int8":
         if qdq_onnx is None:
@@ -244,38 +278,70 @@ def prepare_tensorrt(
         raise ExportError(f"{src}: ONNX model not found")
     proto = onnx.load(str(src), load_external_data=False)
     input_name, fixed, chw = _input_dims(proto)
-    if fixed is None:
-        shapes = dict(shapes or {"min": 1, "opt": 1, "max": 8})
-        if not all(k in shapes for k in ("min", "opt", "max")) or not (1 <= shapes["min"] <= shapes["opt"] <= shapes["max"]):
-            raise ExportError(f"{src}: shapes must give 1 <= min <= opt <= max batch, got {shapes}")
+    if fixed is not None:
+        engine_batches = [fixed]  # fixed-batch graph: trtexec takes the shape from the model
     else:
-        shapes = None  # static graph: trtexec takes the shape from the model
+        engine_batches = sorted({int(b) for b in (batch_sizes or [1])})
+        if engine_batches[0] < 1:
+            raise ExportError(f"{src}: batch sizes must be >= 1, got {engine_batches}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_name, engine_name = "model.onnx", f"model.{precision}.engine"
-    atomic_write_bytes(out_dir / model_name, src.read_bytes())
-    lint = lint_tensorrt(out_dir / model_name, dla=dla_core is not None)
-    cmd = trtexec_command(model_name, engine_name, precision, shapes, chw, input_name, dla_core, workspace_mb)
-    atomic_write_text(out_dir / "build_engine.sh", _BUILD_SH.format(cmd=" \\\n  ".join(shlex.quote(c) for c in cmd)))
+    model = out_dir / "model.onnx"
+    if route.typing == "strong":
+        fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None)
+    else:
+        atomic_write_bytes(model, src.read_bytes())
+    lint = lint_tensorrt(model, dla=dla_core is not None, batch_sizes=engine_batches, tensorrt_version=route.version)
+    engines, script_lines = [], []
+    for b in engine_batches:
+        cmd = trtexec_args(route, precision, model.name, b, chw, input_name, dla_core, allow_gpu_fallback, workspace_mb,
+                           shape_flags=fixed is None)
+        names = engine_files(b)
+        engines.append({"batch": b, **names, "static": True, "trtexec": cmd})
+        script_lines.append(f"run_trtexec {shlex.quote(names['log'])} {shlex.quote(names['engine'])} \\\n  "
+                            + " \\\n  ".join(shlex.quote(c) for c in cmd[1:]))
+    atomic_write_text(out_dir / "build_engine.sh", _BUILD_SH.format(
+        route=route.describe(precision), cmds="\n".join(script_lines)))
     (out_dir / "build_engine.sh").chmod(0o755)
-    atomic_write_text(out_dir / "run_engine.py", _RUN_PY.replace("@INPUT@", input_name))
+    manifest = {"format": KIT_FORMAT, "precision": precision, "route": route.name, "typing": route.typing,
+                "tensorrt_version": route.version, "input_name": input_name, "sample_shape": list(chw),
+                "dla_core": dla_core, "allow_gpu_fallback": allow_gpu_fallback if dla_core is not None else None,
+                "workspace_mb": workspace_mb, "engines": engines, "onnx_sha256": sha256_file(model)}
+    atomic_write_json(out_dir / KIT_MANIFEST, manifest)
+    shutil.copy2(Path(__file__).resolve().parents[1] / "remote" / "device_runner.py", out_dir / "device_runner.py")
+    atomic_write_text(out_dir / "run_engine.py", _RUN_PY)
+    largest = engines[-1]["engine"]
     atomic_write_text(out_dir / "README.txt", _README.format(
-        precision=precision, engine=engine_name, shapes=json.dumps(shapes), dla=dla_core,
-        input=input_name, chw="x".join(map(str, chw)), cmd=" ".join(cmd)))
+        precision=precision, route=route.describe(precision), input=input_name, chw="x".join(map(str, chw)),
+        engines=", ".join(f"{e['engine']} (batch {e['batch']})" for e in engines), dla=dla_core,
+        cmd=" ".join(engines[-1]["trtexec"]), largest=largest))
     atomic_write_json(out_dir / "lint.json", lint)
-    files = ["model.onnx", "build_engine.sh", "run_engine.py", "README.txt", "lint.json"]
+    files = ["model.onnx", "build_engine.sh", KIT_MANIFEST, "run_engine.py", "device_runner.py", "README.txt",
+             "lint.json"]
     return {
         "precision": precision,
+        "route": route.name,
+        "typing": route.typing,
+        "tensorrt_version": route.version,
         "source_onnx": str(src),
-        "onnx": str(out_dir / model_name),
-        "onnx_sha256": sha256_file(out_dir / model_name),
-        "engine": engine_name,
-        "shapes": shapes,
+        "onnx": str(model),
+        "onnx_sha256": manifest["onnx_sha256"],
+        "engines": {str(e["batch"]): e["engine"] for e in engines},
+        "engine": largest,
+        "batch_sizes": engine_batches,
         "dla_core": dla_core,
         "workspace_mb": workspace_mb,
-        "trtexec": cmd,
+        "trtexec": [e["trtexec"] for e in engines],
         "files": files,
         "lint": lint,
     }
+
+
+def read_kit(kit_dir: str | Path) -> dict[str, Any]:
+    """tensorrt.json of a build kit (what build_engine.sh builds)."""
+    path = Path(kit_dir) / KIT_MANIFEST
+    if not path.is_file():
+        raise ExportError(f"{path}: not a TensorRT build kit (tensorrt.json missing; re-export the variant)")
+    return json.loads(path.read_text())
 
 
 def build_engine_local(kit_dir: str | Path, timeout: int = 1800) -> dict[str, Any]:
@@ -296,46 +362,60 @@ def build_engine_local(kit_dir: str | Path, timeout: int = 1800) -> dict[str, An
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"trtexec timed out after {timeout} s"}
     (kit_dir / "build.log").write_text(res.stdout + res.stderr)
-    if res.returncode != 0:
+    engines = {str(e["batch"]): kit_dir / e["engine"] for e in read_kit(kit_dir)["engines"]}
+    missing = [p.name for p in engines.values() if not p.is_file()]
+    if res.returncode != 0 or missing:
         tail = (res.stdout + res.stderr).strip().splitlines()[-5:]
-        return {"status": "failed", "reason": f"trtexec exited {res.returncode}: " + " | ".join(tail)}
-    engines = sorted(kit_dir.glob("*.engine"))
-    return {"status": "built", "engine": str(engines[-1]) if engines else None, "log": str(kit_dir / "build.log")}
+        return {"status": "failed", "reason": f"build_engine.sh exited {res.returncode}"
+                + (f" without writing {', '.join(missing)}" if missing else "") + ": " + " | ".join(tail)}
+    largest = max(engines, key=int)
+    return {"status": "built", "engine": str(engines[largest]), "engines": {k: str(v) for k, v in engines.items()},
+            "log": str(kit_dir / "build.log")}
 
 
 _BUILD_SH = """#!/usr/bin/env bash
-# Build the TensorRT engine ON THE TARGET DEVICE (engines are GPU- and TensorRT-version specific).
+# Build the TensorRT engines ON THE TARGET DEVICE (engines are GPU- and TensorRT-version specific):
+# one static-shape engine per measured batch size. Route: {route}.
 # Needs trtexec (JetPack: /usr/src/tensorrt/bin/trtexec). Written by edgeskel.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v trtexec >/dev/null 2>&1; then
-  if [ -x /usr/src/tensorrt/bin/trtexec ]; then export PATH="/usr/src/tensorrt/bin:$PATH";
+TRTEXEC="$(command -v trtexec || true)"
+if [ -z "$TRTEXEC" ]; then
+  if [ -x /usr/src/tensorrt/bin/trtexec ]; then TRTEXEC=/usr/src/tensorrt/bin/trtexec;
   else echo "error: trtexec not found (install TensorRT / JetPack)" >&2; exit 2; fi
 fi
-{cmd}
+# run_trtexec LOG ENGINE ARGS...: trtexec's output goes to LOG (it lists the layers placed on
+# DLA and GPU); a failed build, or one that wrote no ENGINE, stops the script with the log's tail.
+run_trtexec() {{
+  local log="$1" engine="$2"; shift 2
+  rm -f "$engine"
+  if ! "$TRTEXEC" "$@" >"$log" 2>&1; then
+    echo "error: trtexec failed for $engine (log: $log):" >&2; tail -n 20 "$log" >&2; exit 1
+  fi
+  if [ ! -s "$engine" ]; then
+    echo "error: trtexec exited 0 but wrote no $engine (log: $log)" >&2; tail -n 5 "$log" >&2; exit 1
+  fi
+  echo "built $engine"
+}}
+{cmds}
 """
 
 _RUN_PY = '''#!/usr/bin/env python3
 """Run a TensorRT engine on .npy inputs and save the logits as .npy (standalone; written by edgeskel).
 
-usage: python3 run_engine.py model.fp16.engine input.npy logits.npy [--max-batch N]
-input.npy: float32 (N, C, T, V, M). Needs an NVIDIA GPU, tensorrt and polygraphy
-(`pip install polygraphy`); TensorRT itself comes with JetPack / the TensorRT install.
+usage: python3 run_engine.py model.b16.engine input.npy logits.npy
+input.npy: float32 (N, C, T, V, M), any N: the inputs are split into batches of the engine's
+profile size (and the last batch padded), so N need not match the batch the engine was built for.
+Needs an NVIDIA GPU, tensorrt (JetPack) and cuda-python; uses device_runner.py next to this file.
 """
 import argparse
-import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
-
-def gpu_present():
-    if any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0/ctrl")):
-        return True
-    import shutil
-    import subprocess
-    smi = shutil.which("nvidia-smi")
-    return bool(smi) and "GPU" in subprocess.run([smi, "-L"], capture_output=True, text=True).stdout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device_runner import TensorRTInfer  # noqa: E402
 
 
 def main():
@@ -343,28 +423,20 @@ def main():
     ap.add_argument("engine")
     ap.add_argument("inputs")
     ap.add_argument("output")
-    ap.add_argument("--max-batch", type=int, default=0, help="split inputs into chunks of this size")
+    ap.add_argument("--dla-core", type=int, default=None, help="DLA core the engine was built for")
     a = ap.parse_args()
-    if not gpu_present():
-        sys.exit("error: no NVIDIA GPU found: TensorRT engines run only on an NVIDIA GPU (e.g. the Jetson)")
-    try:
-        import tensorrt  # noqa: F401
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-    except ImportError as exc:
-        sys.exit(f"error: needs tensorrt and polygraphy: {exc}")
     x = np.ascontiguousarray(np.load(a.inputs), dtype=np.float32)
     if x.ndim != 5:
         sys.exit(f"error: {a.inputs}: expected (N, C, T, V, M), got {x.shape}")
-    with open(a.engine, "rb") as fh:
-        engine = EngineFromBytes(fh.read())
-    step = a.max_batch or len(x)
-    outs = []
-    with TrtRunner(engine) as runner:
-        for i in range(0, len(x), step):
-            res = runner.infer({"@INPUT@": x[i : i + step]})
-            outs.append(np.asarray(next(iter(res.values())), dtype=np.float32))
-    np.save(a.output, np.concatenate(outs))
-    print(f"wrote {a.output}: {np.concatenate(outs).shape}")
+    try:
+        infer = TensorRTInfer(Path(a.engine), "fp16", None, {"dla_core": a.dla_core})
+    except ImportError as exc:
+        sys.exit(f"error: needs tensorrt and cuda-python: {exc}")
+    except RuntimeError as exc:
+        sys.exit(f"error: {exc}")
+    out = infer(x)
+    np.save(a.output, out)
+    print(f"wrote {a.output}: {out.shape} (engine batch {infer.max_batch})")
 
 
 if __name__ == "__main__":
@@ -373,20 +445,25 @@ if __name__ == "__main__":
 
 _README = """edgeskel TensorRT build kit ({precision})
 
+Route: {route}
+
 Files
-  model.onnx       TensorRT-ready ONNX (input "{input}": N x {chw} float32, output "logits")
-  build_engine.sh  builds {engine} with trtexec (run it on the target device)
-  run_engine.py    runs the engine on a .npy batch and writes logits .npy
+  model.onnx       ONNX to build (input "{input}": N x {chw} float32, output "logits")
+  build_engine.sh  builds {engines} with trtexec (run it on the target device)
+  tensorrt.json    what build_engine.sh builds (engines, shapes, DLA core, TensorRT version)
+  run_engine.py    runs an engine on a .npy batch and writes logits .npy (uses device_runner.py)
   lint.json        static TensorRT-readiness check done at export time
 
 Build (on the device, e.g. a Jetson with JetPack):
   ./build_engine.sh
   -> {cmd}
-Batch profile (min/opt/max): {shapes}; DLA core: {dla}
-The timing cache (timing.cache) makes rebuilds fast; delete it after a TensorRT upgrade.
+Each engine has static shapes (min = opt = max = its batch): tuned for the batch it is measured
+at, and what DLA requires. DLA core: {dla}. build.b<N>.log lists the layers TensorRT placed on DLA
+and GPU; layers.b<N>.json is trtexec's layer info. The timing cache (timing.cache) makes rebuilds
+fast; delete it after a TensorRT upgrade.
 
 Run:
-  python3 run_engine.py {engine} inputs.npy logits.npy
+  python3 run_engine.py {largest} inputs.npy logits.npy
 INT8 kits use explicit quantization: the Q/DQ scales inside model.onnx are used, no
-calibration cache is needed; --fp16 lets non-quantized layers run in half precision.
+calibration cache is needed.
 """

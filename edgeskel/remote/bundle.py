@@ -45,6 +45,30 @@ def _companions(path: Path) -> list[Path]:
     return extra
 
 
+def _tensorrt_build(a: dict[str, Any], dest: Path, src: Path, batch_sizes: list[int]) -> dict[str, Any] | None:
+    """bundle.json `build` of a TensorRT variant: the build script (copied) and the engine file
+    per batch size that the script writes, both relative to the bundle. The engine names come
+    from the artifact entry (the kit's tensorrt.json), never guessed: a guessed name once made
+    every successful build fail as "engine build failed (exit 0)"."""
+    rel = f"artifacts/{a['name']}"
+    if src.suffix in (".engine", ".plan"):  # a prebuilt engine: nothing to build
+        return None
+    if not a.get("build_script"):
+        raise ConfigError(f"bundle: TensorRT artifact {a['name']!r} is an ONNX without a build script (build_script)")
+    engines = a.get("engines")
+    if not engines:
+        raise ConfigError(f"bundle: TensorRT artifact {a['name']!r} does not say which engines its build script writes "
+                          f"(engines: {{batch: file}})")
+    if sorted(int(b) for b in engines) != sorted(batch_sizes):
+        raise ConfigError(f"bundle: TensorRT artifact {a['name']!r} builds engines for batch {sorted(map(int, engines))}"
+                          f" but is measured at batch {sorted(batch_sizes)}")
+    script = Path(a["build_script"])
+    shutil.copy2(script, dest / script.name)
+    return {"script": f"{rel}/{script.name}", "route": a.get("route"),
+            "engines": {str(b): f"{rel}/{f}" for b, f in sorted(engines.items(), key=lambda kv: int(kv[0]))},
+            "logs": {str(b): f"{rel}/{f}" for b, f in sorted((a.get("build_logs") or {}).items(), key=lambda kv: int(kv[0]))}}
+
+
 def make_bundle(
     out_dir: str | Path,
     artifacts: list[dict[str, Any]],
@@ -63,7 +87,8 @@ def make_bundle(
     Each artifact: {name, backend, precision, path} plus optional batch_sizes (default: the
     profile's), static_batch (fixed batch artifacts), options (default: the profile variant's),
     input_name, files (extra files to copy), and for TensorRT: build_script (run on the device
-    to build the engine), engine (engine file name the script produces).
+    to build the engines), engines ({batch: engine file the script writes}, one per measured batch
+    size), build_logs ({batch: trtexec log, which lists the layers on DLA/GPU}), route.
     """
     out_dir = Path(out_dir)
     val_x = np.ascontiguousarray(val_x, dtype=np.float32)
@@ -107,13 +132,8 @@ def make_bundle(
                 "options": a.get("options", profile_opts.get(a["name"], {})),
                 "input_name": a.get("input_name", "input"),
             }
-            if a.get("build_script"):
-                script = Path(a["build_script"])
-                shutil.copy2(script, dest / script.name)
-                v["build"] = {"script": f"artifacts/{a['name']}/{script.name}",
-                              "engine": f"artifacts/{a['name']}/{a.get('engine', src.stem + '.engine')}"}
-            elif a["backend"] == "tensorrt":
-                v["build"] = {"script": None, "engine": f"artifacts/{a['name']}/{a.get('engine', src.stem + '.engine')}"}
+            if a["backend"] == "tensorrt":
+                v["build"] = _tensorrt_build(a, dest, src, v["batch_sizes"])
             variants.append(v)
 
         np.save(tmp / "val_x.npy", val_x)

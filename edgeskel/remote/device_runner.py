@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -209,8 +208,21 @@ class _OpenVinoInfer:
         return self.compiled(x)[self.out]
 
 
-class _TensorRTInfer:
-    """TensorRT 10 engine via the tensorrt Python API + cuda-python (cudart)."""
+class TensorRTInfer:
+    """A TensorRT engine via the TensorRT 10 Python API + cuda-python (cudart).
+
+    TensorRT calls used (the contract tests/doubles/tensorrt_double implements, no others):
+    `tensorrt.__version__`, `Logger(Logger.WARNING)`, `Runtime(logger)`, `Runtime.DLA_core`,
+    `Runtime.deserialize_cuda_engine(bytes)` (None on failure), `ICudaEngine.num_io_tensors`,
+    `.get_tensor_name(i)`, `.get_tensor_mode(name)` (`TensorIOMode.INPUT/OUTPUT`),
+    `.get_tensor_shape(name)`, `.get_tensor_profile_shape(name, 0)`, `.create_execution_context()`,
+    `IExecutionContext.set_input_shape(name, shape)` (False if outside the profile),
+    `.get_tensor_shape(name)`, `.set_tensor_address(name, ptr)`, `.execute_async_v3(stream)`.
+    cudart: cudaStreamCreate, cudaMalloc, cudaFree, cudaMemcpyAsync, cudaStreamSynchronize.
+
+    Inputs of any batch are split into chunks of the engine's profile maximum and a short last
+    chunk is padded to the profile minimum: engines here have static shapes (one per batch size,
+    as DLA requires), so a batch the engine was not built for must never reach it."""
 
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import tensorrt as trt
@@ -220,16 +232,24 @@ class _TensorRTInfer:
         except ImportError:
             from cuda import cudart  # older cuda-python
         self.cudart = cudart
+        self.version = str(getattr(trt, "__version__", "unknown"))
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         if options.get("dla_core") is not None:
             self.runtime.DLA_core = int(options["dla_core"])
-        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"{path}: TensorRT could not deserialize the engine (built with another version?)")
+            raise RuntimeError(f"{path}: TensorRT {self.version} could not deserialize the engine "
+                               f"(built with another TensorRT version or for another device?)")
         self.ctx = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.outn = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        fixed = int(tuple(self.engine.get_tensor_shape(self.inp))[0])
+        if fixed > 0:
+            self.min_batch = self.max_batch = fixed
+        else:
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.inp, 0)
+            self.min_batch, self.max_batch = int(tuple(lo)[0]), int(tuple(hi)[0])
         self.stream = self._ck(cudart.cudaStreamCreate())
         self.bufs: dict[str, tuple[int, int]] = {}
 
@@ -249,9 +269,23 @@ class _TensorRTInfer:
         return ptr
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        cu = self.cudart
         x = np.ascontiguousarray(x, dtype=np.float32)
-        self.ctx.set_input_shape(self.inp, tuple(x.shape))
+        if self.min_batch <= len(x) <= self.max_batch:
+            return self._run(x)
+        outs = []
+        for i in range(0, len(x), self.max_batch):
+            b = x[i : i + self.max_batch]
+            n = len(b)
+            if n < self.min_batch:  # static engine: pad with the last sample, drop its rows after
+                b = np.concatenate([b, np.repeat(b[-1:], self.min_batch - n, axis=0)])
+            outs.append(self._run(np.ascontiguousarray(b))[:n])
+        return np.concatenate(outs)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        cu = self.cudart
+        if not self.ctx.set_input_shape(self.inp, tuple(x.shape)):
+            raise RuntimeError(f"TensorRT rejected input shape {tuple(x.shape)} (engine batch "
+                               f"{self.min_batch}..{self.max_batch})")
         out = np.empty(tuple(self.ctx.get_tensor_shape(self.outn)), dtype=np.float32)
         din, dout = self._buf(self.inp, x.nbytes), self._buf(self.outn, out.nbytes)
         kind_h2d, kind_d2h = cu.cudaMemcpyKind.cudaMemcpyHostToDevice, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -265,46 +299,54 @@ class _TensorRTInfer:
         return out
 
 
-RUNTIMES = {"ort": _OrtInfer, "openvino": _OpenVinoInfer, "tensorrt": _TensorRTInfer}
+_TensorRTInfer = TensorRTInfer  # older name
+RUNTIMES = {"ort": _OrtInfer, "openvino": _OpenVinoInfer, "tensorrt": TensorRTInfer}
 
 
-def build_engine(bundle: Path, v: dict[str, Any], meta: dict[str, Any], log: Callable[[str], None]) -> Path:
-    """Build the TensorRT engine on this device unless it already exists: the bundle's build
-    script if it has one, else trtexec with the variant's precision / DLA options."""
+def layer_placement(log_text: str) -> dict[str, int] | None:
+    """Layers trtexec's build log lists as running on DLA and on GPU (TensorRT prints
+    "---------- Layers Running on DLA/GPU ----------" sections with one `[DlaLayer]` / `[GpuLayer]`
+    line per layer after fusion; a DLA line is one DLA subgraph). None if the log has no such list."""
+    if "Layers Running on" not in log_text and "[DlaLayer]" not in log_text and "[GpuLayer]" not in log_text:
+        return None
+    return {"dla": log_text.count("[DlaLayer]"), "gpu": log_text.count("[GpuLayer]")}
+
+
+def tensorrt_engines(v: dict[str, Any]) -> dict[int, str]:
+    """{batch: engine path in the bundle} of a TensorRT variant (bundle.json `build.engines`)."""
     build = v.get("build") or {}
-    engine = bundle / build.get("engine", v["artifact"] + ".engine")
-    if engine.is_file():
-        return engine
-    if build.get("script"):
+    if build.get("engines"):
+        return {int(b): p for b, p in build["engines"].items()}
+    if str(v["artifact"]).endswith((".engine", ".plan")):
+        return {int(max(v.get("batch_sizes") or [1])): v["artifact"]}
+    raise RuntimeError(f"variant {v['name']!r}: bundle.json lists no TensorRT engines (build.engines); "
+                       f"re-create the bundle with this edgeskel version")
+
+
+def build_engines(bundle: Path, v: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """Build the variant's TensorRT engines on this device with the bundle's build script unless
+    they all exist. Returns {engines: {batch: Path}, build_s, placement: {batch: {dla, gpu}}}.
+    A script that exits 0 without writing an engine bundle.json names is an error naming it."""
+    build = v.get("build") or {}
+    engines = {b: bundle / p for b, p in tensorrt_engines(v).items()}
+    info: dict[str, Any] = {"engines": engines, "build_s": None, "placement": {}}
+    if not all(p.is_file() for p in engines.values()):
+        if not build.get("script"):
+            raise RuntimeError(f"variant {v['name']!r}: engines missing and no build script in the bundle")
         cmd = ["bash", str(bundle / build["script"])]
-    else:
-        trtexec = shutil.which("trtexec") or "/usr/src/tensorrt/bin/trtexec"
-        if not Path(trtexec).exists():
-            raise RuntimeError("trtexec not found (JetPack puts it in /usr/src/tensorrt/bin): cannot build the engine")
-        shape = meta["data"]["sample_shape"]
-        name = v.get("input_name", "input")
-        dims = lambda b: f"{name}:{'x'.join(str(d) for d in [b, *shape])}"  # noqa: E731
-        bs = v.get("batch_sizes") or [1]
-        cmd = [trtexec, f"--onnx={bundle / v['artifact']}", f"--saveEngine={engine}", "--skipInference"]
-        if v.get("static_batch") is None:
-            cmd += [f"--minShapes={dims(min(bs))}", f"--optShapes={dims(min(bs))}", f"--maxShapes={dims(max(bs))}"]
-        if v["precision"] in ("fp16", "int8"):
-            cmd.append("--fp16")
-        if v["precision"] == "int8":
-            cmd.append("--int8")
-        opts = v.get("options") or {}
-        if opts.get("dla_core") is not None:
-            cmd.append(f"--useDLACore={int(opts['dla_core'])}")
-            if opts.get("allow_gpu_fallback", True):
-                cmd.append("--allowGPUFallback")
-        if meta.get("tensorrt", {}).get("workspace_mb"):
-            cmd.append(f"--memPoolSize=workspace:{int(meta['tensorrt']['workspace_mb'])}M")
-    log(f"building TensorRT engine for {v['name']}: {' '.join(cmd)}")
-    proc = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True)
-    if proc.returncode != 0 or not engine.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"engine build failed (exit {proc.returncode}):\n{tail}")
-    return engine
+        log(f"building TensorRT engines for {v['name']}: {build['script']} (batch {', '.join(map(str, engines))})")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=bundle, capture_output=True, text=True)
+        info["build_s"] = round(time.perf_counter() - t0, 2)
+        missing = [str(p.relative_to(bundle)) for p in engines.values() if not p.is_file()]
+        if proc.returncode != 0 or missing:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            what = f"; it wrote no {', '.join(missing)} (bundle.json build.engines)" if missing else ""
+            raise RuntimeError(f"engine build failed (build script exit {proc.returncode}{what}):\n{tail}")
+    for b, rel in (build.get("logs") or {}).items():
+        p = bundle / rel
+        info["placement"][str(b)] = layer_placement(p.read_text(errors="replace")) if p.is_file() else None
+    return info
 
 
 # ----------------------------------------------------------------------------- driver
@@ -330,26 +372,23 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
         if v["backend"] not in RUNTIMES:
             raise RuntimeError(f"backend {v['backend']!r} cannot run in the standalone device runner")
         baseline = peak_rss_mb()
-        path = bundle / v["artifact"]
-        if v["backend"] == "tensorrt" and not str(path).endswith((".engine", ".plan")):
-            t0 = time.perf_counter()
-            path = build_engine(bundle, v, meta, log)
-            res["engine_build_s"] = round(time.perf_counter() - t0, 2)
-        infer = RUNTIMES[v["backend"]](path, v["precision"], meta.get("threads"), v.get("options") or {})
         data = meta["data"]
         x = np.load(bundle / data["val_x"])
         y = np.load(bundle / data["val_y"])
         ref = np.load(bundle / data["ref_logits"]) if data.get("ref_logits") else None
         m = meta.get("measure", {})
-        static = v.get("static_batch")
-        eval_bs = int(static or m.get("eval_batch_size", 16))
-        res["accuracy"], _ = evaluate(infer, x, y, eval_bs, ref, pad_to_batch=static is not None)
-        res["latency_ms"] = {}
-        for bs in [static] if static else (v.get("batch_sizes") or meta.get("batch_sizes") or [1]):
-            log(f"  {v['name']}: timing batch {bs}")
-            times = time_infer(infer, make_batch(x[0], int(bs)), int(m.get("warmup", 10)), int(m.get("runs", 100)),
-                               m.get("max_seconds"))
-            res["latency_ms"][str(bs)] = latency_stats(times, int(bs))
+        if v["backend"] == "tensorrt":
+            _measure_tensorrt(bundle, meta, v, x, y, ref, res, log)
+        else:
+            infer = RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
+                                           v.get("options") or {})
+            static = v.get("static_batch")
+            eval_bs = int(static or m.get("eval_batch_size", 16))
+            res["accuracy"], _ = evaluate(infer, x, y, eval_bs, ref, pad_to_batch=static is not None)
+            res["latency_ms"] = {}
+            for bs in [static] if static else (v.get("batch_sizes") or meta.get("batch_sizes") or [1]):
+                log(f"  {v['name']}: timing batch {bs}")
+                res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, int(bs), m), int(bs))
         peak = peak_rss_mb()
         res["memory"] = {"peak_rss_mb": round(peak, 1), "baseline_rss_mb": round(baseline, 1),
                          "model_rss_mb": round(peak - baseline, 1), "method": "VmHWM of the runner process (host RSS high-water mark)"}
@@ -383,6 +422,42 @@ def emulation(machine: str | None = None, cpuinfo: str | None = None,
     return None
 
 
+def _time(infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bs: int, m: dict[str, Any]) -> list[float]:
+    return time_infer(infer, make_batch(x[0], bs), int(m.get("warmup", 10)), int(m.get("runs", 100)),
+                      m.get("max_seconds"))
+
+
+def _measure_tensorrt(bundle: Path, meta: dict[str, Any], v: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                      ref: np.ndarray | None, res: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Build the engines (one per batch size) if needed; accuracy on the largest engine (the last
+    batch padded), latency of each batch size on the engine built for it; where layers ran."""
+    built = build_engines(bundle, v, log)
+    opts = v.get("options") or {}
+    engines: dict[int, Path] = built["engines"]
+    m = meta.get("measure", {})
+    trt_info: dict[str, Any] = {"route": (v.get("build") or {}).get("route"), "dla_core": opts.get("dla_core"),
+                                "engines": {}, "layers": built["placement"] or None}
+    if built["build_s"] is not None:
+        res["engine_build_s"] = built["build_s"]
+    res["latency_ms"] = {}
+    for i, bs in enumerate(sorted(engines, reverse=True)):
+        infer = TensorRTInfer(engines[bs], v["precision"], meta.get("threads"), opts)
+        trt_info["runtime"] = infer.version + (" (contract double, not TensorRT)" if _is_double() else "")
+        trt_info["engines"][str(bs)] = {"file": str(engines[bs].relative_to(bundle)), "batch": [infer.min_batch, infer.max_batch]}
+        if i == 0:
+            res["accuracy"], _ = evaluate(infer, x, y, infer.max_batch, ref, pad_to_batch=True)
+        log(f"  {v['name']}: timing batch {bs} on {engines[bs].name}")
+        res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, bs, m), bs)
+        del infer
+    res["tensorrt"] = trt_info
+
+
+def _is_double() -> bool:
+    """The tests' TensorRT stand-in says so (tests/doubles): its numbers are never TensorRT's."""
+    mod = sys.modules.get("tensorrt")
+    return bool(getattr(mod, "__edgeskel_contract_double__", False))
+
+
 def environment() -> dict[str, Any]:
     """What ran the measurement (no hostname, user or paths)."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
@@ -403,6 +478,14 @@ def environment() -> dict[str, Any]:
         if version is None and util.find_spec(RUNTIME_MODULES[backend]) is not None:
             version = "installed (version unknown)"  # e.g. JetPack's apt-installed tensorrt
         env["runtimes"][backend] = version
+    if util.find_spec("tensorrt") is not None and env["runtimes"]["tensorrt"] == "installed (version unknown)":
+        try:  # JetPack's apt-installed bindings have no pip metadata, but a __version__
+            import tensorrt
+
+            env["runtimes"]["tensorrt"] = str(tensorrt.__version__) + (
+                " (contract double, not TensorRT)" if _is_double() else "")
+        except Exception:  # noqa: BLE001 - never fail a run over a version string
+            pass
     tegra = Path("/etc/nv_tegra_release")
     if tegra.is_file():
         env["l4t"] = tegra.read_text().splitlines()[0][:120]

@@ -2,8 +2,9 @@
 
 Safety: without a GPU `trt.Builder()` fails and `trt.Runtime()` segfaults the whole process
 (TOOLCHAIN.md), so no TensorRT object is created before `gpu_unavailable_reason()` says a
-CUDA device answers. Inference goes through Polygraphy's TrtRunner, which manages CUDA buffers
-and dynamic-shape profiles for both TensorRT 8.x and 10.x APIs.
+CUDA device answers. Inference is the device runner's `TensorRTInfer` (TensorRT 10 API +
+cuda-python), so the export-time engine check and the device measurement run the same code,
+including chunking/padding inputs to the engine's static batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskel.errors import ExportError
-from edgeskel.runtime._common import as_batch, check_file, run_chunked
+from edgeskel.runtime._common import as_batch, check_file
 from edgeskel.runtime.base import Runner, register_runner
 
 _DEVICE_NODES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu/igpu0/ctrl")
@@ -71,36 +72,23 @@ class TensorRtRunner(Runner):
         reason = gpu_unavailable_reason()
         if reason:
             raise ExportError(f"TensorRT needs an NVIDIA GPU: {reason} (engine {self.artifact})")
+        from edgeskel.remote.device_runner import TensorRTInfer
+
         try:
-            import tensorrt  # noqa: F401
-            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+            self.runner = TensorRTInfer(self.artifact, self.precision, self.threads,
+                                        {"dla_core": self.options.get("dla_core")})
         except ImportError as exc:
-            raise ExportError(f"{self.artifact}: running an engine needs tensorrt and polygraphy: {exc}") from None
-        try:
-            self.runner = TrtRunner(EngineFromBytes(self.artifact.read_bytes()))
-            self.runner.activate()
+            raise ExportError(f"{self.artifact}: running an engine needs tensorrt and cuda-python: {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"{self.artifact}: TensorRT cannot load the engine: {str(exc).splitlines()[0]}") from None
-        self.max_batch = self.options.get("max_batch")
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self.runner is None:
             self.load()
-        x = as_batch(batch, self.artifact)
-        name = self.options.get("input_name", "skeleton")
-
-        def run(b: np.ndarray) -> np.ndarray:
-            outs = self.runner.infer({name: b})
-            return np.asarray(next(iter(outs.values())), dtype=np.float32)
-
-        if self.max_batch and x.shape[0] > self.max_batch:
-            return np.concatenate([run(x[i : i + self.max_batch]) for i in range(0, x.shape[0], self.max_batch)])
-        return run_chunked(run, x, None)
+        return np.asarray(self.runner(as_batch(batch, self.artifact)), dtype=np.float32)
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.deactivate()
         self.runner = None
 
 

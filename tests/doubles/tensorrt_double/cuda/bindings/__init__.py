@@ -1,0 +1,1 @@
+"""CONTRACT DOUBLE of cuda-python's `cuda.bindings` (tests only)."""
