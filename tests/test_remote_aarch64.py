@@ -147,3 +147,19 @@ def test_raspberry_pi_5_bundle_in_emulated_aarch64_over_ssh(sshd, tmp_path):  # 
     assert fa["top1"] == fl["top1"] and fa["agreement"] == fl["agreement"]
     assert abs(fa["max_abs_vs_ref"] - fl["max_abs_vs_ref"]) < 1e-3
     assert abs(arm["ort-int8"]["accuracy"]["agreement"] - local["ort-int8"]["accuracy"]["agreement"]) <= 25.0
+
+    # By hand: the same bundle run by the arm64 python directly, then `edgeskel results import`:
+    # the imported emulated run is labelled and not gated either.
+    import subprocess
+
+    from edgeskel.pipeline.results_import import import_results
+
+    bundle = rd / "validate" / "bundle-raspberry-pi-5"
+    proc = subprocess.run([str(wrapper), str(bundle / "device_runner.py"), str(bundle), "--out",
+                           str(tmp_path / "by-hand.json")], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = import_results(rd, tmp_path / "by-hand.json", log=lambda s: None)
+    assert rep["verdict"] == "NOT MEASURED"
+    for v in rep["variants"]:
+        assert v["measured_on"] == "imported://raspberry-pi-5" and v["status"] == "skipped"
+        assert v["top1"] is not None and v["latency_ms"]["p99"] is None and v["emulation"]["machine"] == "aarch64"

@@ -21,6 +21,7 @@ from typing import Any
 from edgeskel.errors import ConfigError
 from edgeskel.io import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeskel.remote.device_runner import RESULTS_FORMAT
+from edgeskel.validate.emulation import emulation_tags
 
 IMPORTED_FILE = "imported-results.json"
 _ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
@@ -137,8 +138,9 @@ def import_results(run_dir: str | Path, results_path: str | Path, log: Any = pri
         stage = run.manifest["stages"]["validate"]
         result = stage["result"]
         measured_on = f"imported://{profile.name}"
+        emu = emulation_tags(doc)  # a run under qemu-user: accuracy counts, timing is labelled, never gated
         for r in doc["variants"]:
-            result["measured"][r["name"]] = {**r, "measured_on": measured_on}
+            result["measured"][r["name"]] = {**r, "measured_on": measured_on, **emu}
             result["not_measured"].pop(r["name"], None)
         atomic_write_json(run_dir / "validate" / IMPORTED_FILE, doc)
         result["imported"] = {"file": f"validate/{IMPORTED_FILE}", "bundle_id": doc["bundle_id"],
