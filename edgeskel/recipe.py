@@ -32,6 +32,48 @@ class ModelSection(BaseModel):
                                     "source (`edgeskel import-sources`) or 'auto' (detected from the keys)")
     width: float = Field(1.0, gt=0, le=4)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    entrypoint: str | None = Field(None, description="your own model: 'package.module:function' returning an "
+                                   "nn.Module for (N, C, T, V, M) input (RUNS THAT CODE; name: user; kwargs go to it)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _user_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("entrypoint") and "name" not in data:
+            return {**data, "name": "user"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_user(self) -> ModelSection:
+        if self.entrypoint is not None:
+            from edgeskel.models.user import check_entrypoint
+
+            try:
+                check_entrypoint(self.entrypoint)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if self.name != "user":
+                raise ValueError(f"model.entrypoint builds your own model: name must be 'user' or omitted, not {self.name!r}")
+            if self.import_from:
+                raise ValueError("model.import_from is for official code bases; a user model loads its own weights")
+        elif self.name == "user":
+            raise ValueError("model name 'user' needs model.entrypoint ('package.module:function')")
+        return self
+
+    def has_edgeskel_checkpoint(self) -> bool:
+        """model.checkpoint is an edgeskel checkpoint (not an official one, not a user's own weights)."""
+        if not self.checkpoint or self.import_from:
+            return False
+        if self.entrypoint is None:
+            return True
+        from edgeskel.models.user import is_edgeskel_checkpoint
+
+        return is_edgeskel_checkpoint(self.checkpoint)
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Model kwargs for `models.build`: a user model gets its entrypoint and its own kwargs."""
+        if self.entrypoint is not None:
+            return {"entrypoint": self.entrypoint, "kwargs": dict(self.kwargs)}
+        return dict(self.kwargs)
 
     @field_validator("import_from")
     @classmethod
@@ -136,6 +178,10 @@ def load_recipe(name_or_path: str | Path) -> tuple[Recipe, Path]:
     the recipe (checkpoint, data dir) are resolved against the recipe file's repository root."""
     path = resolve_recipe_path(name_or_path)
     recipe = load_yaml_model(path, Recipe, "recipe")
+    if recipe.model.entrypoint:  # the user named their own code in the recipe they run
+        from edgeskel.models.user import trust_entrypoint
+
+        trust_entrypoint(recipe.model.entrypoint)
     return recipe, path
 
 

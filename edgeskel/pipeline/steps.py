@@ -32,7 +32,7 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
     from edgeskel.data import load_dataset
 
     chosen = layout or recipe.data.layout
-    if chosen is None and recipe.model.checkpoint and not recipe.model.import_from:
+    if chosen is None and recipe.model.has_edgeskel_checkpoint():
         _, spec, _ = load_checkpoint(recipe.model.checkpoint)
         chosen = spec.layout
     return load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad)
@@ -43,7 +43,7 @@ def recipe_preprocess(recipe: Recipe, dataset: Any) -> Preprocess:
     model, like the layout), else the recipe's data settings."""
     from edgeskel.train.api import default_preprocess
 
-    if recipe.model.checkpoint and not recipe.model.import_from:
+    if recipe.model.has_edgeskel_checkpoint():
         return load_checkpoint(recipe.model.checkpoint)[1].preprocess
 
     return default_preprocess(dataset, recipe.data.frames, recipe.data.persons, recipe.data.streams)
@@ -87,6 +87,14 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     only rank 0 writes; the others wait for it at a barrier."""
     m = recipe.model
     target = out_dir / "reference.ckpt"
+    if m.entrypoint and m.checkpoint:  # the user's own module with their weights
+        from edgeskel.models.user import load_user_reference
+
+        model, spec, extra = load_user_reference(m.entrypoint, m.kwargs, m.checkpoint, len(dataset.class_names),
+                                                 dataset.layout, recipe_preprocess(recipe, dataset),
+                                                 list(dataset.class_names))
+        _save_on_main(target, model, spec, extra)
+        return {"source": f"user model ({m.entrypoint})"}
     if m.checkpoint and m.import_from:
         from edgeskel.models.importers import import_official
 
@@ -106,7 +114,7 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     from edgeskel.train.trainer import fit, seed_everything
 
     pre = recipe_preprocess(recipe, dataset)
-    kwargs = {"num_person": pre.num_person, **m.kwargs}
+    kwargs = {"num_person": pre.num_person, **m.build_kwargs()}
     if m.width != 1.0:
         kwargs["width"] = m.width
     seed_everything(recipe.train.seed)
