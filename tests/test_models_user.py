@@ -139,3 +139,29 @@ def test_recipe_pipeline_with_the_users_weights(tmp_path):
     ref, spec, extra = load_checkpoint(run / "reference" / "reference.ckpt")
     assert spec.name == "user" and extra["user_weights"].endswith("weights.pt")
     torch.testing.assert_close(ref.state_dict()["temporal.weight"], net.state_dict()["temporal.weight"])
+
+
+def test_cli_import_entrypoint_then_predict_needs_trust(tmp_path, monkeypatch, capsys):
+    """`edgeskel import W --entrypoint ...` wraps the user's weights; a later `predict` on that
+    checkpoint runs only when the user trusts the entrypoint again (environment variable)."""
+    from edgeskel.cli import main
+
+    net = _example(num_classes=4).eval()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    monkeypatch.setattr(user, "_TRUSTED", set())
+    ckpt = tmp_path / "u.ckpt"
+    assert main(["import", str(tmp_path / "w.pt"), "--entrypoint", EXAMPLE, "--model-kwargs", '{"hidden": 32}',
+                 "--layout", "kinect20", "--num-classes", "4", "--num-person", "1", "--frames", "16",
+                 "--out", str(ckpt)]) == 0
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 20, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setattr(user, "_TRUSTED", set())  # a new process: nothing trusted
+    capsys.readouterr()
+    rc = main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "error:" in err and "never imports code named by a checkpoint" in err and "Traceback" not in err
+    monkeypatch.setenv(user.ENV_TRUSTED, EXAMPLE)
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)

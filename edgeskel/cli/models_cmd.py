@@ -83,17 +83,26 @@ def import_cmd(
                                "itself accepts any T)"),
     class_names: Path | None = typer.Option(None, "--class-names", help="text file, one class name per line"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    entrypoint: str | None = typer.Option(None, "--entrypoint", help="your own model: 'package.module:function' "
+                                          "(RUNS THAT CODE); FILE holds its weights; needs --layout, --num-classes"),
+    model_kwargs: str | None = typer.Option(None, "--model-kwargs", help="with --entrypoint: JSON object of the "
+                                            "function's own arguments"),
 ) -> None:
     """Convert a checkpoint from another code base (CTR-GCN, Hyperformer, PYSKL, mmaction2, ...)
-    into an edgeskel checkpoint; source, model, layout and sizes are detected."""
+    into an edgeskel checkpoint; source, model, layout and sizes are detected. With
+    --entrypoint, wrap the weights of your own model instead."""
     from edgeskel.checkpoint import Preprocess, save_checkpoint
     from edgeskel.io import sha256_file
     from edgeskel.models.importers import import_checkpoint
     from edgeskel.models.profile import count_params
 
     names = _read_class_names(class_names)
-    net, spec, info = import_checkpoint(file, source=source, model=model, layout=layout, num_classes=num_classes,
-                                        num_person=num_person, class_names=names)
+    if entrypoint is not None:
+        net, spec, info = _import_user_model(file, entrypoint, model_kwargs, layout, num_classes, num_person, frames,
+                                             names)
+    else:
+        net, spec, info = import_checkpoint(file, source=source, model=model, layout=layout, num_classes=num_classes,
+                                            num_person=num_person, class_names=names)
     spec.preprocess = Preprocess(num_frames=frames, num_person=spec.preprocess.num_person)
     extra = {"imported_from": {**info, "file": str(file), "sha256": sha256_file(file)}}
     save_checkpoint(out, net, spec, extra=extra)
@@ -109,6 +118,30 @@ def import_cmd(
     for k, v in summary.items():
         table.add_row(k, f"{v:,}" if k == "params" else json.dumps(v) if isinstance(v, dict) else str(v))
     Console().print(table)
+
+
+def _import_user_model(file: Path, entrypoint: str, model_kwargs: str | None, layout: str | None,
+                       num_classes: int | None, num_person: int | None, frames: int,
+                       names: list[str] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """`edgeskel import WEIGHTS --entrypoint pkg.mod:build`: the user's module with their weights."""
+    from edgeskel.checkpoint import Preprocess
+    from edgeskel.errors import ConfigError
+    from edgeskel.layouts import get_layout
+    from edgeskel.models.importers.formats import sniff
+    from edgeskel.models.user import load_user_reference, trust_entrypoint
+
+    if layout is None or num_classes is None:
+        raise ConfigError("--entrypoint needs --layout and --num-classes (a user model's sizes are not detected)")
+    try:
+        kwargs = json.loads(model_kwargs) if model_kwargs else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs: not valid JSON: {exc.msg}") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError("--model-kwargs must be a JSON object of the function's arguments")
+    trust_entrypoint(entrypoint)  # named by the user on the command line
+    pre = Preprocess(num_frames=frames, num_person=num_person or 1)
+    net, spec, _ = load_user_reference(entrypoint, kwargs, file, num_classes, get_layout(layout), pre, names or [])
+    return net, spec, {"source": "user", "format": sniff(file), "entrypoint": entrypoint}
 
 
 @app.command("import-sources")
