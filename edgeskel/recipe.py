@@ -210,7 +210,10 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
         if cand.exists():
             model = model.model_copy(update={"checkpoint": str(cand)})
     if model.checkpoint and not Path(model.checkpoint).is_file():
-        where = f"--checkpoint {checkpoint}" if checkpoint else f"{source or f'recipe {recipe.name!r}'}: model.checkpoint"
+        if checkpoint:  # the user's own path: no advice to pass the option they passed
+            raise ConfigError(f"--checkpoint {checkpoint}: file {model.checkpoint} not found (give an existing "
+                              "edgeskel or official checkpoint file)")
+        where = f"{source or f'recipe {recipe.name!r}'}: model.checkpoint"
         raise ConfigError(f"{where}: file {model.checkpoint} not found (allowed: an existing edgeskel or official "
                           "checkpoint file; see reference/README.md for the command that creates the reference "
                           "checkpoints, or pass --checkpoint)")

@@ -21,8 +21,12 @@ def _load_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _load_commands()
+    from typer.main import get_command
+
+    from edgeskel.cli.app import tidy
+
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = tidy(get_command(app)).main(args=argv, prog_name="edgeskel", standalone_mode=False)
     except EdgeskelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,9 +20,12 @@ def devices_list(ctx: typer.Context) -> None:
     """List the device profiles."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich import box
+
     from edgeskel.devices import list_profiles, load_profile, profiles_dir
 
-    t = Table(title="Device profiles (p99 budget ms at batch 1, max top-1 drop in points)", caption=str(profiles_dir()))
+    t = Table(title="Device profiles (p99 budget ms at batch 1, max top-1 drop in points)", caption=str(profiles_dir()),
+              box=box.SIMPLE_HEAD)  # no outer border: fits 80 columns
     t.add_column("Name", no_wrap=True)
     t.add_column("Arch")
     t.add_column("Variants", min_width=17, overflow="fold")
@@ -31,8 +35,24 @@ def devices_list(ctx: typer.Context) -> None:
         p = load_profile(name)
         t.add_row(name, p.arch, "\n".join(p.variant_names), ",".join(map(str, p.batch_sizes)),
                   f"{p.gates.p99_latency_ms:g}" if p.gates.p99_latency_ms else "-", f"{p.gates.max_top1_drop:g}",
-                  "ssh" if p.ssh else "local")
+                  where(p))
     Console().print(t)
+    Console().print("Where: here = measured on this machine; ssh = on the device over SSH; by hand = run the "
+                    "bundle on the device, then `edgeskel results import`.", markup=False, highlight=False)
+
+
+def where(p: Any, host_arch: str | None = None) -> str:
+    """Where `edgeskel export --device p` measures: over SSH, on this machine (same architecture,
+    no TensorRT variant), or nowhere until the bundle is run on the device by hand."""
+    import platform
+
+    if p.ssh:
+        return "ssh"
+    host = host_arch or platform.machine().lower()
+    host = {"amd64": "x86_64", "arm64": "aarch64"}.get(host, host)
+    if p.arch == host and not any(v.backend == "tensorrt" for v in p.variants):
+        return "here"
+    return "by hand"
 
 
 @devices_app.command("show")

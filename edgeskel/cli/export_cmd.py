@@ -12,9 +12,21 @@ from rich.console import Console
 from edgeskel.cli.app import app
 from edgeskel.errors import ConfigError
 
+# Options of one mode only: giving one in the other mode is an error, never silently ignored.
+SINGLE_ONLY = ("backend", "precision", "calib_data", "calibration", "calib_samples")
+PIPELINE_ONLY = ("recipe", "data")
+
+
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    from typer._click.core import ParameterSource
+
+    return [f"--{n.replace('_', '-')}" for n in names
+            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
 
 @app.command("export")
 def export_cmd(
+    ctx: typer.Context,
     device: str | None = typer.Option(None, "--device", help="device profile (devices/<name>.yaml): run the whole pipeline"),
     recipe: str = typer.Option("default", "--recipe", help="recipe name (recipes/<name>.yaml) or path"),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
@@ -28,6 +40,12 @@ def export_cmd(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Export a checkpoint for one backend/precision, or run the full pipeline for a device."""
+    if device is not None and _given(ctx, SINGLE_ONLY):
+        raise ConfigError(f"{', '.join(_given(ctx, SINGLE_ONLY))}: only for a single export (--checkpoint C --backend B); "
+                          f"with --device the profile {device!r} names the backends and precisions")
+    if device is None and _given(ctx, PIPELINE_ONLY):
+        raise ConfigError(f"{', '.join(_given(ctx, PIPELINE_ONLY))}: only for the device pipeline (--device D); a single "
+                          "export takes --checkpoint, --backend, --precision and --calib-data")
     if device is not None:
         from edgeskel.pipeline import run_pipeline
 
