@@ -112,10 +112,11 @@ def run_pipeline(
         def ref_stage(d: Path) -> dict[str, Any]:
             # The reference model does not depend on the device: build it once per recipe in a
             # shared, locked run folder (runs/<recipe>/_shared) that every device reuses.
-            with RunDir(run.root.parent / "_shared", base=out_root) as shared:
-                res = shared.run_stage("reference", ref_inputs, lambda sd: {
-                    **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, log)
-                _copy(shared.root / "reference" / "reference.ckpt", d / "reference.ckpt")
+            # Other devices' runs wait for it; another --out reuses a finished one (pipeline/shared.py).
+            from edgeskel.pipeline.shared import shared_reference
+
+            res = shared_reference(run.root.parent / "_shared", Path(out_root), rec.name, ref_inputs, lambda sd: {
+                **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, d / "reference.ckpt", log)
             res = {k: v for k, v in res.items() if k != "outputs"}
             model, spec, _ = load_checkpoint(d / "reference.ckpt")
             from edgeskel.train.metrics import accuracy_summary, predict_logits
