@@ -184,6 +184,8 @@ def _check_results(doc: dict, bundle: Path, built_here: bool = True) -> dict:
         assert r["status"] == "ok", r
         assert r["accuracy"]["num_samples"] == len(np.load(bundle / "val_y.npy"))
         assert r["accuracy"]["agreement"] >= 90.0  # logits of the embedded ONNX (ONNX Runtime in the double)
+        if v["backend"] != "tensorrt":
+            continue
         for bs, eng in v["build"]["engines"].items():
             assert (bundle / eng).is_file() or not built_here  # over SSH they are on the "device"
             assert r["latency_ms"][bs]["batch_size"] == int(bs)
@@ -288,3 +290,57 @@ def test_bundle_over_ssh_with_the_doubles_on_the_device(sshd, models, tmp_path):
     by = _check_results(doc, bundle, built_here=False)
     assert by["tensorrt-int8-dla"]["tensorrt"]["layers"]["4"]["dla"] >= 1
     assert all(v["engine_build_s"] >= 0 for v in by.values())  # built on the device by the bundle's script
+
+
+# ---- the whole loop through the pipeline: bundle -> build -> run -> results -> report ---------
+
+def test_jetson_pipeline_loop_by_hand_and_over_ssh(sshd, tmp_path):  # noqa: F811
+    """`edgeskel export --device jetson-orin` (TensorRT 10.3 route) without a device ends NOT
+    MEASURED; the bundle then runs by hand with the doubles, `edgeskel results import` brings every
+    TensorRT variant into the report; the same profile with an ssh block measures over SSH. The
+    double's numbers are labelled (environment.emulation) and never gated as TensorRT's."""
+    import yaml
+    from test_pipeline_e2e import TINY_RECIPE
+
+    from edgeskel.cli import main
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "devices" / "jetson-orin.yaml").read_text())
+    # this x86 host plays the Jetson: the doubles run here, so the profile says x86_64
+    prof.update(arch="x86_64", batch_sizes=[1, 2], rank_multiple=8, measure={"warmup": 2, "runs": 20})
+    (tmp_path / "jetson-orin.yaml").write_text(yaml.safe_dump(prof))
+    out = tmp_path / "runs"
+    rc = main(["export", "--device", str(tmp_path / "jetson-orin.yaml"), "--recipe", str(recipe), "--out", str(out),
+               "--quiet"])
+    run_dir = out / "tiny" / "jetson-orin"
+    rep = json.loads((run_dir / "report.json").read_text())
+    trt = [v["name"] for v in rep["variants"] if v["backend"] == "tensorrt"]
+    assert trt == ["tensorrt-fp16", "tensorrt-int8", "tensorrt-int8-dla"] and rc != 0  # not measured yet
+    bundle = run_dir / rep["bundle"]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    dla_script = (bundle / meta["variants"][2]["build"]["script"]).read_text()
+    assert "--useDLACore=0" in dla_script and "--minShapes=skeleton:2x" in dla_script and "--maxShapes=skeleton:2x" in dla_script
+
+    dbl = install(tmp_path, "10.3.0")  # by hand: python3 device_runner.py . --out results.json
+    proc = subprocess.run([str(dbl.python), "device_runner.py", ".", "--out", str(tmp_path / "results.json")],
+                          cwd=bundle, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_results(json.loads((tmp_path / "results.json").read_text()), bundle)
+    main(["results", "import", str(run_dir), str(tmp_path / "results.json")])
+    rep = json.loads((run_dir / "report.json").read_text())
+    by = {v["name"]: v for v in rep["variants"]}
+    for name in trt:
+        assert by[name]["measured_on"] == "imported://jetson-orin", by[name]
+        assert by[name]["status"] in ("pass", "fail", "skipped") and "double" in json.dumps(by[name]), by[name]
+
+    prof["ssh"] = {"host": "testdevice", "config_file": str(sshd["dir"] / "ssh_config"), "python": str(dbl.python),
+                   "workdir": str(tmp_path / "remote"), "connect_timeout_s": 5, "command_timeout_s": 600}
+    (tmp_path / "jetson-orin.yaml").write_text(yaml.safe_dump(prof))
+    main(["export", "--device", str(tmp_path / "jetson-orin.yaml"), "--recipe", str(recipe), "--out", str(out),
+          "--quiet"])
+    rep = json.loads((run_dir / "report.json").read_text())
+    by = {v["name"]: v for v in rep["variants"]}
+    for name in trt:
+        assert by[name]["measured_on"] == "ssh://jetson-orin", by[name]
+        assert "double" in json.dumps(by[name]), by[name]
