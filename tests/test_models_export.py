@@ -15,11 +15,11 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 
 torch.set_num_threads(1)
 
-# tiny widths, T=16, shallow (the slow test exports all 10 stages incl. the stride-2 layers)
+# every registered model at its registered tiny size (T=16); the slow test exports all stages
 TINY = {
-    "stgcn": ("ntu25", {"width": 0.125, "num_stages": 5}),
-    "ctrgcn": ("kinect20", {"width": 0.125, "num_stages": 5}),
-    "hyperformer": ("ntu25", {"width": 0.2, "num_heads": 3, "num_stages": 2}),
+    name: ((models.model_entry(name).tiny or {}).get("layout", "ntu25"),
+           {k: v for k, v in (models.model_entry(name).tiny or {"width": 0.25}).items() if k != "layout"})
+    for name in models.available_models()
 }
 
 

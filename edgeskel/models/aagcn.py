@@ -69,7 +69,8 @@ class AAGCN(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-@register_model("aagcn", family="gcn", description="AAGCN (PYSKL implementation: adaptive graph + attention)")
+@register_model("aagcn", family="gcn", description="AAGCN (PYSKL implementation: adaptive graph + attention)",
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5})
 def build_aagcn(
     num_classes: int,
     layout: SkeletonLayout,

@@ -148,7 +148,8 @@ class CTRGCN(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-@register_model("ctrgcn", family="gcn", description="CTR-GCN (official implementation, channel-wise topology refinement)")
+@register_model("ctrgcn", family="gcn", description="CTR-GCN (official implementation, channel-wise topology refinement)",
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5})
 def build_ctrgcn(
     num_classes: int,
     layout: SkeletonLayout,

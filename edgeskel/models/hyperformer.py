@@ -162,7 +162,8 @@ def _lcm(*values: int) -> int:
     return out
 
 
-@register_model("hyperformer", family="transformer", description="Hyperformer (official implementation, hypergraph self-attention)")
+@register_model("hyperformer", family="transformer", description="Hyperformer (official implementation, hypergraph self-attention)",
+                tiny={"layout": "ntu25", "width": 0.2, "num_heads": 3, "num_stages": 2})
 def build_hyperformer(
     num_classes: int,
     layout: SkeletonLayout,

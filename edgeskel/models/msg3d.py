@@ -204,7 +204,8 @@ class MSG3D(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-@register_model("msg3d", family="gcn", description="MS-G3D (PYSKL implementation: multi-scale + space-time windows)")
+@register_model("msg3d", family="gcn", description="MS-G3D (PYSKL implementation: multi-scale + space-time windows)",
+                tiny={"layout": "kinect20", "width": 0.125, "num_gcn_scales": 4, "num_g3d_scales": 3})
 def build_msg3d(
     num_classes: int,
     layout: SkeletonLayout,

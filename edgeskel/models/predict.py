@@ -19,15 +19,22 @@ from edgeskel.io import atomic_write_bytes
 
 
 def check_input_shape(shape: tuple[int, ...], spec: ModelSpec, source: str) -> None:
-    """(N, C, T, V, M) must match the checkpoint spec's (C, T, V, M) exactly."""
-    want = spec.input_shape
-    if len(shape) != 5 or tuple(shape[1:]) != tuple(want):
-        raise DataError(
-            source,
-            f"input shape {tuple(shape)} does not fit checkpoint model {spec.name!r}: expected (N, {', '.join(map(str, want))}) "
-            f"= (N, C, T, V, M) for layout {spec.layout.name!r}, {spec.preprocess.num_frames} frames, "
-            f"{spec.preprocess.num_person} person(s)",
-        )
+    """(N, C, T, V, M) must match the spec's C, V and M; T is free (the models pool over time)
+    unless the registry marks the architecture as needing the T it was built for."""
+    from edgeskel.models import model_entry
+
+    c, t, v, m = spec.input_shape
+    fixed = model_entry(spec.name).fixed_frames
+    ok = len(shape) == 5 and shape[1] == c and shape[3] == v and shape[4] == m and shape[2] >= 1
+    if ok and (not fixed or shape[2] == t):
+        return
+    frames = f"{t} frames (architecture {spec.name!r} needs exactly the T it was built for)" if fixed else "any T"
+    want = f"(N, {c}, {t if fixed else 'T'}, {v}, {m})"
+    raise DataError(
+        source,
+        f"input shape {tuple(shape)} does not fit checkpoint model {spec.name!r}: expected {want} "
+        f"= (N, C, T, V, M) for layout {spec.layout.name!r}, {frames}, {m} person(s)",
+    )
 
 
 @torch.no_grad()

@@ -67,7 +67,8 @@ class PysklCTRGCN(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-@register_model("pyskl_ctrgcn", family="gcn", description="CTR-GCN (PYSKL implementation, differs from the official)")
+@register_model("pyskl_ctrgcn", family="gcn", description="CTR-GCN (PYSKL implementation, differs from the official)",
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5})
 def build_pyskl_ctrgcn(
     num_classes: int,
     layout: SkeletonLayout,

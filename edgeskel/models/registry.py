@@ -22,16 +22,24 @@ class ModelEntry:
     family: str  # "gcn" or "transformer"
     builder: Callable[..., nn.Module]
     description: str = ""
+    # a small configuration for fast tests/demos: {"layout": name, **build kwargs}
+    tiny: dict[str, Any] | None = None
+    # True only if the architecture needs the T it was built for (then predict/export refuse
+    # another T and say so); every other model accepts any number of frames
+    fixed_frames: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, family: str, description: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, family: str, description: str = "", tiny: dict[str, Any] | None = None, fixed_frames: bool = False,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0])
+        _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0],
+                                     dict(tiny) if tiny else None, fixed_frames)
         return fn
 
     return deco

@@ -111,7 +111,8 @@ def pyskl_graph(layout: SkeletonLayout, mode: str, edges: Sequence[Sequence[int]
     raise ConfigError(f"graph must be one of {list(GRAPH_MODES)}, got {mode!r}")
 
 
-@register_model("stgcn", family="gcn", description="ST-GCN (PYSKL implementation, importance-weighted spatial graph)")
+@register_model("stgcn", family="gcn", description="ST-GCN (PYSKL implementation, importance-weighted spatial graph)",
+                tiny={"layout": "ntu25", "width": 0.125, "num_stages": 5})
 def build_stgcn(
     num_classes: int,
     layout: SkeletonLayout,

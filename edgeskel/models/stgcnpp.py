@@ -20,7 +20,8 @@ from edgeskel.models.registry import register_model
 from edgeskel.models.stgcn import STGCN, pyskl_graph
 
 
-@register_model("stgcnpp", family="gcn", description="ST-GCN++ (PYSKL: learned graph, residual GCN, multi-scale TCN)")
+@register_model("stgcnpp", family="gcn", description="ST-GCN++ (PYSKL: learned graph, residual GCN, multi-scale TCN)",
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5})
 def build_stgcnpp(
     num_classes: int,
     layout: SkeletonLayout,

@@ -37,6 +37,8 @@ The generic import flow (`edgeskel.models.importers.core.import_checkpoint`) is:
    missing/unexpected key and shape mismatch listed in one `CheckpointError`).
 6. `check(net, state, model, where)` (optional) runs between build and load for anything
    source-specific.
+7. `to_source_keys(state, model)`: the inverse of `map_keys` (our names -> the source's). The
+   tests use it to write checkpoints "as the source would" for sizes no fixture has.
 
 Raise `CheckpointError(f"{where}: ...")` for a file that does not fit and `ConfigError` for
 bad user options. Each adapter file also documents, in its docstring, the exact code base
@@ -98,6 +100,10 @@ class ImporterAdapter:
 
     def map_keys(self, ckpt: RawCheckpoint, model: str) -> dict[str, torch.Tensor]:
         return dict(ckpt.state)
+
+    def to_source_keys(self, state: dict[str, torch.Tensor], model: str) -> dict[str, Any]:
+        """Our state_dict in the source's naming and file layout (what its training code saves)."""
+        return dict(state)
 
     def infer(self, state: dict[str, torch.Tensor], model: str, where: str) -> Inferred:
         raise NotImplementedError

@@ -7,6 +7,7 @@ layout, build, verify stored fixed graphs, load strictly. User options (`source`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,12 @@ def _sources_line() -> str:
     return "; ".join(f"{a.source} ({', '.join(a.models)})" for a in all_importers())
 
 
-def resolve_layout(layout: str | SkeletonLayout | None, num_joints: int, where: str) -> SkeletonLayout:
-    """The user's layout (checked against the joint count) or the built-in one with that many joints."""
+def resolve_layout(layout: str | SkeletonLayout | None, num_joints: int, where: str,
+                   graph_fit: Callable[[SkeletonLayout], float] | None = None) -> SkeletonLayout:
+    """The user's layout (checked against the joint count), else the built-in layout with that
+    many joints. Where several have that count, the one whose graph is closest to the graphs
+    stored in the checkpoint (`graph_fit`, lower is closer) wins; without a clear winner, the
+    default for that count (the last one listed, as for data)."""
     if layout is not None:
         lay = get_layout(layout)
         if lay.num_joints != num_joints:
@@ -73,12 +78,35 @@ def resolve_layout(layout: str | SkeletonLayout | None, num_joints: int, where: 
                                   f"has {lay.num_joints}: wrong layout or wrong model?")
         return lay
     cands = [lay for lay in BUILTIN_LAYOUTS.values() if lay.num_joints == num_joints]
-    if len(cands) == 1:
-        return cands[0]
-    raise CheckpointError(f"{where}: the checkpoint is for {num_joints} joints and "
-                          f"{'no' if not cands else 'more than one'} built-in layout has that many "
-                          f"({', '.join(f'{k} ({v.num_joints})' for k, v in BUILTIN_LAYOUTS.items())}); "
-                          "pass --layout with a layout YAML file")
+    if not cands:
+        raise CheckpointError(f"{where}: the checkpoint is for {num_joints} joints and no built-in layout has "
+                              f"that many ({', '.join(f'{k} ({v.num_joints})' for k, v in BUILTIN_LAYOUTS.items())}); "
+                              "pass --layout with a layout YAML file")
+    if len(cands) > 1 and graph_fit is not None:
+        scores = sorted((graph_fit(lay), i) for i, lay in enumerate(cands))
+        if scores[0][0] < 0.5 * scores[1][0]:
+            return cands[scores[0][1]]
+    return cands[-1]
+
+
+def _graph_distance(adapter: ImporterAdapter, model: str, inf: Any, persons: int,
+                    state: dict[str, torch.Tensor]) -> Callable[[SkeletonLayout], float]:
+    """Squared distance between the graphs (`A`/`PA` tensors) in the checkpoint and those our
+    model builds for a layout: learned graphs start from the layout's graph and stay close."""
+    def fit(lay: SkeletonLayout) -> float:
+        try:
+            net = build(model, inf.num_classes, lay, **{**inf.kwargs, **adapter.graph_kwargs(model, lay),
+                                                       "num_person": persons})
+        except Exception:  # noqa: BLE001 - a layout the model cannot be built for fits nothing
+            return float("inf")
+        total = 0.0
+        for k, ours in net.state_dict().items():
+            theirs = state.get(k)
+            if k.rsplit(".", 1)[-1] in ("A", "PA") and theirs is not None and theirs.shape == ours.shape \
+                    and theirs.is_floating_point():
+                total += float(((theirs.float() - ours.float()) ** 2).sum())
+        return total
+    return fit
 
 
 def import_checkpoint(
@@ -113,7 +141,7 @@ def import_checkpoint(
     persons = inf.num_person or num_person or 2
     if persons < 1:
         raise ConfigError(f"num_person must be >= 1, got {persons}")
-    lay = resolve_layout(layout, inf.num_joints, where)
+    lay = resolve_layout(layout, inf.num_joints, where, _graph_distance(adapter, model, inf, persons, state))
     if inf.in_channels != lay.channels:
         raise CheckpointError(f"{where}: checkpoint takes {inf.in_channels} input channels but layout "
                               f"{lay.name!r} has {lay.channels}")

@@ -76,6 +76,10 @@ class PysklImporter(ImporterAdapter):
             out[k] = v
         return out
 
+    def to_source_keys(self, state: dict[str, torch.Tensor], model: str) -> dict[str, Any]:
+        sd = {(self.head + k[3:]) if k.startswith("fc.") else "backbone." + k: v for k, v in state.items()}
+        return {"meta": {"epoch": 1}, "state_dict": sd}
+
     def infer(self, state: dict[str, torch.Tensor], model: str, where: str) -> Inferred:
         k = classifier(state, "fc.weight", where)
         if model in ("stgcn", "stgcnpp"):
