@@ -165,3 +165,11 @@ def test_cli_import_entrypoint_then_predict_needs_trust(tmp_path, monkeypatch, c
                  "--out", str(tmp_path / "y.npy")]) == 0
     with torch.no_grad():
         np.testing.assert_allclose(np.load(tmp_path / "y.npy"), net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)
+
+
+def test_user_entry_is_not_a_zoo_model():
+    """`edgeskel models` and every "all models" loop build each zoo entry without arguments."""
+    from edgeskel.cli.models_cmd import list_models
+
+    assert "user" not in models.available_models() and models.model_entry("user").family == "user"
+    assert {"shiftgcn", "efficientgcn"} <= {r["name"] for r in list_models("kinect20", 5, 1, 16)}

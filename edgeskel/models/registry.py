@@ -46,7 +46,9 @@ def register_model(
 
 
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    """The model zoo. The `user` entry (your own module, `models/user.py`) is not listed: it
+    has no architecture of its own and builds only from an entrypoint."""
+    return sorted(n for n, e in _REGISTRY.items() if e.family != "user")
 
 
 def model_entry(name: str) -> ModelEntry:
