@@ -110,9 +110,14 @@ def torch_load_safe(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        import re
+
+        # torch's own text advises disabling weights_only (unsafe); name what the file needs instead
+        needs = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc)))) or ["Python objects"]
         raise CheckpointError(
             f"{path}: refused to load: the file needs code execution to unpickle "
-            f"(only tensors and plain containers are allowed): {_first_line(exc)}"
+            f"(only tensors and plain containers are allowed; it pickles {', '.join(needs)}). "
+            "Where it was made, save only tensors: torch.save(model.state_dict(), path)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {_first_line(exc)}") from None
