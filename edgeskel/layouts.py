@@ -208,6 +208,20 @@ KINECT20 = SkeletonLayout(
     description="Kinect v1 SDK order (NW-UCLA, UTKinect, MSR Action3D): 20 joints",
 )
 
+# UTD-MHAD's skeleton .mat files: Kinect v1 joints with the spine listed head-first (its readme's
+# joint figure): head, shoulder_center, spine, hip_center, then the limbs as in kinect20.
+_UTD_ORDER = (3, 2, 1, 0, *range(4, 20))  # utd20 joint i is kinect20 joint _UTD_ORDER[i]
+_TO_UTD = {k: i for i, k in enumerate(_UTD_ORDER)}
+UTD20 = SkeletonLayout(
+    name="utd20",
+    joints=tuple(KINECT20.joints[k] for k in _UTD_ORDER),
+    bones=tuple((_TO_UTD[a], _TO_UTD[b]) for a, b in KINECT20.bones),
+    center=_TO_UTD[KINECT20.center],
+    origin=_TO_UTD[KINECT20.origin_joint],
+    parts=tuple(KINECT20.parts[k] for k in _UTD_ORDER) if KINECT20.parts else None,
+    description="UTD-MHAD skeleton .mat order (Kinect v1, 20 joints, spine head-first)",
+)
+
 OPENNI15 = SkeletonLayout(
     name="openni15",
     joints=(
@@ -242,7 +256,9 @@ COCO17 = SkeletonLayout(
     description="COCO 17 keypoints (2D pose estimators: HRNet, RTMPose, YOLO-pose)",
 )
 
-BUILTIN_LAYOUTS: dict[str, SkeletonLayout] = {lay.name: lay for lay in (NTU25, KINECT20, OPENNI15, COCO17)}
+# Order matters where joint counts repeat: the last layout of a joint count is the one data of
+# that count gets by default (kinect20 for 20 joints; the layout fit check names utd20 if it fits better).
+BUILTIN_LAYOUTS: dict[str, SkeletonLayout] = {lay.name: lay for lay in (NTU25, UTD20, KINECT20, OPENNI15, COCO17)}
 
 
 def load_layout(path: str | Path) -> SkeletonLayout:

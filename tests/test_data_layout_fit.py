@@ -62,3 +62,14 @@ def test_synthetic_data_fits_its_layout(capsys) -> None:  # noqa: ANN001
     ds = load_dataset("synthetic?classes=3&per_class=4&test_per_class=2&frames=16")
     assert not ds.warnings and ds.info["layout_fit"]["likely_wrong"] is False
     assert "warning" not in capsys.readouterr().err
+
+
+@needs_ucla
+def test_spine_head_first_order_names_utd20(ucla_samples) -> None:  # noqa: ANN001
+    """The issue's case: UTD-MHAD-ordered data (spine listed head-first) taken as kinect20."""
+    from edgeskel.layouts import UTD20
+
+    order = [KINECT20.joints.index(j) for j in UTD20.joints]
+    info, warning = check_layout([x[:, :, order] for x in ucla_samples], KINECT20)
+    assert warning is not None and "built-in layout 'utd20' fits better" in warning and "--layout utd20" in warning
+    assert check_layout([x[:, :, order] for x in ucla_samples], UTD20)[1] is None

@@ -80,7 +80,7 @@ def test_bad_sample_through_the_pipeline(tmp_path):
     report = run_pipeline(str(device), recipe=str(recipe), out_root=tmp_path / "runs", quiet=True, log=lambda s: None)
     stages = json.loads(manifest.read_text())["stages"]
     assert stages["data"]["result"]["skipped"] == 1
-    assert report["dataset"]["num_val"] == 2  # view 3 of both actions; the bad file was a training sample
+    assert report["dataset"]["num_test"] == 2  # view 3 of both actions; the bad file was a training sample
     assert all(s["status"] == "done" for s in stages.values())
 
 

@@ -15,14 +15,14 @@ def data_cmd(
     layout: str = typer.Option(None, "--layout", help="Layout name or YAML file (must match the data's joints)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable samples and list them instead of failing"),
     class_names: str = typer.Option(None, "--class-names", help="Text file, one class name per line in label order"),
-    split: str = typer.Option(None, "--split", help="Only require this split (train, val or test); default train+test"),
+    split: str = typer.Option(None, "--split", help="Only read this split (train, val or test); default: all the data holds"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
 ) -> None:
     """Summarise a dataset: what was read (format, layout and how well it fits, classes),
     samples per split, frame counts, persons, skipped samples. See docs/DATA.md."""
     from edgeskel.data import load_dataset, summarize
 
-    splits = (split,) if split else ("train", "test")
+    splits = (split,) if split else ()
     summary = summarize(load_dataset(spec, layout=layout, skip_bad=skip_bad, splits=splits, class_names=class_names))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -37,3 +37,21 @@ NTU60_ACTIONS = [
 def ntu_class_names(num_classes: int) -> list[str]:
     """NTU-60 names, then generic 'A061'.. for NTU-120's extra actions."""
     return [NTU60_ACTIONS[i] if i < len(NTU60_ACTIONS) else f"A{i + 1:03d}" for i in range(num_classes)]
+
+# UTD-MHAD (a1..a27), as its readme lists them.
+UTD_MHAD_ACTIONS = [
+    "right arm swipe to the left", "right arm swipe to the right", "right hand wave", "two hand front clap",
+    "right arm throw", "cross arms in the chest", "basketball shoot", "right hand draw x",
+    "right hand draw circle (clockwise)", "right hand draw circle (counter clockwise)", "draw triangle",
+    "bowling (right hand)", "front boxing", "baseball swing from right", "tennis right hand forehand swing",
+    "arm curl (two arms)", "tennis serve", "two hand push", "right hand knock on door", "right hand catch an object",
+    "right hand pick up and throw", "jogging in place", "walking in place", "sit to stand", "stand to sit",
+    "forward lunge (left foot forward)", "squat (two arms stretch out)",
+]
+
+# MSR Action3D (a01..a20).
+MSR_ACTION3D_ACTIONS = [
+    "high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch", "high throw", "draw x",
+    "draw tick", "draw circle", "hand clap", "two hand wave", "side-boxing", "bend", "forward kick", "side kick",
+    "jogging", "tennis swing", "tennis serve", "golf swing", "pick up & throw",
+]

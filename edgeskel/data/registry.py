@@ -86,7 +86,7 @@ class ReadRequest:
 
     def wants(self, split: str) -> bool:
         """Whether the caller needs `split` (a reader may skip reading the others)."""
-        return split in self.splits or (split == "val" and "train" in self.splits)
+        return not self.splits or split in self.splits or (split == "val" and "train" in self.splits)
 
     def max_label(self) -> int:
         """Largest label kept so far (-1 if none): readers size class lists with it."""
@@ -171,14 +171,14 @@ def load_dataset(spec: str, layout: str | SkeletonLayout | None = None, skip_bad
 
     `layout` overrides the layout the format implies; it must match the data's joint and
     channel counts. `splits`: the splits the caller needs (each must end up non-empty; the
-    others may be missing, e.g. `("test",)` to evaluate a folder of test clips). `class_names`:
+    others may be missing, e.g. `("test",)` to evaluate a folder of test clips; `()`: whatever the data holds). `class_names`:
     a text file (one name per line) or list replacing the names the data gives. With
     `skip_bad`, unreadable samples are skipped and listed in `Dataset.skipped`. With
     `check_layout`, the joint order is checked against the layout (`layout_fit`) and a
     warning with the numbers is printed to stderr and kept in `Dataset.warnings`.
     """
     bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
+    if bad:
         raise ConfigError(f"unknown split(s) {bad}; choose from {list(SPLITS)}")
     parsed = parse_spec(spec)
     reader = _READERS.get(parsed.kind)

@@ -3,7 +3,9 @@
 Format (pyskl/datasets/pose_dataset.py): {'split': {name: [frame_dir, ...]},
 'annotations': [{'frame_dir', 'label', 'keypoint' (M, T, V, C), optional 'keypoint_score'
 (M, T, V), 'total_frames', 'img_shape', ...}]}. `split=NAME` uses NAME_train for training
-and NAME_val (or NAME_test) for testing. The pickle is loaded with the restricted unpickler.
+and NAME_val for testing, as PYSKL does; when NAME_test exists too, NAME_test is the test split
+and NAME_val the validation split (model selection). The pickle is loaded with the restricted
+unpickler.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def read_pyskl(req: ReadRequest) -> ReaderResult:
     if not isinstance(annos, list):
         raise DataError(path, f"'annotations' must be a list, got {type(annos).__name__}")
     train_key = f"{split}_train"
-    test_key = next((k for k in (f"{split}_val", f"{split}_test") if k in splits), None)
+    test_key = next((k for k in (f"{split}_test", f"{split}_val") if k in splits), None)
+    val_key = f"{split}_val" if test_key == f"{split}_test" and f"{split}_val" in splits else None
     if train_key not in splits or test_key is None:
         raise DataError(path, f"split {split!r} needs '{split}_train' and '{split}_val'; available: {sorted(splits)}")
 
@@ -53,7 +56,10 @@ def read_pyskl(req: ReadRequest) -> ReaderResult:
         by_name[name] = ann
 
     ntu_like = True
-    for split_name, key in (("train", train_key), ("test", test_key)):
+    parts = [("train", train_key), ("test", test_key)] + ([("val", val_key)] if val_key else [])
+    for split_name, key in parts:
+        if not req.wants(split_name):
+            continue
         names = splits[key]
         if not isinstance(names, (list, tuple)):
             raise DataError(path, f"split {key!r} must be a list of frame_dir names")
@@ -69,7 +75,7 @@ def read_pyskl(req: ReadRequest) -> ReaderResult:
                     ntu_like = ntu_like and bool(_NTU_NAME.match(name))
     top = req.max_label()
     class_names = ntu_class_names(60 if top < 60 else max(120, top + 1)) if ntu_like and top >= 0 else None
-    return ReaderResult(None, class_names, {"dataset": "pyskl", "protocol": split, "split": split, "splits": [train_key, test_key]})
+    return ReaderResult(None, class_names, {"dataset": "pyskl", "protocol": split, "split": split, "splits": [k for _, k in parts]})
 
 
 def _convert(ann: dict[str, Any], path: Any, name: str) -> tuple[np.ndarray, int]:
