@@ -90,8 +90,35 @@ def test_emulated_timing_is_labelled_and_never_gated():
 def _userland() -> Path:
     if not (WRAPPER.is_file() and (AARCH64_HOME / ".complete").is_file()):
         pytest.skip(f"aarch64 userland not set up in {AARCH64_HOME}: run `make aarch64-userland` "
-                    f"(scripts/aarch64-userland.sh, about 15 s with apt/PyPI reachable)")
+                    f"(scripts/aarch64-userland.sh, about 35 s with apt and PyPI reachable)")
     return WRAPPER
+
+
+@pytest.mark.slow
+def test_arm64_cpu_profile_runs_remote_in_emulated_aarch64(sshd, tmp_path):  # noqa: F811
+    """`run_remote` alone with the shipped arm64-cpu profile: the runtime check sees aarch64 (the
+    profile's arch; an x86 python would be refused), results come back labelled as emulated."""
+    from test_devices_common import tiny_data, tiny_onnx
+
+    from edgeskel.remote import SSHTarget, make_bundle, run_remote
+
+    wrapper = _userland()
+    w, b = tiny_onnx(tmp_path / "m.onnx")
+    x, y, ref = tiny_data(w, b)
+    prof = load_profile("arm64-cpu")
+    bundle = make_bundle(tmp_path / "run" / "bundle", [{"name": "ort-fp32", "backend": "ort", "precision": "fp32",
+                                                         "path": tmp_path / "m.onnx"}], x, y, ref, prof, runs=5)
+    target = SSHTarget(name="arm64-cpu", host="testdevice", config_file=str(sshd["dir"] / "ssh_config"),
+                       workdir=str(tmp_path / "remote"), python=str(wrapper), connect_timeout_s=10,
+                       command_timeout_s=600)
+    doc = run_remote(bundle, target, out=tmp_path / "results.json")
+    assert doc["measured_on"] == "ssh://arm64-cpu" and doc["environment"]["machine"] == "aarch64"
+    assert doc["environment"]["emulation"].startswith("qemu-user:")
+    v = doc["variants"][0]
+    assert v["status"] == "ok", v
+    local = run_bundle(bundle, tmp_path / "x86.json", isolate=False)["variants"][0]
+    assert v["accuracy"]["top1"] == local["accuracy"]["top1"] == 90.0  # 4 of 40 labels flipped
+    assert v["accuracy"]["agreement"] == 100.0 and v["accuracy"]["max_abs_vs_ref"] < 1e-4
 
 
 @pytest.mark.slow
