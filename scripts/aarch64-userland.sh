@@ -37,7 +37,8 @@ ORT=$(pin onnxruntime)
 LAYOUT=2   # bump when this script changes what it builds: an older cache is then rebuilt
 WANT="layout=$LAYOUT python=$PYVER numpy=$NUMPY onnxruntime=$ORT"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$WRAPPER" ]; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$WRAPPER" ] && [ -x "$ROOT/usr/bin/python$PYVER" ] \
+   && [ -d "$SITE/onnxruntime" ]; then
   say "already set up in $HOME_DIR ($WANT)"
   "$WRAPPER" -c 'import platform, numpy, onnxruntime; print("[aarch64-userland]", platform.machine(), "python", platform.python_version(), "numpy", numpy.__version__, "onnxruntime", onnxruntime.__version__)' >&2
   say "done in $(( $(date +%s) - START )) s"
