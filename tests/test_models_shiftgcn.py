@@ -172,6 +172,7 @@ def test_any_number_of_frames(frames):
 
 
 # ---- export -------------------------------------------------------------------------------------
+@pytest.mark.slow  # the fast suite exports every registered model at its tiny size (test_models_export.py)
 def test_export_einsum_free_ort_openvino_parity(tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -368,7 +368,8 @@ def variant_scale(variant: str | int) -> int:
     return int(s)
 
 
-@register_model("efficientgcn", family="gcn", description="EfficientGCN B0-B4 (official; J/V/B inputs computed in-graph)")
+@register_model("efficientgcn", family="gcn", description="EfficientGCN B0-B4 (official; J/V/B inputs computed in-graph)",
+                tiny={"layout": "kinect20", "stem_channel": 8, "blocks": [[8, 1, 0], [16, 2, 1]], "fusion_stage": 1})
 def build_efficientgcn(
     num_classes: int,
     layout: SkeletonLayout,

@@ -204,7 +204,8 @@ class ShiftGCNModel(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-@register_model("shiftgcn", family="gcn", description="Shift-GCN (official implementation, shifts as fixed convs/gathers)")
+@register_model("shiftgcn", family="gcn", description="Shift-GCN (official implementation, shifts as fixed convs/gathers)",
+                tiny={"layout": "ntu25", "width": 0.125, "num_stages": 5, "shift_radius": 3})
 def build_shiftgcn(
     num_classes: int,
     layout: SkeletonLayout,

@@ -88,7 +88,9 @@ def resolve_entrypoint(entrypoint: str) -> Callable[..., Any]:
     return obj
 
 
-@register_model("user", family="user", description="your own PyTorch module, built by a trusted entrypoint")
+# fixed_frames: edgeskel cannot know whether your module accepts another T, so predict keeps the T it was built for
+@register_model("user", family="user", description="your own PyTorch module, built by a trusted entrypoint",
+                fixed_frames=True)
 def build_user(
     num_classes: int,
     layout: SkeletonLayout,

@@ -14,6 +14,8 @@ type and ratios are read from the shapes. The deployed model computes the J/V/B 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from edgeskel.models.efficientgcn import infer_efficientgcn
@@ -39,6 +41,9 @@ class EfficientGCNOfficial(ImporterAdapter):
             for k in [k for k in state if k.endswith(".running_mean")]:
                 state.setdefault(k[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
         return state
+
+    def to_source_keys(self, state: dict[str, torch.Tensor], model: str) -> dict[str, Any]:
+        return {"model": dict(state)}  # save_checkpoint's layout (optimizer/scheduler/best_state omitted)
 
     def infer(self, state: dict[str, torch.Tensor], model: str, where: str) -> Inferred:
         f = infer_efficientgcn(state, where)
