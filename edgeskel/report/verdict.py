@@ -43,8 +43,11 @@ def overall_verdict(variants: list[dict[str, Any]], device: str) -> dict[str, An
         parts.append(f"{len(errors)} of {n} in ERROR ({_names(errors)})")
     if skipped:
         hosts = [v for v in skipped if v.get("host_check")]
+        emulated = [v for v in skipped if v.get("emulation")]  # validate/emulation.py
         parts.append(f"{len(skipped)} of {n} not measured on {device} ({_names(skipped)})"
-                     + (f"; {len(hosts)} checked on this host only" if hosts else ""))
+                     + (f"; {len(hosts)} checked on this host only" if hosts else "")
+                     + (f"; {len(emulated)} accuracy-checked under emulation (timing not the device's)"
+                        if emulated else ""))
     if errors or failed:
         verdict = FAILED
     elif skipped or not variants:
@@ -80,7 +83,8 @@ def _gate_text(v: dict[str, Any]) -> str:
         if c["measured"] is None or c["gate"] in ("finite", "parity"):
             continue
         op = "<=" if c["bound"] == "max" else ">="
-        out.append(f"{c['label']} {c['measured']:.2f} {op} {c['threshold']:g} {c['unit']}".rstrip())
+        value = f"{c['measured']:.0f}" if c["unit"] == "MB" else f"{c['measured']:.2f}"
+        out.append(f"{c['label']} {value} {op} {c['threshold']:g} {c['unit']}".rstrip())
     return ", ".join(out)
 
 

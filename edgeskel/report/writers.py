@@ -63,7 +63,7 @@ def gate_columns(report: dict[str, Any]) -> list[str]:
     """Gate keys any variant was judged by, in GATES order (non-finite folded into parity/top-1)."""
     from edgeskel.validate.gates import GATES
 
-    seen = {c["gate"] for v in report["variants"] for c in (v.get("gates") or (v.get("host_check") or {}).get("gates") or [])}
+    seen = {c["gate"] for v in report["variants"] for c in v.get("gates") or []}  # host checks: their own table
     for key, val in (report.get("gates") or {}).items():
         if key in GATES and val is not None:
             seen.add(key)
@@ -122,7 +122,7 @@ def host_rows(report: dict[str, Any]) -> list[list[str]]:
         h = v.get("host_check")
         if not h:
             continue
-        delta = None if h.get("top1_drop") is None else -float(h["top1_drop"])
+        delta = None if h.get("top1_drop") is None else 0.0 - float(h["top1_drop"])
         rows.append([v["name"], h["status"].upper(), _f(h.get("top1")), _f(delta, "{:+.2f}"),
                      _f(h.get("agreement"), "{:.1f}%"), h.get("arch") or "this host"])
     return rows
@@ -370,6 +370,12 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     if d.get("recommended"):
         c.print(f"ship {d['recommended']}" + (f" (runner-up {d['runner_up']})" if d.get("runner_up") else ""),
                 markup=False, highlight=False)
+    if any(v["status"] == "skipped" for v in report["variants"]) and report.get("bundle"):
+        c.print("to measure on the device, in the run folder:", markup=False, highlight=False)
+        for step in device_steps(report):
+            c.print(f"  {step}", markup=False, highlight=False, soft_wrap=True)
+    from rich.text import Text
+
     color = {"PASSED": "green", "FAILED": "red"}.get(report["verdict"], "yellow")
-    c.print(f"[{color}]{report['verdict']}[/] (exit {report['exit_code']}): ", end="")
-    c.print(report["headline"].split(": ", 1)[-1], markup=False, highlight=False)
+    c.print(Text.assemble((report["verdict"], f"bold {color}"),
+                          f" (exit {report['exit_code']}): {report['headline'].split(': ', 1)[-1]}"))
