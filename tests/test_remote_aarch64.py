@@ -78,7 +78,8 @@ def test_emulated_timing_is_labelled_and_never_gated():
     assert e["emulation"]["latency_ms"]["p99"] == 50.0 and e["emulation"]["peak_memory_mb"] == 300.0
     assert e["emulation"]["emulator"] == "qemu-user:cortex-a76" and e["emulation"]["machine"] == "aarch64"
     assert e["status"] == "skipped" and "run the bundle on a real raspberry-pi-5" in e["reason"]
-    assert overall_verdict([e], "raspberry-pi-5")["verdict"] == "NOT MEASURED"  # never PASSED on emulation
+    ov = overall_verdict([e], "raspberry-pi-5")
+    assert ov["verdict"] == "NOT MEASURED" and "1 accuracy-checked under emulation" in ov["headline"]  # never PASSED
     bad = {**meas, "accuracy": {**meas["accuracy"], "top1": 10.0}}  # an accuracy failure stays a failure
     e = emulated_entry(make_variant_entry("ort-int8", "ort", "int8", bad, 75.0, _strict_pi(), "ssh://raspberry-pi-5"),
                        bad, prof)
