@@ -212,6 +212,7 @@ class RunDir:
         self.manifest.setdefault("stages", {})[name] = {"status": "running", "input_hash": input_hash,
                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.save_manifest()
+        log(f"[{name}] running")  # one line per stage: progress readable in a log file, not only on a terminal
         t0 = time.perf_counter()
         result = fn(stage_dir)
         outputs = {str(Path(name) / rel): sha256_file(stage_dir / rel) for rel in result.get("outputs", [])}
@@ -223,6 +224,7 @@ class RunDir:
             "wall_time_s": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         self.save_manifest()
+        log(f"[{name}] {status} in {self.manifest['stages'][name]['wall_time_s']:.1f} s")
         return result
 
     def output_hash(self, name: str) -> str:

@@ -155,6 +155,9 @@ def fit(
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         disable=quiet or rank != 0)
+    from edgeskel.progress_log import epoch_line, plain_progress, print_line
+
+    plain = plain_progress()
     with progress:
         task = progress.add_task(f"train ({where})", total=cfg.epochs * len(loader), completed=start_epoch * len(loader),
                                  status="")
@@ -214,6 +217,8 @@ def fit(
                 atomic_write_json(out / "history.json", history)
             dist_.barrier()  # the others wait until rank 0 has written best.ckpt / last.pt
             progress.update(task, status=f"ep {epoch + 1}/{cfg.epochs} val top-1 {metrics['top1']:.1f} (best {best_top1:.1f})")
+            if plain and not quiet and rank == 0:  # no terminal: the bar draws nothing, so one line per epoch
+                print_line(epoch_line(row, cfg.epochs, best_top1, best_epoch))
             if on_epoch:
                 on_epoch(row)
     if cfg.epochs == 0:  # nothing to train: still write a checkpoint of the given weights
