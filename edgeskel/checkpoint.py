@@ -140,6 +140,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, extra: 
 def load_checkpoint(path: str | Path, layout: str | SkeletonLayout | None = None) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
     """Rebuild and load a model from an edgeskel checkpoint. Returns (model in eval mode, spec, extra).
     `layout` is needed only for old checkpoints that stored a custom layout's name alone."""
+    from edgeskel.models.importers.formats import describe, sniff
+
+    fmt = sniff(path)  # before torch.load: a TFLite/ONNX/Paddle file gets a message naming it
+    if fmt not in ("torch-zip", "torch-legacy"):
+        hint = (" (weights from another tool: convert them with `edgeskel import`)"
+                if fmt in ("safetensors", "paddle", "npz") else "")
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: it is {describe(fmt)}{hint}. "
+                              "edgeskel checkpoints are written by `edgeskel import`, `train` and `compress`")
     payload = torch_load_safe(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""

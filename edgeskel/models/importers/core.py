@@ -130,6 +130,8 @@ def import_checkpoint(
         found_model = model
     model = found_model
     state = adapter.map_keys(ckpt, model)
+    if ckpt.framework == "paddle":
+        state = paddle_linear_to_torch(state)
     inf = adapter.infer(state, model, where)
 
     if num_classes is not None and num_classes != inf.num_classes:
@@ -155,7 +157,8 @@ def import_checkpoint(
     check_fixed_graphs(net, state, lay, label)
     adapter.check(net, state, model, where)
     if ckpt.framework == "paddle":
-        state = paddle_linear_to_torch(net, state)
+        state = paddle_untranspose_non_linear(net, state)
+    state = fill_batch_counters(net, state)
     load_state_strict(net, state, source=label)
     net.eval()
 
@@ -187,13 +190,27 @@ def check_fixed_graphs(net: nn.Module, state: dict[str, torch.Tensor], layout: S
                 "(joint order or bones differ); pass the layout the model was trained with")
 
 
-def paddle_linear_to_torch(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Paddle stores Linear weights as (in, out); torch as (out, in)."""
+def paddle_linear_to_torch(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Paddle stores Linear weights as (in, out), torch as (out, in): every 2-D `*.weight` is
+    transposed before shapes are read (`paddle_untranspose_non_linear` undoes it for the rare
+    2-D weight that is not a Linear's once the model is built)."""
+    return {k: (v.t().contiguous() if k.endswith(".weight") and v.dim() == 2 else v) for k, v in state.items()}
+
+
+def paddle_untranspose_non_linear(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(state)
     for name, mod in net.named_modules():
-        key = f"{name}.weight" if name else "weight"
-        if isinstance(mod, nn.Linear) and key in out and out[key].dim() == 2:
-            w = out[key]
-            if tuple(w.shape) == (mod.in_features, mod.out_features):
-                out[key] = w.t().contiguous()
+        key = f"{name}.weight"
+        if not isinstance(mod, nn.Linear) and key in out and out[key].dim() == 2 and hasattr(mod, "weight"):
+            out[key] = out[key].t().contiguous()
     return out
+
+
+def fill_batch_counters(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """BatchNorm's `num_batches_tracked` (a torch-only counter, unused in eval and absent from
+    Paddle/numpy exports and torch < 0.4.1 files) is filled with 0 where the file lacks it."""
+    ours = net.state_dict()
+    missing = [k for k in ours if k.endswith("num_batches_tracked") and k not in state]
+    if not missing:
+        return state
+    return {**state, **{k: torch.zeros_like(ours[k]) for k in missing}}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -50,15 +51,36 @@ _REFUSED = {
 }
 
 
+_LABELS = {
+    "torch-zip": "a PyTorch checkpoint (zip)", "torch-legacy": "a PyTorch checkpoint (legacy format)",
+    "pickle": "a plain Python pickle", "paddle": "a Paddle checkpoint (.pdparams pickle)",
+    "safetensors": "a safetensors file", "npz": "a numpy .npz archive", "torchscript": "a TorchScript archive",
+    "onnx": "an ONNX model", "tflite": "a TensorFlow Lite flatbuffer", "openvino": "an OpenVINO IR",
+    "hdf5": "an HDF5 (Keras) file", "tensorrt": "a TensorRT engine", "tar": "a tar archive",
+    "npy": "a numpy .npy array", "zip": "a zip archive that is not a PyTorch checkpoint",
+    "unknown": "not a format edgeskel knows",
+}
+
+
+def describe(fmt: str) -> str:
+    """What a sniffed format is and, for files edgeskel cannot read, what to use instead."""
+    if fmt in _REFUSED:
+        return _REFUSED[fmt]
+    return _LABELS.get(fmt, fmt)
+
+
 def sniff(path: str | Path) -> str:
     """The format of `path` from its bytes (suffix only breaks ties): one of torch-zip,
     torchscript, torch-legacy, pickle, paddle, safetensors, npz, onnx, tflite, openvino,
     hdf5, tensorrt, tar, npy, zip, unknown."""
     path = Path(path)
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block open(), a device never ends
+            raise CheckpointError(f"{path}: not a regular file")
+        size = st.st_size
         with path.open("rb") as fh:
             head = fh.read(512)
-        size = path.stat().st_size
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file not found") from None
     except OSError as exc:
@@ -126,7 +148,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     path = Path(path)
     fmt = sniff(path)
     if fmt in _REFUSED:
-        raise CheckpointError(f"{path}: {_REFUSED[fmt]}. edgeskel accepts {ACCEPTED}")
+        raise CheckpointError(f"{path}: {describe(fmt)}. edgeskel accepts {ACCEPTED}")
     if fmt == "unknown":
         raise CheckpointError(f"{path}: unrecognised file format (not a PyTorch, safetensors, Paddle or numpy "
                               f"file). edgeskel accepts {ACCEPTED}")
@@ -137,7 +159,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         payload = _safetensors_load(path)
     elif fmt == "npz":
         with np.load(path, allow_pickle=False) as z:
-            payload = {k: z[k] for k in z.files}
+            payload = _to_tensors({k: z[k] for k in z.files})
         framework = "numpy"
     else:  # paddle / plain pickle: only numpy arrays and containers, via the restricted unpickler
         payload = _numpy_pickle_load(path, fmt)
@@ -194,7 +216,7 @@ def _to_tensors(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             return obj
-        return torch.from_numpy(np.ascontiguousarray(obj))
+        return torch.from_numpy(np.array(obj, order="C"))  # a copy; keeps 0-d arrays 0-d
     if isinstance(obj, dict):
         return {k: _to_tensors(v) for k, v in obj.items()}
     return obj
