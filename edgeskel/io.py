@@ -72,6 +72,59 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+class InputRefused(ValueError):
+    """A file a reader must not read: not a regular file (FIFO, device, socket, folder) or
+    larger than its cap. Readers turn it into their own error naming the file."""
+
+
+def max_input_bytes(default_mb: int) -> int:
+    """The size cap for one input file: `default_mb`, or EDGESKEL_MAX_INPUT_MB if set."""
+    env = os.environ.get("EDGESKEL_MAX_INPUT_MB")
+    try:
+        mb = float(env) if env else float(default_mb)
+    except ValueError:
+        mb = float(default_mb)
+    return int(mb * (1 << 20))
+
+
+def check_regular_file(path: str | Path, max_bytes: int | None = None) -> os.stat_result:
+    """Stat `path` *before* opening it: only regular files pass (a FIFO would block open()
+    forever, /dev/zero would be read until memory runs out), and only up to `max_bytes`."""
+    import stat
+
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise InputRefused(f"is {kind}, not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputRefused(f"is {st.st_size / (1 << 20):.1f} MB, above the {max_bytes / (1 << 20):.0f} MB cap "
+                           f"for this kind of file (set EDGESKEL_MAX_INPUT_MB to raise it)")
+    return st
+
+
+def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
+    """Read a regular file of at most `max_bytes` (see `check_regular_file`). Opened with
+    O_NONBLOCK and re-checked after opening, so a file swapped for a FIFO cannot hang us,
+    and never reads more than the cap even if the file grows meanwhile."""
+    import stat
+
+    check_regular_file(path, max_bytes)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputRefused("is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise InputRefused(f"grew above the {max_bytes / (1 << 20):.0f} MB cap while being read")
+    return data
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -105,8 +158,12 @@ def torch_load_safe(path: str | Path) -> Any:
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        check_regular_file(path)  # a FIFO would block torch.load forever
+    except InputRefused as exc:
+        raise CheckpointError(f"{path}: not a checkpoint: the path {exc}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -9,6 +9,23 @@ from typing import Any
 import numpy as np
 
 from edgeskel.errors import DataError
+from edgeskel.io import InputRefused, max_input_bytes, read_regular_file
+
+# Size caps per input file (MB; EDGESKEL_MAX_INPUT_MB overrides all). Far above any real file
+# of the kind (an NW-UCLA json is ~100 KB, an NTU .skeleton ~1 MB), far below what would take
+# the machine's memory.
+TEXT_CAP_MB = 256
+
+
+def read_input(path: Path, cap_mb: int = TEXT_CAP_MB) -> bytes:
+    """The bytes of a regular input file under its cap; DataError for FIFOs, devices, folders,
+    files over the cap, and unreadable files."""
+    try:
+        return read_regular_file(path, max_input_bytes(cap_mb))
+    except InputRefused as exc:
+        raise DataError(path, f"refused: the path {exc}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
 
 
 def numeric_array(obj: Any, path: str | Path, sample: str | None, what: str) -> np.ndarray:
@@ -39,11 +56,9 @@ def contains_bool(obj: Any) -> bool:
 def read_json(path: Path) -> Any:
     """Parse a JSON file. If the text holds `true`/`false`, an object gets `__has_bool__`
     saying whether a list value contains booleans (scanning only then keeps loading fast)."""
+    raw = read_input(path)
     try:
-        raw = path.read_bytes()
         data = json.loads(raw)
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror}") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise DataError(path, f"invalid JSON: {str(exc).splitlines()[0][:200]}") from None
     if (b"true" in raw or b"false" in raw) and isinstance(data, dict):
@@ -53,9 +68,7 @@ def read_json(path: Path) -> Any:
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror}") from None
+        return read_input(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not a text file: {exc.reason} at byte {exc.start}") from None
 

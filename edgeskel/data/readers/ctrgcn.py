@@ -58,8 +58,39 @@ def key_y(split: str) -> str:
     return f"y_{split}"
 
 
+NPZ_CAP_MB = 32768  # the unpacked arrays of one .npz (CTR-GCN's NTU120 files are ~10 GB)
+
+
+def _check_npz_members(path: Path, cap: int) -> None:
+    """Sum the array sizes the members' .npy headers declare, before numpy allocates them: a
+    few-KB zip can declare terabytes (a zip bomb)."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                fmt = np.lib.format
+                version = fmt.read_magic(fh)
+                read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = read_header(fh)
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if total > cap:
+                raise DataError(path, f"refused: the arrays in this .npz would take {total / (1 << 20):.0f} MB, above "
+                                      f"the {cap / (1 << 20):.0f} MB cap (set EDGESKEL_MAX_INPUT_MB to raise it)")
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    from edgeskel.io import InputRefused, check_regular_file, max_input_bytes
+
+    cap = max_input_bytes(NPZ_CAP_MB)
     try:
+        check_regular_file(path, cap)
+    except InputRefused as exc:
+        raise DataError(path, f"refused: the path {exc}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        if zipfile.is_zipfile(path):
+            _check_npz_members(path, cap)
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise DataError(path, "not an .npz archive (a single .npy array?)")
@@ -68,6 +99,8 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     except OSError as exc:
         raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise DataError(path, "refused: the .npz arrays do not fit in memory") from None
     except (ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError, NotImplementedError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(path, f"not a readable .npz archive: {msg}") from None
