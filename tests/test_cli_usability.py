@@ -62,3 +62,20 @@ def test_devices_where_column(capsys):
     rc, out, _ = _run(capsys, "devices")
     row = next(ln for ln in out.splitlines() if ln.strip().startswith("jetson-orin "))
     assert rc == 0 and "local" not in out and row.rstrip().endswith("by hand")
+
+
+def test_third_party_info_logs_are_silenced_unless_verbose(capfd):
+    from nncf.common.logging import nncf_logger  # NNCF's own logger, handler and level, as the export uses them
+
+    main(["devices"])
+    capfd.readouterr()
+    nncf_logger.info("quantizing layer 17 of 90")
+    nncf_logger.warning("a real problem")
+    out = capfd.readouterr()
+    assert "quantizing layer 17" not in out.out + out.err and "a real problem" in out.out + out.err
+    main(["--verbose", "devices"])
+    capfd.readouterr()
+    nncf_logger.info("quantizing layer 18 of 90")
+    out = capfd.readouterr()
+    assert "quantizing layer 18" in out.out + out.err
+    main(["devices"])  # back to quiet for the tests after this one

@@ -3,6 +3,7 @@ each command is a thin layer over a Python API function."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import typer
@@ -29,10 +30,36 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Libraries whose INFO lines (e.g. NNCF's `INFO:nncf:...` per quantized layer) would bury
+# edgeskel's own progress; their warnings and errors always show.
+THIRD_PARTY_LOGGERS = ("nncf",)
+
+
+class _WarningsAndAbove(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_QUIET = _WarningsAndAbove()
+
+
+def quiet_third_party(quiet: bool = True) -> None:
+    """Drop third-party INFO/DEBUG records (a logger filter, so it holds even though NNCF resets
+    its logger's level when it is imported); `--verbose` shows them again."""
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.removeFilter(_QUIET)
+        if quiet:
+            logger.addFilter(_QUIET)
+
+
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                       help="Print edgeskel's version and exit.")) -> None:
+                                       help="Print edgeskel's version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="Also show third-party libraries' info logs (NNCF, ...).")) -> None:
     """Compress, quantize, export and validate skeleton action recognizers for edge devices."""
+    quiet_third_party(not verbose)
 
 
 def tidy(cmd: typer.core.TyperGroup) -> typer.core.TyperGroup:
