@@ -114,8 +114,10 @@ def skipped(stdout: str) -> list[str]:
 def stable(report: dict[str, Any]) -> dict[str, Any]:
     """The report without wall-clock measurements."""
     r = json.loads(json.dumps(report))
+    r.pop("decision", None)  # picks the lowest p99: timing-dependent
     for v in r["variants"]:
-        for k in (*TIMING_KEYS, "latency_note"):  # latency_note: present only when INT8 timed slower
+        # latency_note: present only when INT8 timed slower; gates: hold the measured p99 and memory
+        for k in (*TIMING_KEYS, "latency_note", "gates"):
             v.pop(k, None)
     return r
 
