@@ -1,3 +1,3 @@
 """One module per dataset format; importing this package registers every reader."""
 
-from edgeskel.data.readers import ctrgcn, ntu, nw_ucla, pyskl, sbu, synthetic  # noqa: F401
+from edgeskel.data.readers import ctrgcn, folder, kinect_mat, msr_text, ntu, nw_ucla, pyskl, sbu, synthetic  # noqa: F401
