@@ -158,3 +158,33 @@ def test_not_results_and_not_a_run_are_clear_errors(base_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["results", "import", str(tmp_path), str(bad)]) == 2
     assert "not a pipeline run folder" in capsys.readouterr().err
+
+
+def test_import_after_an_unreachable_ssh_device_is_kept_on_rerun(tmp_path):
+    """The profile's SSH device was unreachable (validation left to retry); the user ran the
+    bundle by hand: once imported results cover every variant, a rerun keeps them instead of
+    retrying SSH and reporting NOT MEASURED again."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once this block ends: connection refused
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    (tmp_path / "known_hosts").write_text("")
+    ssh = {"host": "127.0.0.1", "port": port, "connect_timeout_s": 3, "workdir": str(tmp_path / "remote"),
+           "known_hosts_file": str(tmp_path / "known_hosts")}
+    prof = tmp_path / "sshdev.yaml"
+    prof.write_text(PROFILE.replace("name: armdev", "name: sshdev").replace("arch: aarch64", "arch: x86_64")
+                    + "ssh: " + json.dumps(ssh) + "\n")
+    out = tmp_path / "runs"
+
+    def export() -> dict:
+        return run_pipeline(str(prof), str(tmp_path / "recipe.yaml"), out_root=out, quiet=True, log=lambda s: None)
+
+    rep = export()
+    assert rep["verdict"] == "NOT MEASURED" and "unreachable" in rep["variants"][0]["reason"]
+    rd = out / "tiny" / "sshdev"
+    run_bundle(rd / rep["bundle"], out=tmp_path / "results.json", log=lambda s: None)  # "on the device", x86_64
+    assert main(["results", "import", str(rd), str(tmp_path / "results.json"), "--quiet"]) == 0
+    rep2 = export()
+    assert rep2["verdict"] == "PASSED" and rep2["variants"][0]["measured_on"] == "imported://sshdev"

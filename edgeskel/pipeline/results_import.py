@@ -149,6 +149,11 @@ def import_results(run_dir: str | Path, results_path: str | Path, log: Any = pri
         if IMPORTED_FILE not in result["outputs"]:
             result["outputs"].append(IMPORTED_FILE)
         stage["outputs"] = {str(Path("validate") / rel): sha256_file(run_dir / "validate" / rel) for rel in result["outputs"]}
+        if stage.get("status") == "incomplete" and all(v["name"] in result["measured"] for v in meta["variants"]):
+            # An unreachable SSH device left validation to be retried; the device's own results
+            # now cover every variant of this bundle, so a rerun keeps them instead of retrying.
+            stage["status"] = "done"
+            result.pop("incomplete", None)
         run.save_manifest()
         log(f"imported {len(doc['variants'])} variant(s) of {doc['bundle_id']} measured on {measured_on}")
 
