@@ -14,7 +14,7 @@ import torch.nn as nn
 from edgeskel import models
 from edgeskel.errors import CheckpointError
 from edgeskel.models.profile import count_params
-from edgeskel.models.shiftgcn import Shift, infer_shiftgcn, spatial_shift_index
+from edgeskel.models.shiftgcn import Shift, from_official_keys, infer_shiftgcn, spatial_shift_index, to_official_keys
 
 torch.set_num_threads(1)
 
@@ -28,7 +28,8 @@ def fixture() -> Path:
 
 
 def load_official(state: dict[str, torch.Tensor], layout: str) -> nn.Module:
-    """Build from the shapes in `state` and load it strictly (what the importer adapter does)."""
+    """Map the official names, build from the shapes and load strictly (what the adapter does)."""
+    state = from_official_keys(state)
     facts = infer_shiftgcn(state, "test")
     net = models.build("shiftgcn", facts["num_classes"], layout, num_person=facts["num_person"], **facts["kwargs"])
     net.load_state_dict(state, strict=True)
@@ -123,7 +124,7 @@ def test_radius_must_cover_the_offsets_or_import_says_so():
     state = {k: v.clone() for k, v in torch.load(fixture() / "checkpoint.pt", weights_only=True).items()}
     state["l3.tcn1.shift_in.xpos"][0] = 1.5
     with pytest.raises(CheckpointError, match="xpos"):
-        infer_shiftgcn(state, "f.pt")
+        infer_shiftgcn(from_official_keys(state), "f.pt")
 
 
 # ---- generality ---------------------------------------------------------------------------------
@@ -152,8 +153,9 @@ def test_other_classes_joints_persons_widths_round_trip():
                 m.ypos.copy_((torch.rand(m.ypos.shape, generator=g) - 0.5) * 10)
     x = torch.randn(3, 3, 20, 20, 1, generator=g)
     net = _calibrated(net, x)
-    state = net.state_dict()
-    facts = infer_shiftgcn(state, "test")
+    state = to_official_keys(net.state_dict())  # as the official main.py saves it
+    assert state["l2.gcn1.Linear_weight"].shape == (16, 16) and state["l1.gcn1.Linear_bias"].shape == (1, 1, 16)
+    facts = infer_shiftgcn(from_official_keys(state), "test")
     assert (facts["num_classes"], facts["num_joints"], facts["in_channels"], facts["num_person"]) == (7, 20, 3, 1)
     assert facts["kwargs"]["base_channels"] == 16 and facts["kwargs"]["num_stages"] == 6
     assert max(facts["kwargs"]["shift_radius"]) <= 7
@@ -217,7 +219,7 @@ def test_adapter_detects_and_imports_other_configurations(tmp_path):
 
     net = models.build("shiftgcn", 9, "kinect20", num_person=1, base_channels=8, num_stages=5, shift_radius=4)
     net = _calibrated(net, torch.randn(2, 3, 12, 20, 1))
-    torch.save(net.state_dict(), tmp_path / "w.pt")
+    torch.save(to_official_keys(net.state_dict()), tmp_path / "w.pt")
     got, spec, info = import_checkpoint(tmp_path / "w.pt")
     assert info["source"] == "shiftgcn" and spec.layout.name == "kinect20" and spec.num_classes == 9
     assert spec.preprocess.num_person == 1 and spec.kwargs["num_stages"] == 5
@@ -235,3 +237,15 @@ def test_adapter_lists_unmatched_keys(tmp_path):
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"missing keys \(1\).*l4.tcn1.bn2.running_var.*unexpected keys \(1\)"):
         import_checkpoint(tmp_path / "bad.pt")
+
+
+def test_spatial_linear_is_factorized_by_generic_compression():
+    """The official einsum weight is an nn.Linear here, so low-rank compression reaches it."""
+    from edgeskel.compress import compress_model
+    from edgeskel.compress.config import CompressionConfig
+
+    net = models.build("shiftgcn", 5, "kinect20", num_person=1, base_channels=32, num_stages=5, shift_radius=3).eval()
+    _, report = compress_model(net, CompressionConfig(policy="fixed", ratio=0.25, min_params=256, rank_multiple=4),
+                               (1, 3, 16, 20, 1))
+    done = {e["name"] for e in report["layers"] if e["status"] == "factorized"}
+    assert "l2.gcn1.linear" in done and "l2.tcn1.temporal_linear" in done, sorted(done)

@@ -3,8 +3,10 @@
 Per layer: a *spatial* shift GCN (a fixed channel permutation across joints, a learnable
 per-joint feature mask, one shared Linear, the inverse permutation, BN over V*C) and a
 *temporal* shift TCN (BN, a learnable per-channel shift along T, 1x1 conv, ReLU, a second
-shift with the layer's stride, BN). Keys equal the official `main.py` state_dict keys,
-including the int64 permutation indices `lN.gcn1.shift_in/shift_out`.
+shift with the layer's stride, BN). Keys equal the official `main.py` state_dict keys
+(including the int64 permutation indices `lN.gcn1.shift_in/shift_out`), except that the
+shared per-layer Linear is an `nn.Linear` (`gcn1.linear.*`, transposed on import) so that
+low-rank compression can factorize it.
 
 Export-first rewrites of the two official GPU-only pieces (same numbers, every backend):
 
@@ -118,8 +120,11 @@ class ShiftGCN(nn.Module):
             self.down: nn.Module = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
         else:
             self.down = nn.Identity()
-        self.Linear_weight = nn.Parameter(torch.randn(in_channels, out_channels) * math.sqrt(1.0 / out_channels))
-        self.Linear_bias = nn.Parameter(torch.zeros(1, 1, out_channels))
+        # official `Linear_weight` (C_in, C_out) / `Linear_bias` (1, 1, C_out), held as an nn.Linear so
+        # the generic low-rank compression sees it (the importer transposes; see `from_official_keys`)
+        self.linear = nn.Linear(in_channels, out_channels)
+        nn.init.normal_(self.linear.weight, 0, math.sqrt(1.0 / out_channels))
+        nn.init.zeros_(self.linear.bias)
         self.Feature_Mask = nn.Parameter(torch.zeros(1, num_joints, in_channels))
         self.bn = nn.BatchNorm1d(num_joints * out_channels)
         self.relu = nn.ReLU()
@@ -135,7 +140,7 @@ class ShiftGCN(nn.Module):
         n, c, t, v = x0.shape
         x = x0.permute(0, 2, 3, 1).reshape(n * t, v * c)
         x = torch.index_select(x, 1, self.shift_in).reshape(n * t, v, c)
-        x = torch.matmul(x * (torch.tanh(self.Feature_Mask) + 1), self.Linear_weight) + self.Linear_bias
+        x = self.linear(x * (torch.tanh(self.Feature_Mask) + 1))  # official einsum('nwc,cd->nwd') + bias
         x = torch.index_select(x.reshape(n * t, v * self.out_channels), 1, self.shift_out)
         x = self.bn(x).reshape(n, t, v, self.out_channels).permute(0, 3, 1, 2)
         return self.relu(x + self.down(x0))
@@ -231,8 +236,38 @@ def build_shiftgcn(
     )
 
 
+def from_official_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official names -> ours: `lN.gcn1.Linear_weight` (C_in, C_out) -> `lN.gcn1.linear.weight`
+    (C_out, C_in); `Linear_bias` (1, 1, C_out) -> `linear.bias`. Other keys are unchanged (kept
+    even when unknown, so a strict load lists them); the int64 permutations stay int64."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.endswith(".gcn1.Linear_weight") and v.dim() == 2:
+            out[k[: -len("Linear_weight")] + "linear.weight"] = v.t().contiguous()
+        elif k.endswith(".gcn1.Linear_bias"):
+            out[k[: -len("Linear_bias")] + "linear.bias"] = v.reshape(-1)
+        elif k.endswith((".gcn1.shift_in", ".gcn1.shift_out")):
+            out[k] = v.long()
+        else:
+            out[k] = v
+    return out
+
+
+def to_official_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `from_official_keys` (what the official `main.py` would save)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.endswith(".gcn1.linear.weight"):
+            out[k[: -len("linear.weight")] + "Linear_weight"] = v.t().contiguous()
+        elif k.endswith(".gcn1.linear.bias"):
+            out[k[: -len("linear.bias")] + "Linear_bias"] = v.reshape(1, 1, -1)
+        else:
+            out[k] = v
+    return out
+
+
 def infer_shiftgcn(state: dict[str, torch.Tensor], where: str) -> dict[str, Any]:
-    """Constructor facts from an official-format state_dict: {num_classes, num_joints,
+    """Constructor facts from a state_dict in our names (`from_official_keys`): {num_classes, num_joints,
     in_channels, num_person, kwargs}. Shift radii come from the trained offsets (per shift,
     just large enough that the fixed conv reproduces the official kernel exactly)."""
     def need(key: str, dims: int) -> torch.Tensor:
@@ -242,14 +277,14 @@ def infer_shiftgcn(state: dict[str, torch.Tensor], where: str) -> dict[str, Any]
         return t
 
     mask = need("l1.gcn1.Feature_Mask", 3)
-    lin = need("l1.gcn1.Linear_weight", 2)
+    lin = need("l1.gcn1.linear.weight", 2)
     fc = need("fc.weight", 2)
-    num_joints, in_channels, base = int(mask.shape[1]), int(mask.shape[2]), int(lin.shape[1])
+    num_joints, in_channels, base = int(mask.shape[1]), int(mask.shape[2]), int(lin.shape[0])
     bn = need("data_bn.weight", 1)
     if bn.numel() % (num_joints * in_channels):
         raise CheckpointError(f"{where}: data_bn has {bn.numel()} channels, not a multiple of V*C = {num_joints}*{in_channels}")
     stages = 0
-    while f"l{stages + 1}.gcn1.Linear_weight" in state:
+    while f"l{stages + 1}.gcn1.linear.weight" in state:
         stages += 1
     radii = []
     for i, (_, stride) in enumerate(layer_plan(base, stages), start=1):
