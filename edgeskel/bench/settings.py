@@ -14,7 +14,16 @@ from typing import Any
 
 from edgeskel.errors import ConfigError
 
-ALL_MODELS = ("stgcn", "ctrgcn", "hyperformer")
+
+def bench_models() -> list[str]:
+    """Registered models that have a benchmark recipe (`recipes/<model>-lortsar.yaml`): adding a
+    model to the benchmark is adding its recipe, not editing a list here."""
+    from edgeskel.models import available_models
+    from edgeskel.recipe import REPO_ROOT
+
+    return [m for m in available_models() if (REPO_ROOT / "recipes" / f"{m}-lortsar.yaml").is_file()]
+
+
 BEGIN_MARKER = "<!-- bench:begin -->"
 END_MARKER = "<!-- bench:end -->"
 
@@ -23,7 +32,7 @@ END_MARKER = "<!-- bench:end -->"
 class BenchSettings:
     """Everything that changes what the benchmark measures (recorded in results.json)."""
 
-    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
+    models: list[str] = field(default_factory=bench_models)
     data: str | None = None  # None: each model's recipe data (NW-UCLA, view 3 held out)
     out: Path = Path("docs/bench")  # results.json + PNG plots
     markdown: Path | None = None  # None: docs/BENCHMARKS.md for docs/bench, else <out>/BENCHMARKS.md
@@ -57,9 +66,11 @@ class BenchSettings:
         self.cache_dir = Path(self.cache_dir)
         if self.markdown is not None:
             self.markdown = Path(self.markdown)
-        bad = [m for m in self.models if m not in ALL_MODELS]
+        known = bench_models()
+        bad = [m for m in self.models if m not in known]
         if not self.models or bad:
-            raise ConfigError(f"--models: unknown model(s) {bad or '(none given)'}; choose from {list(ALL_MODELS)}")
+            raise ConfigError(f"--models: unknown model(s) {bad or '(none given)'}; choose from {known} "
+                              "(models with a recipes/<model>-lortsar.yaml)")
         for name in ("t_grid", "batch_grid"):
             vals = getattr(self, name)
             if not vals or any(int(v) < 1 for v in vals):
