@@ -92,6 +92,7 @@ class DataSection(BaseModel):
 
     spec: str = "synthetic"
     layout: str | None = None
+    class_names: str | None = Field(None, description="text file, one class name per line in label order")
     frames: int | None = Field(None, ge=4, le=1024)
     persons: int | None = Field(None, ge=1, le=8)
     streams: Literal["joint", "bone", "motion", "bone_motion"] = "joint"

@@ -152,3 +152,18 @@ def test_msr_action3d_text_both_releases(tmp_path: Path) -> None:
     (tmp_path / "a01_s01_e99_skeleton3D.txt").write_text("1 2 3 4\n" * 21)
     with pytest.raises(DataError, match="not a multiple of 20"):
         load_dataset(f"msr-action3d:{tmp_path}")
+
+
+def test_train_takes_class_names_file(tmp_path: Path) -> None:
+    from edgeskel.checkpoint import load_checkpoint
+    from edgeskel.train import TrainConfig
+    from edgeskel.train.api import train
+
+    root = write_folder(tmp_path / "f")
+    names = tmp_path / "names.txt"
+    names.write_text("first\nsecond\nthird\n")
+    cfg = TrainConfig(epochs=1, batch_size=8, optimizer="adamw", lr=3e-3, warmup_epochs=0, threads=1)
+    train("stgcn", f"folder:{root}", tmp_path / "run", cfg, num_frames=16, model_kwargs={"width": 0.125},
+          quiet=True, class_names=names)
+    _, spec, _ = load_checkpoint(tmp_path / "run" / "best.ckpt")
+    assert spec.class_names == ["first", "second", "third"]

@@ -39,6 +39,7 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader workers (default 0 on CPU, up to 8 on GPU)"),
     no_amp: bool = typer.Option(False, "--no-amp", help="no mixed precision on GPU (fp32 throughout)"),
+    class_names: Path | None = typer.Option(None, "--class-names", help="text file, one class name per line in label order"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
@@ -50,7 +51,7 @@ def train_cmd(
                       seed=seed, threads=threads)
     res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
-                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers))
+                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

@@ -261,6 +261,7 @@ def _dataset_fingerprint(dataset: Any) -> str:
         for s in split.samples:
             h.update(np.ascontiguousarray(s, np.float32).tobytes())
     h.update(dataset.layout.fingerprint().encode())  # the full definition, not the name
+    h.update("\n".join(dataset.class_names).encode())  # names from a --class-names file change the model too
     return h.hexdigest()
 
 

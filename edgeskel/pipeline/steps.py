@@ -35,7 +35,8 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
     if chosen is None and recipe.model.has_edgeskel_checkpoint():
         _, spec, _ = load_checkpoint(recipe.model.checkpoint)
         chosen = spec.layout
-    return load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad)
+    return load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad,
+                        class_names=recipe.data.class_names)
 
 
 def recipe_preprocess(recipe: Recipe, dataset: Any) -> Preprocess:

@@ -50,6 +50,7 @@ def train(
     resume: bool = True,
     quiet: bool = False,
     runtime: Runtime | None = None,
+    class_names: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `runtime` picks the device / mixed precision / loader workers (default: auto)."""
@@ -58,7 +59,7 @@ def train(
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
-    ds = load_dataset(data, layout=layout, skip_bad=skip_bad)
+    ds = load_dataset(data, layout=layout, skip_bad=skip_bad, class_names=class_names)
     pre = default_preprocess(ds, num_frames, num_person, streams)
     kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
     seed_everything(cfg.seed)
