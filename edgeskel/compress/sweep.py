@@ -43,9 +43,9 @@ def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[
     split = holdout(ds)
     val_x, val_y = prepare_arrays(ds.test, spec.layout, spec.preprocess)  # reported accuracy: test only
     sel = prepare_arrays(split.val, spec.layout, spec.preprocess)  # fine-tune epoch selection
-    tr_x, _ = prepare_arrays(split.train, spec.layout, spec.preprocess)
-    idx = np.sort(np.random.default_rng(0).permutation(len(tr_x))[: 16 * calib_batches])
-    calib = [torch.from_numpy(tr_x[idx][i : i + 16]) for i in range(0, len(idx), 16)]
+    idx = np.sort(np.random.default_rng(0).permutation(len(split.train))[: 16 * calib_batches])
+    calib_x, _ = prepare_arrays(split.train.subset(idx), spec.layout, spec.preprocess)  # only what calibrates
+    calib = [torch.from_numpy(calib_x[i : i + 16]) for i in range(0, len(idx), 16)]
     ref = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
     rows: list[dict[str, Any]] = []
     for budget in budgets:

@@ -66,10 +66,12 @@ def split_arrays(dataset: Any, pre: Preprocess, calib_samples: int, val_cap: int
             idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:val_cap])
             x, y = x[idx], y[idx]
         out[f"{key}_x"], out[f"{key}_y"] = x, y
-    tr_x, _ = prepare_arrays(split.train, dataset.layout, pre)
+    # Only the calibration subset is preprocessed (same indices as preprocessing all of train and
+    # slicing): at NTU-120 scale the whole training split would be ~2.4 GB at T=64 (docs/BENCHMARKS.md).
+    n_train = len(split.train)
     rng = np.random.default_rng(seed + 1)
-    idx = np.sort(rng.permutation(len(tr_x))[: min(calib_samples, len(tr_x))])
-    out["calib_x"] = tr_x[idx]
+    idx = np.sort(rng.permutation(n_train)[: min(calib_samples, n_train)])
+    out["calib_x"], _ = prepare_arrays(split.train.subset(idx), dataset.layout, pre)
     return out
 
 

@@ -5,10 +5,17 @@ data_gen/seq_transformation writes it (frame-major, person, joint, xyz; default 
 C=3, or V, C from an explicit layout), or already (N, C, T, V, M). y is one-hot (N, K),
 reduced with argmax, or integer labels (N,). Zero padding is trimmed per sample: trailing
 all-zero frames and all-zero person slots.
+
+Memory: CTR-GCN's NTU files pad every sequence to 300 frames (NTU-60 x-sub ~10 GB, NTU-120
+~20 GB of float32), more than a 24 GB machine can hold next to the trimmed samples. Members
+stored uncompressed (`np.savez`, what CTR-GCN writes) are therefore memory-mapped and each
+trimmed sample is copied out, dropping the mapped pages as it goes; compressed members
+(`np.savez_compressed`) are read whole.
 """
 
 from __future__ import annotations
 
+import mmap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,7 +53,11 @@ def read_ctrgcn(req: ReadRequest) -> ReaderResult:
             if y[i] < 0:
                 req.bad(path, f"y_{split}[{i}] is not a valid one-hot row", name)
                 continue
-            req.add(split, drop_empty_persons(trim_trailing_zero_frames(x[i])), int(y[i]), name, path)
+            # a copy, so no sample keeps the whole (mapped) array alive
+            req.add(split, np.array(drop_empty_persons(trim_trailing_zero_frames(x[i])), copy=True), int(y[i]), name, path)
+            if i % 2048 == 2047:
+                _drop_mapped_pages(arrays[f"x_{split}"])
+        _drop_mapped_pages(arrays[f"x_{split}"])
     # NTU-shaped data (25 joints, 60/120 classes) gets NTU names; otherwise generic ones.
     names = ntu_class_names(num_classes) if req.expect_joints == 25 and num_classes in (60, 120) else None
     if names is None and num_classes:
@@ -91,6 +102,9 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         if zipfile.is_zipfile(path):
             _check_npz_members(path, cap)
+            mapped = _map_stored_members(path)
+            if mapped is not None:
+                return mapped
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise DataError(path, "not an .npz archive (a single .npy array?)")
@@ -106,6 +120,43 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(path, f"not a readable .npz archive: {msg}") from None
     except Exception as exc:  # corrupt zip members surface as zlib/struct errors
         raise DataError(path, f"not a readable .npz archive: {type(exc).__name__}: {exc}") from None
+
+
+def _map_stored_members(path: Path) -> dict[str, np.ndarray] | None:
+    """Memory-map every member of an uncompressed .npz (None if any member is compressed)."""
+    fmt = np.lib.format
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            fh.seek(info.header_offset)
+            local = fh.read(30)  # local file header: name and extra-field lengths at bytes 26..29
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            fh.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little"))
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            if dtype.hasobject:
+                return None
+            key = info.filename[: -len(".npy")]
+            if int(np.prod(shape, dtype=np.int64)) == 0:
+                out[key] = np.zeros(shape, dtype)
+                continue
+            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape, order="F" if fortran else "C")
+    return out
+
+
+def _drop_mapped_pages(arr: np.ndarray) -> None:
+    """Let the kernel drop the file pages already copied from (they stay in the page cache, not in
+    this process's memory), so reading a 20 GB file does not look like a 20 GB process."""
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None)
+    if isinstance(mm, mmap.mmap) and hasattr(mm, "madvise"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def _to_nctvm(x: Any, path: Path, key: str, lay: Any) -> np.ndarray:
