@@ -169,7 +169,5 @@ def test_cli_import_entrypoint_then_predict_needs_trust(tmp_path, monkeypatch, c
 
 def test_user_entry_is_not_a_zoo_model():
     """`edgeskel models` and every "all models" loop build each zoo entry without arguments."""
-    from edgeskel.cli.models_cmd import list_models
-
     assert "user" not in models.available_models() and models.model_entry("user").family == "user"
-    assert {"shiftgcn", "efficientgcn"} <= {r["name"] for r in list_models("kinect20", 5, 1, 16)}
+    assert {"shiftgcn", "efficientgcn"} <= set(models.available_models())
