@@ -235,9 +235,14 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     if pts:
         gates = report.get("gates") or {}
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        xs = [p for _, p, _ in pts] + ([gates["p99_latency_ms"]] if gates.get("p99_latency_ms") is not None else [])
+        mid = (min(xs) + max(xs)) / 2
         for v, p99, top1 in pts:
             ax.scatter(p99, top1, color=colors[v["status"]], s=40)
-            ax.annotate(v["name"], (p99, top1), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            right = p99 > mid  # labels point inwards: none is clipped at the frame
+            ax.annotate(v["name"], (p99, top1), fontsize=8, xytext=(-5 if right else 5, 5), textcoords="offset points",
+                        ha="right" if right else "left")
+        ax.margins(x=0.08, y=0.12)
         ref = report["reference"]["top1"]
         ax.axhline(ref, ls="--", color="tab:blue", lw=1, label="fp32 reference")
         if gates.get("max_top1_drop") is not None:
