@@ -12,9 +12,6 @@ from collections.abc import Callable
 
 # (architecture and code base, test on the set of keys)
 _SIGNATURES: tuple[tuple[str, Callable[[set[str]], bool]], ...] = (
-    ("Shift-GCN (kchengiva/Shift-GCN)", lambda ks: any(k.endswith(("shift_in", "Feature_Mask")) for k in ks)),
-    ("EfficientGCN (yfsong0709/EfficientGCNv1)",
-     lambda ks: any(k.startswith("input_branches.") for k in ks) and any(k.startswith("main_stream.") for k in ks)),
     ("MS-G3D (official kenziyuliu/MS-G3D)",
      lambda ks: any(k.startswith("gcn3d1.") for k in ks) and any(k.startswith("sgcn1.") for k in ks)),
     ("2s-AGCN / AGCN (official lshiwjx/2s-AGCN)",
