@@ -216,7 +216,7 @@ def test_forced_source_that_does_not_fit(tmp_path):
 
 def test_mmaction2_key_naming_imports(tmp_path):
     """mmaction2 1.x: PYSKL backbone keys, head `cls_head.fc.*`, mmengine wrapper entries."""
-    d = FIXTURES / "pyskl-ctrgcn-ntu60"
+    d = FIXTURES / "pyskl-aagcn-ntu60"
     if not (d / "checkpoint.pth").is_file():
         pytest.skip("fixture not present")
     sd = torch.load(d / "checkpoint.pth", weights_only=True)["state_dict"]
@@ -224,7 +224,7 @@ def test_mmaction2_key_naming_imports(tmp_path):
     torch.save({"meta": {"epoch": 3, "dataset_meta": {"classes": None}}, "state_dict": sd,
                 "message_hub": {"log_scalars": {}}}, tmp_path / "mm.pth")
     net, spec, info = import_checkpoint(tmp_path / "mm.pth")
-    assert (info["source"], info["model"]) == ("mmaction2", "pyskl_ctrgcn")
+    assert (info["source"], info["model"]) == ("mmaction2", "aagcn")
     x = np.load(d / "input.npy").transpose(0, 4, 2, 3, 1)
     with torch.no_grad():
         got = net(torch.from_numpy(np.ascontiguousarray(x))).numpy()
