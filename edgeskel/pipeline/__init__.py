@@ -63,7 +63,8 @@ def run_pipeline(
         inputs = {
             "recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
             "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json")),
-                       "profile": profile.model_dump(mode="json")},  # `edgeskel results import` re-gates with it
+                       # `edgeskel results import` re-gates with it; never the ssh block (host, user, paths)
+                       "profile": profile.model_dump(mode="json", exclude={"ssh"})},
             "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None,
             "data": {"spec": rec.data.spec},
         }
