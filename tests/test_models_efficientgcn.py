@@ -150,7 +150,7 @@ def test_other_layouts_classes_layers_round_trip(kwargs):
         np.testing.assert_allclose(again(x).numpy(), net(x).numpy(), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize(("frames", "persons"), [(30, 2), (64, 1), (17, 3)])
+@pytest.mark.parametrize(("frames", "persons"), [(30, 2), (64, 1), (17, 3), (2, 1), (1, 2)])
 def test_any_frames_and_persons(frames, persons):
     """No weight depends on T or M (the official feeder truncates to 288 frames; any T runs)."""
     net = load_official(official_state(), "ntu25")

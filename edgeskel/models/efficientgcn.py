@@ -107,7 +107,7 @@ class MultiInput(nn.Module):
     def velocity(self, x: torch.Tensor) -> torch.Tensor:
         base = x[:, :, :-2]
         vel = torch.cat([x[:, :, 1:-1] - base, x[:, :, 2:] - base], dim=1)
-        return F.pad(vel, (0, 0, 0, 2))  # frames T-2, T-1 stay 0 as in the feeder
+        return F.pad(vel, (0, 0, 0, 2))[:, :, : x.shape[2]]  # frames T-2, T-1 stay 0 as in the feeder (any T >= 1)
 
     def bone(self, x: torch.Tensor) -> torch.Tensor:
         bone = x - torch.index_select(x, 3, self.parents)
