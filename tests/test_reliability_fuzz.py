@@ -196,3 +196,100 @@ def test_fuzz_run_manifest(data: bytes) -> None:
                                 log=lambda s: None)
             assert res == {"outputs": ["x.txt"]}
             assert run.stage_done("data", run.manifest["stages"]["data"]["input_hash"]) is not None
+
+
+# ------------------------------------------------------------------------------ names and paths (issue 17)
+# Names that strangers' recipes and profiles may carry: random text, and path-like strings
+# assembled from the pieces attacks use (separators, `..`, leading dash/dot, control characters).
+_PIECES = ["..", ".", "/", "\\", "~", "-", "-o", "a", "runs", "tmp", " ", "\n", "\t", "\x00", "é", "$(x)", ";", "*",
+           "_shared", "%", ":", "@"]
+hostile_names = st.one_of(st.text(max_size=70), st.lists(st.sampled_from(_PIECES), max_size=8).map("".join),
+                          st.from_regex(r"[A-Za-z0-9._-]{1,70}", fullmatch=True))
+
+
+def _below(base: Path, *names: str) -> bool:
+    """The folder these names make stays strictly below `base` (lexically and resolved)."""
+    p = base.joinpath(*names)
+    return base.resolve() in p.resolve().parents and ".." not in p.relative_to(base).parts
+
+
+def _profile_text(name: str, variant: str, ssh: dict | None = None) -> str:
+    doc = {"name": name, "arch": "x86_64", "variants": [{"backend": "ort", "precision": "fp32", "name": variant}],
+           "peak": {"gflops_fp32": 1, "memory_bandwidth_gbs": 1, "source": "t"}}
+    if ssh is not None:
+        doc["ssh"] = ssh
+    return yaml.safe_dump(doc)
+
+
+@FUZZ
+@given(hostile_names, hostile_names, hostile_names)
+def test_fuzz_names_of_recipes_profiles_variants(recipe_name: str, profile_name: str, variant: str) -> None:
+    """A name is either refused with a ConfigError naming the file, or it is a plain folder
+    name that keeps `--out/<recipe>/<device>/export/<variant>` below --out."""
+    from edgeskel.devices import load_profile
+    from edgeskel.names import is_safe_name
+    from edgeskel.recipe import load_recipe
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "out"
+        r = Path(d) / "r.yaml"
+        r.write_text(yaml.safe_dump({"name": recipe_name, "model": {"name": "stgcn"}}))
+        try:
+            rec = load_recipe(r)[0]
+        except ConfigError as exc:
+            assert str(r) in str(exc) and not is_safe_name(recipe_name)
+        else:
+            assert is_safe_name(rec.name) and _below(out, rec.name)
+        p = Path(d) / "dev.yaml"
+        p.write_text(_profile_text(profile_name, variant))
+        try:
+            prof = load_profile(p)
+        except ConfigError as exc:
+            assert str(p) in str(exc) and not (is_safe_name(profile_name) and is_safe_name(variant)
+                                               and profile_name != "_shared")
+        else:
+            assert _below(out, "recipe", prof.name, "export", prof.variants[0].key)
+
+
+@FUZZ
+@given(hostile_names, hostile_names)
+def test_fuzz_run_folder_names(recipe_name: str, device_name: str) -> None:
+    """RunDir below a base: any names either give a RunFolderError or a folder below the base;
+    nothing is ever created outside it."""
+    from edgeskel.errors import RunFolderError
+    from edgeskel.pipeline.rundir import RunDir
+
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d) / "out"
+        try:
+            with RunDir(base / recipe_name / device_name, base=base) as run:
+                assert _below(base, recipe_name, device_name) and run.root.is_dir()
+        except RunFolderError as exc:
+            assert str(base) in str(exc)
+        assert sorted(p.name for p in Path(d).iterdir()) in ([], ["out"])
+
+
+@FUZZ
+@given(hostile_names, st.one_of(st.none(), hostile_names),
+       st.dictionaries(st.sampled_from(["ProxyCommand", "LocalCommand", "Compression", "ProxyJump", "Ciphers",
+                                        "KnownHostsCommand", "IdentitiesOnly"]) | st.text(max_size=12),
+                       hostile_names, max_size=2))
+def test_fuzz_ssh_blocks(host: str, user: str | None, options: dict) -> None:
+    """A profile's ssh block: ConfigError naming the file, or a command line whose destination
+    follows `--` and whose options are all allow-listed."""
+    from edgeskel.devices import load_profile
+    from edgeskel.remote import SSHTarget
+    from edgeskel.remote.ssh_policy import ALLOWED_OPTIONS
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "dev.yaml"
+        p.write_text(_profile_text("dev", "v", {"host": host, "user": user, "options": options}))
+        try:
+            args = SSHTarget.from_profile(load_profile(p)).ssh_args()
+        except ConfigError as exc:
+            assert str(p) in str(exc)
+            return
+        assert args[-2:] == ["--", host] and not host.startswith("-") and not any(c.isspace() for c in host)
+        assert user is None or ("-l" in args and not user.startswith("-"))
+        set_opts = [a.split("=", 1)[0] for a in args[args.index("UpdateHostKeys=no") + 1:] if "=" in a]
+        assert all(k in ALLOWED_OPTIONS or k == "UserKnownHostsFile" for k in set_opts), args

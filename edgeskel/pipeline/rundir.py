@@ -116,8 +116,10 @@ class RunDir:
             rel = self.root.relative_to(self.base)
         except ValueError:
             raise RunFolderError(f"{self.root}: run folder is not below the output folder {self.base}") from None
-        if any(part in ("..", ".", "") for part in rel.parts) or not rel.parts:
-            raise RunFolderError(f"{self.root}: run folder must be a folder below {self.base}, without '..'")
+        from edgeskel.names import NAME_RULE, is_safe_name
+
+        if not rel.parts or not all(is_safe_name(part) for part in rel.parts):
+            raise RunFolderError(f"{self.root}: run folder must be below {self.base}, each folder name {NAME_RULE}")
         self.base.mkdir(parents=True, exist_ok=True)
         cur = self.base
         for part in rel.parts:
