@@ -40,6 +40,9 @@ def compress_cmd(
               f"{tot['flops_before'] / 1e9:.3f} -> {tot['flops_after'] / 1e9:.3f} ({tot['flop_ratio']:.2f}x)",
               f"{top['reference']:.2f}", f"{top['after_compression']:.2f}", f"{top['after_finetune']:.2f}")
     Console().print(t)
+    sel = summary.get("selection") or {}
+    if sel:  # top-1 above: test split; the choice below was made on the validation split
+        Console().print(f"deployed: {sel['deployed']} ({sel['note']})", highlight=False)
     Console().print(f"wrote {out / 'compressed.ckpt'} and {out / 'compression.json'}")
 
 
