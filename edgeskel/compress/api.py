@@ -22,7 +22,15 @@ from edgeskel.compress.config import CompressionConfig
 from edgeskel.compress.costs import LayerInfo, count_flops, count_params, profile_layers
 from edgeskel.compress.datasvd import collect_input_stats, whitening_factor
 from edgeskel.compress.layers import build_factorized, layer_kind, layer_shape, unsupported_reason
-from edgeskel.compress.policies import Decision, Spectra, allocate_budget, choose_method, worth_it
+from edgeskel.compress.policies import (
+    Decision,
+    LayerLatency,
+    Spectra,
+    allocate_budget,
+    allocate_latency,
+    choose_method,
+    worth_it,
+)
 from edgeskel.errors import CheckpointError, ConfigError
 
 PLAN_FORMAT = "edgeskel-lowrank-plan/1"
@@ -33,8 +41,11 @@ def compress_model(
     cfg: CompressionConfig,
     input_shape: tuple[int, ...],
     calib: list[torch.Tensor] | None = None,
+    latency: LayerLatency | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Factorize a deep copy of `model`; returns (compressed model, report). See module docstring."""
+    """Factorize a deep copy of `model`; returns (compressed model, report). See module docstring.
+    `latency`: the measured layer-latency table policy 'latency' uses (default: one built from
+    the config's latency_* fields, cached in `latency_cache`)."""
     if cfg.data_aware and not calib:
         raise ConfigError("compression: data_aware=true needs calibration batches (calib), none were given")
     work = copy.deepcopy(model)
@@ -57,6 +68,12 @@ def compress_model(
     if cfg.policy == "budget":
         total_before = params_before if cfg.target == "params" else flops_before
         decisions, budget_summary = allocate_budget(infos, specs, decisions, cfg, total_before)
+    latency_summary = None
+    if cfg.policy == "latency":
+        table = latency if latency is not None else _default_latency_table(cfg)
+        table.record_inputs(work, [i.name for i in infos], tuple(input_shape))
+        methods = {n: d for n, d in decisions.items() if d is not None}
+        decisions, latency_summary = allocate_latency(infos, specs, methods, cfg, table)
 
     plan_layers = []
     for info in infos:
@@ -65,9 +82,12 @@ def compress_model(
         e["full_rank"] = info.full_rank()
         d = decisions[info.name]
         if d is None:
-            e.update(
-                status="skipped", reason="budget allocation kept this layer dense (cheapest error per saving elsewhere)"
-            )
+            why = "budget allocation kept this layer dense (cheapest error per saving elsewhere)"
+            if latency_summary is not None:
+                lat = methods[info.name].notes.get("latency", {})
+                why = f"latency policy kept this layer dense: {lat.get('reason', '')}"
+                e["notes"] = {"latency": lat}
+            e.update(status="skipped", reason=why)
             e["params_after"], e["flops_after"] = e["params_before"], e["flops_before"]
             continue
         reason = worth_it(info, d.method, d.ranks, cfg.min_saving)
@@ -112,9 +132,17 @@ def compress_model(
         "layers": list(entries.values()),
         "totals": totals,
         "budget": budget_summary,
+        "latency": latency_summary,
         "calibration": {"batches": len(calib) if calib else 0, "data_aware": cfg.data_aware},
     }
     return work, report
+
+
+def _default_latency_table(cfg: CompressionConfig) -> LayerLatency:
+    from edgeskel.compress.latency_table import LatencyTable
+
+    return LatencyTable(cfg.latency_backend, cfg.latency_batch_sizes, cfg.latency_threads, cfg.latency_profile,
+                        cfg.latency_cache)
 
 
 def apply_plan(model: nn.Module, plan: list[dict] | dict) -> nn.Module:

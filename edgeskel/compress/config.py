@@ -18,7 +18,10 @@ class CompressionConfig(BaseModel):
 
     policy:   'fixed' keeps `ratio` of each layer's full rank; 'energy' keeps the smallest rank
               holding `energy` of sum(sigma^2); 'budget' keeps `budget` of the whole model's
-              `target` (params or FLOPs), allocating ranks across layers by sensitivity.
+              `target` (params or FLOPs), allocating ranks across layers by sensitivity;
+              'latency' picks, per layer, the admissible form (dense, or a rank keeping at least
+              `energy`) with the lowest latency MEASURED on `latency_backend` (latency_table.py);
+              a factorized form must beat dense by `latency_min_gain` or the layer stays dense.
     temporal_method: how k x 1 convs are factorized; 'auto' decomposes both ways and keeps
               the lower error at equal (or lower) FLOPs.
     data_aware: whiten the SVD with calibration input statistics (needs `calib` batches).
@@ -28,7 +31,7 @@ class CompressionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: Literal["fixed", "energy", "budget"] = "fixed"
+    policy: Literal["fixed", "energy", "budget", "latency"] = "fixed"
     ratio: Fraction = 0.5
     energy: Fraction = 0.9
     target: Literal["params", "flops"] = "params"
@@ -44,3 +47,11 @@ class CompressionConfig(BaseModel):
     damping: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-5  # relative Cholesky damping (data-aware)
     max_positions: Annotated[int, Field(ge=16)] = 4096  # im2col rows sampled per calibration call
     seed: int = 0
+    # policy 'latency' only (edgeskel tune writes these from the device profile):
+    latency_backend: Literal["ort", "openvino"] = "ort"
+    latency_threads: Annotated[int, Field(ge=1)] | None = None
+    latency_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1])
+    latency_profile: str = "local"  # device profile name: part of the cache key
+    latency_cache: str | None = None  # JSON cache of measured layer latencies (reused); None = not kept
+    latency_min_gain: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    latency_candidates: Annotated[int, Field(ge=1)] = 4  # ranks timed per layer (plus dense)

@@ -10,6 +10,11 @@
           the result lands within one rank step under the budget. Error estimates are
           normalised tail energies of the spectra (activation-space when calibration
           statistics exist, since the whitened spectrum *is* the output error).
+* latency: per layer, the fastest admissible form MEASURED on the target backend
+          (compress/latency_table.py): admissible = dense, or a rank whose estimated error keeps
+          at least `energy` (the accuracy constraint) and that saves parameters. A factorized
+          form must measure at least `latency_min_gain` faster than dense, else the layer stays
+          dense (one conv becoming two can be slower at batch 1 although it has fewer FLOPs).
 All ranks are multiples of `rank_multiple` (at least one step, never above full rank).
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
@@ -206,4 +212,69 @@ def allocate_budget(
         "total_before": total_before,
         "limit": target,
     }
+    return out, summary
+
+
+class LayerLatency(Protocol):
+    """Measured latency of a layer's forms: {form key: ms}; see compress/latency_table.py."""
+
+    def measure(self, info: LayerInfo, forms: list[tuple[str | None, dict[str, int] | None]]) -> dict[str, float]: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+def latency_candidates(info: LayerInfo, spec: Spectra, method: str, cfg: CompressionConfig) -> list[dict[str, int]]:
+    """At most `latency_candidates` admissible ranks, spread from the largest to the smallest
+    rank that still keeps `energy` (the smallest is always timed: it is usually the fastest)."""
+    ok = [r for r in rank_grid(info, method, cfg.rank_multiple)
+          if worth_it(info, method, r, cfg.min_saving) is None
+          and estimated_error(info, spec, method, r) <= 1.0 - cfg.energy + 1e-12]
+    k = cfg.latency_candidates
+    if len(ok) <= k:
+        return ok
+    idx = sorted({round(i * (len(ok) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [len(ok) - 1]
+    return [ok[i] for i in idx]
+
+
+def allocate_latency(infos: list[LayerInfo], specs: dict[str, Spectra], methods: dict[str, Decision],
+                     cfg: CompressionConfig, table: LayerLatency) -> tuple[dict[str, Decision | None], dict]:
+    """Per layer: dense unless an admissible factorized form measures >= latency_min_gain
+    faster; among forms within 2% of the fastest, the largest rank (most accurate) wins."""
+    from edgeskel.compress.latency_table import form_key
+
+    out: dict[str, Decision | None] = {}
+    dense_total = chosen_total = 0.0
+    kept_dense = []
+    for info in infos:
+        meth = methods[info.name].method
+        cands = latency_candidates(info, specs[info.name], meth, cfg)
+        ms = table.measure(info, [(meth, r) for r in cands])
+        dense = ms["dense"]
+        dense_total += dense
+        timed = {form_key(meth, r): ms[form_key(meth, r)] for r in cands}
+        note: dict[str, Any] = {"backend": getattr(table, "backend", None), "dense_ms": round(dense, 5),
+                                "forms_ms": {k: round(v, 5) for k, v in timed.items()}}
+        if not cands:
+            note["reason"] = f"no rank keeps energy >= {cfg.energy} and saves parameters"
+            out[info.name], _ = None, kept_dense.append(info.name)
+            chosen_total += dense
+            methods[info.name].notes["latency"] = note
+            continue
+        fastest = min(timed.values())
+        best = next(r for r in cands if ms[form_key(meth, r)] <= fastest * 1.02)  # cands: largest rank first
+        t_best = ms[form_key(meth, best)]
+        if t_best > dense * (1.0 - cfg.latency_min_gain):
+            note["reason"] = (f"factorized form measures slower than dense ({t_best:.4f} vs {dense:.4f} ms; needs "
+                              f">= {cfg.latency_min_gain:.0%} faster)")
+            out[info.name] = None
+            kept_dense.append(info.name)
+            chosen_total += dense
+        else:
+            note["reason"] = f"{form_key(meth, best)} measures {t_best:.4f} ms vs dense {dense:.4f} ms"
+            out[info.name] = Decision(meth, best, {**methods[info.name].notes, "latency": note})
+            chosen_total += t_best
+        methods[info.name].notes["latency"] = note
+    summary = {"policy": "latency", "energy": cfg.energy, "min_gain": cfg.latency_min_gain,
+               "layers_dense_ms": round(dense_total, 5), "layers_chosen_ms": round(chosen_total, 5),
+               "kept_dense": kept_dense, "table": table.summary()}
     return out, summary

@@ -1,0 +1,239 @@
+"""Per-layer latency table: each factorizable layer, dense and at candidate ranks, timed on the
+target backend, cached on disk and reused.
+
+Why: on CPU runtimes batch-1 latency is bound by per-node overhead, so a factorization that
+cuts FLOPs can still be slower (one conv becomes two or three). Parameter/FLOP budgets cannot
+see that; a measurement can. Each layer is timed *alone* with its real input shape (recorded
+by one forward of zeros at every batch size asked), exported to ONNX exactly like the model
+(legacy exporter + onnxslim) and run by the backend's edgeskel Runner with the profile's
+threads. Forms of one layer are timed INTERLEAVED (bench/measure.py), so drift of this shared
+machine hits dense and factorized forms alike. What it does not see: fusion with the
+neighbouring BatchNorm/ReLU/aggregation, which the whole-model measurement in `edgeskel tune`
+does see (the table only decides ranks; tune judges whole models).
+
+Cache: one JSON file per (profile, backend) holding entries keyed by sha256 of (profile,
+backend, precision, threads, layer signature, input shape, form, batch, library versions);
+a changed runtime version or shape is a miss, never a stale hit. Writes merge with what is on
+disk and are atomic.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeskel.compress.costs import LayerInfo
+from edgeskel.compress.layers import build_factorized, layer_shape
+from edgeskel.io import atomic_write_json, sha256_json
+
+CACHE_FORMAT = "edgeskel-latency-table/1"
+RUNTIME_LIBS = {"ort": ("onnxruntime",), "openvino": ("openvino",)}
+
+Form = tuple[str | None, dict[str, int] | None]  # (None, None) = dense
+# Injected timing (tests): (layer, {form key: module}, input tensor) -> {form key: ms}
+Timer = Callable[[LayerInfo, dict[str, nn.Module], torch.Tensor], dict[str, float]]
+
+
+def form_key(method: str | None, ranks: dict[str, int] | None) -> str:
+    """'dense', 'svd:rank=16' or 'tucker2:r_in=8,r_out=16'."""
+    if method is None:
+        return "dense"
+    return f"{method}:" + ",".join(f"{k}={int(v)}" for k, v in sorted((ranks or {}).items()))
+
+
+def layer_signature(module: nn.Module) -> dict[str, Any]:
+    """What a layer's latency depends on besides its input: type, weight shape, conv geometry."""
+    sig: dict[str, Any] = {"type": type(module).__name__, "weight": layer_shape(module), "bias": module.bias is not None}
+    for attr in ("stride", "padding", "dilation", "groups"):
+        if hasattr(module, attr):
+            v = getattr(module, attr)
+            sig[attr] = list(v) if isinstance(v, tuple) else v
+    return sig
+
+
+def _lib_versions(backend: str) -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for lib in ("torch", "onnx", "onnxslim", *RUNTIME_LIBS.get(backend, ())):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+class LatencyTable:
+    """Measured p50 latency (ms) of layers in dense and factorized forms on one backend.
+
+    `measure(info, forms)` returns {form key: ms at batch 1} after timing what the cache lacks;
+    `timer` replaces the real measurement (tests inject a deterministic one). `record_inputs`
+    must have seen the model first (it supplies each layer's real input shape)."""
+
+    def __init__(self, backend: str = "ort", batch_sizes: list[int] | tuple[int, ...] = (1,), threads: int | None = None,
+                 profile: str = "local", cache_file: str | Path | None = None, timer: Timer | None = None,
+                 rounds: int = 3, runs: int = 30, warmup: int = 5, max_seconds: float | None = 0.3,
+                 log: Callable[[str], None] | None = None):
+        if backend not in RUNTIME_LIBS:
+            raise ValueError(f"latency table: backend {backend!r} cannot be timed here; use one of {sorted(RUNTIME_LIBS)}")
+        self.backend, self.threads, self.profile = backend, threads, profile
+        self.batch_sizes = sorted({1, *(int(b) for b in batch_sizes)})
+        self.cache_file = Path(cache_file) if cache_file is not None else None
+        self.timer = timer
+        self.rounds, self.runs, self.warmup, self.max_seconds = rounds, runs, warmup, max_seconds
+        self.log = log
+        self.versions = _lib_versions(backend)
+        self.inputs: dict[str, dict[int, tuple[int, ...]]] = {}  # layer -> batch -> input shape
+        self.entries: dict[str, dict[str, Any]] = self._read_cache()
+        self.hits = 0
+        self.measured = 0
+
+    # ---- inputs -------------------------------------------------------------------------
+    def record_inputs(self, model: nn.Module, names: list[str], input_shape: tuple[int, ...]) -> None:
+        """Each layer's input shape (first call) at every batch size, from forwards of zeros."""
+        mods = {n: model.get_submodule(n) for n in names}
+        was = model.training
+        model.eval()
+        try:
+            for b in self.batch_sizes:
+                seen: dict[str, tuple[int, ...]] = {}
+                hooks = [m.register_forward_hook(_shape_hook(seen, n)) for n, m in mods.items()]
+                try:
+                    p = next(model.parameters(), None)
+                    with torch.no_grad():
+                        model(torch.zeros(b, *input_shape[1:], dtype=p.dtype if p is not None else torch.float32))
+                finally:
+                    for h in hooks:
+                        h.remove()
+                for n, shape in seen.items():
+                    self.inputs.setdefault(n, {})[b] = shape
+        finally:
+            model.train(was)
+
+    # ---- cache --------------------------------------------------------------------------
+    def _read_cache(self) -> dict[str, dict[str, Any]]:
+        if self.cache_file is None or not self.cache_file.is_file():
+            return {}
+        try:
+            data = json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            return {}  # unreadable cache: measure again (it is only a cache)
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("entries"), dict):
+            return {}
+        return {k: v for k, v in data["entries"].items() if isinstance(v, dict) and isinstance(v.get("p50_ms"), float)}
+
+    def _write_cache(self) -> None:
+        if self.cache_file is None:
+            return
+        merged = {**self._read_cache(), **self.entries}  # another process may have added entries
+        atomic_write_json(self.cache_file, {"format": CACHE_FORMAT, "profile": self.profile, "backend": self.backend,
+                                            "entries": merged})
+
+    def _key(self, info: LayerInfo, shape: tuple[int, ...], form: str, batch: int) -> str:
+        return sha256_json({"profile": self.profile, "backend": self.backend, "precision": "fp32",
+                            "threads": self.threads, "layer": layer_signature(info.module), "input": list(shape),
+                            "form": form, "batch": batch, "versions": self.versions,
+                            "timer": "injected" if self.timer is not None else "runtime"})
+
+    # ---- measurement --------------------------------------------------------------------
+    def measure(self, info: LayerInfo, forms: list[Form]) -> dict[str, float]:
+        """{form key: p50 ms at batch 1} for the layer's dense form and `forms`; times (all
+        batch sizes, interleaved) only what the cache lacks."""
+        if info.name not in self.inputs:
+            raise ValueError(f"latency table: no input shape recorded for layer {info.name!r} (call record_inputs)")
+        wanted = {form_key(m, r): (m, r) for m, r in [(None, None), *forms]}
+        for b in self.batch_sizes:
+            shape = self.inputs[info.name].get(b)
+            if shape is None:
+                continue
+            missing = [k for k in wanted if self._key(info, shape, k, b) not in self.entries]
+            self.hits += len(wanted) - len(missing)
+            if not missing:
+                continue
+            modules = {k: self._build(info, *wanted[k]) for k in missing}
+            x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+            times = (self.timer or self._time)(info, modules, x)
+            for k in missing:
+                self.entries[self._key(info, shape, k, b)] = {
+                    "p50_ms": float(times[k]), "layer": info.name, "form": k, "batch": b, "input": list(shape),
+                    "signature": layer_signature(info.module), "threads": self.threads}
+            self.measured += len(missing)
+            self._write_cache()
+        shape1 = self.inputs[info.name][1]
+        return {k: self.entries[self._key(info, shape1, k, 1)]["p50_ms"] for k in wanted}
+
+    def by_batch(self, info: LayerInfo, form: str) -> dict[str, float]:
+        """Cached p50 ms of one measured form at every batch size (for reports)."""
+        out = {}
+        for b, shape in self.inputs.get(info.name, {}).items():
+            e = self.entries.get(self._key(info, shape, form, b))
+            if e is not None:
+                out[str(b)] = e["p50_ms"]
+        return out
+
+    @staticmethod
+    def _build(info: LayerInfo, method: str | None, ranks: dict[str, int] | None) -> nn.Module:
+        if method is None:
+            return copy.deepcopy(info.module).eval()
+        return build_factorized(info.module, info.kind, method, dict(ranks or {})).eval()
+
+    def _time(self, info: LayerInfo, modules: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
+        """Export each form to ONNX and time them interleaved with the backend's Runner."""
+        import onnx
+
+        from edgeskel.bench.measure import interleaved_latency
+        from edgeskel.export.onnx import _export_proto, _slim
+        from edgeskel.runtime import get_runner
+
+        runners = {}
+        with tempfile.TemporaryDirectory(prefix="edgeskel-lat-") as td:
+            try:
+                for k, mod in modules.items():
+                    path = Path(td) / f"{len(runners)}.onnx"
+                    proto = _slim(_export_proto(mod.float(), x, 17, dynamic=False, out=path), path)
+                    onnx.save(proto, str(path))
+                    runners[k] = get_runner(self.backend, path, precision="fp32", threads=self.threads).load()
+                xb = {int(x.shape[0]): np.ascontiguousarray(x.numpy(), dtype=np.float32)}
+                infers = {k: _raw_infer(r) for k, r in runners.items()}
+                stats = interleaved_latency(infers, xb, rounds=self.rounds, runs=self.runs, warmup=self.warmup,
+                                            max_seconds=self.max_seconds, progress=False)
+            finally:
+                for r in runners.values():
+                    r.close()
+        if self.log is not None:
+            self.log(f"latency {self.backend} {info.name} {tuple(x.shape)}: " + ", ".join(
+                f"{k} {s[str(int(x.shape[0]))]['p50']:.3f} ms" for k, s in stats.items()))
+        return {k: float(s[str(int(x.shape[0]))]["p50"]) for k, s in stats.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """What the table did, for the compression report and the manifest."""
+        return {"backend": self.backend, "profile": self.profile, "threads": self.threads,
+                "batch_sizes": self.batch_sizes, "cache_file": str(self.cache_file) if self.cache_file else None,
+                "cache_hits": self.hits, "measured": self.measured, "versions": self.versions,
+                "timer": "injected" if self.timer is not None else "runtime"}
+
+
+def _shape_hook(seen: dict[str, tuple[int, ...]], name: str) -> Callable[..., None]:
+    """Forward hook recording the first input shape; returns None, so the output is unchanged."""
+
+    def hook(_m: nn.Module, inp: tuple, _out: Any) -> None:
+        seen.setdefault(name, tuple(inp[0].shape))
+
+    return hook
+
+
+def _raw_infer(runner: Any) -> Callable[[np.ndarray], Any]:
+    """The loaded runner's session call without the (N, C, T, V, M) input check: a layer's
+    input is (N*M, C, T, V) or (N, L, C). Sessions are built by the runners themselves, so
+    threads and optimisation settings are exactly the model's."""
+    if getattr(runner, "session", None) is not None:  # ONNX Runtime
+        return lambda a: runner.session.run(None, {runner.input_name: a})
+    return lambda a: runner.request.infer({0: a})  # OpenVINO
