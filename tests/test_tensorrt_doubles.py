@@ -242,6 +242,15 @@ def test_engine_of_another_tensorrt_version_is_refused(models, tmp_path):
     assert proc.returncode == 0 and r["status"] == "error" and "could not deserialize the engine" in r["error"]
 
 
+def test_bundle_for_tensorrt_11_refused_on_a_tensorrt_10_device(models, tmp_path):
+    bundle = _trt_bundle(models, tmp_path, "jetson-orin-jp7", batch_sizes=(2,))
+    dbl = install(tmp_path, "10.3.0")
+    subprocess.run([str(dbl.python), str(bundle / "device_runner.py"), str(bundle), "--variant", "tensorrt-fp16",
+                    "--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
+    r = json.loads((tmp_path / "r.json").read_text())["variants"][0]
+    assert r["status"] == "error" and "route is for TensorRT 11.4.1" in r["error"] and "jetson-orin-jp7" in r["error"]
+
+
 def test_run_engine_script_handles_more_samples_than_the_engine_batch(models, tmp_path):
     """Defect: run_engine.py's --max-batch defaulted to the whole file, past the engine's batch."""
     kit = tmp_path / "kit"

@@ -431,6 +431,7 @@ def _measure_tensorrt(bundle: Path, meta: dict[str, Any], v: dict[str, Any], x: 
                       ref: np.ndarray | None, res: dict[str, Any], log: Callable[[str], None]) -> None:
     """Build the engines (one per batch size) if needed; accuracy on the largest engine (the last
     batch padded), latency of each batch size on the engine built for it; where layers ran."""
+    _check_tensorrt_version(meta)
     built = build_engines(bundle, v, log)
     opts = v.get("options") or {}
     engines: dict[int, Path] = built["engines"]
@@ -450,6 +451,20 @@ def _measure_tensorrt(bundle: Path, meta: dict[str, Any], v: dict[str, Any], x: 
         res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, bs, m), bs)
         del infer
     res["tensorrt"] = trt_info
+
+
+def _check_tensorrt_version(meta: dict[str, Any]) -> None:
+    """The bundle's build route was chosen for the profile's TensorRT major version (10.x:
+    --stronglyTyped, 11.x: no precision flags): on another major it would build something else
+    or fail, so say which profile to export with instead."""
+    import tensorrt
+
+    want = str((meta.get("tensorrt") or {}).get("version") or "")
+    have = str(getattr(tensorrt, "__version__", ""))
+    if want and have and want.split(".")[0] != have.split(".")[0]:
+        raise RuntimeError(f"this bundle's TensorRT route is for TensorRT {want} (profile tensorrt.version), but this "
+                           f"device has TensorRT {have}: export again with a profile whose tensorrt.version matches "
+                           f"the device (JetPack 6: 10.x, e.g. jetson-orin; JetPack 7: 11.x, jetson-orin-jp7)")
 
 
 def _is_double() -> bool:
