@@ -171,3 +171,19 @@ def test_user_entry_is_not_a_zoo_model():
     """`edgeskel models` and every "all models" loop build each zoo entry without arguments."""
     assert "user" not in models.available_models() and models.model_entry("user").family == "user"
     assert {"shiftgcn", "efficientgcn"} <= set(models.available_models())
+
+
+def test_recipe_training_a_broken_user_model_fails_with_one_error_line(tmp_path, monkeypatch, capsys):
+    from edgeskel.cli import main
+
+    (tmp_path / "broken_mod.py").write_text(
+        "import torch.nn as nn\n"
+        "def build(num_classes):\n    return nn.Linear(3, num_classes)  # wrong input layout\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = {"name": "broken", "model": {"entrypoint": "broken_mod:build"},
+              "data": {"spec": "synthetic?classes=3&per_class=4&test_per_class=2&frames=16", "frames": 16},
+              "train": {"epochs": 1, "batch_size": 4, "threads": 1}}
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(recipe))
+    rc = main(["compress", "--recipe", str(tmp_path / "broken.yaml"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "error:" in err and "entrypoint 'broken_mod:build'" in err and "Traceback" not in err, err

@@ -124,6 +124,10 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     net = models.build(m.name, len(dataset.class_names), dataset.layout, **kwargs)
     spec = ModelSpec(name=m.name, num_classes=len(dataset.class_names), layout=dataset.layout, kwargs=kwargs,
                      class_names=list(dataset.class_names), preprocess=pre)
+    if m.entrypoint:  # the user's module: one clear error now instead of a traceback mid-training
+        from edgeskel.models.user import check_user_model
+
+        check_user_model(net, spec.num_classes, spec.input_shape, f"entrypoint {m.entrypoint!r}")
     from edgeskel.data.splits import holdout
 
     split = holdout(dataset)  # best epoch chosen on validation, never on test
