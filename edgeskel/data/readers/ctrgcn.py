@@ -55,7 +55,7 @@ def read_ctrgcn(req: ReadRequest) -> ReaderResult:
                 continue
             # a copy, so no sample keeps the whole (mapped) array alive
             req.add(split, np.array(drop_empty_persons(trim_trailing_zero_frames(x[i])), copy=True), int(y[i]), name, path)
-            if i % 2048 == 2047:
+            if i % 256 == 255:
                 _drop_mapped_pages(arrays[f"x_{split}"])
         _drop_mapped_pages(arrays[f"x_{split}"])
     # NTU-shaped data (25 joints, 60/120 classes) gets NTU names; otherwise generic ones.
