@@ -167,3 +167,15 @@ def test_train_takes_class_names_file(tmp_path: Path) -> None:
           quiet=True, class_names=names)
     _, spec, _ = load_checkpoint(tmp_path / "run" / "best.ckpt")
     assert spec.class_names == ["first", "second", "third"]
+
+
+def test_nw_ucla_test_split_only_reads_test_files(tmp_path: Path) -> None:
+    from test_data_fixtures import make_ucla_dir
+
+    root = make_ucla_dir(tmp_path / "u", views=(1, 2, 3))
+    for f in (root / "all_sqe").glob("*_v01.json"):
+        f.write_text("{broken")  # training files: never opened when only test is asked for
+    ds = load_dataset(f"nw-ucla:{root}?test_view=3", splits=("test",), check_layout=False)
+    assert len(ds.test) > 0 and len(ds.train) == 0
+    with pytest.raises(DataError, match="invalid JSON"):
+        load_dataset(f"nw-ucla:{root}?test_view=3")

@@ -61,6 +61,8 @@ def read_ntu(req: ReadRequest) -> ReaderResult:
                 train = camera in XVIEW_TRAIN_CAMERAS
             else:
                 train = setup % 2 == 0
+            if not req.wants("train" if train else "test"):  # a command reads only the splits it needs
+                continue
             x = read_skeleton_file(path, max_bodies)
             req.add("train" if train else "test", x, action - 1, name, path)
     top = req.max_label()

@@ -55,8 +55,10 @@ def read_sbu(req: ReadRequest) -> ReaderResult:
                 raise DataError(path, f"class folder {cls!r} is not 01..{len(SBU_ACTIONS):02d}", name)
             if not any(pair in p for p in SBU_FOLDS.values()):
                 unknown_pairs.add(pair)
-            x = _read_one(path, name)
-            req.add("test" if pair in test_pairs else "train", x, int(cls) - 1, name, path)
+            split = "test" if pair in test_pairs else "train"
+            if not req.wants(split):  # a command reads only the splits it needs
+                continue
+            req.add(split, _read_one(path, name), int(cls) - 1, name, path)
     info = {"dataset": "sbu", "protocol": "5-fold over subject pairs", "fold": fold, "test_pairs": sorted(test_pairs)}
     if unknown_pairs:
         info["pairs_not_in_folds_used_for_training"] = sorted(unknown_pairs)
