@@ -1,0 +1,452 @@
+"""`edgeskel tune --device D (--recipe R | --checkpoint C --data S)`: search compression budget
+(including none) x rank policy x precision x backend within the profile's gates.
+
+Order of work, cheapest first (each step a resumable RunDir stage in `<out>/<recipe>/tune-<device>/`):
+1. data + reference: the pipeline's own stages (same keys, so the shared reference is reused);
+2. factorize every compression option WITHOUT fine-tuning ('budget-<b>': parameter budget,
+   'latency-<backend>': ranks from the measured layer-latency table) and export every
+   (option x profile variant), the uncompressed model included ('none');
+3. time all exported candidates interleaved (latency does not change with fine-tuning: same graph);
+4. prune: an option can still win only if one of its variants is faster than the fastest
+   uncompressed candidate that meets the gates, and its factorized top-1 is within the gate +
+   `max_recovery` points (what fine-tuning may win back); one that already meets the gates
+   needs no fine-tuning. Survivors are fine-tuned (recipe's `finetune`), fastest first, while
+   the time budget lasts, and re-exported;
+5. time the uncompressed and the final compressed candidates again in ONE interleaved run,
+   and pick (front.py). Accuracy is validation top-1 (the split every selection uses); the
+   chosen candidate's test top-1 is reported too.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeskel.checkpoint import load_checkpoint, save_checkpoint
+from edgeskel.compress.config import CompressionConfig
+from edgeskel.errors import ConfigError, DataError, EdgeskelError
+from edgeskel.io import atomic_write_json, atomic_write_text, sha256_file, sha256_json
+from edgeskel.pipeline import _dataset_fingerprint, _jsonable, _save_npy, export_stage_inputs, steps
+from edgeskel.pipeline.rundir import RunDir, library_versions
+from edgeskel.progress_log import plain_progress
+from edgeskel.recipe import load_recipe, with_overrides
+from edgeskel.tune import front
+
+MEASURABLE = ("ort", "openvino")  # backends timed on this host (TensorRT: by the device runner, not yet)
+TUNE_LOGIC_VERSION = 1
+# (infers {id: fn}, batches {b: x}) -> {id: {str(b): latency stats}}; tests inject a fake.
+Measure = Callable[[dict[str, Callable[[np.ndarray], Any]], dict[int, np.ndarray]], dict[str, dict[str, dict[str, Any]]]]
+
+
+def compression_options(rec: Any, profile: Any, budgets: list[float], energies: list[float],
+                        latency_backends: list[str], cache_dir: Path) -> dict[str, CompressionConfig | None]:
+    """{option key: config}: 'none', one 'budget-<b>' per budget (params), one 'latency-<backend>[-e<E>]'
+    per measured backend and energy. Other settings (data_aware, include, ...) from the recipe."""
+    base = rec.compress or CompressionConfig(policy="budget", data_aware=True)
+    base = base.model_copy(update={"rank_multiple": profile.rank_multiple})
+    opts: dict[str, CompressionConfig | None] = {"none": None}
+    for b in budgets:
+        opts[f"budget-{b:g}"] = base.model_copy(update={"policy": "budget", "target": "params", "budget": b})
+    for bk in latency_backends:
+        for e in energies:
+            key = f"latency-{bk}" + (f"-e{e:g}" if len(energies) > 1 else "")
+            opts[key] = base.model_copy(update={
+                "policy": "latency", "energy": e, "latency_backend": bk, "latency_threads": profile.threads,
+                "latency_batch_sizes": list(profile.batch_sizes), "latency_profile": profile.name,
+                "latency_cache": str((cache_dir / f"{profile.name}-{bk}.json").resolve())})
+    return opts
+
+
+def _interleaved(rounds: int, runs: int, warmup: int, progress: bool) -> Measure:
+    from edgeskel.bench.measure import interleaved_latency
+
+    def measure(infers: dict[str, Any], batches: dict[int, np.ndarray]) -> dict[str, dict[str, dict[str, Any]]]:
+        return interleaved_latency(infers, batches, rounds=rounds, runs=runs, warmup=warmup, max_seconds=None,
+                                   progress=progress, label="tune latency")
+
+    return measure
+
+
+def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None, data: str | None = None,
+             out_root: str | Path = "runs", budgets: tuple[float, ...] = (0.75, 0.5), energies: tuple[float, ...] = (0.9,),
+             variants: list[str] | None = None, time_budget_s: float | None = None, max_recovery: float = 10.0,
+             rounds: int = 3, runs: int | None = None, quiet: bool = False, log: Callable[[str], None] = print,
+             measure: Measure | None = None) -> dict[str, Any]:
+    """Run the search (module docstring); returns tune.json's content. Stages already done with
+    the same inputs are skipped, so an interrupted tune resumes."""
+    from edgeskel.devices import load_profile
+
+    t_start = time.monotonic()
+    profile = load_profile(device)
+    rec, rec_path = load_recipe(recipe)
+    rec = with_overrides(rec, checkpoint, data, source=rec_path)
+    wanted = [v for v in profile.variants if v.backend in MEASURABLE and (not variants or v.key in variants)]
+    if variants:
+        unknown = sorted(set(variants) - {v.key for v in profile.variants})
+        if unknown:
+            raise ConfigError(f"--variants {','.join(unknown)}: not in device profile {profile.name!r} "
+                              f"(it has {[v.key for v in profile.variants]})")
+    if not wanted:
+        raise ConfigError(f"device profile {profile.name!r}: no variant tune can time here (backends {list(MEASURABLE)}; "
+                          "TensorRT variants are measured on the device with `make export`)")
+    skipped_variants = [v.key for v in profile.variants if v.backend not in MEASURABLE]
+    out_root = Path(out_root)
+    runs = runs or profile.measure.runs
+    progress = not quiet and not plain_progress()
+    # what produced the timings is part of the latency stages' keys (an injected measure is never reused as real)
+    measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs} if measure is None else {
+        "kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
+    measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress)
+
+    def over_budget() -> bool:
+        return time_budget_s is not None and time.monotonic() - t_start > time_budget_s
+
+    run = RunDir(out_root / rec.name / f"tune-{profile.name}", base=out_root)
+    with run:
+        ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
+        run.set_inputs({"recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
+                        "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json"))},
+                        "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None, "data": {"spec": rec.data.spec},
+                        "search": {"budgets": list(budgets), "energies": list(energies), "variants": [v.key for v in wanted],
+                                   "max_recovery": max_recovery, "time_budget_s": time_budget_s}})
+        try:
+            dataset = steps.load_data(rec)
+        except DataError as exc:
+            raise type(exc)(exc.path, f"{exc.problem} (dataset of {rec_path}: data.spec {rec.data.spec!r})",
+                            exc.sample) from None
+        arrays = _data_stage(run, rec, dataset, log)
+        val_x, val_y, test_x, test_y, calib_x = (arrays[k] for k in ("val_x", "val_y", "test_x", "test_y", "calib_x"))
+        ref_ckpt = _reference_stage(run, rec, dataset, out_root, ckpt_hash, quiet, log)
+        teacher, spec, _ = load_checkpoint(ref_ckpt)
+        spec = steps.apply_profile_input(spec, profile)
+        from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+        ref_top1 = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
+        options = compression_options(rec, profile, list(budgets), list(energies),
+                                      sorted({v.backend for v in wanted}), out_root / "_latency")
+
+        # ---- 2. factorize (no fine-tuning) + export every option x variant ----------------------
+        cands: dict[str, dict[str, Any]] = {}
+        option_info: dict[str, dict[str, Any]] = {}
+        models: dict[str, Path] = {"none": ref_ckpt}
+        for key, cfg in options.items():
+            if cfg is not None:
+                if over_budget():
+                    option_info[key] = {"status": "skipped", "reason": "time budget spent"}
+                    continue
+                try:
+                    res = run.run_stage(f"factorize-{key}", {"cfg": cfg.model_dump(mode="json"),
+                                                             "reference": run.output_hash("reference"),
+                                                             "logic": TUNE_LOGIC_VERSION},
+                                        lambda d, cfg=cfg: _factorize(ref_ckpt, cfg, spec, calib_x, val_x, val_y, d), log)
+                except ConfigError as exc:  # e.g. an infeasible budget for this model: that option only
+                    option_info[key] = {"status": "error", "policy": cfg.policy, "reason": str(exc)}
+                    log(f"[tune] {key}: {exc}")
+                    continue
+                option_info[key] = {"status": "ok", "policy": cfg.policy, "top1_factorized": res["top1"],
+                                    "totals": res["totals"], "latency_policy": res.get("latency")}
+                models[key] = run.root / f"factorize-{key}" / "model.ckpt"
+            else:
+                option_info[key] = {"status": "ok", "policy": None, "top1_factorized": ref_top1}
+            cands.update(_export_option(run, key, models[key], profile, rec, wanted, calib_x, val_x, val_y, log))
+
+        # ---- 3. time every exported candidate, interleaved ---------------------------------------
+        first = _latency_stage(run, "latency", cands, profile, measure, measure_tag, val_x, log)
+        for cid, lat in first.items():
+            cands[cid]["latency_ms"] = lat
+
+        # ---- 4. prune, then fine-tune only what can still win -------------------------------------
+        max_drop, p99_budget = profile.gates.max_top1_drop, profile.gates.p99_latency_ms
+        for c in cands.values():
+            c["judged"] = front.judge(c, ref_top1, max_drop, p99_budget)
+        base_ok = [c for c in cands.values() if c["compression"] == "none" and c["judged"]["passed"]]
+        to_beat = min((front.p50(c) for c in base_ok), default=None)
+        plan = _prune(cands, option_info, to_beat, ref_top1, max_drop, max_recovery, rec.finetune is not None)
+        for key in sorted(plan, key=lambda k: plan[k]):  # fastest first
+            if over_budget():
+                option_info[key].update(finetune="skipped", finetune_reason="time budget spent")
+                continue
+            cfg = options[key]
+            rec_k = rec.model_copy(update={"compress": cfg})
+            res = run.run_stage(f"finetune-{key}", {"cfg": cfg.model_dump(mode="json"), "finetune": rec.finetune.model_dump(mode="json"),
+                                                    "reference": run.output_hash("reference"), "data": run.output_hash("data")},
+                                lambda d, rec_k=rec_k: steps.compress_and_finetune(
+                                    ref_ckpt, rec_k, dataset, val_x, val_y, calib_x, d, quiet=quiet,
+                                    test=(test_x, test_y)), log)
+            option_info[key].update(finetune="done", selection=res["selection"], finetune_info=res["finetune"])
+            ft_key = f"{key}-ft"
+            option_info[ft_key] = {"status": "ok", "policy": cfg.policy, "fine_tuned_from": key}
+            options[ft_key] = cfg
+            models[ft_key] = run.root / f"finetune-{key}" / "compressed.ckpt"
+            cands.update(_export_option(run, ft_key, models[ft_key], profile, rec, wanted, calib_x, val_x, val_y, log))
+
+        # ---- 5. one interleaved run: uncompressed vs final compressed candidates -------------------
+        fine_tuned = {k for k in plan if option_info[k].get("finetune") == "done"}
+
+        def final(c: dict[str, Any]) -> bool:
+            comp = c["compression"]
+            if c["status"] != "ok":
+                return False
+            if comp == "none" or comp.endswith("-ft"):
+                return True
+            return comp not in fine_tuned and option_info[comp].get("finetune") == "not needed"
+
+        if fine_tuned:
+            second = _latency_stage(run, "final-latency", {cid: c for cid, c in cands.items() if final(c)}, profile,
+                                    measure, measure_tag, val_x, log)
+            for cid, lat in second.items():
+                cands[cid]["latency_ms"] = lat
+            for c in cands.values():
+                if c["status"] == "ok" and c["id"] not in second:
+                    why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
+                           else option_info[c["compression"]].get("finetune_reason", "not in the final run"))
+                    c.update(status="pruned", reason=why)
+        result = _finish(run, device, rec, profile, spec, list(cands.values()), options, option_info, models, ref_top1,
+                         test_x, test_y, skipped_variants, time.monotonic() - t_start)
+    if not quiet:
+        print(result["table"])
+        print(f"chosen: {result['decision']['why']}")
+    return result
+
+
+# ----------------------------------------------------------------------------------- stages
+def _data_stage(run: RunDir, rec: Any, dataset: Any, log: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """The pipeline's data stage (same inputs and outputs, so the shared reference is the same)."""
+    from edgeskel.data.splits import holdout
+
+    validation = holdout(dataset).info
+
+    def data_stage(d: Path) -> dict[str, Any]:
+        pre = steps.recipe_preprocess(rec, dataset)
+        arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
+        for k, v in arrays.items():
+            _save_npy(d / f"{k}.npy", v)
+        return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
+                "num_test": int(len(arrays["test_y"])), "validation": validation,
+                "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
+                "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
+                "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
+
+    run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"), "export": rec.export.model_dump(mode="json"),
+                           "dataset": _dataset_fingerprint(dataset)}, data_stage, log)
+    return {k: np.load(run.root / "data" / f"{k}.npy") for k in ("val_x", "val_y", "test_x", "test_y", "calib_x")}
+
+
+def _reference_stage(run: RunDir, rec: Any, dataset: Any, out_root: Path, ckpt_hash: str | None, quiet: bool,
+                     log: Callable[[str], None]) -> Path:
+    from edgeskel.pipeline.shared import shared_reference
+
+    ref_inputs = {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
+                  "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
+                  "data": run.output_hash("data")}
+
+    def ref_stage(d: Path) -> dict[str, Any]:
+        res = shared_reference(run.root.parent / "_shared", out_root, rec.name, ref_inputs, lambda sd: {
+            **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, d / "reference.ckpt", log)
+        return {k: v for k, v in res.items() if k != "outputs"} | {"outputs": ["reference.ckpt"]}
+
+    run.run_stage("reference", ref_inputs, ref_stage, log)
+    return run.root / "reference" / "reference.ckpt"
+
+
+def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.ndarray, val_x: np.ndarray,
+               val_y: np.ndarray, d: Path) -> dict[str, Any]:
+    """Compress without fine-tuning: structure (hence latency) and the accuracy before fine-tuning."""
+    from dataclasses import replace
+
+    import torch
+
+    from edgeskel.compress import compress_model
+    from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+    teacher, ref_spec, extra = load_checkpoint(ref_ckpt)
+    calib = [torch.from_numpy(calib_x[i : i + 16]) for i in range(0, min(len(calib_x), 16 * cfg.calib_batches), 16)]
+    student, rep = compress_model(copy.deepcopy(teacher), cfg, (1, *ref_spec.input_shape), calib)
+    cspec = replace(ref_spec, compression={"plan": rep["plan"], "policy": rep["policy"]})
+    save_checkpoint(d / "model.ckpt", student, cspec, extra={"stage": "factorized (tune)"})
+    atomic_write_json(d / "compression.json", {k: rep[k] for k in ("policy", "totals", "layers", "budget", "latency")})
+    top1 = accuracy_summary(predict_logits(student, val_x), val_y)["top1"]
+    return {"outputs": ["model.ckpt", "compression.json"], "top1": top1, "totals": rep["totals"],
+            "latency": rep.get("latency")}
+
+
+def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wanted: list[Any], calib_x: np.ndarray,
+                   val_x: np.ndarray, val_y: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Export one model for every wanted variant (parity + INT8 gates as in the pipeline), with
+    validation top-1 and artifact size. A failed variant is a candidate with status 'error'."""
+    prof = profile.model_copy(update={"variants": wanted})
+
+    def stage(d: Path) -> dict[str, Any]:
+        from edgeskel.export import export_variant
+        from edgeskel.runtime import get_runner
+        from edgeskel.train.metrics import accuracy_summary
+
+        model, spec, _ = load_checkpoint(ckpt)
+        spec = steps.apply_profile_input(spec, profile)
+        out, outputs = {}, []
+        for v in wanted:
+            options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
+                       "static_batch": 1 if profile.input.static_shapes else None}
+            res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
+                                       calib=calib_x, val=(val_x, val_y), options=options)
+            if err is not None:
+                out[v.key] = {"status": "error", "reason": err.splitlines()[0][:300]}
+                log(f"[tune] {key}/{v.key}: export failed: {err.splitlines()[0][:120]}")
+                continue
+            art = Path(res["artifact_path"])
+            with get_runner(res["runtime"]["backend"], art, precision=res["runtime"]["precision"],
+                            threads=profile.threads, **v.options) as r:
+                logits = np.concatenate([r.infer(val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
+            size = sum(f["bytes"] for f in res["files"] if Path(f["path"]).name in (art.name, art.with_suffix(".bin").name))
+            out[v.key] = {"status": "ok", "artifact": str(art.relative_to(d)), "runtime": res["runtime"],
+                          "top1": accuracy_summary(logits, val_y)["top1"], "size_bytes": int(size)}
+            outputs += [str(p.relative_to(d)) for p in sorted((d / v.key).rglob("*")) if p.is_file()]
+            log(f"[tune] {key}/{v.key}: exported, validation top-1 {out[v.key]['top1']:.2f}")
+        return {"variants": out, "outputs": outputs}
+
+    inputs = export_stage_inputs(prof, rec, ckpt, run.output_hash("data")) | {"threads": profile.threads,
+                                                                             "logic": TUNE_LOGIC_VERSION}
+    res = run.run_stage(f"export-{key}", inputs, stage, log)
+    cands = {}
+    for v in wanted:
+        r = res["variants"][v.key]
+        cid = f"{key}/{v.key}"
+        cands[cid] = {"id": cid, "compression": key, "variant": v.key, "backend": v.backend, "precision": v.precision,
+                      "options": v.options, **r}
+        if r["status"] == "ok":
+            cands[cid]["artifact_path"] = str(run.root / f"export-{key}" / r["artifact"])
+    return cands
+
+
+def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], profile: Any, measure: Measure,
+                   measure_tag: dict[str, Any], val_x: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Interleaved latency of every measured candidate at the profile's batch sizes."""
+    from edgeskel.bench.measure import batch_from
+    from edgeskel.runtime import get_runner
+
+    ok = {cid: c for cid, c in cands.items() if c["status"] == "ok"}
+
+    def stage(d: Path) -> dict[str, Any]:
+        runners = {}
+        try:
+            for cid, c in ok.items():
+                runners[cid] = get_runner(c["runtime"]["backend"], c["artifact_path"], precision=c["runtime"]["precision"],
+                                          threads=profile.threads, **c["options"]).load()
+            batches = {int(b): batch_from(val_x, int(b)) for b in profile.batch_sizes}
+            log(f"[tune] timing {len(runners)} candidates interleaved at batch {sorted(batches)}")
+            lat = measure({cid: r.infer for cid, r in runners.items()}, batches)
+        finally:
+            for r in runners.values():
+                r.close()
+        atomic_write_json(d / "latency.json", lat)
+        return {"outputs": ["latency.json"], "latency": lat}
+
+    inputs = {"artifacts": {cid: sha256_file(c["artifact_path"]) for cid, c in sorted(ok.items())},
+              "batch_sizes": profile.batch_sizes, "threads": profile.threads, "measure": profile.measure.model_dump(mode="json"),
+              "logic": TUNE_LOGIC_VERSION, "measure_by": measure_tag}
+    return run.run_stage(name, inputs, stage, log)["latency"]
+
+
+def _prune(cands: dict[str, dict[str, Any]], option_info: dict[str, dict[str, Any]], to_beat: float | None,
+           ref_top1: float, max_drop: float, max_recovery: float, can_finetune: bool) -> dict[str, float]:
+    """{option: its fastest p50} of the options worth fine-tuning; the reason for every other."""
+    plan: dict[str, float] = {}
+    for key, info in option_info.items():
+        if info.get("policy") is None or info.get("status") != "ok":
+            continue
+        mine = [c for c in cands.values() if c["compression"] == key and c["status"] == "ok" and front.p50(c) is not None]
+        if not mine:
+            info.update(finetune="pruned", finetune_reason="no variant exported")
+            continue
+        fastest = min(front.p50(c) for c in mine)
+        if to_beat is not None and fastest >= to_beat:
+            info.update(finetune="pruned", finetune_reason=f"its fastest variant ({fastest:.3f} ms) is not faster than the "
+                        f"fastest uncompressed candidate meeting the gates ({to_beat:.3f} ms)")
+        elif any(c["judged"]["passed"] for c in mine):
+            info.update(finetune="not needed", finetune_reason="meets the gates without fine-tuning")
+        elif info["top1_factorized"] < ref_top1 - max_drop - max_recovery:
+            info.update(finetune="pruned", finetune_reason=f"top-1 {info['top1_factorized']:.2f} before fine-tuning is more "
+                        f"than {max_drop + max_recovery:g} points below the reference ({ref_top1:.2f})")
+        elif not can_finetune:
+            info.update(finetune="pruned", finetune_reason="the recipe has no finetune section")
+        else:
+            plan[key] = fastest
+    return plan
+
+
+def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
+            option_info: dict[str, dict[str, Any]], models: dict[str, Path], ref_top1: float, test_x: np.ndarray,
+            test_y: np.ndarray, skipped_variants: list[str], wall_s: float) -> dict[str, Any]:
+    """Front, choice, test top-1 of the choice, and the outputs: tune.json, tune.md, tune.png, recipe.yaml."""
+    scored = [c for c in cands if c["status"] == "ok"]
+    decision = front.choose(scored, ref_top1, profile.gates.max_top1_drop, profile.gates.p99_latency_ms)
+    fr = front.pareto(scored)
+    chosen = next((c for c in cands if c["id"] == decision["chosen"]), None)
+    recipe_path = None
+    if chosen is not None:
+        from edgeskel.runtime import get_runner
+        from edgeskel.train.metrics import accuracy_summary
+
+        with get_runner(chosen["runtime"]["backend"], chosen["artifact_path"], precision=chosen["runtime"]["precision"],
+                        threads=profile.threads, **chosen["options"]) as r:
+            logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
+        decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
+        recipe_path = _write_recipe(run.root / "recipe.yaml", device, rec, profile, chosen, options, decision)
+    text = front.table(cands, fr, decision["chosen"], ref_top1)
+    header = (f"edgeskel tune: {rec.name} on {profile.name}  (reference validation top-1 {ref_top1:.2f}, "
+              f"{len(cands)} candidates, {wall_s:.0f} s)")
+    result = {"format": "edgeskel-tune/1", "recipe": rec.name, "device": profile.name, "reference_top1": ref_top1,
+              "accuracy_split": "validation", "gates": profile.gates.model_dump(mode="json"),
+              "batch_sizes": profile.batch_sizes, "threads": profile.threads,
+              "variants_not_timed_here": skipped_variants, "options": option_info,
+              "candidates": [{k: v for k, v in c.items() if k != "artifact_path"} for c in cands],
+              "pareto_front": fr, "decision": decision, "recipe_file": str(recipe_path) if recipe_path else None,
+              "wall_time_s": round(wall_s, 1), "libraries": library_versions(), "table": header + "\n" + text}
+    result = _jsonable(result)
+    atomic_write_json(run.root / "tune.json", result)
+    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
+    if recipe_path:
+        md += [f"Reproduce: `make export DEVICE={device} RECIPE={recipe_path}` and ship variant "
+               f"`{chosen['variant']}`.", ""]
+    atomic_write_text(run.root / "tune.md", "\n".join(md))
+    front.plot(cands, fr, decision["chosen"], f"{rec.name} on {profile.name}: latency vs top-1", run.root / "tune.png")
+    return result
+
+
+def _write_recipe(path: Path, device: str, rec: Any, profile: Any, chosen: dict[str, Any], options: dict[str, Any],
+                  decision: dict[str, Any]) -> Path:
+    """The recipe that reproduces the choice with `make export`: the same model and data, the
+    chosen compression (none: no compress section) and fine-tuning only if the choice was fine-tuned."""
+    import yaml
+
+    comp = chosen["compression"]
+    cfg = options.get(comp)
+    body = rec.model_dump(mode="json")
+    body["name"] = f"{rec.name[:58]}-tuned"
+    body["description"] = f"edgeskel tune's choice for {profile.name}: {chosen['id']}"
+    body["compress"] = cfg.model_dump(mode="json") if cfg is not None else None
+    if not comp.endswith("-ft"):
+        body["finetune"] = None
+    if body["compress"] is None:
+        body.pop("compress")
+    if body.get("finetune") is None:
+        body.pop("finetune", None)
+    head = [f"# Written by `edgeskel tune --device {device}` ({time.strftime('%Y-%m-%d %H:%M')}).",
+            f"# Chosen: {chosen['id']} -- ship the `{chosen['variant']}` variant of the report.",
+            f"# Why: {decision['why']}",
+            f"# Reproduce: make export DEVICE={device} RECIPE={path}"]
+    text = "\n".join(head) + "\n"
+    text += yaml.safe_dump(body, sort_keys=False)
+    atomic_write_text(path, text)
+    from edgeskel.recipe import load_recipe
+
+    try:
+        load_recipe(path)  # what we write must load
+    except EdgeskelError as exc:
+        raise EdgeskelError(f"{path}: tune wrote a recipe that does not load ({exc}); please report this") from None
+    return path

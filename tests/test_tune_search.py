@@ -1,0 +1,125 @@
+"""`edgeskel tune` (issue 20): the search returns the uncompressed baseline when nothing beats it,
+a compressed candidate when it measures faster, resumes finished stages, and runs end to end
+on the synthetic default recipe with real ONNX Runtime timing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeskel.cli import main
+from edgeskel.recipe import load_recipe
+from edgeskel.tune import front, run_tune
+
+TINY = {
+    "name": "tiny",
+    "model": {"name": "stgcn", "width": 0.25, "kwargs": {"num_stages": 3}},
+    "data": {"spec": "synthetic?classes=4&per_class=8&test_per_class=4&frames=16", "frames": 16},
+    "train": {"epochs": 2, "batch_size": 8, "optimizer": "adamw", "lr": 0.003, "warmup_epochs": 0, "threads": 1},
+    "compress": {"policy": "budget", "budget": 0.8, "data_aware": True, "calib_batches": 1, "min_params": 256},
+    "finetune": {"epochs": 1, "batch_size": 8, "optimizer": "adamw", "lr": 0.001, "warmup_epochs": 0,
+                 "kd_weight": 0.5, "threads": 1},
+    "export": {"calib_samples": 16},
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _profile(tmp: Path, **over) -> Path:
+    prof = yaml.safe_load((REPO / "devices" / "cpu.yaml").read_text())
+    prof.update({"variants": [{"backend": "ort", "precision": "fp32"}], "batch_sizes": [1],
+                 "measure": {"warmup": 2, "runs": 10}, "threads": 1, **over})
+    p = tmp / "cpu-tiny.yaml"
+    p.write_text(yaml.safe_dump(prof))
+    return p
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tune")
+    rec = tmp / "tiny.yaml"
+    rec.write_text(yaml.safe_dump(TINY))
+    return tmp, rec, _profile(tmp)
+
+
+def fake_measure(fast: str, slow: str):
+    """Deterministic whole-model timing: candidates of compression `fast` 1 ms, `slow` 2 ms."""
+
+    def measure(infers, batches):
+        out = {}
+        for cid, fn in infers.items():
+            fn(next(iter(batches.values())))  # the candidate really runs
+            ms = 1.0 if cid.startswith(fast) else 2.0 if cid.startswith(slow) else 3.0
+            out[cid] = {str(b): {"p50": ms, "p99": ms * 1.1, "batch_size": b} for b in batches}
+        return out
+
+    measure.__name__ = f"fake_{fast}"
+    return measure
+
+
+def test_tune_returns_uncompressed_baseline_when_nothing_beats_it(setup):
+    tmp, rec, prof = setup
+    res = run_tune(str(prof), str(rec), out_root=tmp / "runs", budgets=(0.8,), quiet=True, log=lambda s: None,
+                   measure=fake_measure("none/", "budget"))
+    assert res["decision"]["chosen"] == "none/ort-fp32"
+    assert "recommend no compression" in res["decision"]["why"]
+    ids = {c["id"] for c in res["candidates"]}
+    assert {"none/ort-fp32", "budget-0.8/ort-fp32", "latency-ort/ort-fp32"} <= ids
+    # compressed options were not fine-tuned: they could not win
+    assert res["options"]["budget-0.8"]["finetune"] == "pruned"
+    recipe, _ = load_recipe(res["recipe_file"])
+    assert recipe.compress is None and recipe.finetune is None and recipe.name == "tiny-tuned"
+
+
+def test_tune_picks_compressed_when_it_measures_faster_and_resumes(setup):
+    tmp, rec, prof = setup
+    lines: list[str] = []
+    res = run_tune(str(prof), str(rec), out_root=tmp / "runs", budgets=(0.8,), quiet=True, log=lines.append,
+                   measure=fake_measure("budget-0.8", "none/"))
+    # the factorize/export stages of the first test are reused; only the timing ran again
+    assert "[export-none] up to date, skipped" in lines and "[factorize-budget-0.8] up to date, skipped" in lines
+    assert "[latency] running" in lines
+    chosen = res["decision"]["chosen"]
+    assert chosen.startswith("budget-0.8") and res["decision"]["speedup_vs_best_uncompressed"] == pytest.approx(2.0)
+    assert chosen in res["pareto_front"]
+    recipe, _ = load_recipe(res["recipe_file"])
+    assert recipe.compress is not None and recipe.compress.policy == "budget" and recipe.compress.budget == 0.8
+    folder = tmp / "runs" / "tiny" / "tune-cpu"
+    for name in ("tune.json", "tune.md", "tune.png", "recipe.yaml"):
+        assert (folder / name).is_file(), name
+    assert json.loads((folder / "tune.json").read_text())["decision"]["chosen"] == chosen
+    assert all(len(line) <= 80 for line in res["table"].splitlines()[1:])
+
+
+def test_choose_prefers_uncompressed_within_noise_and_skips_failed_gates():
+    def cand(cid, comp, ms, top1, size=1e6):
+        return {"id": cid, "compression": comp, "status": "ok", "top1": top1, "size_bytes": size,
+                "latency_ms": {"1": {"p50": ms, "p99": ms}}}
+
+    cands = [cand("none/a", "none", 1.00, 90.0), cand("budget-0.5/a", "budget-0.5", 0.97, 90.0, 5e5),
+             cand("budget-0.3/a", "budget-0.3", 0.50, 80.0, 3e5)]  # fastest, but drops 10 points
+    d = front.choose(cands, 90.0, 1.0, None)
+    assert d["chosen"] == "none/a"  # 3% faster is within timing noise
+    assert not cands[2]["judged"]["passed"]
+    assert set(front.pareto(cands)) == {"budget-0.5/a", "budget-0.3/a"}
+
+
+def test_tune_cli_default_recipe_end_to_end_real_timing(tmp_path: Path, capsys):
+    """The synthetic default recipe (tiny data override, ORT fp32 only) with real interleaved timing."""
+    prof = _profile(tmp_path)
+    rc = main(["tune", "--device", str(prof), "--recipe", "default", "--data",
+               "synthetic?classes=4&per_class=6&test_per_class=3&frames=32", "--out", str(tmp_path / "runs"),
+               "--budgets", "0.8", "--runs", "10", "--rounds", "1", "--time-budget", "600", "--quiet"])
+    assert rc == 0
+    res = json.loads((tmp_path / "runs" / "default" / "tune-cpu" / "tune.json").read_text())
+    measured = [c for c in res["candidates"] if c["status"] == "ok"]
+    assert measured and all(c["latency_ms"]["1"]["p50"] > 0 for c in measured)
+    assert res["decision"]["chosen"] in {c["id"] for c in measured}
+    lat = res["options"]["latency-ort"]["latency_policy"]
+    assert lat["table"]["timer"] == "runtime" and lat["table"]["measured"] > 0
+    assert (tmp_path / "runs" / "_latency" / "cpu-ort.json").is_file()
+    assert np.isfinite(res["decision"]["test_top1"])
+    assert "wrote" in capsys.readouterr().out
