@@ -337,6 +337,9 @@ def test_jetson_pipeline_loop_by_hand_and_over_ssh(sshd, tmp_path):  # noqa: F81
     for name in trt:
         assert by[name]["measured_on"] == "ssh://jetson-orin", by[name]
         assert "double" in json.dumps(by[name]), by[name]
+        assert by[name]["tensorrt"]["route"] == "tensorrt10-strongly-typed"
+    assert "DLA core 0: batch 1: " in by["tensorrt-int8-dla"]["tensorrt"]["summary"]
+    assert by["tensorrt-int8-dla"]["tensorrt"]["layers"]["2"]["dla"] >= 1
     doc = json.loads((run_dir / "validate" / "results.json").read_text())  # what came back over SSH
     res = _check_results(doc, run_dir / rep["bundle"], built_here=False)  # engines were built on the "device"
     assert res["tensorrt-int8-dla"]["tensorrt"]["layers"]["2"]["dla"] >= 1 and res["tensorrt-int8-dla"]["engine_build_s"] >= 0

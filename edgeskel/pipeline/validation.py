@@ -190,6 +190,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         summary = int8_summary(exp)
         if summary:
             e["int8_summary"] = summary
+        if meas.get("tensorrt"):
+            e["tensorrt"] = tensorrt_summary(meas["tensorrt"])
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
             e = host_check_entry(e, meas, profile, ref_top1)
         elif meas.get("emulated"):
@@ -261,6 +263,18 @@ def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any, ref_
         out.update(status="skipped", reason=f"not measured on {profile.name}; host check passed "
                                             f"(accuracy on this host only; run the bundle on the device)")
     return out
+
+
+def tensorrt_summary(trt: dict[str, Any]) -> dict[str, Any]:
+    """What the device's TensorRT did with a variant (from results.json `tensorrt`): route, runtime,
+    engines per batch and where the layers ran, plus one line for people."""
+    layers = trt.get("layers") or {}
+    where = "; ".join(f"batch {b}: {n['dla']} on DLA, {n['gpu']} on GPU" for b, n in sorted(layers.items(), key=lambda kv: int(kv[0]))
+                      if n) or "layer placement not reported"
+    text = (f"TensorRT {trt.get('runtime') or '?'} ({trt.get('route') or 'route unknown'}), one engine per batch size"
+            + (f"; DLA core {trt['dla_core']}: {where}" if trt.get("dla_core") is not None else f"; {where}"))
+    return {"route": trt.get("route"), "runtime": trt.get("runtime"), "dla_core": trt.get("dla_core"),
+            "engines": trt.get("engines"), "layers": layers or None, "summary": text}
 
 
 def int8_summary(exp: dict[str, Any]) -> str | None:
