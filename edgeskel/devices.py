@@ -120,6 +120,12 @@ class SSHSpec(_Strict):
 
         return check_user(v)
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _yes_no(cls, v: Any) -> Any:
+        """YAML reads `Compression: yes` as a boolean; ssh wants the word."""
+        return {k: ("yes" if x else "no") if isinstance(x, bool) else x for k, x in v.items()} if isinstance(v, dict) else v
+
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, str]) -> dict[str, str]:

@@ -310,6 +310,10 @@ def test_allowed_ssh_options_and_the_command_line():
     assert "ProxyCommand" not in ALLOWED_OPTIONS and "LocalCommand" not in ALLOWED_OPTIONS
     for host in ("127.0.0.1", "::1", "fe80::1%eth0", "my_box", "a.b-c"):
         assert SSHTarget(name="x", host=host).ssh_args()[-1] == host
+    from edgeskel.devices import SSHSpec
+
+    spec = SSHSpec.model_validate({"host": "dev", "options": {"Compression": True, "TCPKeepAlive": False}})
+    assert spec.options == {"Compression": "yes", "TCPKeepAlive": "no"}  # YAML's unquoted yes/no
 
 
 @pytest.mark.parametrize("line", ["ProxyCommand touch {m}", "  localcommand touch {m}", "KnownHostsCommand /bin/echo",
