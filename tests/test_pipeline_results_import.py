@@ -12,6 +12,7 @@ PASSED. Results of another bundle or with tampered artifact hashes are refused.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -158,6 +159,10 @@ def test_not_results_and_not_a_run_are_clear_errors(base_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["results", "import", str(tmp_path), str(bad)]) == 2
     assert "not a pipeline run folder" in capsys.readouterr().err
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)  # would block a plain open() forever
+    _refused(capsys, rd, fifo, str(fifo), "a FIFO, not a regular file")
+    _refused(capsys, rd, tmp_path, "a folder, not a regular file")
 
 
 def test_import_after_an_unreachable_ssh_device_is_kept_on_rerun(tmp_path):

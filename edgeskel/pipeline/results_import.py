@@ -24,14 +24,21 @@ from edgeskel.remote.device_runner import RESULTS_FORMAT
 from edgeskel.validate.emulation import emulation_tags
 
 IMPORTED_FILE = "imported-results.json"
+MAX_RESULTS_MB = 64
 _ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
 
 
 def _read_results(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    from edgeskel.io import InputRefused, max_input_bytes, read_regular_file
+
+    if not path.exists():
         raise ConfigError(f"{path}: results file not found")
+    try:  # untrusted: a FIFO or /dev/zero must not hang or fill memory (results are ~100 KB)
+        raw = read_regular_file(path, max_input_bytes(MAX_RESULTS_MB))
+    except InputRefused as exc:
+        raise ConfigError(f"{path}: results file {exc}") from None
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(raw.decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
