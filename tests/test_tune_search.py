@@ -123,3 +123,45 @@ def test_tune_cli_default_recipe_end_to_end_real_timing(tmp_path: Path, capsys):
     assert (tmp_path / "runs" / "_latency" / "cpu-ort.json").is_file()
     assert np.isfinite(res["decision"]["test_top1"])
     assert "wrote" in capsys.readouterr().out
+
+
+def test_tune_fine_tunes_only_a_candidate_that_can_still_win(setup, monkeypatch):
+    """A faster compressed option that misses the accuracy gate before fine-tuning is fine-tuned,
+    re-exported and re-timed against the uncompressed candidates in one run."""
+    import edgeskel.tune.search as S
+
+    tmp, rec, _ = setup
+    prof = yaml.safe_load(_profile(tmp).read_text())
+    prof["gates"]["max_top1_drop"] = 0.0
+    strict = tmp / "cpu-strict.yaml"
+    strict.write_text(yaml.safe_dump(prof))
+    orig = S._export_option
+
+    def worse_before_finetune(run, key, *a, **k):  # the factorized model reads 5 points below the gate
+        cands = orig(run, key, *a, **k)
+        if key == "budget-0.8":
+            for c in cands.values():
+                c["top1"] -= 5.0
+        return cands
+
+    monkeypatch.setattr(S, "_export_option", worse_before_finetune)
+    lines: list[str] = []
+    res = run_tune(str(strict), str(rec), out_root=tmp / "runs", budgets=(0.8,), quiet=True, log=lines.append,
+                   measure=fake_measure("budget-0.8", "none/"))
+    assert res["options"]["budget-0.8"]["finetune"] == "done"
+    assert res["options"]["latency-ort"]["finetune"] == "pruned"  # not faster than uncompressed: never fine-tuned
+    assert "[finetune-budget-0.8] running" in lines and "[final-latency] running" in lines
+    assert "[finetune-latency-ort] running" not in lines
+    by = {c["id"]: c for c in res["candidates"]}
+    assert by["budget-0.8/ort-fp32"]["status"] == "pruned"  # superseded by the fine-tuned one
+    assert res["decision"]["chosen"] == "budget-0.8-ft/ort-fp32"
+    recipe, _ = load_recipe(res["recipe_file"])
+    assert recipe.finetune is not None and recipe.compress.budget == 0.8
+
+
+def test_tune_time_budget_keeps_only_the_baseline(setup):
+    tmp, rec, prof = setup
+    res = run_tune(str(prof), str(rec), out_root=tmp / "runs-budget", budgets=(0.8,), quiet=True, log=lambda s: None,
+                   time_budget_s=1e-6, measure=fake_measure("none/", "budget"))
+    assert res["options"]["budget-0.8"] == {"status": "skipped", "reason": "time budget spent"}
+    assert res["decision"]["chosen"] == "none/ort-fp32"
