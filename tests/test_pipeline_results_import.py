@@ -193,3 +193,17 @@ def test_import_after_an_unreachable_ssh_device_is_kept_on_rerun(tmp_path):
     assert main(["results", "import", str(rd), str(tmp_path / "results.json"), "--quiet"]) == 0
     rep2 = export()
     assert rep2["verdict"] == "PASSED" and rep2["variants"][0]["measured_on"] == "imported://sshdev"
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("accuracy", "high", "accuracy must be a mapping"),
+    ("latency_ms", {"1": {"p99": "fast"}}, "latency_ms must map batch sizes"),
+    ("latency_ms", {"one": {"p99": 1.0}}, "latency_ms must map batch sizes"),
+    ("memory", {"peak_rss_mb": [1]}, "memory must be a mapping"),
+])
+def test_garbled_measurements_are_refused(base_run, tmp_path, capsys, field, value, words):
+    rd = copy_run(base_run, tmp_path)
+    doc = json.loads(device_results(base_run, tmp_path / "ok.json").read_text())
+    doc["variants"][0][field] = value
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    _refused(capsys, rd, tmp_path / "results.json", "variant 'ort-fp32'", words)

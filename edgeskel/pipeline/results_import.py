@@ -104,6 +104,10 @@ def check_results(run_dir: Path, results_path: Path, doc: dict[str, Any], meta: 
             raise ConfigError(f"{results_path}: variant {v['name']!r} is ok but lacks accuracy or latency_ms")
         if v.get("status") not in ("ok", "error"):
             raise ConfigError(f"{results_path}: variant {v['name']!r} has status {v.get('status')!r} (want ok or error)")
+        if v["status"] == "ok":
+            problem = _shape_problem(v)
+            if problem:
+                raise ConfigError(f"{results_path}: variant {v['name']!r}: {problem}")
     machine = str((doc.get("environment") or {}).get("machine") or "")
     machine = _ARCH_ALIASES.get(machine.lower(), machine.lower())
     if not machine:
@@ -111,6 +115,25 @@ def check_results(run_dir: Path, results_path: Path, doc: dict[str, Any], meta: 
     if machine != profile.arch:
         raise ConfigError(f"{results_path}: measured on a {machine} machine, but {profile.name} is {profile.arch}: "
                           f"these are not {profile.name} numbers (run the bundle on the device)")
+
+
+def _is_num(x: Any) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _shape_problem(v: dict[str, Any]) -> str | None:
+    """What is wrong with the structure of one measured variant (the gates read these keys), or None."""
+    acc, lat, mem = v.get("accuracy"), v.get("latency_ms"), v.get("memory")
+    if not isinstance(acc, dict) or not all(_is_num(acc.get(k)) for k in ("top1", "top5", "agreement", "nonfinite",
+                                                                          "num_samples", "max_abs_vs_ref")):
+        return "accuracy must be a mapping of numbers (top1, agreement, nonfinite, ...)"
+    if not isinstance(lat, dict) or not all(isinstance(b, str) and b.isdigit() and isinstance(x, dict)
+                                            and all(_is_num(x.get(k)) for k in ("p50", "p90", "p99", "throughput_fps"))
+                                            for b, x in lat.items()):
+        return "latency_ms must map batch sizes (\"1\", \"16\", ...) to mappings of numbers (p50, p99, ...)"
+    if mem is not None and (not isinstance(mem, dict) or not _is_num(mem.get("peak_rss_mb"))):
+        return "memory must be a mapping with a numeric peak_rss_mb"
+    return None
 
 
 def _profile(manifest: dict[str, Any], run_dir: Path) -> Any:
