@@ -281,3 +281,22 @@ def test_cli_fixture_round_trip(tmp_path):
     assert main(["import", str(d / "checkpoint.pt"), "--from", "hyperformer", "--layout", "ntu25", "--out", str(ckpt)]) == 0
     assert main(["predict", "--checkpoint", str(ckpt), "--input", str(d / "input.npy"), "--out", str(tmp_path / "y.npy")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def test_recipe_import_from_is_checked_against_the_registry():
+    from pydantic import ValidationError
+
+    from edgeskel.recipe import ModelSection
+
+    for ok in ["auto", *available_sources()]:
+        assert ModelSection(name="stgcn", checkpoint="c.pth", import_from=ok).import_from == ok
+    with pytest.raises(ValidationError, match="unknown import source 'nosuch'.*'auto' or one of"):
+        ModelSection(name="stgcn", checkpoint="c.pth", import_from="nosuch")
+
+
+def test_import_official_auto_detects(tmp_path):
+    """The pipeline's path (`model.import_from: auto`): source detected, recipe's model name kept."""
+    ref = models.build("aagcn", 4, "openni15", num_person=1, width=0.125, num_stages=2)
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "a.pth")
+    net, spec = import_official("auto", tmp_path / "a.pth", "aagcn", "openni15", num_classes=4)
+    assert spec.name == "aagcn" and spec.num_classes == 4 and spec.preprocess.num_person == 1
