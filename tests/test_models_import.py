@@ -300,3 +300,42 @@ def test_import_official_auto_detects(tmp_path):
     torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "a.pth")
     net, spec = import_official("auto", tmp_path / "a.pth", "aagcn", "openni15", num_classes=4)
     assert spec.name == "aagcn" and spec.num_classes == 4 and spec.preprocess.num_person == 1
+
+
+STGCN_VARIANTS = [  # PYSKL STGCN options, each read back from keys and values
+    {"gcn_adaptive": "offset"},
+    {"gcn_adaptive": "init", "graph": "stgcn_spatial"},
+    {"graph": "spatial", "tcn_type": "mstcn"},
+    {"gcn_with_res": True, "data_bn_type": "MVC"},
+]
+
+
+@pytest.mark.parametrize("variant", STGCN_VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
+def test_pyskl_stgcn_variants_are_detected(variant, tmp_path):
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 16, 20, 2)
+    ref = calibrate(models.build("stgcn", 6, "kinect20", width=0.125, num_stages=3, **variant), x)
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "v.pth")
+    net, spec, info = import_checkpoint(tmp_path / "v.pth")
+    assert info["model"] == "stgcn"
+    defaults = {"data_bn_type": "VC", "graph": "stgcn_spatial", "gcn_adaptive": "importance", "gcn_with_res": False,
+                "tcn_type": "unit_tcn"}  # what the builder uses when the spec omits a kwarg
+    for k, v in variant.items():
+        assert spec.kwargs.get(k, defaults[k]) == v, (k, spec.kwargs)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_pyskl_coco_with_scores_gets_three_channels(tmp_path):
+    """PYSKL's 2-D COCO models take (x, y, score): the detected coco17 layout takes the
+    checkpoint's 3 channels; a layout the user names is never changed."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 16, 17, 2)
+    ref = calibrate(models.build("stgcnpp", 6, "coco17", in_channels=3, width=0.125, num_stages=3), x)
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "coco.pth")
+    net, spec, _ = import_checkpoint(tmp_path / "coco.pth")
+    assert spec.layout.name == "coco17" and spec.layout.channels == 3 and spec.input_shape[0] == 3
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=0)
+    with pytest.raises(CheckpointError, match="takes 3 input channels but layout 'coco17' has 2"):
+        import_checkpoint(tmp_path / "coco.pth", layout="coco17")

@@ -7,6 +7,7 @@ layout, build, verify stored fixed graphs, load strictly. User options (`source`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,13 @@ def import_checkpoint(
         raise ConfigError(f"num_person must be >= 1, got {persons}")
     lay = resolve_layout(layout, inf.num_joints, where, _graph_distance(adapter, model, inf, persons, state))
     if inf.in_channels != lay.channels:
-        raise CheckpointError(f"{where}: checkpoint takes {inf.in_channels} input channels but layout "
-                              f"{lay.name!r} has {lay.channels}")
+        if layout is not None or inf.in_channels not in (2, 3):
+            raise CheckpointError(f"{where}: checkpoint takes {inf.in_channels} input channels but layout "
+                                  f"{lay.name!r} has {lay.channels}")
+        # e.g. PYSKL's 2-D COCO models take (x, y, score): the detected layout, with the
+        # checkpoint's channel count (a user-given layout is never changed)
+        lay = dataclasses.replace(lay, channels=inf.in_channels,
+                                  description=f"{lay.description} ({inf.in_channels} channels, as the checkpoint)")
 
     kwargs = {**inf.kwargs, **adapter.graph_kwargs(model, lay), "num_person": persons}
     try:
