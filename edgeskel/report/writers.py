@@ -176,7 +176,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ref = report["reference"]
     lines = [f"# {report['recipe']} on {report['device']}: {report['verdict']}", "",
              f"**{report['headline']}** (exit code {report['exit_code']}).", "",
-             "## Decision", "", *decision_lines(report), *selection_lines(report), "",
+             "## Decision", "", *[x for line in decision_lines(report) for x in (line, "")], *selection_lines(report), "",
              f"## Gates of `{report['device']}` and what each variant measured", "",
              "Each cell: the measured value, then whether it met the gate (latency at batch 1, memory = peak RSS "
              "of the runner process).", "",
@@ -278,8 +278,12 @@ def render_html(report: dict[str, Any]) -> str:
 
     report = verdict_of(report)
     e = html.escape
-    md_bold = lambda t: e(t).replace("**", "")  # noqa: E731
-    decision = "".join(f"<p>{md_bold(line).replace('`', '')}</p>" for line in decision_lines(report))
+    import re
+
+    def md_inline(t: str) -> str:  # the decision lines' **bold** and `code`, as HTML
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", e(t)))
+
+    decision = "".join(f"<p>{md_inline(line)}</p>" for line in decision_lines(report))
     gates = _html_table(["Variant", "Status"] + [gate_header(report, k) for k in gate_columns(report)], gate_rows(report))
     meas = _html_table([h.strip() for h in HEADER.strip("|").split("|")], table_rows(report))
     hrows = host_rows(report)
