@@ -113,11 +113,16 @@ def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
     check_regular_file(path, max_bytes)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise InputRefused("is not a regular file")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(max_bytes + 1)
+            # Ask for the size stat gave (+1 to see growth), never the cap: read(cap) would
+            # allocate the whole cap up front.
+            data = fh.read(min(st.st_size, max_bytes) + 1)
+            while len(data) <= max_bytes and (more := fh.read(min(1 << 24, max_bytes + 1 - len(data)))):
+                data += more
     finally:
         os.close(fd)
     if len(data) > max_bytes:
