@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -156,12 +157,20 @@ def test_source_model_pairing_checked(tmp_path):
         import_official("nosuchsource", tmp_path / "x.pth", "stgcn", "ntu25")
 
 
-def test_pickled_code_is_refused(tmp_path):
-    import argparse  # any importable class: unpickling it would run code, so it is refused
+class _System:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
 
-    torch.save({"fc.weight": torch.zeros(2, 2), "obj": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="refused"):
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"fc.weight": torch.zeros(2, 2), "obj": _System(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused.*posix.system|refused.*nt.system"):
         import_official("ctrgcn", tmp_path / "evil.pt", "ctrgcn", "ntu25")
+    assert not marker.exists()
 
 
 def test_not_a_state_dict(tmp_path):

@@ -173,16 +173,31 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_torch_checkpoint_with_objects_names_them(tmp_path):
+def test_training_objects_next_to_the_weights_are_dropped(tmp_path):
+    """A training checkpoint pickles more than tensors (argparse args, numpy scalars and arrays
+    in logs, classes of packages not installed here): those become inert placeholders, never
+    constructed, and only the weights are imported; the edgeskel checkpoint loader, which needs
+    nothing of the kind, still refuses such a file."""
     import argparse
 
-    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "args": argparse.Namespace(lr=0.1)},
-               tmp_path / "train.pth")
-    msg = _refusal(tmp_path / "train.pth", "refused", "argparse.Namespace", "torch.save(model.state_dict()")
-    assert "never runs code" in msg
+    model, x = _tiny_ctrgcn()
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=0.1),
+                "message_hub": {"loss": np.float64(0.5), "hist": np.zeros(3)}}, tmp_path / "train.pth")
+    net, _, info = import_checkpoint(tmp_path / "train.pth")
+    assert "argparse.Namespace" in info["ignored_objects"]
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), atol=1e-6, rtol=0)
     with pytest.raises(CheckpointError) as exc:
         load_checkpoint(tmp_path / "train.pth")
     assert "argparse.Namespace" in str(exc.value) and "weights_only" not in str(exc.value)
+
+
+def test_torch_checkpoint_with_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    model, _ = _tiny_ctrgcn()
+    torch.save({"state_dict": model.state_dict(), "x": _Boom(str(marker))}, tmp_path / "evil.pth")
+    msg = _refusal(tmp_path / "evil.pth", "refused", "system", "never runs code", "torch.save(model.state_dict()")
+    assert "state_dict" in msg and not marker.exists()
 
 
 def test_not_a_regular_file_is_refused(tmp_path):

@@ -111,6 +111,8 @@ def import_cmd(
         "layout": spec.layout.name, "num_classes": spec.num_classes, "num_person": spec.preprocess.num_person,
         "frames": frames, "params": count_params(net), "kwargs": spec.kwargs,
     }
+    if info.get("ignored_objects"):  # pickled training objects (args, logs) dropped, never constructed
+        summary["ignored_objects"] = info["ignored_objects"]
     if as_json:
         print(json.dumps(summary, indent=2))
         return

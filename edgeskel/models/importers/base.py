@@ -70,6 +70,7 @@ class RawCheckpoint:
     state: dict[str, torch.Tensor]  # flat, unwrapped, `module.` stripped
     wrapper: str | None = None  # top-level key the state_dict came from ("state_dict", "model", ...)
     top_keys: list[str] = field(default_factory=list)  # top-level keys of the file (for messages)
+    ignored: list[str] = field(default_factory=list)  # pickled classes replaced by inert placeholders
 
     @property
     def where(self) -> str:

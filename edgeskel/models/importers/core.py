@@ -178,7 +178,8 @@ def import_checkpoint(
     kwargs["num_person"] = persons
     spec = ModelSpec(name=model, num_classes=inf.num_classes, layout=lay, kwargs=kwargs,
                      class_names=list(class_names or []), preprocess=preprocess)
-    info = {"source": adapter.source, "model": model, "format": ckpt.format, "framework": ckpt.framework}
+    info = {"source": adapter.source, "model": model, "format": ckpt.format, "framework": ckpt.framework,
+            "ignored_objects": list(ckpt.ignored)}
     return net, spec, info
 
 

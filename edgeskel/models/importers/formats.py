@@ -7,7 +7,9 @@ lets each file get a message that names it and says what edgeskel accepts, and l
 pickles (Paddle `.pdparams`) load through the restricted unpickler.
 
 Accepted: PyTorch state_dict checkpoints (`torch.save`, zip or legacy format, optionally
-wrapped as {"state_dict": ...} / {"model": ...}), safetensors, numpy `.npz`, and pickles of
+wrapped as {"state_dict": ...} / {"model": ...}; other pickled objects next to the weights,
+such as argparse args or mmengine's message hub, become inert placeholders and are dropped),
+safetensors, numpy `.npz`, and pickles of
 numpy arrays (Paddle `.pdparams`). Refused with a message: TorchScript, ONNX, TFLite,
 OpenVINO IR, Keras HDF5, TensorRT engines, tar archives, pickles that need code.
 """
@@ -153,8 +155,9 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         raise CheckpointError(f"{path}: unrecognised file format (not a PyTorch, safetensors, Paddle or numpy "
                               f"file). edgeskel accepts {ACCEPTED}")
     framework = "torch"
+    ignored: list[str] = []
     if fmt in ("torch-zip", "torch-legacy"):
-        payload = _torch_load(path, fmt)
+        payload, ignored = _torch_load(path, fmt)
     elif fmt == "safetensors":
         payload = _safetensors_load(path)
     elif fmt == "npz":
@@ -171,23 +174,59 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if fmt == "paddle" or (framework == "numpy" and any(k.endswith(("._mean", "._variance")) for k in state)):
         framework = "paddle"
         state = _paddle_names(state)
-    return RawCheckpoint(path=path, format=fmt, framework=framework, state=state, wrapper=wrapper, top_keys=top)
+    return RawCheckpoint(path=path, format=fmt, framework=framework, state=state, wrapper=wrapper, top_keys=top,
+                         ignored=ignored)
 
 
-def _torch_load(path: Path, fmt: str) -> Any:
+# Globals that only an attack needs: a file naming one is refused outright (it would be
+# inert here too, see `_Opaque`, but such a file is not a training checkpoint).
+_CODE_MODULES = ("os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "runpy", "importlib",
+                 "pickle", "marshal", "shutil", "socket", "code", "codeop", "pty", "ctypes", "types", "webbrowser",
+                 "functools", "operator", "pdb", "timeit", "platform", "commands", "cPickle", "posixpath")
+_MAX_OPAQUE = 64
+
+
+class _Opaque:
+    """Stands in for a class a training script pickled next to its weights (argparse args,
+    mmengine's HistoryBuffer, numpy scalars in logs). Created instead of the real object, it
+    takes any arguments and state and does nothing, so no code from the file runs; the weights
+    are read from the tensors alone and these entries are dropped. (torch's loader fills only
+    real dicts and lists, so a pickled dict/list subclass still stops the load, by name.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Opaque:
+        return _Opaque()
+
+
+def _torch_load(path: Path, fmt: str) -> tuple[Any, list[str]]:
+    """torch.load(weights_only=True); classes the file pickles besides tensors are replaced by
+    `_Opaque` placeholders (torch's allow-list mechanism, one retry per class name). Returns
+    (payload, names of the replaced classes)."""
     label = "PyTorch checkpoint (zip)" if fmt == "torch-zip" else "PyTorch checkpoint (legacy format)"
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needs = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc)))) or ["a Python object"]
-        raise CheckpointError(
-            f"{path}: refused to load this {label}: it pickles Python objects ({', '.join(needs)}), and edgeskel "
-            "never runs code from a checkpoint. Where the model was trained, save only the weights: "
-            "torch.save(model.state_dict(), 'weights.pt')"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: {label} is unreadable (truncated or corrupt?): {first}") from None
+    opaque: list[str] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals([(_Opaque, name) for name in opaque]):
+                return torch.load(path, map_location="cpu", weights_only=True), opaque
+        except pickle.UnpicklingError as exc:
+            needs = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))) - set(opaque))
+            code = [n for n in needs if n.split(".")[0] in _CODE_MODULES]
+            if code or not needs or len(opaque) >= _MAX_OPAQUE:
+                shown = ", ".join(code or needs or opaque[-3:] or ["a Python object"])
+                raise CheckpointError(
+                    f"{path}: refused to load this {label}: it pickles {shown}, and edgeskel never runs code "
+                    "from a checkpoint. Where the model was trained, save only the weights: "
+                    "torch.save(model.state_dict(), 'weights.pt')"
+                ) from None
+            opaque += needs
+        except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"{path}: {label} is unreadable (truncated or corrupt?): {first}") from None
 
 
 def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
