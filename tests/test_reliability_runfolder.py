@@ -246,3 +246,23 @@ def test_os_error_inside_a_stage_becomes_a_run_folder_error(tmp_path):
     with pytest.raises(RunFolderError, match=r"big\.bin: No space left on device \(run folder "), RunDir(tmp_path / "r") as run:
         run.run_stage("data", {}, full_disk, log=lambda s: None)
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]["data"]["status"] == "running"
+
+
+def test_symlinked_folder_inside_a_finished_stage_is_refused(tmp_path):
+    """export/<variant>/ swapped for a symlink to an identical copy outside: never taken as
+    the finished stage's output (every folder between the run folder and the file is checked)."""
+    import shutil
+
+    def fn(d: Path) -> dict:
+        (d / "v").mkdir()
+        (d / "v" / "m.onnx").write_bytes(b"model")
+        return {"outputs": ["v/m.onnx"]}
+
+    root = tmp_path / "run"
+    with RunDir(root) as run:
+        run.run_stage("export", {"v": 1}, fn, log=lambda s: None)
+    shutil.move(root / "export" / "v", tmp_path / "copy")
+    (root / "export" / "v").symlink_to(tmp_path / "copy", target_is_directory=True)
+    with pytest.raises(RunFolderError, match=r"export/v: stage 'export' folder is a symlink"), RunDir(root) as run:
+        run.run_stage("export", {"v": 1}, fn, log=lambda s: None)
+    assert (tmp_path / "copy" / "m.onnx").read_bytes() == b"model"

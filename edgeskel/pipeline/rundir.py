@@ -179,7 +179,8 @@ class RunDir:
             return None
         for rel, digest in rec.get("outputs", {}).items():
             p = self.root / rel
-            _refuse_symlink(p.parent, f"stage {name!r} folder")
+            for folder in reversed(Path(rel).parents[:-1]):  # every folder between the root and the file
+                _refuse_symlink(self.root / folder, f"stage {name!r} folder")
             _refuse_symlink(p, f"output of stage {name!r}")
             if not p.is_file() or sha256_file(p) != digest:
                 return None
