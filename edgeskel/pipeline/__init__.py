@@ -257,7 +257,7 @@ def _dataset_fingerprint(dataset: Any) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for split in (dataset.train, dataset.test):
+    for split in (dataset.train, dataset.test, *([dataset.val] if getattr(dataset, "val", None) is not None else [])):
         h.update(np.asarray(split.labels, np.int64).tobytes())
         for s in split.samples:
             h.update(np.ascontiguousarray(s, np.float32).tobytes())
