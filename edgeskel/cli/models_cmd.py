@@ -118,6 +118,8 @@ def import_cmd(
         return
     table = Table(title=f"imported {file.name}", show_header=False)
     for k, v in summary.items():
+        if k == "kwargs":  # long graph lists (edges, parts) are in --json and the checkpoint; here their size
+            v = {a: (f"<{len(b)} entries>" if isinstance(b, list) and len(b) > 6 else b) for a, b in v.items()}
         table.add_row(k, f"{v:,}" if k == "params" else json.dumps(v) if isinstance(v, dict) else str(v))
     Console().print(table)
 

@@ -148,7 +148,7 @@ def classifier(state: dict[str, torch.Tensor], key: str, where: str) -> int:
     """Number of classes from a (K, C) classifier weight."""
     w = state.get(key)
     if w is None or w.dim() != 2:
-        raise CheckpointError_(where, f"cannot infer the number of classes: no 2-D classifier weight {key!r}")
+        raise checkpoint_error(where, f"cannot infer the number of classes: no 2-D classifier weight {key!r}")
     return int(w.shape[0])
 
 
@@ -156,10 +156,10 @@ def data_bn_persons(state: dict[str, torch.Tensor], key: str, v: int, c: int, wh
     """Persons M from an input BN over M*V*C channels."""
     bn = state.get(key)
     if bn is None:
-        raise CheckpointError_(where, f"no input BatchNorm {key!r}")
+        raise checkpoint_error(where, f"no input BatchNorm {key!r}")
     size = int(bn.numel())
     if size % (v * c):
-        raise CheckpointError_(where, f"{key} has {size} channels, not a multiple of V*C = {v}*{c}")
+        raise checkpoint_error(where, f"{key} has {size} channels, not a multiple of V*C = {v}*{c}")
     return size // (v * c)
 
 
@@ -168,7 +168,7 @@ def shape_of(state: dict[str, torch.Tensor], key: str, dims: int, where: str) ->
     t = state.get(key)
     if t is None or t.dim() != dims:
         got = "missing" if t is None else f"shape {tuple(t.shape)}"
-        raise CheckpointError_(where, f"expected a {dims}-D tensor {key!r} ({got})")
+        raise checkpoint_error(where, f"expected a {dims}-D tensor {key!r} ({got})")
     return tuple(int(s) for s in t.shape)
 
 
@@ -181,7 +181,8 @@ def count_indexed(state: dict[str, torch.Tensor], prefix: str) -> int:
     return len(ids)
 
 
-def CheckpointError_(where: str, problem: str) -> Exception:  # noqa: N802 - reads like a raise target
+def checkpoint_error(where: str, problem: str) -> Exception:
+    """`raise checkpoint_error(where, "...")`: the file, then the problem."""
     from edgeskel.errors import CheckpointError
 
     return CheckpointError(f"{where}: {problem}")

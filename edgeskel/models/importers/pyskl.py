@@ -26,10 +26,10 @@ import torch
 from edgeskel.layouts import SkeletonLayout
 from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
 from edgeskel.models.importers.base import (
-    CheckpointError_,
     ImporterAdapter,
     Inferred,
     RawCheckpoint,
+    checkpoint_error,
     classifier,
     count_indexed,
     data_bn_persons,
@@ -112,7 +112,7 @@ def _data_bn(state: dict[str, torch.Tensor], v: int, c: int, where: str, default
 def _infer_stgcn(state: dict[str, torch.Tensor], model: str, k: int, where: str) -> Inferred:
     a = state.get("gcn.0.gcn.A")
     if a is None or a.dim() != 3:
-        raise CheckpointError_(where, "expected the graph gcn.0.gcn.A (K, V, V)")
+        raise checkpoint_error(where, "expected the graph gcn.0.gcn.A (K, V, V)")
     v = int(a.shape[-1])
     conv = shape_of(state, "gcn.0.gcn.conv.weight", 4, where)
     c = conv[1]
