@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from edgeskel import models
-from edgeskel.checkpoint import load_checkpoint, save_checkpoint
+from edgeskel.checkpoint import Preprocess, load_checkpoint, save_checkpoint
 from edgeskel.cli import main
 from edgeskel.errors import CheckpointError, ConfigError
 from edgeskel.layouts import get_layout
@@ -348,3 +348,13 @@ def test_pyskl_coco_with_scores_gets_three_channels(tmp_path):
         torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=0)
     with pytest.raises(CheckpointError, match="takes 3 input channels but layout 'coco17' has 2"):
         import_checkpoint(tmp_path / "coco.pth", layout="coco17")
+
+
+def test_persons_not_in_the_weights_follow_the_preprocessing(tmp_path):
+    """The pipeline imports with its data's preprocessing: a PYSKL "VC" model (M not stored)
+    takes the data's person count instead of refusing it."""
+    ref = models.build("stgcn", 4, "kinect20", num_person=1, width=0.125, num_stages=2)
+    torch.save(_official_format("pyskl", ref.state_dict()), tmp_path / "vc.pth")
+    _, spec = import_official("pyskl", tmp_path / "vc.pth", "stgcn", "kinect20",
+                              preprocess=Preprocess(num_frames=32, num_person=1))
+    assert spec.preprocess.num_person == 1 and spec.kwargs["num_person"] == 1

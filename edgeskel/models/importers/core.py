@@ -141,7 +141,8 @@ def import_checkpoint(
     if inf.num_person is not None and num_person is not None and num_person != inf.num_person:
         raise CheckpointError(f"{where}: data_bn is sized for {inf.num_person} person(s), but --num-person "
                               f"{num_person} was given")
-    persons = inf.num_person or num_person or 2
+    # weights that do not store M (PYSKL "VC" data_bn) take the caller's, else PYSKL's default 2
+    persons = inf.num_person or num_person or (preprocess.num_person if preprocess is not None else 2)
     if persons < 1:
         raise ConfigError(f"num_person must be >= 1, got {persons}")
     lay = resolve_layout(layout, inf.num_joints, where, _graph_distance(adapter, model, inf, persons, state))
