@@ -133,23 +133,69 @@ def time_infer(
     return times
 
 
+# A variant's timing is flagged noisy when its tail or its middle half is wide relative to its
+# median: then a close pair of variants may swap places on a rerun (the report says so).
+NOISY_P99_OVER_P50 = 2.0
+NOISY_IQR_OVER_P50 = 0.25
+
+
 def latency_stats(times_ms: list[float], batch_size: int) -> dict[str, Any]:
-    """Percentiles (linear interpolation) of per-call latency; throughput in samples/s."""
+    """Percentiles (linear interpolation) of per-call latency; throughput in samples/s; the
+    spread (p99/p50, IQR/p50) and a `noisy` flag when either is above its threshold."""
     t = np.asarray(times_ms, dtype=np.float64)
     mean = float(t.mean())
+    p25, p50, p75, p99 = (float(np.percentile(t, q)) for q in (25, 50, 75, 99))
+    spread = {"p99_over_p50": round(p99 / p50, 3) if p50 > 0 else None,
+              "iqr_over_p50": round((p75 - p25) / p50, 3) if p50 > 0 else None}
+    noisy = bool(p50 > 0 and (p99 / p50 > NOISY_P99_OVER_P50 or (p75 - p25) / p50 > NOISY_IQR_OVER_P50))
     return {
         "batch_size": int(batch_size),
         "runs": int(t.size),
-        "p50": float(np.percentile(t, 50)),
+        "p50": p50,
         "p90": float(np.percentile(t, 90)),
-        "p99": float(np.percentile(t, 99)),
+        "p99": p99,
+        "p25": p25,
+        "p75": p75,
         "mean": mean,
         "std": float(t.std()),
         "min": float(t.min()),
         "max": float(t.max()),
+        "spread": spread,
+        "noisy": noisy,
         "throughput_fps": float(batch_size * 1000.0 / mean) if mean > 0 else None,
         "samples_ms": [round(float(v), 4) for v in t],
     }
+
+
+def time_round_robin(
+    infers: dict[str, Callable[[np.ndarray], np.ndarray]],
+    batch: np.ndarray,
+    warmup: int = 10,
+    runs: int = 100,
+    max_seconds: float | None = None,
+    min_runs: int = 10,
+) -> dict[str, list[float]]:
+    """Wall-clock ms of `runs` calls of every infer, INTERLEAVED: each round calls every
+    variant once, the starting variant rotated each round. Why: a shared host's speed drifts
+    over minutes, so timing A fully and then B measures the drift as much as the variants;
+    round-robin gives both the same conditions. `max_seconds` caps the whole pass (per
+    variant on average), never before `min_runs` rounds."""
+    names = list(infers)
+    for _ in range(warmup):
+        for n in names:
+            infers[n](batch)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    t_start = time.perf_counter()
+    for i in range(runs):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter_ns()
+            infers[n](batch)
+            times[n].append((time.perf_counter_ns() - t0) / 1e6)
+        if (max_seconds is not None and i + 1 >= min_runs
+                and time.perf_counter() - t_start > max_seconds * len(names)):
+            break
+    return times
 
 
 def peak_rss_mb() -> float:
@@ -362,8 +408,10 @@ def load_bundle(bundle: Path) -> dict[str, Any]:
     return meta
 
 
-def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-    """Accuracy + latency + peak RSS of one variant in this process."""
+def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Callable[[str], None],
+                timing: bool = True) -> dict[str, Any]:
+    """Accuracy + latency + peak RSS of one variant in this process. timing=False leaves the
+    latency to the interleaved pass (`time_interleaved`); TensorRT engines are always timed here."""
     res: dict[str, Any] = {k: v.get(k) for k in ("name", "backend", "precision")}
     res.update(status="ok", error=None)
     try:
@@ -386,7 +434,7 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
             eval_bs = int(static or m.get("eval_batch_size", 16))
             res["accuracy"], _ = evaluate(infer, x, y, eval_bs, ref, pad_to_batch=static is not None)
             res["latency_ms"] = {}
-            for bs in [static] if static else (v.get("batch_sizes") or meta.get("batch_sizes") or [1]):
+            for bs in _batch_sizes(meta, v) if timing else []:
                 log(f"  {v['name']}: timing batch {bs}")
                 res["latency_ms"][str(bs)] = latency_stats(_time(infer, x, int(bs), m), int(bs))
         peak = peak_rss_mb()
@@ -395,6 +443,71 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
     except Exception as exc:  # report per variant; the other variants still run
         res.update(status="error", error=f"{type(exc).__name__}: {exc}")
     return res
+
+
+def _batch_sizes(meta: dict[str, Any], v: dict[str, Any]) -> list[int]:
+    static = v.get("static_batch")
+    return [int(static)] if static else [int(b) for b in (v.get("batch_sizes") or meta.get("batch_sizes") or [1])]
+
+
+def interleavable(v: dict[str, Any]) -> bool:
+    """ORT and OpenVINO sessions can share one process; TensorRT engines (one per batch size,
+    built on the device, a crash takes the process down) are timed in their own process."""
+    return v.get("backend") in ("ort", "openvino")
+
+
+def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str, Any]],
+                     log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Load every variant's session in THIS process and time them round-robin per batch size
+    (`time_round_robin`). Returns {variant: {str(batch): latency_stats}}; a variant whose
+    session fails to load is left out (its own process already reported the error)."""
+    x = np.load(bundle / meta["data"]["val_x"])
+    m = meta.get("measure", {})
+    infers: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    for v in variants:
+        try:
+            infers[v["name"]] = RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
+                                                       v.get("options") or {})
+        except Exception as exc:  # noqa: BLE001 - reported by the variant's own process
+            log(f"  {v['name']}: not timed interleaved ({type(exc).__name__}: {exc})")
+    out: dict[str, dict[str, Any]] = {n: {} for n in infers}
+    by_batch: dict[int, list[str]] = {}
+    for v in variants:
+        if v["name"] in infers:
+            for bs in _batch_sizes(meta, v):
+                by_batch.setdefault(bs, []).append(v["name"])
+    for bs, names in sorted(by_batch.items()):
+        log(f"  timing batch {bs} interleaved: {', '.join(names)}")
+        times = time_round_robin({n: infers[n] for n in names}, make_batch(x[0], bs), int(m.get("warmup", 10)),
+                                 int(m.get("runs", 100)), m.get("max_seconds"))
+        for n, t in times.items():
+            out[n][str(bs)] = latency_stats(t, bs)
+    return out
+
+
+def host_info(threads: int | None = None) -> dict[str, Any]:
+    """The CPU that ran the measurement (model, logical cores, cores this process may use), the
+    runtime threads asked for, and the 1/5/15-minute load average: a loaded host explains
+    slow or noisy numbers. No hostname."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware", "cpu model") and val.strip():
+                model = val.strip()[:120]
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {"cpu_model": model or platform.processor() or platform.machine(), "logical_cores": os.cpu_count(),
+            "usable_cores": usable, "threads": threads, "load_avg_1_5_15": load}
 
 
 def emulation(machine: str | None = None, cpuinfo: str | None = None,
@@ -524,11 +637,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
             os.unlink(tmp)
 
 
-def _run_isolated(bundle: Path, name: str, log: Callable[[str], None]) -> dict[str, Any]:
+def _run_isolated(bundle: Path, name: str, log: Callable[[str], None], timing: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "one.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--variant", name, "--out", str(out),
-               "--no-isolate"]
+               "--no-isolate"] + ([] if timing else ["--no-timing"])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         sys.stderr.write(proc.stderr)
         if proc.returncode == 0 and out.is_file():
@@ -554,26 +667,74 @@ def artifact_hashes(bundle: Path, variants: list[dict[str, Any]]) -> dict[str, s
     return out
 
 
+def _interleaved_isolated(bundle: Path, names: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """time_interleaved in a child process (a runtime crash there loses the timing, not the run)."""
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "timing.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--timing-only", "--out", str(out)]
+        for n in names:
+            cmd += ["--variant", n]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode == 0 and out.is_file():
+            return json.loads(out.read_text())
+        tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"interleaved timing process exited with code {proc.returncode}: {tail}")
+
+
 def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str] | None = None,
-               isolate: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure the bundle's variants here and write results.json atomically; returns it."""
+               isolate: bool = True, log: Callable[[str], None] | None = None,
+               interleave: bool = True) -> dict[str, Any]:
+    """Measure the bundle's variants here and write results.json atomically; returns it.
+
+    Accuracy and peak memory: each variant in its own process (isolate). Latency: with
+    `interleave` and two or more ORT/OpenVINO variants, one more process loads all their
+    sessions and times them round-robin (`time_interleaved`), so close variants are compared
+    under the same host conditions; if that pass fails, each variant is timed in its own process."""
     bundle = Path(bundle).resolve()
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     meta = load_bundle(bundle)
     variants = [v for v in meta["variants"] if not only or v["name"] in only]
     if only and len(variants) != len(only):
         raise SystemExit(f"error: unknown variant(s) {sorted(set(only) - {v['name'] for v in variants})}")
+    host_before = host_info(meta.get("threads"))
+    pooled = [v for v in variants if interleavable(v)] if interleave else []
+    pooled = pooled if len(pooled) >= 2 else []
     results = []
     for v in variants:
         log(f"variant {v['name']} ({v['backend']} {v['precision']})")
-        r = _run_isolated(bundle, v["name"], log) if isolate else run_variant(bundle, meta, v, log)
+        timing = v not in pooled
+        r = _run_isolated(bundle, v["name"], log, timing) if isolate else run_variant(bundle, meta, v, log, timing)
         for k in ("backend", "precision"):
             r.setdefault(k, v[k])
+        r["timing"] = "own process" if timing else "interleaved"
         results.append(r)
         if r["status"] != "ok":
             log(f"  {v['name']}: ERROR {r['error']}")
+    ok = [v for v in pooled if next(r for r in results if r["name"] == v["name"])["status"] == "ok"]
+    timing_doc: dict[str, Any] = {"method": "one variant after another, each in its own process"}
+    if ok:
+        log(f"interleaved timing of {len(ok)} variants (round-robin, one call each per round)")
+        try:
+            lat = (_interleaved_isolated(bundle, [v["name"] for v in ok], log) if isolate
+                   else time_interleaved(bundle, meta, ok, log))
+            timing_doc = {"method": "interleaved round-robin in one process (start rotated each round)",
+                          "variants": sorted(lat)}
+        except Exception as exc:  # noqa: BLE001 - fall back to timing each variant alone
+            log(f"  interleaved timing failed ({exc}); timing each variant in its own process")
+            timing_doc["interleaved_error"] = str(exc)[:500]
+            lat = {}
+        for r in results:
+            if r["name"] in lat and lat[r["name"]]:
+                r["latency_ms"] = lat[r["name"]]
+            elif r["timing"] == "interleaved" and r["status"] == "ok":
+                v = next(v for v in ok if v["name"] == r["name"])
+                alone = _run_isolated(bundle, v["name"], log) if isolate else run_variant(bundle, meta, v, log)
+                r["latency_ms"], r["timing"] = alone.get("latency_ms") or {}, "own process"
+    env = environment()
+    env["host"] = {**host_before, "load_avg_after": host_info()["load_avg_1_5_15"]}
     doc = {"format": RESULTS_FORMAT, "bundle_id": meta["bundle_id"], "device": meta.get("device"),
-           "environment": environment(), "variants": results,
+           "environment": env, "timing": timing_doc, "variants": results,
            "artifact_sha256": artifact_hashes(bundle, variants)}
     write_json_atomic(Path(out) if out else bundle / "results.json", doc)
     return doc
@@ -585,8 +746,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="results file (default: BUNDLE/results.json)")
     ap.add_argument("--variant", action="append", default=None, help="only this variant (repeatable)")
     ap.add_argument("--no-isolate", action="store_true", help="run variants in this process")
+    ap.add_argument("--no-interleave", action="store_true", help="time each variant alone, one after another")
+    ap.add_argument("--no-timing", action="store_true", help=argparse.SUPPRESS)  # child: accuracy + memory only
+    ap.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)  # child: the interleaved pass
     a = ap.parse_args(argv)
-    doc = run_bundle(a.bundle, a.out, a.variant, isolate=not a.no_isolate)
+    if a.timing_only:
+        meta = load_bundle(Path(a.bundle).resolve())
+        chosen = [v for v in meta["variants"] if v["name"] in (a.variant or [])]
+        lat = time_interleaved(Path(a.bundle).resolve(), meta, chosen, lambda s: print(s, file=sys.stderr, flush=True))
+        write_json_atomic(Path(a.out), lat)
+        return 0
+    if a.no_timing:
+        bundle = Path(a.bundle).resolve()
+        meta = load_bundle(bundle)
+        res = [run_variant(bundle, meta, v, lambda s: print(s, file=sys.stderr, flush=True), timing=False)
+               for v in meta["variants"] if v["name"] in (a.variant or [])]
+        write_json_atomic(Path(a.out) if a.out else bundle / "results.json", {"format": RESULTS_FORMAT, "variants": res})
+        return 0
+    doc = run_bundle(a.bundle, a.out, a.variant, isolate=not a.no_isolate, interleave=not a.no_interleave)
     bad = [v["name"] for v in doc["variants"] if v["status"] != "ok"]
     print(json.dumps({"ok": len(doc["variants"]) - len(bad), "errors": bad}))
     return 0

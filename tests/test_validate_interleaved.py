@@ -1,0 +1,63 @@
+"""Issue 18 item 4: the validate stage times variants interleaved (round-robin in one process,
+accuracy and memory still per variant in its own process), flags noisy timing, and records
+the host CPU, cores, threads and load average that the numbers were measured under."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_devices_common import tiny_data, tiny_onnx
+
+from edgeskel.devices import profile_from_dict
+from edgeskel.remote.bundle import make_bundle
+from edgeskel.remote.device_runner import host_info, latency_stats, run_bundle, time_round_robin
+
+PROFILE = profile_from_dict({
+    "name": "ildev", "arch": "x86_64", "variants": [{"backend": "ort", "precision": "fp32"}], "batch_sizes": [1, 4],
+    "threads": 1, "measure": {"warmup": 1, "runs": 12}, "gates": {"max_top1_drop": 100.0},
+    "peak": {"gflops_fp32": 10, "memory_bandwidth_gbs": 10, "source": "test"},
+})
+
+
+def test_round_robin_calls_every_variant_once_per_round_with_rotated_start():
+    calls: list[str] = []
+    infers = {n: (lambda x, n=n: calls.append(n)) for n in ("a", "b", "c")}
+    times = time_round_robin(infers, np.zeros((1, 1)), warmup=0, runs=6)
+    assert {n: len(t) for n, t in times.items()} == {"a": 6, "b": 6, "c": 6}
+    rounds = [calls[i:i + 3] for i in range(0, 18, 3)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)  # never A x100 then B x100
+    assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]  # nobody always goes first
+
+
+def test_noisy_flag_from_spread():
+    steady = latency_stats([1.0 + 0.01 * (i % 5) for i in range(100)], 1)
+    tail = latency_stats([1.0] * 95 + [5.0] * 5, 1)
+    assert steady["noisy"] is False and steady["spread"]["p99_over_p50"] < 1.1
+    assert tail["noisy"] is True and tail["spread"]["p99_over_p50"] > 2.0
+
+
+def test_host_info_names_cpu_cores_threads_and_load():
+    h = host_info(threads=2)
+    assert h["cpu_model"] and h["logical_cores"] >= 1 and h["usable_cores"] >= 1 and h["threads"] == 2
+    assert len(h["load_avg_1_5_15"]) == 3
+
+
+def test_run_bundle_times_variants_interleaved_in_one_process(tmp_path):
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"m{i}.onnx"
+        w, b = tiny_onnx(p, seed=0)
+        paths.append(p)
+    x, y, ref = tiny_data(w, b)
+    arts = [{"name": f"ort-fp32-{i}", "backend": "ort", "precision": "fp32", "path": p} for i, p in enumerate(paths)]
+    bundle = make_bundle(tmp_path / "bundle", arts, x, y, ref, PROFILE, warmup=1, runs=12)
+    doc = run_bundle(bundle, tmp_path / "results.json", log=lambda s: None)  # isolated: real child processes
+    assert doc["timing"]["method"].startswith("interleaved") and doc["timing"]["variants"] == ["ort-fp32-0", "ort-fp32-1"]
+    for r in doc["variants"]:
+        assert r["status"] == "ok" and r["timing"] == "interleaved"
+        assert r["accuracy"]["top1"] > 0 and r["memory"]["peak_rss_mb"] > 0  # still from its own process
+        assert sorted(r["latency_ms"]) == ["1", "4"] and r["latency_ms"]["1"]["runs"] == 12
+        assert "noisy" in r["latency_ms"]["1"]
+    host = doc["environment"]["host"]
+    assert host["cpu_model"] and host["threads"] == 1 and len(host["load_avg_after"]) == 3
+    alone = run_bundle(bundle, tmp_path / "alone.json", isolate=False, interleave=False, log=lambda s: None)
+    assert all(r["timing"] == "own process" for r in alone["variants"]) and "variants" not in alone["timing"]
