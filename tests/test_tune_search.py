@@ -165,3 +165,11 @@ def test_tune_time_budget_keeps_only_the_baseline(setup):
                    time_budget_s=1e-6, measure=fake_measure("none/", "budget"))
     assert res["options"]["budget-0.8"] == {"status": "skipped", "reason": "time budget spent"}
     assert res["decision"]["chosen"] == "none/ort-fp32"
+
+
+def test_tune_refuses_a_profile_of_another_architecture(tmp_path: Path, capsys):
+    """Timing a Jetson profile's ORT variant on this x86 host would not be the Jetson's latency."""
+    rc = main(["tune", "--device", "jetson-orin", "--out", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "is for aarch64" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

@@ -85,6 +85,16 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
     profile = load_profile(device)
     rec, rec_path = load_recipe(recipe)
     rec = with_overrides(rec, checkpoint, data, source=rec_path)
+    from edgeskel.pipeline import HOST_ARCH
+
+    # Latency is timed on THIS host: only honest when this host is the device the profile describes.
+    if profile.arch != HOST_ARCH:
+        raise ConfigError(f"device profile {profile.name!r} is for {profile.arch}, this host is {HOST_ARCH}: tune times "
+                          "candidates here, which would not be that device's latency (timing on the device over SSH is "
+                          "not implemented yet; use `make export DEVICE=...` for device measurements)")
+    if profile.ssh is not None:
+        raise ConfigError(f"device profile {profile.name!r} names an SSH device: tune times candidates on this host, "
+                          "not over SSH (not implemented yet); use a copy of the profile without `ssh:` on the device itself")
     wanted = [v for v in profile.variants if v.backend in MEASURABLE and (not variants or v.key in variants)]
     if variants:
         unknown = sorted(set(variants) - {v.key for v in profile.variants})
