@@ -10,7 +10,8 @@ from test_devices_common import tiny_data, tiny_onnx
 from edgeskel.devices import load_profile
 from edgeskel.errors import ConfigError
 from edgeskel.remote.ssh import SSHTarget
-from edgeskel.report import make_variant_entry, roofline_ms, validate_report, write_reports
+from edgeskel.report import make_variant_entry, validate_report, write_reports
+from edgeskel.report.roofline import achieved_compute
 from edgeskel.report.writers import HEADER, print_report
 from edgeskel.runtime import get_runner
 from edgeskel.validate.accuracy import evaluate_runner
@@ -35,7 +36,8 @@ def report(tmp_path_factory):
     gflops = 2 * w.size / 1e9
     variants.append(make_variant_entry("ort-fp32", "ort", "fp32", meas, ref_top1, prof, "local",
                                        size_mb=(d / "m.onnx").stat().st_size / 1e6, params=w.size + b.size,
-                                       gflops=gflops, roofline_estimate_ms=roofline_ms(gflops, w.nbytes, prof.peak)))
+                                       gflops=gflops))
+    variants[-1]["compute"] = achieved_compute(gflops, variants[-1]["latency_by_batch"], "fp32", prof.peak)
     # the same measurement judged against a better reference fails the accuracy gate
     variants.append(make_variant_entry("ort-int8", "ort", "int8", meas, ref_top1 + 5, prof, target.label,
                                        params=w.size + b.size))
@@ -68,10 +70,14 @@ def test_write_reports(report, tmp_path):
     data = json.loads(paths["json"].read_text())
     assert {"device", "recipe", "dataset", "reference", "variants", "passed"} <= set(data)
     md = paths["md"].read_text()
-    assert HEADER == "| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms | p99 ms | FPS |"
+    assert HEADER == ("| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms (batch 1) "
+                      "| p99 ms (batch 1) | Best FPS (at batch) |")
     assert HEADER in md.splitlines()
+    row = [line for line in md.splitlines() if line.startswith("| ort-fp32 |")][1]  # gates table, then measurements
+    assert row.rstrip(" |").endswith(f"@ {data['variants'][0]['throughput_batch_size']}")  # FPS says at which batch
     assert "python3 device_runner.py . --out results.json" in md and "tensorrt-fp16" in md
-    assert "Roofline estimates (NOT measurements)" in md
+    assert "Roofline" not in md and "## Achieved compute" in md  # measured rate, not a peak-based guess
+    assert "GFLOP/s at batch 1" in md and "% of peak" not in md  # the cpu profile's peak is not this host's
     html = paths["html"].read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count('<img alt=') == 2
     assert '<img alt="scatter" src="data:image/png;base64,' in html

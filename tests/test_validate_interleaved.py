@@ -61,3 +61,35 @@ def test_run_bundle_times_variants_interleaved_in_one_process(tmp_path):
     assert host["cpu_model"] and host["threads"] == 1 and len(host["load_avg_after"]) == 3
     alone = run_bundle(bundle, tmp_path / "alone.json", isolate=False, interleave=False, log=lambda s: None)
     assert all(r["timing"] == "own process" for r in alone["variants"]) and "variants" not in alone["timing"]
+
+
+def test_report_shows_timing_host_noise_and_achieved_compute(tmp_path):
+    from edgeskel.pipeline.validation import assemble_report, measurement_conditions
+    from edgeskel.report import write_reports
+    from edgeskel.report.roofline import achieved_compute
+
+    w, b = tiny_onnx(tmp_path / "m.onnx")
+    x, y, ref = tiny_data(w, b)
+    arts = [{"name": n, "backend": "ort", "precision": "fp32", "path": tmp_path / "m.onnx"} for n in ("ort-a", "ort-b")]
+    bundle = make_bundle(tmp_path / "bundle", arts, x, y, ref, PROFILE, warmup=1, runs=12)
+    doc = run_bundle(bundle, tmp_path / "results.json", isolate=False, log=lambda s: None)
+    doc["variants"][1]["latency_ms"]["1"]["noisy"] = True  # as if the host had been busy
+    prof = profile_from_dict({**PROFILE.model_dump(mode="json"),
+                              "variants": [{"backend": "ort", "precision": "fp32", "name": n} for n in ("ort-a", "ort-b")]})
+    val = {"measured": {r["name"]: {**r, "measured_on": "local"} for r in doc["variants"]}, "not_measured": {},
+           **measurement_conditions(doc)}
+    exp = {n: {"status": "passed", "artifact": "m.onnx", "files": []} for n in ("ort-a", "ort-b")}
+    report = assemble_report(prof, "tiny", {"num_val": 40, "num_calib": 8, "layout": "tiny", "classes": list("abcdef")},
+                             {"top1": 90.0}, None, {"variants": exp}, val, {"params": 10, "gflops": 0.001}, {})
+    assert report["measurement"]["timing"]["method"].startswith("interleaved")
+    v = {e["name"]: e for e in report["variants"]}
+    assert v["ort-b"]["latency_noisy"] and not v["ort-a"]["latency_noisy"] and v["ort-a"]["timing"] == "interleaved"
+    assert v["ort-a"]["compute"]["batch1"]["fraction_of_peak"] is None  # local: the profile's peak is not this host's
+    assert v["ort-a"]["throughput_batch_size"] in (1, 4)
+    md = write_reports(report, tmp_path / "out")["md"].read_text()
+    assert "Timing: interleaved round-robin" in md and "Host: " in md and "load average" in md
+    assert "Noisy timing" in md and "ort-b (noisy)" not in md and " (noisy)" in md
+    dev = achieved_compute(0.5, {"1": {"p50": 10.0}, "8": {"p50": 40.0}}, "int8",
+                           {"gflops_fp32": 100, "tops_int8": 1}, peak_applies=True)
+    assert dev["batch1"] == {"batch": 1, "gflops_per_s": 50.0, "fraction_of_peak": 0.05}
+    assert dev["best"]["batch"] == 8 and dev["best"]["gflops_per_s"] == 100.0 and dev["peak_gflops"] == 1000.0

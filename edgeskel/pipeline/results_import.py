@@ -176,6 +176,9 @@ def import_results(run_dir: str | Path, results_path: str | Path, log: Any = pri
         result["imported"] = {"file": f"validate/{IMPORTED_FILE}", "bundle_id": doc["bundle_id"],
                               "variants": [r["name"] for r in doc["variants"]],
                               "environment": doc.get("environment")}
+        from edgeskel.pipeline.validation import measurement_conditions
+
+        result.update(measurement_conditions(doc))  # the device's timing method and host, not this host's
         if IMPORTED_FILE not in result["outputs"]:
             result["outputs"].append(IMPORTED_FILE)
         stage["outputs"] = {str(Path("validate") / rel): sha256_file(run_dir / "validate" / rel) for rel in result["outputs"]}

@@ -131,6 +131,7 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
         for r in doc["variants"]:
             result["measured"][r["name"]] = {**r, "measured_on": measured_on, **emu}
         result["outputs"].append("results.json")
+        result.update(measurement_conditions(doc))
         return result
 
     local, skipped = [], {}
@@ -151,7 +152,17 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
                 r["host_only"], r["host_arch"] = True, host_arch
             result["measured"][r["name"]] = r
         result["outputs"].append("results.json")
+        result.update(measurement_conditions(doc))
     return result
+
+
+def measurement_conditions(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a results.json says about how it was timed (interleaved or one after another) and
+    on what host (CPU model, cores, threads, load average): the report shows both, since a
+    loaded or different CPU explains numbers that the gates alone do not."""
+    env = doc.get("environment") or {}
+    return {"conditions": {"timing": doc.get("timing"), "host": env.get("host"), "machine": env.get("machine"),
+                           "emulation": env.get("emulation")}}
 
 
 def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
@@ -159,7 +170,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
                     deployed_stats: dict[str, Any], libraries: dict[str, Any]) -> dict[str, Any]:
     """report.json per the schema in edgeskel.report.schema, with the verdict and decision
     (edgeskel.report.verdict): `passed` only when every variant passed on the device."""
-    from edgeskel.report.roofline import roofline_ms
+    from edgeskel.report.roofline import achieved_compute
     from edgeskel.report.schema import make_variant_entry
     ref_top1 = float(ref_res["top1"])
     variants = []
@@ -167,11 +178,6 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         exp = exp_res["variants"].get(v.key, {})
         size_mb = _size_mb(exp)
         common = dict(size_mb=size_mb, params=deployed_stats["params"], gflops=deployed_stats["gflops"])
-        try:
-            common["roofline_estimate_ms"] = round(roofline_ms(deployed_stats["gflops"], (size_mb or 0) * 1e6,
-                                                               profile.peak, v.precision), 4)
-        except (ValueError, TypeError):
-            pass
         if exp.get("status") != "passed":
             variants.append({**make_variant_entry(v.key, v.backend, v.precision, {"status": "error", "error": exp.get("reason") or exp.get("error") or "export failed"},
                                                   ref_top1, profile, "none", **common)})
@@ -192,6 +198,10 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             e["int8_summary"] = summary
         if meas.get("tensorrt"):
             e["tensorrt"] = tensorrt_summary(meas["tensorrt"])
+        if e.get("latency_by_batch") and not meas.get("emulated"):
+            # A fraction of the profile's peak only where the profile's device measured (not this host).
+            e["compute"] = achieved_compute(deployed_stats.get("gflops"), e["latency_by_batch"], v.precision,
+                                            profile.peak, peak_applies=measured_on != "local")
         if meas.get("host_only") and e["status"] in ("pass", "fail"):
             e = host_check_entry(e, meas, profile, ref_top1)
         elif meas.get("emulated"):
@@ -217,6 +227,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         "passed": False,  # set by summarize(): PASSED only when every variant passed on the device
         "libraries": libraries,
     }
+    if val_res.get("conditions"):
+        report["measurement"] = val_res["conditions"]
     if val_res.get("bundle"):
         report["bundle"] = val_res["bundle"]
         if val_res.get("bundle_id"):
@@ -254,7 +266,7 @@ def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any, ref_
             "gates": checks, "host_latency_ms_batch1": {k: lat1.get(k) for k in ("p50", "p99")} if lat1 else None,
             "note": f"accuracy checked on this host, not on a {profile.name}; latency and memory here are the host's"}
     out = {k: v for k, v in e.items() if k in ("name", "backend", "precision", "size_mb", "params", "gflops",
-                                               "roofline_estimate_ms", "int8_summary", "parity")}
+                                               "int8_summary", "parity")}
     out.update(measured_on="none", latency_ms={"p50": None, "p90": None, "p99": None}, throughput_fps=None,
                top1=None, top1_drop=None, agreement=None, host_check=host)
     if status == "fail":
@@ -317,8 +329,8 @@ def _note_slow_int8(variants: list[dict[str, Any]]) -> None:
         p50 = (v.get("latency_ms") or {}).get("p50")
         if v["precision"] != "int8" or ref is None or not p50 or p50 < ref["latency_ms"]["p50"]:
             continue
-        note = (f"not faster than {ref['name']} at batch 1 here ({p50:.2f} vs {ref['latency_ms']['p50']:.2f} ms, timed one "
-                f"after the other)")
+        how = "timed interleaved" if v.get("timing") == "interleaved" else "timed one after the other"
+        note = (f"not faster than {ref['name']} at batch 1 here ({p50:.2f} vs {ref['latency_ms']['p50']:.2f} ms, {how})")
         if v["backend"] == "ort":
             note += "; `edgeskel ort-int8-study RUN_DIR` times both interleaved and shows what ORT fused"
         v["latency_note"] = note[0].upper() + note[1:]  # timing-dependent: kept apart from int8_summary

@@ -1,8 +1,11 @@
-"""Roofline ESTIMATE of latency from published peak numbers (never a measurement).
+"""Achieved compute: GFLOP/s a variant reached in its measured latency, and, only when the
+peak of the machine that measured it is known, the fraction of that peak.
 
-time = max(compute / peak compute, bytes moved / peak bandwidth). Real kernels reach a
-fraction of peak (often 10-50% on small GCN layers), so this is a lower bound: use it to
-rank variants on a device nobody has measured yet, and label it as an estimate.
+Why not a roofline estimate any more: a latency predicted from published peaks was 30-100x
+below what was measured on small GCN layers (dispatch and memory traffic dominate), and the
+`cpu` profile's peak describes some CPU, not the host that ran the measurement. The achieved
+rate (work / measured time) is a fact; a fraction of peak is shown only when the profile's
+peak describes the measuring device (a run on the profile's own device: ssh or imported).
 """
 
 from __future__ import annotations
@@ -15,16 +18,50 @@ def _get(peak: Any, key: str) -> float | None:
     return None if v is None else float(v)
 
 
-def roofline_ms(gflops: float, bytes_moved: float, peak: Any, precision: str = "fp32") -> float:
-    """Estimated ms for `gflops` GFLOP (1e9 FLOP/ops) moving `bytes_moved` bytes on a device
-    with `peak` (a profile's `peak` block or dict). int8 uses tops_int8, fp16/bf16 use
-    gflops_fp16, each falling back to the next slower peak if the profile lacks it."""
-    if gflops < 0 or bytes_moved < 0:
-        raise ValueError("gflops and bytes_moved must be >= 0")
+def peak_gflops(peak: Any, precision: str = "fp32") -> float | None:
+    """The profile's peak GFLOP/s (GOP/s for int8) for `precision`, falling back to the next
+    slower peak the profile has; None when it has none."""
+    if peak is None:
+        return None
     fp32 = _get(peak, "gflops_fp32")
     fp16 = _get(peak, "gflops_fp16") or fp32
     int8 = (_get(peak, "tops_int8") or 0) * 1000 or fp16
-    compute = {"int8": int8, "fp16": fp16, "bf16": fp16}.get(precision, fp32)
+    return {"int8": int8, "fp16": fp16, "bf16": fp16}.get(precision, fp32) or None
+
+
+def achieved_compute(gflops_per_sample: float | None, latency_by_batch: dict[str, dict[str, Any]] | None,
+                     precision: str, peak: Any = None, peak_applies: bool = False) -> dict[str, Any] | None:
+    """{batch1: {batch, gflops_per_s, fraction_of_peak}, best: {...}, peak_gflops, peak_note}
+    from the p50 latency per batch (`latency_by_batch`: {str(batch): {p50, ...}}). batch1 is
+    the smallest measured batch; best is the batch with the highest rate. fraction_of_peak is
+    None unless `peak_applies` (the peak describes the machine that measured)."""
+    if not gflops_per_sample or not latency_by_batch:
+        return None
+    rates = {}
+    for b, st in latency_by_batch.items():
+        p50 = (st or {}).get("p50")
+        if p50:
+            rates[int(b)] = gflops_per_sample * int(b) / (float(p50) / 1000.0)
+    if not rates:
+        return None
+    top = peak_gflops(peak, precision) if peak_applies else None
+
+    def row(b: int) -> dict[str, Any]:
+        return {"batch": b, "gflops_per_s": round(rates[b], 3),
+                "fraction_of_peak": round(rates[b] / top, 5) if top else None}
+
+    return {"batch1": row(min(rates)), "best": row(max(rates, key=rates.get)), "peak_gflops": top,
+            "peak_note": ("peak of the profile's device, which measured this" if top else
+                          "no fraction of peak: the peak of the machine that measured is not known")}
+
+
+def roofline_ms(gflops: float, bytes_moved: float, peak: Any, precision: str = "fp32") -> float:
+    """Lower-bound ESTIMATE (never a measurement) of ms for `gflops` GFLOP moving `bytes_moved`
+    bytes: max(compute / peak compute, bytes / peak bandwidth). Kept for ranking devices nobody
+    has measured; reports no longer show it (see the module docstring)."""
+    if gflops < 0 or bytes_moved < 0:
+        raise ValueError("gflops and bytes_moved must be >= 0")
+    compute = peak_gflops(peak, precision)
     bw = _get(peak, "memory_bandwidth_gbs")
     if not compute or not bw:
         raise ValueError("peak needs gflops_fp32 and memory_bandwidth_gbs")

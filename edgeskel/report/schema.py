@@ -3,7 +3,7 @@
 report = {"device", "recipe", "dataset": {...}, "reference": {"top1", ...},
           "variants": [{"name", "backend", "precision", "status": pass|fail|skipped|error,
                         "reason", "top1", "top1_drop", "agreement",
-                        "latency_ms": {"p50", "p90", "p99"}, "throughput_fps", "size_mb",
+                        "latency_ms": {"p50", "p90", "p99"}, "throughput_fps", "throughput_batch_size", "size_mb",
                         "params", "gflops", "measured_on": local|ssh://<profile>|imported://<profile>|none,
                         "gates": [{gate, label, unit, bound, threshold, measured, passed, detail}],
                         "host_check"?: {...accuracy-only check on this host, never device numbers}, ...extra}],
@@ -115,9 +115,15 @@ def make_variant_entry(
         e["latency_ms"] = {k: first.get(k) for k in ("p50", "p90", "p99")}
         e["latency_batch_size"] = int(min(lat, key=int))
         e["latency_samples_ms"] = first.get("samples_ms")
-        e["throughput_fps"] = max((v.get("throughput_fps") or 0.0) for v in lat.values())
-        e["latency_by_batch"] = {b: {k: v.get(k) for k in ("p50", "p90", "p99", "mean", "runs", "throughput_fps")}
+        best = max(lat, key=lambda b: lat[b].get("throughput_fps") or 0.0)
+        e["throughput_fps"] = lat[best].get("throughput_fps")
+        e["throughput_batch_size"] = int(best)  # FPS always says at which batch size
+        e["latency_by_batch"] = {b: {k: v.get(k) for k in ("p50", "p90", "p99", "mean", "runs", "throughput_fps",
+                                                         "spread", "noisy")}
                                  for b, v in lat.items()}
+        e["latency_noisy"] = bool(first.get("noisy"))
+        if measurement.get("timing"):
+            e["timing"] = measurement["timing"]  # "interleaved" | "own process"
     mem = measurement.get("memory") or {}
     if mem.get("peak_rss_mb") is not None:
         e["peak_memory_mb"] = mem["peak_rss_mb"]

@@ -13,7 +13,8 @@ from edgeskel.errors import ConfigError
 from edgeskel.io import atomic_write_json, atomic_write_text
 from edgeskel.report.schema import validate_report
 
-HEADER = "| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms | p99 ms | FPS |"
+HEADER = ("| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms (batch 1) "
+          "| p99 ms (batch 1) | Best FPS (at batch) |")
 
 
 def _f(v: Any, fmt: str = "{:.2f}") -> str:
@@ -33,9 +34,57 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         delta = None if v.get("top1_drop") is None else 0.0 - float(v["top1_drop"])
         rows.append([v["name"], v["status"].upper(), _f(v.get("size_mb")), _params(v.get("params")),
                      _f(v.get("gflops"), "{:.3f}"), _f(v.get("top1")), _f(delta, "{:+.2f}"),
-                     _f(v.get("agreement"), "{:.1f}%"), _f(lat.get("p50")), _f(lat.get("p99")),
-                     _f(v.get("throughput_fps"), "{:.0f}")])
+                     _f(v.get("agreement"), "{:.1f}%"), _f(lat.get("p50")) + (" (noisy)" if v.get("latency_noisy") else ""),
+                     _f(lat.get("p99")), _fps(v)])
     return rows
+
+
+def _fps(v: dict[str, Any]) -> str:
+    """Samples/s at the batch size that gave the most, and which batch that was."""
+    if v.get("throughput_fps") is None:
+        return "-"
+    b = v.get("throughput_batch_size")
+    return f"{v['throughput_fps']:.0f}" + (f" @ {b}" if b is not None else "")
+
+
+def conditions_lines(report: dict[str, Any]) -> list[str]:
+    """How the latencies were taken (interleaved or not) and on what host: CPU model, cores,
+    threads, load average before and after; and which variants' timing was noisy."""
+    m = report.get("measurement") or {}
+    out = []
+    t = m.get("timing") or {}
+    if t.get("method"):
+        out.append(f"Timing: {t['method']}" + (f" ({', '.join(t['variants'])})" if t.get("variants") else "") + ".")
+    h = m.get("host") or {}
+    if h:
+        load = h.get("load_avg_1_5_15")
+        out.append(f"Host: {h.get('cpu_model') or '?'} ({m.get('machine') or '?'}), {h.get('logical_cores')} logical cores, "
+                   f"{h.get('usable_cores')} usable, runtime threads {h.get('threads') or 'default'}; load average "
+                   f"(1/5/15 min) {' / '.join(f'{x:.2f}' for x in load) if load else '?'} before"
+                   + (f", {h['load_avg_after'][0]:.2f} after" if h.get("load_avg_after") else "") + ".")
+    noisy = [v["name"] for v in report["variants"] if v.get("latency_noisy")]
+    if noisy:
+        out.append(f"Noisy timing (p99/p50 > 2 or IQR/p50 > 0.25 at batch 1): {', '.join(noisy)}; a close pair "
+                   "may swap places on a rerun.")
+    return out
+
+
+def compute_lines(report: dict[str, Any]) -> list[str]:
+    """Achieved GFLOP/s per variant at batch 1 and at its best batch (report/roofline.py)."""
+    out = []
+    for v in report["variants"]:
+        c = v.get("compute")
+        if not c:
+            continue
+        def part(r: dict[str, Any]) -> str:
+            frac = f" ({100 * r['fraction_of_peak']:.1f}% of peak)" if r.get("fraction_of_peak") is not None else ""
+            return f"{r['gflops_per_s']:.3g} GFLOP/s at batch {r['batch']}{frac}"
+        out.append(f"- {v['name']} ({v['precision']}): {part(c['batch1'])}"
+                   + (f"; {part(c['best'])}" if c["best"]["batch"] != c["batch1"]["batch"] else ""))
+    if out:
+        notes = {v["compute"]["peak_note"] for v in report["variants"] if v.get("compute")}
+        out.append(f"- {'; '.join(sorted(notes))}.")
+    return out
 
 
 def device_command(report: dict[str, Any]) -> str:
@@ -183,8 +232,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              *_md_table(["Variant", "Status"] + [gate_header(report, k) for k in gate_columns(report)], gate_rows(report)),
              "", f"## Measurements on {report['device']}", "",
              f"Reference (fp32 PyTorch) top-1: {ref['top1']:.2f}% on {report['dataset'].get('name', 'the dataset')}"
-             f" ({report['dataset'].get('num_samples', '?')} samples). Latency at batch 1, FPS = samples/s at the best"
-             " batch size. Variants not measured on the device show `-`.", "", HEADER, "|" + "---|" * 11]
+             f" ({report['dataset'].get('num_samples', '?')} samples). Latency at batch 1; Best FPS = samples/s at"
+             " the batch size that gave the most (after @). Variants not measured on the device show `-`.", "",
+             *[x for line in conditions_lines(report) for x in (line, "")], HEADER, "|" + "---|" * 11]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
     hrows = host_rows(report)
     if hrows:
@@ -200,11 +250,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- **{v['name']}** ({v['status']}, measured on `{v['measured_on']}`): {v.get('reason') or '-'}"
               + (f". {v['int8_summary']}" if v.get("int8_summary") else "")
               + (f". {v['latency_note']}" if v.get("latency_note") else "") for v in report["variants"]]
-    est = [v for v in report["variants"] if v.get("roofline_estimate_ms") is not None]
-    if est:
-        lines += ["", "## Roofline estimates (NOT measurements)", ""]
-        lines += [f"- {v['name']}: >= {v['roofline_estimate_ms']:.3g} ms at batch 1 (from published peak numbers)"
-                  for v in est]
+    comp = compute_lines(report)
+    if comp:
+        lines += ["", "## Achieved compute", "", "Model GFLOPs per sample x samples per second at the p50 latency.", "",
+                  *comp]
     skipped = [v for v in report["variants"] if v["status"] == "skipped"]
     if skipped:
         lines += ["", "## To measure on the device", "",
@@ -311,8 +360,13 @@ def render_html(report: dict[str, Any]) -> str:
             f"<h2>Decision</h2>{decision}"
             f"<h2>Gates of {e(report['device'])} and what each variant measured</h2>{gates}"
             f"<h2>Measurements on {e(report['device'])}</h2>"
-            f"<p>Reference top-1: {report['reference']['top1']:.2f}%. Variants not measured on the device show -.</p>"
-            f"{meas}{host}<h2>Reasons</h2><ul>{reasons}</ul>{imgs}{note}"
+            f"<p>Reference top-1: {report['reference']['top1']:.2f}%. Latency at batch 1; Best FPS = samples/s at the "
+            "batch size that gave the most (after @). Variants not measured on the device show -.</p>"
+            + "".join(f"<p>{e(line)}</p>" for line in conditions_lines(report))
+            + f"{meas}{host}<h2>Reasons</h2><ul>{reasons}</ul>"
+            + ("<h2>Achieved compute</h2><ul>" + "".join(f"<li>{e(x[2:])}</li>" for x in compute_lines(report)) + "</ul>"
+               if compute_lines(report) else "")
+            + f"{imgs}{note}"
             f"<details><summary>report.json</summary><pre>{e(json.dumps(report, indent=1, default=str))}</pre></details>"
             "</body></html>\n")
 
