@@ -219,8 +219,10 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         result = _finish(run, device, rec, profile, spec, list(cands.values()), options, option_info, models, ref_top1,
                          test_x, test_y, skipped_variants, time.monotonic() - t_start)
     if not quiet:
+        import textwrap
+
         print(result["table"])
-        print(f"chosen: {result['decision']['why']}")
+        print(textwrap.fill(f"chosen: {result['decision']['why']}", width=80, subsequent_indent="  "))
     return result
 
 
@@ -408,8 +410,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
         decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, rec, profile, chosen, options, decision)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
-    header = (f"edgeskel tune: {rec.name} on {profile.name}  (reference validation top-1 {ref_top1:.2f}, "
-              f"{len(cands)} candidates, {wall_s:.0f} s)")
+    header = (f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation), "
+              f"{len(cands)} candidates, {wall_s:.0f} s")
     result = {"format": "edgeskel-tune/1", "recipe": rec.name, "device": profile.name, "reference_top1": ref_top1,
               "accuracy_split": "validation", "gates": profile.gates.model_dump(mode="json"),
               "batch_sizes": profile.batch_sizes, "threads": profile.threads,
@@ -419,7 +421,12 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "wall_time_s": round(wall_s, 1), "libraries": library_versions(), "table": header + "\n" + text}
     result = _jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
-    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
+    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", "", "Compression options:", ""]
+    for key, info in option_info.items():
+        status = info.get("finetune") or info.get("status")
+        why = info.get("finetune_reason") or info.get("reason") or ""
+        md.append(f"- `{key}`: {status}" + (f" ({why})" if why else ""))
+    md.append("")
     if recipe_path:
         md += [f"Reproduce: `make export DEVICE={device} RECIPE={recipe_path}` and ship variant "
                f"`{chosen['variant']}`.", ""]
