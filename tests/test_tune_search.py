@@ -72,6 +72,7 @@ def test_tune_returns_uncompressed_baseline_when_nothing_beats_it(setup):
     assert res["options"]["budget-0.8"]["finetune"] == "pruned"
     recipe, _ = load_recipe(res["recipe_file"])
     assert recipe.compress is None and recipe.finetune is None and recipe.name == "tiny-tuned"
+    assert Path(recipe.model.checkpoint) == (tmp / "runs" / "tiny" / "tune-cpu" / "reference" / "reference.ckpt").resolve()
 
 
 def test_tune_picks_compressed_when_it_measures_faster_and_resumes(setup):

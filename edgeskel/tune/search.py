@@ -408,7 +408,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
                         threads=profile.threads, **chosen["options"]) as r:
             logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
         decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
-        recipe_path = _write_recipe(run.root / "recipe.yaml", device, rec, profile, chosen, options, decision)
+        recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
+                                    profile, chosen, options, decision)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     header = (f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation), "
               f"{len(cands)} candidates, {wall_s:.0f} s")
@@ -435,10 +436,11 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     return result
 
 
-def _write_recipe(path: Path, device: str, rec: Any, profile: Any, chosen: dict[str, Any], options: dict[str, Any],
-                  decision: dict[str, Any]) -> Path:
-    """The recipe that reproduces the choice with `make export`: the same model and data, the
-    chosen compression (none: no compress section) and fine-tuning only if the choice was fine-tuned."""
+def _write_recipe(path: Path, device: str, ref_ckpt: Path, rec: Any, profile: Any, chosen: dict[str, Any],
+                  options: dict[str, Any], decision: dict[str, Any]) -> Path:
+    """The recipe that reproduces the choice with `make export`: the reference tune measured (its
+    checkpoint in the tune folder), the same data, the chosen compression (none: no compress
+    section) and fine-tuning only if the choice was fine-tuned."""
     import yaml
 
     comp = chosen["compression"]
@@ -446,6 +448,8 @@ def _write_recipe(path: Path, device: str, rec: Any, profile: Any, chosen: dict[
     body = rec.model_dump(mode="json")
     body["name"] = f"{rec.name[:58]}-tuned"
     body["description"] = f"edgeskel tune's choice for {profile.name}: {chosen['id']}"
+    if not rec.model.entrypoint:  # the reference tune measured, so `make export` does not train it again
+        body["model"].update(checkpoint=str(ref_ckpt.resolve()), import_from=None)
     body["compress"] = cfg.model_dump(mode="json") if cfg is not None else None
     if not comp.endswith("-ft"):
         body["finetune"] = None
