@@ -205,7 +205,7 @@ class MSG3D(nn.Module):
 
 
 @register_model("msg3d", family="gcn", description="MS-G3D (PYSKL implementation: multi-scale + space-time windows)",
-                tiny={"layout": "kinect20", "width": 0.125, "num_gcn_scales": 4, "num_g3d_scales": 3})
+                tiny={"layout": "kinect20", "width": 0.125, "num_gcn_scales": 4, "num_g3d_scales": 3, "window_sizes": [3]})
 def build_msg3d(
     num_classes: int,
     layout: SkeletonLayout,
