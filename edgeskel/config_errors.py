@@ -89,11 +89,16 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     Shared by recipes, device profiles and layout files."""
     import yaml
 
+    from edgeskel.io import InputRefused, read_regular_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_regular_file(path, YAML_CAP_BYTES)  # regular files only: a FIFO would hang
+        data = yaml.safe_load(text.decode("utf-8"))
+    except InputRefused as exc:
+        raise ConfigError(f"{path}: cannot read {what}: the path {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError as exc:
@@ -102,7 +107,30 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {what} must be a YAML mapping, got {type(data).__name__}")
+    if _expanded_size(data, 10_000 + 2 * len(text)) < 0:
+        # YAML aliases share one node many times: nested, they make a "billion laughs" that
+        # every later step (validation, hashing into the manifest) would expand.
+        raise ConfigError(f"{path}: refused {what}: its aliases (`*name`) expand to more values than a file of "
+                          f"this size can hold")
     return data
+
+
+YAML_CAP_BYTES = 16 << 20  # recipes and profiles are a few KB
+
+
+def _expanded_size(obj: Any, budget: int) -> int:
+    """`budget` minus the number of values `obj` holds when every alias is expanded; stops
+    as soon as it goes negative."""
+    stack = [obj]
+    while stack and budget >= 0:
+        o = stack.pop()
+        if isinstance(o, dict):
+            budget -= len(o)
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            budget -= len(o)
+            stack.extend(x for x in o if isinstance(x, (dict, list)))
+    return budget
 
 
 def load_yaml_model(path: str | Path, model: type[BaseModel], what: str) -> Any:

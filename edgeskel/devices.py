@@ -221,7 +221,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     path = Path(s)
     if not (s.endswith((".yaml", ".yml")) or path.is_file()):
         path = profiles_dir() / f"{s}.yaml"
-    if not path.is_file():
+    if not path.exists():  # not is_file(): a FIFO or folder gets its own error from read_yaml_mapping
         raise ConfigError(
             f"{path}: device profile not found; available profiles: {', '.join(list_profiles()) or '(none)'} "
             f"(in {profiles_dir()})"

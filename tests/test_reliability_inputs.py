@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from edgeskel.data.safe_pickle import safe_load, safe_loads
-from edgeskel.errors import CheckpointError, DataError
+from edgeskel.errors import CheckpointError, ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,3 +185,37 @@ def test_checkpoint_that_is_a_folder_or_device(tmp_path):
         torch_load_safe(tmp_path)
     with pytest.raises(CheckpointError, match="/dev/zero: not a checkpoint: the path is a device"):
         torch_load_safe("/dev/zero")
+
+
+# ------------------------------------------------------------------------------ YAML (recipes, profiles)
+def test_yaml_alias_bomb_in_a_recipe_is_refused(tmp_path):
+    """9 levels of 10 aliases: 10**9 values once expanded (by validation, or by hashing the
+    recipe into the manifest), from a 1 KB recipe. Refused when the file is read."""
+    from edgeskel.recipe import load_recipe
+
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    text = "name: bomb\nmodel:\n  name: stgcn\n  kwargs:\n" + "".join(f"    {ln}\n" for ln in lines)
+    p = tmp_path / "bomb.yaml"
+    p.write_text(text)
+    assert len(text) < 1500
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: refused recipe: its aliases .* expand to more values"):
+        load_recipe(p)
+    p.write_text("name: ok\nmodel: {name: stgcn, kwargs: {x: &x [1, 2], y: *x}}\n")  # a plain alias is fine
+    assert load_recipe(p)[0].model.kwargs == {"x": [1, 2], "y": [1, 2]}
+
+
+def test_profile_that_is_a_fifo_or_too_big(tmp_path, monkeypatch):
+    from edgeskel import config_errors
+    from edgeskel.devices import load_profile
+
+    fifo = tmp_path / "dev.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"dev\.yaml: cannot read device profile: the path is a FIFO"):
+        load_profile(fifo)
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\ndescription: '" + "x" * 3000 + "'\n")
+    monkeypatch.setattr(config_errors, "YAML_CAP_BYTES", 1000)
+    with pytest.raises(ConfigError, match=r"big\.yaml: cannot read device profile: the path is 0\.0 MB, above"):
+        load_profile(big)
