@@ -75,12 +75,13 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
     assert rep["deployed_model"]["params"] == comp["totals"]["params_after"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [k for k, s in manifest["stages"].items() if s["status"] == "done"] == [
-        "data", "reference", "compress", "export", "validate", "report"]
+        "data", "reference", "compress", "export", "baseline", "validate", "report"]
     assert manifest["libraries"]["onnxruntime"] and manifest["inputs"]["recipe"]["sha256"]
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html
     md = (run_dir / "report.md").read_text()
-    assert "| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms | p99 ms | FPS |" in md
+    assert ("| Variant | Status | Size MB | Params | GFLOPs | Top-1 | ΔTop-1 | Agreement | p50 ms (batch 1) "
+            "| p99 ms (batch 1) | Best FPS (at batch) |") in md
     int8 = rep["variants"][1]  # how the INT8 gate was met is in the report, not only in export.json
     assert int8["int8_summary"].startswith("INT8 gate met after") and int8["int8_summary"] in md
 
@@ -89,7 +90,7 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
     rep2 = run_pipeline(str(prof), str(recipe), out_root=out, quiet=True,
                         log=lambda s: print(s))
     logged = capsys.readouterr().out
-    assert logged.count("up to date, skipped") == 6
+    assert logged.count("up to date, skipped") == 7  # data, reference, compress, export, baseline, validate, report
     assert rep2 == rep
 
 
@@ -109,8 +110,8 @@ def test_jetson_without_device_builds_bundle_and_marks_tensorrt_not_measured(tmp
     run_dir = out / "tiny" / "jetson-orin"
     bundle = run_dir / rep["bundle"]
     meta = json.loads((bundle / "bundle.json").read_text())
-    trt = [v for v in meta["variants"] if v["backend"] == "tensorrt"]
-    assert len(trt) == 3 and all(v["build"]["script"].endswith("build_engine.sh") for v in trt)
+    trt = [v for v in meta["variants"] if v["backend"] == "tensorrt" and not v["name"].startswith("baseline-")]
+    assert len(trt) == 3 and len([v for v in meta["variants"] if v["backend"] == "tensorrt"]) == 6  # + uncompressed and all(v["build"]["script"].endswith("build_engine.sh") for v in trt)
     script = (bundle / trt[1]["build"]["script"]).read_text()
     # TensorRT 10.3 (JetPack 6.2) route: strongly typed Q/DQ graph, one static engine per batch size
     assert "trtexec" in script and "--stronglyTyped" in script and "--int8" not in script

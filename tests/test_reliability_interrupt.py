@@ -28,7 +28,7 @@ from edgeskel.io import sha256_file, torch_load_safe
 from edgeskel.pipeline.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["data", "reference", "compress", "export", "validate", "report"]
+STAGES = ["data", "reference", "compress", "export", "baseline", "validate", "report"]
 
 RECIPE = """\
 name: tiny
@@ -65,7 +65,7 @@ KILL_POINTS = [
     "data:after_val_x", "data:after_val_y", "data:after_calib_x",
     "reference:epoch_1", "reference:epoch_5", "reference:after_train",
     "compress:after_factorize", "compress:finetune_epoch_1",
-    "export:after_ort-fp32", "export:after_ort-int8",
+    "export:after_ort-fp32", "export:after_ort-int8", "baseline:after_ort-int8",
     "validate:after_bundle", "validate:after_results",
     "report:after_json",
 ]
@@ -118,10 +118,17 @@ def stable(report: dict[str, Any]) -> dict[str, Any]:
     """The report without wall-clock measurements."""
     r = json.loads(json.dumps(report))
     r.pop("decision", None)  # picks the lowest p99: timing-dependent
+    r.pop("measurement", None)  # host load averages while timing
     for v in r["variants"]:
-        # latency_note: present only when INT8 timed slower; gates: hold the measured p99 and memory
-        for k in (*TIMING_KEYS, "latency_note", "gates"):
+        # latency_note: present only when INT8 timed slower; gates: hold the measured p99 and memory;
+        # latency_noisy: the timing spread flag; compute: measured GFLOP/s
+        for k in (*TIMING_KEYS, "latency_note", "gates", "latency_noisy", "compute", "throughput_batch_size",
+                  "vs_uncompressed"):
             v.pop(k, None)
+    for b in r.get("baselines") or []:  # the uncompressed rows: their timing and latency ratio
+        for k in (*TIMING_KEYS, "throughput_batch_size"):
+            b.pop(k, None)
+        (b.get("ratios") or {}).pop("latency_speedup", None)
     return r
 
 
@@ -440,7 +447,9 @@ def test_sigkill_during_an_atomic_write_keeps_the_old_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------ random kills from outside
-DETERMINISTIC_STAGES = ("data", "reference", "compress", "export")  # validate/report hold timings
+DETERMINISTIC_STAGES = ("data", "reference", "compress", "export", "baseline")  # validate/report hold timings
+
+
 def artifacts(rd: Path) -> dict[str, Any]:
     """Every output the deterministic stages recorded (checked against the file's recorded
     sha256): its sha256, or for a JSON summary its content without wall-clock durations."""

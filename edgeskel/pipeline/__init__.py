@@ -14,6 +14,7 @@ from edgeskel.errors import DataError, EdgeskelError
 from edgeskel.io import sha256_file, sha256_json
 from edgeskel.pipeline import steps
 from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
+from edgeskel.pipeline.validation import BASELINE_PREFIX
 from edgeskel.recipe import load_recipe, with_overrides
 from edgeskel.validate.parity import DEFAULT_TOLERANCES
 
@@ -149,7 +150,8 @@ def run_pipeline(
         from edgeskel.train.metrics import predict_logits
 
         # ---- export every variant -----------------------------------------------------------
-        def export_stage(d: Path) -> dict[str, Any]:
+        def export_stage(d: Path, model: Any = model, spec: Any = spec, prefix: str = "",
+                         stage: str = "export") -> dict[str, Any]:
             from edgeskel.export import export_variant
 
             results, outputs = {}, []
@@ -160,18 +162,33 @@ def run_pipeline(
                     from edgeskel.quantize.tensorrt_routes import export_options_for
 
                     options.update(export_options_for(profile, v))  # route, DLA core, engine per batch
-                res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
+                key = prefix + v.key
+                res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / key,
                                            calib=calib_x, val=(val_x, val_y), options=options)
-                kill_point("export", f"after_{v.key}")
+                kill_point(stage, f"after_{v.key}")
                 if err is not None:
-                    results[v.key] = {"status": "error", "reason": err}
+                    results[key] = {"status": "error", "reason": err}
                     continue
-                results[v.key] = _jsonable(res)
-                outputs += [str(Path(v.key) / f) for f in _artifact_files(d / v.key)]
+                results[key] = _jsonable(res)
+                outputs += [str(Path(key) / f) for f in _artifact_files(d / key)]
             return {"variants": results, "outputs": outputs}
 
         exp_res = run.run_stage("export", export_stage_inputs(profile, rec, deploy_ckpt, run.output_hash("data")),
                                 export_stage, log)
+
+        # ---- baselines: the uncompressed reference, exported like every variant -----------------
+        # Measured in the same bundle (so timed interleaved with the compressed variants) and shown
+        # as reference rows with compressed/uncompressed ratios; never gated, never recommended.
+        base_res: dict[str, Any] | None = None
+        if rec.compress is not None:
+            ref_ckpt = run.root / "reference" / "reference.ckpt"
+
+            def baseline_stage(d: Path) -> dict[str, Any]:
+                ref_model, ref_spec, _ = load_checkpoint(ref_ckpt)
+                return export_stage(d, ref_model, steps.apply_profile_input(ref_spec, profile), BASELINE_PREFIX, "baseline")
+
+            base_res = run.run_stage("baseline", export_stage_inputs(profile, rec, ref_ckpt, run.output_hash("data")),
+                                     baseline_stage, log)
 
         # ---- validate on the device (local, ssh, or not measured) -----------------------------
         def validate_stage(d: Path) -> dict[str, Any]:
@@ -179,17 +196,20 @@ def run_pipeline(
 
             torch_logits = predict_logits(model, test_x)
             return validate_variants(profile, spec, run.root / "export", exp_res["variants"], test_x, test_y,
-                                     torch_logits, d, host_arch=HOST_ARCH, quiet=quiet)
+                                     torch_logits, d, host_arch=HOST_ARCH, quiet=quiet,
+                                     baselines=(base_res or {}).get("variants"), baseline_root=run.root / "baseline")
 
         val_res = run.run_stage("validate", {"export": run.output_hash("export"),
                                              "gates": profile.gates.model_dump(mode="json"),
                                              "batch_sizes": profile.batch_sizes, "threads": profile.threads,
                                              "measure": profile.measure.model_dump(mode="json"),
-                                             "ssh": profile.ssh is not None}, validate_stage, log)
+                                             "ssh": profile.ssh is not None,
+                                             "baseline": run.output_hash("baseline") if base_res else None},
+                                    validate_stage, log)
 
         # ---- report ---------------------------------------------------------------------------
         run_report_stage(run, profile, rec.name, {"data": data_res, "reference": ref_res, "compress": comp_res,
-                                                  "export": exp_res, "validate": val_res},
+                                                  "export": exp_res, "validate": val_res, "baseline": base_res},
                          steps.model_stats(model, spec), log)
         import json
 
@@ -220,7 +240,7 @@ def run_report_stage(run: RunDir, profile: Any, recipe_name: str, res: dict[str,
         from edgeskel.report import write_reports
 
         report = assemble_report(profile, recipe_name, res["data"], res["reference"], res["compress"], res["export"],
-                                 res["validate"], deployed_stats, library_versions())
+                                 res["validate"], deployed_stats, library_versions(), baseline=res.get("baseline"))
         paths = write_reports(report, run.root)
         kill_point("report", "after_json")
         for name in ("report.json", "report.md", "report.html"):

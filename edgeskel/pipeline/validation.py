@@ -18,6 +18,8 @@ from edgeskel.errors import EdgeskelError, RemoteError
 from edgeskel.pipeline.rundir import kill_point
 from edgeskel.validate.emulation import emulated_entry, emulation_tags
 
+BASELINE_PREFIX = "baseline-"  # the uncompressed reference's rows: baseline/<prefix><variant>/, same name in the bundle
+
 
 def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, Any]:
     # Paths relative to this run folder (not the absolute ones recorded at export time), so a
@@ -96,8 +98,13 @@ def runnable_here(backend: str) -> tuple[bool, str]:
 
 def validate_variants(profile: Any, spec: Any, export_root: Path, export_results: dict[str, Any],
                       val_x: np.ndarray, val_y: np.ndarray, torch_logits: np.ndarray, out_dir: Path,
-                      host_arch: str, quiet: bool = False) -> dict[str, Any]:
-    """Measure every successfully exported variant; returns the stage result."""
+                      host_arch: str, quiet: bool = False, baselines: dict[str, Any] | None = None,
+                      baseline_root: Path | None = None) -> dict[str, Any]:
+    """Measure every successfully exported variant; returns the stage result. `baselines`: the
+    uncompressed reference's export results ({"baseline-<variant>": ...} under baseline_root):
+    they travel in the same bundle, so they are timed interleaved with the variants."""
+    from types import SimpleNamespace
+
     from edgeskel.remote.bundle import make_bundle
     from edgeskel.remote.device_runner import run_bundle
 
@@ -106,7 +113,14 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     result: dict[str, Any] = {"measured": {}, "not_measured": {}, "outputs": []}
     if not exported:
         return result
-    bundle = make_bundle(out_dir / f"bundle-{profile.name}", [_artifact_entry(v, export_results[v.key], export_root) for v in exported],
+    entries = [_artifact_entry(v, export_results[v.key], export_root) for v in exported]
+    for v in profile.variants if baselines and baseline_root is not None else []:
+        key = BASELINE_PREFIX + v.key
+        if (baselines.get(key) or {}).get("status") == "passed":
+            b = SimpleNamespace(key=key, backend=v.backend, precision=v.precision, options=v.options)
+            exported.append(b)
+            entries.append(_artifact_entry(b, baselines[key], baseline_root))
+    bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries,
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs,
                          model={"name": spec.name, "layout": spec.layout.to_dict(), "class_names": list(spec.class_names),
                                 "preprocess": spec.preprocess.to_dict()})
@@ -167,7 +181,8 @@ def measurement_conditions(doc: dict[str, Any]) -> dict[str, Any]:
 
 def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
                     comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
-                    deployed_stats: dict[str, Any], libraries: dict[str, Any]) -> dict[str, Any]:
+                    deployed_stats: dict[str, Any], libraries: dict[str, Any],
+                    baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """report.json per the schema in edgeskel.report.schema, with the verdict and decision
     (edgeskel.report.verdict): `passed` only when every variant passed on the device."""
     from edgeskel.report.roofline import achieved_compute
@@ -229,6 +244,8 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     }
     if val_res.get("conditions"):
         report["measurement"] = val_res["conditions"]
+    if baseline:
+        report["baselines"] = baseline_rows(profile, variants, baseline, val_res, ref_res)
     if val_res.get("bundle"):
         report["bundle"] = val_res["bundle"]
         if val_res.get("bundle_id"):
@@ -247,6 +264,59 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     from edgeskel.report.verdict import summarize
 
     return summarize(report)
+
+
+def baseline_rows(profile: Any, variants: list[dict[str, Any]], baseline: dict[str, Any], val_res: dict[str, Any],
+                  ref_res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Reference rows: the uncompressed model on each variant's backend and precision, measured
+    in the same run, with compressed/uncompressed ratios (latency speedup at batch 1, size,
+    params, GFLOPs). Never gated and never recommended; each compressed variant also gets its
+    ratios as `vs_uncompressed`. Latency is left out where it is not the device's (a host
+    check or an emulator), so no ratio compares numbers from different machines."""
+    by_name = {v["name"]: v for v in variants}
+    rows = []
+    for pv in profile.variants:
+        key = BASELINE_PREFIX + pv.key
+        exp = (baseline.get("variants") or {}).get(key) or {}
+        meas = val_res["measured"].get(key)
+        row: dict[str, Any] = {"name": key, "of": pv.key, "backend": pv.backend, "precision": pv.precision,
+                               "size_mb": _size_mb(exp), "params": ref_res.get("params"), "gflops": ref_res.get("gflops"),
+                               "top1": None, "latency_ms": {"p50": None, "p99": None}, "throughput_fps": None,
+                               "throughput_batch_size": None, "measured_on": "none"}
+        if exp.get("status") != "passed":
+            row["note"] = f"uncompressed export failed: {exp.get('reason') or exp.get('error') or 'unknown'}"
+        elif meas is None:
+            row["note"] = val_res["not_measured"].get(key, f"not measured on {profile.name}")
+        elif meas.get("status", "ok") != "ok":
+            row["note"] = f"measurement failed: {meas.get('error')}"
+        else:
+            row["top1"] = (meas.get("accuracy") or {}).get("top1")
+            row["measured_on"] = meas.get("measured_on", "local")
+            row["timing"] = meas.get("timing")
+            lat = meas.get("latency_ms") or {}
+            if meas.get("host_only") or meas.get("emulated"):
+                row["note"] = "latency not the device's (host check or emulator): no latency ratio"
+            elif lat:
+                first = lat[min(lat, key=int)]
+                best = max(lat, key=lambda b: lat[b].get("throughput_fps") or 0.0)
+                row["latency_ms"] = {"p50": first.get("p50"), "p99": first.get("p99")}
+                row["throughput_fps"], row["throughput_batch_size"] = lat[best].get("throughput_fps"), int(best)
+        v = by_name.get(pv.key) or {}
+        ratios = {"latency_speedup": _ratio(row["latency_ms"]["p50"], (v.get("latency_ms") or {}).get("p50")),
+                  "size": _ratio(v.get("size_mb"), row["size_mb"]), "params": _ratio(v.get("params"), row["params"]),
+                  "gflops": _ratio(v.get("gflops"), row["gflops"]),
+                  "top1_change": (None if v.get("top1") is None or row["top1"] is None
+                                  else round(float(v["top1"]) - float(row["top1"]), 3))}
+        row["ratios"] = ratios
+        if v:
+            v["vs_uncompressed"] = ratios
+        rows.append(row)
+    return rows
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    """a / b rounded, None when either is unknown or b is 0."""
+    return None if a is None or b in (None, 0) else round(float(a) / float(b), 4)
 
 
 def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any, ref_top1: float) -> dict[str, Any]:

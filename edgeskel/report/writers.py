@@ -47,6 +47,28 @@ def _fps(v: dict[str, Any]) -> str:
     return f"{v['throughput_fps']:.0f}" + (f" @ {b}" if b is not None else "")
 
 
+BASELINE_HEADER = ["Variant", "Uncompressed p50 ms", "Compressed p50 ms", "Speedup", "Size", "Params", "GFLOPs",
+                   "Top-1 uncompressed", "Top-1 compressed"]
+BASELINE_TEXT = ("The uncompressed reference exported on each variant's backend and precision and measured in the "
+                 "same run (same bundle, timed with the variants). Speedup = uncompressed p50 / compressed p50 at "
+                 "batch 1; Size, Params, GFLOPs = compressed / uncompressed. Reference rows only: never gated, "
+                 "never recommended.")
+
+
+def baseline_table(report: dict[str, Any]) -> list[list[str]]:
+    """One row per variant: its uncompressed twin's numbers and the ratios (report['baselines'])."""
+    by = {v["name"]: v for v in report["variants"]}
+    rows = []
+    for b in report.get("baselines") or []:
+        v, r = by.get(b["of"]) or {}, b.get("ratios") or {}
+        rows.append([b["of"], _f(b["latency_ms"].get("p50")) + ("" if b["latency_ms"].get("p50") is not None
+                                                                 else f" ({b['note']})" if b.get("note") else ""),
+                     _f((v.get("latency_ms") or {}).get("p50")), _f(r.get("latency_speedup"), "{:.2f}x"),
+                     _f(r.get("size"), "{:.2f}x"), _f(r.get("params"), "{:.2f}x"), _f(r.get("gflops"), "{:.2f}x"),
+                     _f(b.get("top1")), _f(v.get("top1"))])
+    return rows
+
+
 def conditions_lines(report: dict[str, Any]) -> list[str]:
     """How the latencies were taken (interleaved or not) and on what host: CPU model, cores,
     threads, load average before and after; and which variants' timing was noisy."""
@@ -236,6 +258,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              " the batch size that gave the most (after @). Variants not measured on the device show `-`.", "",
              *[x for line in conditions_lines(report) for x in (line, "")], HEADER, "|" + "---|" * 11]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
+    if report.get("baselines"):
+        lines += ["", "## Compressed vs uncompressed", "", BASELINE_TEXT, "",
+                  *_md_table(BASELINE_HEADER, baseline_table(report))]
     hrows = host_rows(report)
     if hrows:
         lines += ["", "## Host checks (NOT device numbers)", "",
@@ -363,7 +388,10 @@ def render_html(report: dict[str, Any]) -> str:
             f"<p>Reference top-1: {report['reference']['top1']:.2f}%. Latency at batch 1; Best FPS = samples/s at the "
             "batch size that gave the most (after @). Variants not measured on the device show -.</p>"
             + "".join(f"<p>{e(line)}</p>" for line in conditions_lines(report))
-            + f"{meas}{host}<h2>Reasons</h2><ul>{reasons}</ul>"
+            + meas
+            + (f"<h2>Compressed vs uncompressed</h2><p>{e(BASELINE_TEXT)}</p>"
+               f"{_html_table(BASELINE_HEADER, baseline_table(report))}" if report.get("baselines") else "")
+            + f"{host}<h2>Reasons</h2><ul>{reasons}</ul>"
             + ("<h2>Achieved compute</h2><ul>" + "".join(f"<li>{e(x[2:])}</li>" for x in compute_lines(report)) + "</ul>"
                if compute_lines(report) else "")
             + f"{imgs}{note}"
