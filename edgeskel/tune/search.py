@@ -62,12 +62,21 @@ def compression_options(rec: Any, profile: Any, budgets: list[float], energies: 
     return opts
 
 
-def _interleaved(rounds: int, runs: int, warmup: int, progress: bool) -> Measure:
+def _interleaved(rounds: int, runs: int, warmup: int, progress: bool, log: Callable[[str], None]) -> Measure:
+    """bench/measure.py's interleaved timing, one batch size at a time so a log gets a line per step."""
     from edgeskel.bench.measure import interleaved_latency
 
     def measure(infers: dict[str, Any], batches: dict[int, np.ndarray]) -> dict[str, dict[str, dict[str, Any]]]:
-        return interleaved_latency(infers, batches, rounds=rounds, runs=runs, warmup=warmup, max_seconds=None,
-                                   progress=progress, label="tune latency")
+        out: dict[str, dict[str, dict[str, Any]]] = {cid: {} for cid in infers}
+        for b, x in batches.items():
+            t0 = time.monotonic()
+            res = interleaved_latency(infers, {b: x}, rounds=rounds, runs=runs, warmup=warmup, max_seconds=None,
+                                      progress=progress, label=f"tune latency b={b}")
+            for cid, st in res.items():
+                out[cid].update(st)
+            log(f"[tune] batch {b}: {len(infers)} candidates x {rounds} rounds x {runs} runs timed in "
+                f"{time.monotonic() - t0:.0f} s")
+        return out
 
     return measure
 
@@ -111,7 +120,7 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
     # what produced the timings is part of the latency stages' keys (an injected measure is never reused as real)
     measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs} if measure is None else {
         "kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
-    measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress)
+    measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
 
     def over_budget() -> bool:
         return time_budget_s is not None and time.monotonic() - t_start > time_budget_s
