@@ -120,3 +120,55 @@ def test_real_ort_measurement_fills_the_table(tmp_path: Path):
 def test_latency_table_refuses_unmeasurable_backend():
     with pytest.raises(ValueError, match="cannot be timed here"):
         LatencyTable("tensorrt")
+
+
+def test_pipeline_records_the_latency_policy_and_reuses_the_cache(tmp_path: Path):
+    """`make export` of a recipe with policy 'latency' (what `edgeskel tune` writes): the
+    compress stage measures the table once, records the policy and per-layer latency notes in
+    compression.json and the manifest, and a second recipe on the same cache measures nothing."""
+    import copy
+
+    import yaml
+
+    from edgeskel.cli import main
+
+    recipe = copy.deepcopy(_tiny_recipe())
+    recipe["compress"] = {"policy": "latency", "energy": 0.5, "min_params": 256, "calib_batches": 1,
+                          "latency_backend": "ort", "latency_threads": 1, "latency_cache": str(tmp_path / "lat.json")}
+    recipe["finetune"]["epochs"] = 0
+    rp = tmp_path / "tinylat.yaml"
+    rp.write_text(yaml.safe_dump(recipe))
+    prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "devices" / "cpu.yaml").read_text())
+    prof.update(variants=[{"backend": "ort", "precision": "fp32"}], batch_sizes=[1], threads=1,
+                measure={"warmup": 2, "runs": 10})
+    pp = tmp_path / "cpu.yaml"
+    pp.write_text(yaml.safe_dump(prof))
+    assert main(["export", "--device", str(pp), "--recipe", str(rp), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    run = tmp_path / "runs" / "tinylat" / "cpu"
+    comp = json.loads((run / "compress" / "compression.json").read_text())
+    assert comp["policy"]["policy"] == "latency" and comp["policy"]["latency_backend"] == "ort"
+    timed = [e for e in comp["layers"] if "latency" in (e.get("notes") or {})]
+    assert timed and all(e["notes"]["latency"]["dense_ms"] > 0 for e in timed)
+    n_entries = len(json.loads((tmp_path / "lat.json").read_text())["entries"])
+    assert n_entries > 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["compress"]["status"] == "done"
+    # the same layers again (another recipe name, same cache): every timing is a cache hit
+    recipe["name"] = "tinylat2"
+    rp.write_text(yaml.safe_dump(recipe))
+    assert main(["export", "--device", str(pp), "--recipe", str(rp), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert len(json.loads((tmp_path / "lat.json").read_text())["entries"]) == n_entries
+    comp2 = json.loads((tmp_path / "runs" / "tinylat2" / "cpu" / "compress" / "compression.json").read_text())
+    assert [e["status"] for e in comp2["layers"]] == [e["status"] for e in comp["layers"]]
+
+
+def _tiny_recipe() -> dict:
+    return {
+        "name": "tinylat",
+        "model": {"name": "stgcn", "width": 0.25, "kwargs": {"num_stages": 3}},
+        "data": {"spec": "synthetic?classes=4&per_class=8&test_per_class=4&frames=16", "frames": 16},
+        "train": {"epochs": 1, "batch_size": 8, "optimizer": "adamw", "lr": 0.003, "warmup_epochs": 0, "threads": 1},
+        "finetune": {"epochs": 0, "batch_size": 8, "optimizer": "adamw", "lr": 0.001, "warmup_epochs": 0,
+                     "kd_weight": 0.5, "threads": 1},
+        "export": {"calib_samples": 16},
+    }
