@@ -49,7 +49,6 @@ def tune_cmd(
                    variants=[v.strip() for v in variants.split(",") if v.strip()] if variants else None,
                    time_budget_s=time_budget, max_recovery=max_recovery, rounds=rounds, runs=runs, quiet=quiet)
     folder = out / res["recipe"] / f"tune-{res['device']}"
-    typer.echo(f"wrote {folder / 'tune.json'}  {folder / 'tune.md'}  {folder / 'tune.png'}"
-               + (f"  {res['recipe_file']}" if res.get("recipe_file") else ""))
+    typer.echo(f"wrote {folder}/: tune.json tune.md tune.png" + (" recipe.yaml" if res.get("recipe_file") else ""))
     if res["decision"]["chosen"] is None:
         raise typer.Exit(1)

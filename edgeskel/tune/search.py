@@ -169,6 +169,10 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
                     continue
                 option_info[key] = {"status": "ok", "policy": cfg.policy, "top1_factorized": res["top1"],
                                     "totals": res["totals"], "latency_policy": res.get("latency")}
+                if res.get("factorized_layers") == 0:  # every layer kept dense: it IS the uncompressed model
+                    option_info[key].update(status="same as none", reason="every layer stayed dense (nothing to time twice)")
+                    log(f"[tune] {key}: every layer stayed dense, same model as 'none'")
+                    continue
                 models[key] = run.root / f"factorize-{key}" / "model.ckpt"
             else:
                 option_info[key] = {"status": "ok", "policy": None, "top1_factorized": ref_top1}
@@ -293,7 +297,7 @@ def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.nd
     atomic_write_json(d / "compression.json", {k: rep[k] for k in ("policy", "totals", "layers", "budget", "latency")})
     top1 = accuracy_summary(predict_logits(student, val_x), val_y)["top1"]
     return {"outputs": ["model.ckpt", "compression.json"], "top1": top1, "totals": rep["totals"],
-            "latency": rep.get("latency")}
+            "latency": rep.get("latency"), "factorized_layers": len(rep["plan"]["layers"])}
 
 
 def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wanted: list[Any], calib_x: np.ndarray,
