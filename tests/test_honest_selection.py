@@ -50,7 +50,8 @@ def test_selection_gates_and_calibration_never_read_the_test_split(tmp_path: Pat
     run = tmp_path / "runs" / "tiny" / "cpu"
     test_x, test_y = np.load(run / "data" / "test_x.npy"), np.load(run / "data" / "test_y.npy")
     test_rows = _rows(test_x)
-    assert len(seen["fit_val"]) == 2 and len(seen["gate_val"]) == 2  # reference training + fine-tune; two variants
+    # reference training + fine-tune; two variants, and the same two of the uncompressed baseline
+    assert len(seen["fit_val"]) == 2 and len(seen["gate_val"]) == 4
     for arr in seen["fit_val"] + seen["gate_val"] + seen["calib"]:
         assert not _rows(arr) & test_rows
     from edgeskel.data import load_dataset

@@ -391,8 +391,9 @@ def int8_summary(exp: dict[str, Any]) -> str | None:
 
 def _note_slow_int8(variants: list[dict[str, Any]]) -> None:
     """An INT8 variant measured no faster than fp32 on the same backend gets a note saying so and
-    how to check it: the report times variants one after another (a noisy host can flip a close
-    pair), and on some models ORT's INT8 kernels really are slower (CTR-GCN, docs/BENCHMARKS.md)."""
+    how to check it: a noisy host can flip a close pair (less so now that the device runner times
+    variants interleaved; the note says how they were timed), and on some models ORT's INT8
+    kernels really are slower (CTR-GCN, docs/BENCHMARKS.md)."""
     fp32 = {v["backend"]: v for v in variants if v["precision"] == "fp32" and (v.get("latency_ms") or {}).get("p50")}
     for v in variants:
         ref = fp32.get(v["backend"])
