@@ -93,3 +93,19 @@ def test_report_shows_timing_host_noise_and_achieved_compute(tmp_path):
                            {"gflops_fp32": 100, "tops_int8": 1}, peak_applies=True)
     assert dev["batch1"] == {"batch": 1, "gflops_per_s": 50.0, "fraction_of_peak": 0.05}
     assert dev["best"]["batch"] == 8 and dev["best"]["gflops_per_s"] == 100.0 and dev["peak_gflops"] == 1000.0
+
+
+def test_device_run_cli_interleaves_unless_told_not_to(tmp_path):
+    import json
+
+    from edgeskel.cli import main
+
+    w, b = tiny_onnx(tmp_path / "m.onnx")
+    x, y, ref = tiny_data(w, b)
+    arts = [{"name": n, "backend": "ort", "precision": "fp32", "path": tmp_path / "m.onnx"} for n in ("a", "b")]
+    bundle = make_bundle(tmp_path / "bundle", arts, x, y, ref, PROFILE, warmup=1, runs=10)
+    assert main(["device-run", str(bundle), "--out", str(tmp_path / "r1.json")]) == 0
+    assert json.loads((tmp_path / "r1.json").read_text())["timing"]["method"].startswith("interleaved")
+    assert main(["device-run", str(bundle), "--out", str(tmp_path / "r2.json"), "--no-interleave"]) == 0
+    doc = json.loads((tmp_path / "r2.json").read_text())
+    assert [r["timing"] for r in doc["variants"]] == ["own process", "own process"]

@@ -85,6 +85,8 @@ def device_run(
     bundle: Path = typer.Argument(..., help="bundle folder (contains bundle.json)"),
     out: Path = typer.Option(None, "--out", help="results file (default: BUNDLE/results.json)"),
     variant: list[str] = typer.Option(None, "--variant", help="only this variant (repeatable)"),
+    no_interleave: bool = typer.Option(False, "--no-interleave",
+                                       help="time each variant alone, one after another (default: round-robin)"),
 ) -> None:
     """Measure a bundle's variants on THIS machine (run it on the device). Without edgeskel
     installed, the same works as `python3 device_runner.py BUNDLE` inside the bundle."""
@@ -92,7 +94,7 @@ def device_run(
     from edgeskel.remote.device_runner import run_bundle
 
     read_bundle(bundle)  # clear ConfigError for a wrong folder
-    doc = run_bundle(bundle, out, variant or None)
+    doc = run_bundle(bundle, out, variant or None, interleave=not no_interleave)
     t = Table(title=f"{doc['bundle_id']} on this machine")
     for col in ("Variant", "Status", "Top-1 %", "Agreement %", "p50 ms (b=1)", "p99 ms (b=1)"):
         t.add_column(col)
