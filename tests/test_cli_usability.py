@@ -64,18 +64,19 @@ def test_devices_where_column(capsys):
     assert rc == 0 and "local" not in out and row.rstrip().endswith("by hand")
 
 
-def test_third_party_info_logs_are_silenced_unless_verbose(capfd):
-    from nncf.common.logging import nncf_logger  # NNCF's own logger, handler and level, as the export uses them
+def test_third_party_info_logs_are_silenced_unless_verbose():
+    # Judged by the logger's own filtering, not by captured text: NNCF's stream handler is bound to
+    # whichever sys.stdout existed when nncf was first imported, which under pytest depends on
+    # test order.
+    import logging
+
+    from nncf.common.logging import nncf_logger  # NNCF's own logger, as the export uses it
+
+    def shown(level: int) -> bool:
+        return bool(nncf_logger.filter(nncf_logger.makeRecord("nncf", level, __file__, 1, "quantizing layer 17", (), None)))
 
     main(["devices"])
-    capfd.readouterr()
-    nncf_logger.info("quantizing layer 17 of 90")
-    nncf_logger.warning("a real problem")
-    out = capfd.readouterr()
-    assert "quantizing layer 17" not in out.out + out.err and "a real problem" in out.out + out.err
+    assert not shown(logging.INFO) and shown(logging.WARNING)
     main(["--verbose", "devices"])
-    capfd.readouterr()
-    nncf_logger.info("quantizing layer 18 of 90")
-    out = capfd.readouterr()
-    assert "quantizing layer 18" in out.out + out.err
+    assert shown(logging.INFO)
     main(["devices"])  # back to quiet for the tests after this one

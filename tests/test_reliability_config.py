@@ -35,7 +35,7 @@ def _recipe(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
     (lambda d: d["model"].update(chekpoint="x.ckpt"), "model.chekpoint", ["unknown key", "checkpoint"]),
     (lambda d: d["train"].update(epochs="ten"), "train.epochs", ["given: 'ten'", "allowed: int"]),
     (lambda d: d["train"].update(lr=[0.1]), "train.lr", ["given: [0.1]", "allowed: float"]),
-    (lambda d: d["compress"].update(policy="magic"), "compress.policy", ["given: 'magic'", "'fixed', 'energy' or 'budget'"]),
+    (lambda d: d["compress"].update(policy="magic"), "compress.policy", ["given: 'magic'", "'fixed', 'energy', 'budget' or 'latency'"]),
     (lambda d: d["compress"].update(budget=1.5), "compress.budget", ["given: 1.5", "allowed: <= 1"]),
     (lambda d: d["model"].update(width=0), "model.width", ["allowed: > 0"]),
     (lambda d: d["data"].update(streams="angles"), "data.streams", ["'joint', 'bone', 'motion' or 'bone_motion'"]),
