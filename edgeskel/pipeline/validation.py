@@ -122,8 +122,9 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
             entries.append(_artifact_entry(b, baselines[key], baseline_root))
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries,
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs,
-                         model={"name": spec.name, "layout": spec.layout.to_dict(), "class_names": list(spec.class_names),
-                                "preprocess": spec.preprocess.to_dict()})
+                         model=None if spec is None else {
+                             "name": spec.name, "layout": spec.layout.to_dict(), "class_names": list(spec.class_names),
+                             "preprocess": spec.preprocess.to_dict()})
     result["bundle"] = str(bundle.relative_to(out_dir.parent))
     result["bundle_id"] = json.loads((bundle / "bundle.json").read_text())["bundle_id"]
     kill_point("validate", "after_bundle")
