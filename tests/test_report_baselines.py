@@ -46,5 +46,14 @@ def test_baseline_rows_measured_in_the_same_run(tmp_path: Path):
     assert "## Compressed vs uncompressed" in md and "| Speedup |" in md
     html = (run_dir / "report.html").read_text()
     assert "<h2>Compressed vs uncompressed</h2>" in html
+    from rich.console import Console
+
+    from edgeskel.report import print_report
+
+    con = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    print_report(rep, con)
+    text = con.export_text()
+    assert "vs uncompressed (p50 speedup at batch 1): ort-fp32 " in text.replace("\n", " ")
+    assert max(map(len, text.splitlines())) <= 80
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["stages"]["baseline"]["status"] == "done"

@@ -504,6 +504,10 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     for v in report["variants"]:
         if v["status"] != "pass":
             c.print(f"  {v['name']}: {v.get('reason')}", markup=False, highlight=False)
+    speed = [f"{b['of']} {b['ratios']['latency_speedup']:.2f}x" for b in report.get("baselines") or []
+             if (b.get("ratios") or {}).get("latency_speedup") is not None]
+    if speed:  # what compression bought, measured in the same run (report.md: every ratio)
+        c.print("vs uncompressed (p50 speedup at batch 1): " + ", ".join(speed), markup=False, highlight=False)
     d = report.get("decision") or {}
     if d.get("recommended"):
         c.print(f"ship {d['recommended']}" + (f" (runner-up {d['runner_up']})" if d.get("runner_up") else ""),
