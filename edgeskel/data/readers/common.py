@@ -89,3 +89,33 @@ def trim_trailing_zero_frames(x: np.ndarray) -> np.ndarray:
         return x
     nz = np.flatnonzero(np.abs(x).sum(axis=(0, 2, 3)) > 0)
     return x[:, : (nz[-1] + 1 if nz.size else 1)]
+
+
+def read_cross_subject(req: Any, files: list[Path], name_re: Any, name_form: str, first: str,
+                       test_subjects_default: str, read_clip: Any) -> tuple[int, list[int]]:
+    """Shared loop of the per-clip action/subject file readers (UTD-MHAD .mat, MSR Action3D
+    text): file names `a<action>_s<subject>_...` decide label and split (cross-subject protocol,
+    `test_subjects` option); only the splits the command needs are read. Returns the highest
+    action number seen (1-based), so a reader can tell whether its class names apply, and the
+    test subjects."""
+    raw = req.options.get_str("test_subjects", test_subjects_default)
+    try:
+        test_subjects = {int(s) for s in raw.split(",") if s.strip()}
+    except ValueError:
+        raise DataError(req.spec, f"test_subjects={raw!r} must be comma-separated integers") from None
+    top = 0
+    for path in files:
+        name = path.stem
+        with req.guard():
+            m = name_re.match(name)
+            if m is None:
+                raise DataError(path, f"file name does not follow {name_form}", name)
+            action, subject = int(m.group(1)), int(m.group(2))
+            if action < 1:
+                raise DataError(path, f"action a{m.group(1)} out of range ({first}..)", name)
+            split = "test" if subject in test_subjects else "train"
+            if not req.wants(split):
+                continue
+            top = max(top, action)
+            req.add(split, read_clip(path, name), action - 1, name, path)
+    return top, sorted(test_subjects)

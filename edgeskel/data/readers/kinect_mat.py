@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskel.data.classes import UTD_MHAD_ACTIONS
-from edgeskel.data.readers.common import read_input, to_float32
+from edgeskel.data.readers.common import read_cross_subject, read_input, to_float32
 from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
 from edgeskel.errors import DataError
 from edgeskel.layouts import UTD20
@@ -29,33 +29,15 @@ MAT_CAP_MB = 64  # a UTD-MHAD skeleton file is ~20 KB
 def read_kinect_mat(req: ReadRequest) -> ReaderResult:
     root = req.need_path("utd-mhad")
     var = req.options.get_str("var", "d_skel")
-    raw_subjects = req.options.get_str("test_subjects", "2,4,6,8")
-    try:
-        test_subjects = {int(s) for s in raw_subjects.split(",") if s.strip()}
-    except ValueError:
-        raise DataError(req.spec, f"test_subjects={raw_subjects!r} must be comma-separated integers") from None
     files = [root] if root.is_file() else sorted(root.rglob("*.mat"))
     if not files:
         raise DataError(root, "no .mat files found")
     lay = req.layout or UTD20
-    top = 0
-    for path in files:
-        name = path.stem
-        with req.guard():
-            m = _NAME.match(name)
-            if m is None:
-                raise DataError(path, "file name does not follow aA_sS_tT_skeleton.mat", name)
-            action, subject = int(m.group(1)), int(m.group(2))
-            if action < 1:
-                raise DataError(path, f"action a{action} out of range (a1..)", name)
-            split = "test" if subject in test_subjects else "train"
-            if not req.wants(split):
-                continue
-            top = max(top, action)
-            req.add(split, read_mat_skeleton(path, var, name), action - 1, name, path)
+    top, test_subjects = read_cross_subject(req, files, _NAME, "aA_sS_tT_skeleton.mat", "a1", "2,4,6,8",
+                                            lambda path, name: read_mat_skeleton(path, var, name))
     names = list(UTD_MHAD_ACTIONS) if top <= len(UTD_MHAD_ACTIONS) else None
-    info = {"dataset": "utd-mhad", "protocol": f"cross-subject (test subjects {sorted(test_subjects)})",
-            "variable": var, "test_subjects": sorted(test_subjects)}
+    info = {"dataset": "utd-mhad", "protocol": f"cross-subject (test subjects {test_subjects})",
+            "variable": var, "test_subjects": test_subjects}
     return ReaderResult(lay if req.layout is None else None, names, info)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeskel.data.classes import MSR_ACTION3D_ACTIONS
-from edgeskel.data.readers.common import read_text, to_float32
+from edgeskel.data.readers.common import read_cross_subject, read_text, to_float32
 from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
 from edgeskel.errors import DataError
 
@@ -28,34 +28,16 @@ JOINTS = 20
 @register_reader("msr-action3d")
 def read_msr(req: ReadRequest) -> ReaderResult:
     root = req.need_path("msr-action3d")
-    raw_subjects = req.options.get_str("test_subjects", "2,4,6,8,10")
-    try:
-        test_subjects = {int(s) for s in raw_subjects.split(",") if s.strip()}
-    except ValueError:
-        raise DataError(req.spec, f"test_subjects={raw_subjects!r} must be comma-separated integers") from None
     files = [root] if root.is_file() else sorted(root.rglob("*.txt"))
     files = [f for f in files if _NAME.match(f.stem)] if not root.is_file() else files
     if not files:
         raise DataError(root, "no aAA_sSS_eEE_skeleton3D.txt files found")
     req.expect_joints = JOINTS
-    top = 0
-    for path in files:
-        name = path.stem
-        with req.guard():
-            m = _NAME.match(name)
-            if m is None:
-                raise DataError(path, "file name does not follow aAA_sSS_eEE_skeleton3D.txt", name)
-            action, subject = int(m.group(1)), int(m.group(2))
-            if action < 1:
-                raise DataError(path, f"action a{action:02d} out of range (a01..)", name)
-            split = "test" if subject in test_subjects else "train"
-            if not req.wants(split):
-                continue
-            top = max(top, action)
-            req.add(split, read_msr_file(path, name), action - 1, name, path)
+    top, test_subjects = read_cross_subject(req, files, _NAME, "aAA_sSS_eEE_skeleton3D.txt", "a01", "2,4,6,8,10",
+                                            read_msr_file)
     names = list(MSR_ACTION3D_ACTIONS) if top <= len(MSR_ACTION3D_ACTIONS) else None
-    info = {"dataset": "msr-action3d", "protocol": f"cross-subject (test subjects {sorted(test_subjects)})",
-            "test_subjects": sorted(test_subjects)}
+    info = {"dataset": "msr-action3d", "protocol": f"cross-subject (test subjects {test_subjects})",
+            "test_subjects": test_subjects}
     return ReaderResult(None, names, info)
 
 
