@@ -18,14 +18,25 @@ PROFILE = profile_from_dict({
 })
 
 
-def test_round_robin_calls_every_variant_once_per_round_with_rotated_start():
+def test_round_robin_times_every_variant_in_blocks_per_round_with_rotated_start():
     calls: list[str] = []
     infers = {n: (lambda x, n=n: calls.append(n)) for n in ("a", "b", "c")}
-    times = time_round_robin(infers, np.zeros((1, 1)), warmup=0, runs=6)
+    times = time_round_robin(infers, np.zeros((1, 1)), warmup=0, runs=6, rounds=3)
     assert {n: len(t) for n, t in times.items()} == {"a": 6, "b": 6, "c": 6}
-    rounds = [calls[i:i + 3] for i in range(0, 18, 3)]
-    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)  # never A x100 then B x100
-    assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]  # nobody always goes first
+    rounds = [calls[i:i + 6] for i in range(0, 18, 6)]
+    # every round holds every variant as one block of consecutive calls (call-by-call alternation
+    # lets one runtime's spinning worker threads slow the next), never A x6 then B x6 ...
+    assert all(r == [r[0]] * 2 + [r[2]] * 2 + [r[4]] * 2 and sorted(set(r)) == ["a", "b", "c"] for r in rounds)
+    assert [r[0] for r in rounds] == ["a", "b", "c"]  # ... and nobody always goes first
+
+
+def test_round_robin_rewarms_each_block_after_the_others_ran():
+    calls: list[str] = []
+    infers = {n: (lambda x, n=n: calls.append(n)) for n in ("a", "b")}
+    times = time_round_robin(infers, np.zeros((1, 1)), warmup=3, runs=4, rounds=2)
+    assert {n: len(t) for n, t in times.items()} == {"a": 4, "b": 4}
+    assert calls[:6] == ["a"] * 3 + ["b"] * 3  # initial warm-up
+    assert calls[6:] == ["a"] * 4 + ["b"] * 4 + ["b"] * 4 + ["a"] * 4  # 2 re-warm + 2 timed per block
 
 
 def test_noisy_flag_from_spread():

@@ -174,25 +174,35 @@ def time_round_robin(
     runs: int = 100,
     max_seconds: float | None = None,
     min_runs: int = 10,
+    rounds: int = 5,
 ) -> dict[str, list[float]]:
-    """Wall-clock ms of `runs` calls of every infer, INTERLEAVED: each round calls every
-    variant once, the starting variant rotated each round. Why: a shared host's speed drifts
-    over minutes, so timing A fully and then B measures the drift as much as the variants;
-    round-robin gives both the same conditions. `max_seconds` caps the whole pass (per
-    variant on average), never before `min_runs` rounds."""
+    """Wall-clock ms of `runs` calls of every infer, INTERLEAVED in blocks: each of `rounds`
+    rounds gives every variant a short re-warm and then a block of consecutive timed calls, the
+    starting variant rotated each round. Why rounds: a shared host's speed drifts over minutes,
+    so timing A fully and then B measures the drift as much as the variants. Why blocks, not
+    call-by-call alternation: ONNX Runtime's and OpenVINO's idle worker threads spin for a while
+    after a call and steal the cores from the next session (measured on the default demo's
+    bundle: OpenVINO fp32 p50 7.1 ms alternated call by call vs 1.3 ms in blocks). `max_seconds`
+    caps the whole pass (per variant on average), never before `min_runs` calls."""
     names = list(infers)
-    for _ in range(warmup):
-        for n in names:
+    for n in names:
+        for _ in range(warmup):
             infers[n](batch)
+    rounds = max(1, min(rounds, runs))
+    per_round = [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
+    rewarm = min(2, warmup)
     times: dict[str, list[float]] = {n: [] for n in names}
     t_start = time.perf_counter()
-    for i in range(runs):
-        k = i % len(names)
+    for r in range(rounds):
+        k = r % len(names)
         for n in names[k:] + names[:k]:
-            t0 = time.perf_counter_ns()
-            infers[n](batch)
-            times[n].append((time.perf_counter_ns() - t0) / 1e6)
-        if (max_seconds is not None and i + 1 >= min_runs
+            for _ in range(rewarm):
+                infers[n](batch)
+            for _ in range(per_round[r]):
+                t0 = time.perf_counter_ns()
+                infers[n](batch)
+                times[n].append((time.perf_counter_ns() - t0) / 1e6)
+        if (max_seconds is not None and len(times[names[0]]) >= min_runs
                 and time.perf_counter() - t_start > max_seconds * len(names)):
             break
     return times
