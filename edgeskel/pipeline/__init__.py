@@ -24,6 +24,8 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
 EXPORT_LOGIC_VERSION = 3  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core
+# Bumped when how the validate stage measures changes, so finished runs are re-measured.
+VALIDATE_LOGIC_VERSION = 2  # 2 = variants timed interleaved in blocks per round (was call by call)
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
@@ -204,7 +206,8 @@ def run_pipeline(
                                              "batch_sizes": profile.batch_sizes, "threads": profile.threads,
                                              "measure": profile.measure.model_dump(mode="json"),
                                              "ssh": profile.ssh is not None,
-                                             "baseline": run.output_hash("baseline") if base_res else None},
+                                             "baseline": run.output_hash("baseline") if base_res else None,
+                                             "validate_logic": VALIDATE_LOGIC_VERSION},
                                     validate_stage, log)
 
         # ---- report ---------------------------------------------------------------------------
