@@ -724,11 +724,11 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
     ok = [v for v in pooled if next(r for r in results if r["name"] == v["name"])["status"] == "ok"]
     timing_doc: dict[str, Any] = {"method": "one variant after another, each in its own process"}
     if ok:
-        log(f"interleaved timing of {len(ok)} variants (round-robin, one call each per round)")
+        log(f"interleaved timing of {len(ok)} variants (round-robin in blocks, start rotated each round)")
         try:
             lat = (_interleaved_isolated(bundle, [v["name"] for v in ok], log) if isolate
                    else time_interleaved(bundle, meta, ok, log))
-            timing_doc = {"method": "interleaved round-robin in one process (start rotated each round)",
+            timing_doc = {"method": "interleaved round-robin in one process (a block of calls per variant per round, start rotated)",
                           "variants": sorted(lat)}
         except Exception as exc:  # noqa: BLE001 - fall back to timing each variant alone
             log(f"  interleaved timing failed ({exc}); timing each variant in its own process")
