@@ -89,7 +89,7 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgeskel.io import atomic_path
+    from edgeskel.io import save_figure_png
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, marker in (("plain", "o"), ("data-aware", "s")):
@@ -107,7 +107,4 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{result['model']}: accuracy vs size")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure_png(fig, path)

@@ -110,7 +110,7 @@ def plot(cands: list[dict[str, Any]], front: list[str], chosen: str | None, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgeskel.io import atomic_path
+    from edgeskel.io import save_figure_png
 
     ok = [c for c in cands if c.get("status") == "ok" and p50(c) is not None and c.get("top1") is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -130,7 +130,4 @@ def plot(cands: list[dict[str, Any]], front: list[str], chosen: str | None, titl
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure_png(fig, path)
