@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from edgeskel.errors import ConfigError
 from edgeskel.layouts import SkeletonLayout
@@ -61,23 +62,30 @@ class MHSA(nn.Module):
         return x.reshape(b, self.num_heads, self.head_dim, t, v).permute(0, 3, 1, 4, 2)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Official MHSA math in an export form with few layout ops (issue 20 item 4).
+
+        Why this form: every permute becomes an ONNX Transpose that ORT and OpenVINO run as
+        a memory copy. (1) q.k^T + q.e^T = q.(k + e)^T is summed BEFORE the head split, so
+        k and e share one split; (2) the hyperedge bias w1.e is a per-head weighted channel
+        sum, computed as a grouped 1x1 conv on e in its (B, C, T, V) layout instead of
+        splitting e into heads; (3) heads merge back to (B, H*d, T, V) with one permute.
+        """
         b, _, t, v = x.shape
         h, d = self.num_heads, self.head_dim
         kv = self.kv(x)
-        k, val = self._heads(kv[:, : self.dim]), self._heads(kv[:, self.dim :])
-        q, e_k = self._heads(self.q(x)), self._heads(e)
+        ke, val = self._heads(kv[:, : self.dim] + e), self._heads(kv[:, self.dim :])
+        q = self._heads(self.q(x))
         # relative position term b[.., n, m] = q[.., n, :] . rpe[hops[n, m]] (per head):
         # batch the matmul over (head, query joint) with B*T rows each.
         k_r = self.rpe[self.hops].reshape(v, v, h, d).permute(2, 0, 3, 1)  # (H, Vn, d, Vm)
         q_hn = q.permute(2, 3, 0, 1, 4).reshape(h, v, b * t, d)
         pos = torch.matmul(q_hn, k_r).reshape(h, v, b, t, v).permute(2, 3, 0, 1, 4)  # (B, T, H, Vn, Vm)
-        # content + hyperedge terms share q: q.k^T + q.e^T = q.(k + e)^T
-        logits = torch.matmul(q, (k + e_k).transpose(-1, -2)) + pos
-        bias = torch.matmul(e_k, self.w1.reshape(1, 1, h, d, 1)).transpose(-1, -2)  # (B, T, H, 1, V)
+        logits = torch.matmul(q, ke.transpose(-1, -2)) + pos
+        # hyperedge bias sum_c w1[h, c] e[b, h*d + c, t, m]: (B, H, T, V) -> (B, T, H, 1, V)
+        bias = F.conv2d(e, self.w1.reshape(h, d, 1, 1), groups=h).permute(0, 2, 1, 3).unsqueeze(3)
         attn = torch.softmax((logits + bias) * self.scale, dim=-1)
         y = torch.matmul(self.alpha * attn + self.outer, val)  # (B, T, H, V, d)
-        y = y.transpose(3, 4).reshape(b, t, h * d, v).transpose(1, 2)
-        return self.proj(y)
+        return self.proj(y.permute(0, 2, 4, 1, 3).reshape(b, h * d, t, v))
 
 
 class UnitViT(nn.Module):
