@@ -62,13 +62,15 @@ class MHSA(nn.Module):
         return x.reshape(b, self.num_heads, self.head_dim, t, v).permute(0, 3, 1, 4, 2)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Official MHSA math in an export form with few layout ops (issue 20 item 4).
+        """Official MHSA math in an export form with fewer layout ops (issue 20 item 4).
 
-        Why this form: every permute becomes an ONNX Transpose that ORT and OpenVINO run as
-        a memory copy. (1) q.k^T + q.e^T = q.(k + e)^T is summed BEFORE the head split, so
-        k and e share one split; (2) the hyperedge bias w1.e is a per-head weighted channel
-        sum, computed as a grouped 1x1 conv on e in its (B, C, T, V) layout instead of
-        splitting e into heads; (3) heads merge back to (B, H*d, T, V) with one permute.
+        Why: every permute becomes an ONNX Transpose, a memory copy on ORT and OpenVINO.
+        (1) q.k^T + q.e^T = q.(k + e)^T is summed BEFORE the head split, so k and e share
+        one split; (2) the hyperedge bias w1.e is a per-head weighted channel sum, computed
+        as a grouped 1x1 conv on e in its (B, C, T, V) layout instead of on split heads.
+        Measured and NOT kept (scripts/hyperformer_export_form.py, docs/BENCHMARKS.md):
+        merging heads with one 5-D permute (one Transpose fewer, but slower on ORT than the
+        two single-axis transposes below) and LayerNorm on the channel axis (UnitViT).
         """
         b, _, t, v = x.shape
         h, d = self.num_heads, self.head_dim
@@ -85,7 +87,8 @@ class MHSA(nn.Module):
         bias = F.conv2d(e, self.w1.reshape(h, d, 1, 1), groups=h).permute(0, 2, 1, 3).unsqueeze(3)
         attn = torch.softmax((logits + bias) * self.scale, dim=-1)
         y = torch.matmul(self.alpha * attn + self.outer, val)  # (B, T, H, V, d)
-        return self.proj(y.permute(0, 2, 4, 1, 3).reshape(b, h * d, t, v))
+        y = y.transpose(3, 4).reshape(b, t, h * d, v).transpose(1, 2)
+        return self.proj(y)
 
 
 class UnitViT(nn.Module):
@@ -99,6 +102,8 @@ class UnitViT(nn.Module):
     def forward(self, x: torch.Tensor, part_avg: torch.Tensor, part_scatter: torch.Tensor) -> torch.Tensor:
         # hyperedge features: average joints per part, project, copy back to every joint
         e = torch.matmul(self.pe_proj(torch.matmul(x, part_avg)), part_scatter)
+        # LayerNorm stays permute -> LayerNorm -> permute: ORT fuses LayerNorm only over the last
+        # axis; a mean/var form on dim 1 measured slower there (issue 20 item 4)
         xn = self.norm1(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         skip = x if self.skip_proj is None else self.skip_proj(x)
         return skip + self.attn(xn, e)
