@@ -113,6 +113,19 @@ class ExportSection(BaseModel):
     int8_op_types: list[str] | None = Field(
         None, description="ONNX op types ONNX Runtime quantizes (None: every op it can, e.g. [Conv, MatMul, Gemm])")
     int8_fallback: bool = True
+    nncf_ranges: list[str] = Field(
+        default_factory=lambda: ["minmax", "histogram"],
+        description="OpenVINO INT8: NNCF activation range estimators tried in order until the INT8 accuracy gate "
+                    "passes (then accuracy control from the best); minmax = NNCF's default")
+
+    @field_validator("nncf_ranges")
+    @classmethod
+    def _check_nncf_ranges(cls, v: list[str]) -> list[str]:
+        from edgeskel.quantize.openvino import NNCF_RANGE_ESTIMATORS
+
+        if not v or any(r not in NNCF_RANGE_ESTIMATORS for r in v):
+            raise ValueError(f"nncf_ranges must be a non-empty list from {list(NNCF_RANGE_ESTIMATORS)}, got {v}")
+        return v
 
     @field_validator("percentiles")
     @classmethod
@@ -123,7 +136,8 @@ class ExportSection(BaseModel):
 
     def quant_options(self) -> dict[str, Any]:
         """The export options every caller (pipeline, benchmark) passes to `export_variant`."""
-        opts: dict[str, Any] = {"calibration": self.calibration, "opset": self.opset, "int8_fallback": self.int8_fallback}
+        opts: dict[str, Any] = {"calibration": self.calibration, "opset": self.opset, "int8_fallback": self.int8_fallback,
+                                "nncf_ranges": list(self.nncf_ranges)}
         if self.calibration == "percentile":
             opts["percentiles"] = list(self.percentiles)
         if self.int8_op_types:

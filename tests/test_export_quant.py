@@ -181,7 +181,8 @@ def test_openvino_int8_with_accuracy_control(model, xs, tmp_path):
     res = export_variant(model, SPEC, "openvino", "int8", tmp_path, calib=xs[:16], val=(xs, labels),
                          options={"threads": 1, "max_drop": 5.0})  # points
     cal = res["calibration"]
-    assert cal["tool"] == "nncf.quantize_with_accuracy_control"
+    # NNCF's default ranges already meet a 5-point gate: no layer is reverted to float
+    assert cal["tool"] == "nncf.quantize" and [a["activation_ranges"] for a in cal["attempts"]] == ["minmax"]
     assert cal["top1_fp32"] - cal["top1_int8"] <= 0.05 + 1e-9
 
 
@@ -451,3 +452,61 @@ def test_ort_int8_study_counts_what_ort_fused_and_times_against_fp32(fp32_onnx, 
     assert json.loads((tmp_path / "ort_int8_study.json").read_text())["rows"][0]["variant"] == "fp32"
     assert len(study_table(res)) == 2 + len(rows)
     assert fused_graph_counts(fp32_onnx)["float Conv"] == 2
+
+
+def _ov_predictions(xml: Path, x: np.ndarray) -> np.ndarray:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.concatenate([np.asarray(compiled(x[i : i + 1])[compiled.output(0)]) for i in range(len(x))]).argmax(1)
+
+
+class VariedNet(nn.Module):
+    """Bias-free convs + ReLU: predictions vary with heavy-tailed inputs, so INT8 ranges matter."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 1, bias=False)
+        self.c2 = nn.Conv2d(16, 16, 1, bias=False)
+        self.fc = nn.Linear(16, 4, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean(dim=(2, 3)).reshape(n, m, -1).mean(1))
+
+
+def test_openvino_int8_tries_range_estimators_in_order_until_the_gate_passes(tmp_path):
+    """Gate 0 points on heavy-tailed inputs, where histogram ranges flip some predictions and
+    min-max ranges flip none: asked for [histogram, minmax], the search must fail the first,
+    go on to the second and stop there, without reverting layers (accuracy control)."""
+    from edgeskel.quantize.openvino import quantize_nncf
+
+    torch.manual_seed(0)
+    model = VariedNet().eval()
+    fp32_onnx = export_onnx(model, SPEC, tmp_path / "varied.onnx")
+    xs = np.random.default_rng(0).standard_t(2, (64, 3, 16, 5, 1)).astype(np.float32)
+    labels = torch_ref(model, xs).argmax(1)
+    cal = quantize_nncf(fp32_onnx, tmp_path / "q.xml", xs, xs, labels, 0.0, ranges=["histogram", "minmax"])
+    assert [a["activation_ranges"] for a in cal["attempts"]] == ["histogram", "minmax"]
+    assert cal["attempts"][0]["drop"] > 0 >= cal["attempts"][1]["drop"] - 1e-12
+    assert cal["tool"] == "nncf.quantize" and cal["activation_ranges"] == "minmax"
+    assert (_ov_predictions(tmp_path / "q.xml", xs) == labels).all()
+
+
+def test_openvino_int8_gate_failure_names_every_range_tried(model, xs, tmp_path):
+    labels = (torch_ref(model, xs).argmax(1) + np.arange(len(xs)) % 2) % 4  # half the labels no model predicts
+    with pytest.raises(ExportError, match=r"activation ranges minmax, histogram and NNCF accuracy control"):
+        export_variant(model, SPEC, "openvino", "int8", tmp_path, calib=xs[:16], val=(xs, labels),
+                       options={"threads": 1, "max_drop": -50.0, "nncf_ranges": ["minmax", "histogram"]})
+    record = json.loads((tmp_path / "export.json").read_text())
+    assert [a["activation_ranges"] for a in record["calibration"]["attempts"]] == ["minmax", "histogram"]
+    assert record["calibration"]["tool"] == "nncf.quantize_with_accuracy_control"
+
+
+def test_unknown_nncf_range_estimator_is_refused(fp32_onnx, xs, tmp_path):
+    from edgeskel.quantize.openvino import quantize_nncf
+
+    with pytest.raises(ExportError, match="unknown NNCF activation range estimator 'p99'"):
+        quantize_nncf(fp32_onnx, tmp_path / "q.xml", xs, ranges=["p99"])

@@ -42,10 +42,11 @@ def _recipe(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
     (lambda d: d["model"].pop("name"), "model.name", ["required key is missing"]),
     (lambda d: d["export"].update(opset=12) if "export" in d else d.update(export={"opset": 12}), "export.opset",
      ["allowed: >= 17"]),
+    (lambda d: d.update(export={"nncf_ranges": ["minmax", "p99"]}), "export.nncf_ranges", ["histogram", "'p99'"]),
     (lambda d: d.update(export={"calibration": "percentile", "percentiles": [99.9, 101]}), "export.percentiles",
      ["values in (50, 100]", "[99.9, 101"]),
 ], ids=["nested-unknown", "top-unknown", "typo", "type-int", "type-float", "literal", "range", "gt", "streams",
-        "missing", "opset", "percentiles"])
+        "missing", "opset", "nncf-ranges", "percentiles"])
 def test_recipe_errors_name_file_key_and_allowed(tmp_path, mutate, key, expect):
     p = _recipe(tmp_path, mutate)
     with pytest.raises(ConfigError) as ei:
@@ -200,5 +201,6 @@ def test_recipe_export_options_reach_every_caller():
 
     e = ExportSection(calibration="percentile", percentiles=[99.99, 99.9], int8_op_types=["Conv", "MatMul"])
     assert e.quant_options() == {"calibration": "percentile", "opset": 17, "int8_fallback": True,
-                                 "percentiles": [99.99, 99.9], "op_types": ["Conv", "MatMul"]}
+                                 "percentiles": [99.99, 99.9], "op_types": ["Conv", "MatMul"],
+                                 "nncf_ranges": ["minmax", "histogram"]}
     assert "percentiles" not in ExportSection(calibration="minmax").quant_options()

@@ -99,7 +99,8 @@ def export_variant(
     options: opset, batch (None = dynamic), threads, tolerances, parity_samples, method,
     per_channel, symmetric_activations, exclude_nodes, op_types, calib_batch, percentile,
     percentiles (candidates tried until the INT8 gate passes), max_drop, min_agreement,
-    int8_fallback (default True), subset_size, preset; TensorRT: batch_sizes (one static engine
+    int8_fallback (default True), subset_size, preset, nncf_ranges (OpenVINO INT8: activation range
+    estimators tried until the gate passes); TensorRT: batch_sizes (one static engine
     each), dla_core, allow_gpu_fallback, workspace_mb, tensorrt_version ("10.3": the route, see
     quantize/tensorrt_routes.py), typing ("strong" | "weak"), build_engine (default True);
     pipeline aliases: calibration, static_batch (see `_normalise_options`).
@@ -258,7 +259,8 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
             vx, vy = val_xy if val_xy is not None else (None, None)
             record["calibration"] = quantize_nncf(
                 onnx_fp32, out_dir / "model.int8.xml", calib, vx, vy, _drop_fraction(opts),
-                subset_size=int(opts.get("subset_size", 300)), preset=opts.get("preset", "performance"))
+                subset_size=int(opts.get("subset_size", 300)), preset=opts.get("preset", "performance"),
+                ranges=opts.get("nncf_ranges") or ("minmax",))
             xml, run_prec = out_dir / "model.int8.xml", "fp32"
             cal = record["calibration"]
             if "top1_int8" in cal:
@@ -268,8 +270,10 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
                                            "max_drop": _drop_fraction(opts), "max_drop_points": opts["max_drop"]}
                 if not ok:
                     files += [xml, xml.with_suffix(".bin")]
+                    tried = ", ".join(a["activation_ranges"] for a in cal.get("attempts", []))
                     raise ExportError(f"{xml}: INT8 accuracy gate not met: top-1 drop {100 * drop:.2f} points > "
-                                      f"max_drop {opts['max_drop']} points even with NNCF accuracy control")
+                                      f"max_drop {opts['max_drop']} points with activation ranges {tried} "
+                                      "and NNCF accuracy control")
         files += [xml, xml.with_suffix(".bin")]
         record["openvino"] = {"compress_to_fp16": precision == "fp16",
                               "inference_precision_hint": {"fp32": "f32", "bf16": "bf16"}[run_prec]}
