@@ -120,6 +120,17 @@ class SSHSpec(_Strict):
 
         return check_user(v)
 
+    @field_validator("python", "workdir")
+    @classmethod
+    def _remote_path(cls, v: str) -> str:
+        """The remote interpreter and folder are quoted, but a shared profile should still not be
+        able to hide a command line in them: one path-like word (`~/`, `$HOME` not expanded)."""
+        import re
+
+        if not re.fullmatch(r"~?[A-Za-z0-9_./+@%:=,-]+", v) or v.startswith("-"):
+            raise ValueError(f"must be one path (letters, digits, _ . / + @ % : = , - and a leading ~), got {v!r}")
+        return v
+
     @field_validator("options", mode="before")
     @classmethod
     def _yes_no(cls, v: Any) -> Any:

@@ -128,7 +128,10 @@ def _profile(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
      ["not found"]),
     (lambda d: d.update(arch="riscv"), "arch", ["given: 'riscv'", "'x86_64' or 'aarch64'"]),
     (lambda d: d.update(tensorrt={"workspace_mb": "lots"}), "tensorrt.workspace_mb", ["allowed: int"]),
-], ids=["runs-0", "measure-unknown", "port", "identity-missing", "known-hosts-missing", "arch", "trt-type"])
+    (lambda d: d.update(ssh={"host": "h", "python": "python3; touch /tmp/x"}), "ssh.python", ["must be one path"]),
+    (lambda d: d.update(ssh={"host": "h", "workdir": "-rf /"}), "ssh.workdir", ["must be one path"]),
+], ids=["runs-0", "measure-unknown", "port", "identity-missing", "known-hosts-missing", "arch", "trt-type",
+        "remote-python-command", "remote-workdir-option"])
 def test_profile_errors_name_file_key_and_allowed(tmp_path, mutate, key, expect):
     p = _profile(tmp_path, mutate)
     with pytest.raises(ConfigError) as ei:
