@@ -209,3 +209,30 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint
     with torch.no_grad():
         assert torch.isfinite(model(torch.randn(2, *spec.input_shape))).all()
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_resume_with_other_threads_continues_instead_of_starting_over(tmp_path, monkeypatch):
+    """--threads changes speed, not what is computed: rerunning an interrupted training with
+    another thread count must continue it (it used to start over, losing every epoch)."""
+    import edgeskel.train.api as api
+
+    class Stop(Exception):
+        pass
+
+    orig, seen = api.fit, []
+
+    def fit_watched(*a, stop_at=None, **k):
+        def on_epoch(row):
+            seen.append(row["epoch"])
+            if row["epoch"] == stop_at:
+                raise Stop
+        return orig(*a, **{**k, "on_epoch": on_epoch})
+
+    monkeypatch.setattr(api, "fit", lambda *a, **k: fit_watched(*a, stop_at=2, **k))
+    with pytest.raises(Stop):
+        train("stgcn", TINY, tmp_path, _cfg(epochs=3, threads=1), num_frames=16, model_kwargs=TINY_MODEL, quiet=True)
+    assert seen == [1, 2]
+    monkeypatch.setattr(api, "fit", fit_watched)
+    res = train("stgcn", TINY, tmp_path, _cfg(epochs=3, threads=2), num_frames=16, model_kwargs=TINY_MODEL, quiet=True)
+    assert seen == [1, 2, 3], f"epochs run again after the rerun: {seen}"
+    assert len(res["history"]) == 3

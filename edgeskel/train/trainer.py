@@ -36,6 +36,15 @@ from edgeskel.train.metrics import accuracy_summary, predict_logits
 RESUME_FORMAT = "edgeskel-train-state/1"
 
 
+# Settings that change how fast training runs, not what it computes: a rerun with another
+# --threads continues the interrupted run instead of starting over.
+_RUNTIME_ONLY = ("threads",)
+
+
+def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RUNTIME_ONLY}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -132,7 +141,7 @@ def fit(
     start_epoch, best_top1, best_epoch, elapsed_before = 0, -1.0, -1, 0.0
     if resume and state_path.exists():
         st = torch_load_safe(state_path)
-        if st.get("format") != RESUME_FORMAT or st.get("config") != cfg.model_dump():
+        if st.get("format") != RESUME_FORMAT or _resume_key(st.get("config") or {}) != _resume_key(cfg.model_dump()):
             if not quiet and rank == 0:
                 print(f"{state_path}: written by a different training configuration; starting over")
         else:
