@@ -69,7 +69,12 @@ def test_second_device_waits_for_the_shared_reference_instead_of_failing(tmp_pat
 def test_separate_out_reuses_the_finished_reference(tmp_path, monkeypatch):
     cfg = _config(tmp_path / "cfg", "deva", "devb")
     monkeypatch.chdir(tmp_path)  # the default runs/ folder is relative to the working directory
-    first = run_pipeline(str(cfg / "deva.yaml"), str(cfg / "recipe.yaml"), out_root="runs", quiet=True, log=lambda s: None)
+    first_logs: list[str] = []
+    first = run_pipeline(str(cfg / "deva.yaml"), str(cfg / "recipe.yaml"), out_root="runs", quiet=True,
+                         log=first_logs.append)
+    # the shared training and the per-device copy are two stages: each names itself once
+    assert [ln for ln in first_logs if ln.endswith("running")][:3] == ["[data] running", "[reference] running",
+                                                                        "[shared reference] running"], first_logs
     logs: list[str] = []
     second = run_pipeline(str(cfg / "devb.yaml"), str(cfg / "recipe.yaml"), out_root=tmp_path / "elsewhere", quiet=True,
                           log=logs.append)

@@ -187,13 +187,15 @@ class RunDir:
         return rec
 
     def run_stage(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, label: str | None = None) -> dict[str, Any]:
         """Run `fn(stage_dir)` unless an identical finished run is recorded. `fn` returns a dict
-        with `outputs` (paths relative to the stage dir) and anything else worth recording."""
+        with `outputs` (paths relative to the stage dir) and anything else worth recording.
+        `label` names the stage in log lines where `name` alone is ambiguous."""
         input_hash = sha256_json(inputs)
+        label = label or name
         done = self.stage_done(name, input_hash)
         if done is not None:
-            log(f"[{name}] up to date, skipped")
+            log(f"[{label}] up to date, skipped")
             return done["result"]
         stage_dir = self.root / name
         prev = self.manifest.get("stages", {}).get(name)
@@ -215,7 +217,7 @@ class RunDir:
         self.manifest.setdefault("stages", {})[name] = {"status": "running", "input_hash": input_hash,
                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.save_manifest()
-        log(f"[{name}] running")  # one line per stage: progress readable in a log file, not only on a terminal
+        log(f"[{label}] running")  # one line per stage: progress readable in a log file, not only on a terminal
         t0 = time.perf_counter()
         result = fn(stage_dir)
         outputs = {str(Path(name) / rel): sha256_file(stage_dir / rel) for rel in result.get("outputs", [])}
@@ -227,7 +229,7 @@ class RunDir:
             "wall_time_s": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         self.save_manifest()
-        log(f"[{name}] {status} in {self.manifest['stages'][name]['wall_time_s']:.1f} s")
+        log(f"[{label}] {status} in {self.manifest['stages'][name]['wall_time_s']:.1f} s")
         return result
 
     def output_hash(self, name: str) -> str:

@@ -55,7 +55,7 @@ def shared_reference(shared_root: Path, out_root: Path, recipe: str, inputs: dic
             with RunDir(shared_root, base=out_root) as shared:
                 if waited:
                     log(f"[reference] {shared_root} is free after {time.monotonic() - t0:.0f} s")
-                res = shared.run_stage("reference", inputs, build, log)
+                res = shared.run_stage("reference", inputs, build, log, label="shared reference")
                 atomic_write_bytes(dest, (shared.root / "reference" / "reference.ckpt").read_bytes())
                 return res
         except RunLockedError as exc:
