@@ -244,3 +244,71 @@ def test_mmaction2_key_naming_imports(tmp_path):
     with torch.no_grad():
         got = net(torch.from_numpy(np.ascontiguousarray(x))).numpy()
     np.testing.assert_allclose(got, np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+
+def _fake_module(name: str, **classes: type) -> list[str]:
+    """Put `name` (and its parent packages) in sys.modules so pickle can name the classes; returns
+    the module names added, for the caller to remove."""
+    import sys
+    import types
+
+    added = []
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        sub = ".".join(parts[:i])
+        if sub not in sys.modules:
+            sys.modules[sub], _ = types.ModuleType(sub), added.append(sub)
+    for cls_name, cls in classes.items():
+        cls.__module__, cls.__qualname__ = name, cls_name
+        setattr(sys.modules[name], cls_name, cls)
+    return added
+
+
+def test_mmengine_training_checkpoint_with_bookkeeping_objects_imports(tmp_path):
+    """What `mmaction2 train` writes (epoch_N.pth / best_*.pth): mmengine's message_hub holds
+    HistoryBuffer objects and numpy scalars, meta a ConfigDict. They load as inert placeholders
+    (nothing of mmengine is imported or run), the weights import; any other global is refused."""
+    import sys
+
+    d = FIXTURES / "pyskl-stgcn-ntu60"
+    if not (d / "checkpoint.pth").is_file():
+        pytest.skip("fixture not present")
+    sd = torch.load(d / "checkpoint.pth", weights_only=True)["state_dict"]
+    sd = {k.replace("cls_head.fc_cls.", "cls_head.fc."): v for k, v in sd.items()}
+
+    class HistoryBuffer:
+        def __init__(self):
+            self._log_history, self._count_history, self.max_length = np.arange(3.0), np.ones(3), 1000000
+
+    class ConfigDict(dict):
+        pass
+
+    added = _fake_module("mmengine.logging.history_buffer", HistoryBuffer=HistoryBuffer)
+    added += _fake_module("mmengine.config.config", ConfigDict=ConfigDict)
+    try:
+        torch.save({"meta": {"epoch": 80, "cfg": ConfigDict(model={"type": "RecognizerGCN"}), "seed": 0},
+                    "state_dict": sd,
+                    "message_hub": {"log_scalars": {"train/loss": HistoryBuffer()}, "runtime_info": {"epoch": np.float64(80)}},
+                    "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "epoch_80.pth")
+    finally:
+        for name in added:
+            del sys.modules[name]
+    net, _, info = import_checkpoint(tmp_path / "epoch_80.pth")
+    assert (info["source"], info["model"]) == ("mmaction2", "stgcn")
+    x = np.load(d / "input.npy").transpose(0, 4, 2, 3, 1)
+    with torch.no_grad():
+        got = net(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    np.testing.assert_allclose(got, np.load(d / "logits.npy"), rtol=0, atol=1e-4)
+
+    # the same file with one non-framework global next to the weights is refused, naming it
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    added = _fake_module("mmengine.logging.history_buffer", HistoryBuffer=HistoryBuffer)
+    try:
+        torch.save({"state_dict": sd, "meta": {"x": Payload()}, "message_hub": {"b": HistoryBuffer()}}, tmp_path / "bad.pth")
+    finally:
+        for name in added:
+            del sys.modules[name]
+    _refusal(tmp_path / "bad.pth", "refused to load", "builtins.print")

@@ -20,6 +20,7 @@ import pickle
 import re
 import stat
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,8 @@ class _Opaque:
     """Stands in for a class a training script pickled next to its weights (argparse args,
     mmengine's HistoryBuffer, numpy scalars in logs). Created instead of the real object, it
     takes any arguments and state and does nothing, so no code from the file runs; the weights
-    are read from the tensors alone and these entries are dropped. (torch's loader fills only
-    real dicts and lists, so a pickled dict/list subclass still stops the load, by name.)"""
+    are read from the tensors alone and these entries are dropped. One subclass per pickled name,
+    so a load error names the class it is about."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -203,27 +204,42 @@ class _Opaque:
         return _Opaque()
 
 
+def _stand_in(name: str) -> type:
+    module, _, cls = name.rpartition(".")
+    return type(cls, (_Opaque,), {"__module__": module, "__qualname__": cls})
+
+
+# torch's loader fills only real dicts, OrderedDicts and lists: a pickled dict subclass (mmengine's
+# ConfigDict in `meta`) is loaded as a plain OrderedDict instead, its items kept as data.
+_DICT_TARGET = re.compile(r"Can only SETITEMS? for dict.* but got <class '([\w.]+)'>")
+
+
 def _torch_load(path: Path, fmt: str) -> tuple[Any, list[str]]:
     """torch.load(weights_only=True); classes the file pickles besides tensors are replaced by
-    `_Opaque` placeholders (torch's allow-list mechanism, one retry per class name). Returns
-    (payload, names of the replaced classes)."""
+    `_Opaque` placeholders, dict subclasses by OrderedDict (torch's allow-list mechanism, one
+    retry per class name). Returns (payload, names of the replaced classes)."""
     label = "PyTorch checkpoint (zip)" if fmt == "torch-zip" else "PyTorch checkpoint (legacy format)"
-    opaque: list[str] = []
+    stand_ins: dict[str, type] = {}
     while True:
         try:
-            with torch.serialization.safe_globals([(_Opaque, name) for name in opaque]):
-                return torch.load(path, map_location="cpu", weights_only=True), opaque
+            with torch.serialization.safe_globals([(cls, name) for name, cls in stand_ins.items()]):
+                return torch.load(path, map_location="cpu", weights_only=True), sorted(stand_ins)
         except pickle.UnpicklingError as exc:
-            needs = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))) - set(opaque))
+            dict_like = _DICT_TARGET.search(str(exc))
+            if dict_like and stand_ins.get(dict_like.group(1)) not in (None, OrderedDict):
+                stand_ins[dict_like.group(1)] = OrderedDict
+                continue
+            named = {n if "." in n else f"builtins.{n}" for n in re.findall(r"GLOBAL ([\w.]+)", str(exc))}  # torch drops "builtins."
+            needs = sorted(named - set(stand_ins))
             code = [n for n in needs if n.split(".")[0] in _CODE_MODULES]
-            if code or not needs or len(opaque) >= _MAX_OPAQUE:
-                shown = ", ".join(code or needs or opaque[-3:] or ["a Python object"])
+            if code or not needs or len(stand_ins) >= _MAX_OPAQUE:
+                shown = ", ".join(code or needs or sorted(stand_ins)[-3:] or ["a Python object"])
                 raise CheckpointError(
                     f"{path}: refused to load this {label}: it pickles {shown}, and edgeskel never runs code "
                     "from a checkpoint. Where the model was trained, save only the weights: "
                     "torch.save(model.state_dict(), 'weights.pt')"
                 ) from None
-            opaque += needs
+            stand_ins.update({n: _stand_in(n) for n in needs})
         except Exception as exc:  # noqa: BLE001 - a corrupt file can make torch.load raise almost anything
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CheckpointError(f"{path}: {label} is unreadable (truncated or corrupt?): {first}") from None
