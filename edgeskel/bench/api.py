@@ -1,7 +1,7 @@
 """`run_bench`: side-by-side benchmark of edgeskel against what users would use instead.
 
 For each model: reference (committed or trained+cached) -> compressed + fine-tuned (cached)
--> baseline and edgeskel artifacts (cached) -> accuracy of every variant on the validation
+-> baseline and edgeskel artifacts (cached) -> accuracy of every variant on the test
 split -> interleaved latency at batch 1 and the throughput batch -> ratios, the device
 profile's best variant, the issue's targets (with a per-op profile when one is missed) ->
 T and batch scaling. Writes `<out>/results.json`, PNG plots in `<out>/`, and the generated
@@ -116,7 +116,7 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
         except EdgeskelError as exc:
             rows[v.key].update(status="error", reason=str(exc))
 
-    log(f"[bold]{name}[/]: accuracy on {len(prep.val_y)} validation samples")
+    log(f"[bold]{name}[/]: accuracy on {len(prep.val_y)} test samples")
     ref_logits = None
     for k, r in list(runners.items()):  # torch eager first: it is the reference for agreement and drops
         try:

@@ -1,4 +1,4 @@
-"""Measure variants side by side: accuracy on the validation split, then latency INTERLEAVED
+"""Measure variants side by side: accuracy on the test split, then latency INTERLEAVED
 (round-robin over variants, repeated rounds, start rotated each round, all samples pooled,
 medians), on the same inputs, with the shared timing code of the device runner.
 
@@ -20,7 +20,7 @@ TARGETS = {"speedup_vs_torch": 3.0, "speedup_vs_best_baseline": 1.5, "max_top1_d
 
 
 def batch_from(x: np.ndarray, n: int) -> np.ndarray:
-    """The first n validation samples (wrapping around), so every variant sees the same inputs."""
+    """The first n test samples (wrapping around), so every variant sees the same inputs."""
     idx = np.arange(n) % len(x)
     return np.ascontiguousarray(x[idx], dtype=np.float32)
 

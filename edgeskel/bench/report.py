@@ -83,7 +83,7 @@ def model_section(m: dict[str, Any], results: dict[str, Any], plots: dict[str, s
     tb = results["settings"]["throughput_batch"]
     ref, comp = m["reference"], m["compressed"]
     out = [f"### {m['model']}", "",
-           f"Data `{m['data']}` (layout {m['layout']}), {m['num_val']} validation samples, input (C, T, V, M) = "
+           f"Data `{m['data']}` (layout {m['layout']}), {m['num_val']} test samples (accuracy; every selection inside compression used the validation slice), input (C, T, V, M) = "
            f"{tuple(m['input_shape'])}. Reference: {ref.get('source')}, top-1 {ref['top1']:.2f}%, "
            f"{ref['params']:,} params, {ref['gflops']:.3f} GFLOPs. Compressed (recipe `{m['recipe']}`): "
            f"{comp['params']:,} params ({ref['params'] / max(comp['params'], 1):.2f}x fewer), {comp['gflops']:.3f} GFLOPs; "
