@@ -162,3 +162,14 @@ def test_resume_keeps_finished_models_and_a_stopped_run_keeps_them_on_disk(bench
     same = api.resumable_models(s, {"format": on_disk["format"], "settings": s.to_json(), "machine": on_disk["machine"],
                                     "libraries": on_disk["libraries"]}, logged.append)
     assert set(same) == {"stgcn"}
+
+
+def test_rows_say_where_their_choices_were_made():
+    """Rows measured before validation splits existed must not claim validation selection."""
+    from edgeskel.bench.report import selection_note
+
+    old = {"top1": {"reference": 84.7, "after_compression": 84.7, "after_finetune": 85.1}}
+    new = {"top1": {"reference": 83.0, "after_finetune": 81.3, "deployed": 81.3},
+           "selection": {"split": "validation"}}
+    assert "before validation splits existed" in selection_note(old)
+    assert "validation slice" in selection_note(new) and "before" not in selection_note(new)

@@ -168,7 +168,8 @@ def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings
             "params_before": comp["totals"]["params_before"], "params_after": comp["totals"]["params_after"],
             "wall_time_s": run.manifest["stages"]["compress"].get("wall_time_s"),
             "finetune_wall_time_s": ft.get("wall_time_s"), "finetune_epochs": ft.get("epochs", 0),
-            "top1": comp["top1"], "totals": comp["totals"], "source": f"pipeline run {run.root}"}
+            "top1": comp["top1"], "totals": comp["totals"], "selection": comp.get("selection"),
+            "source": f"pipeline run {run.root}"}
     return run.root / "compress" / "compressed.ckpt", meta
 
 
