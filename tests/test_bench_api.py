@@ -173,3 +173,35 @@ def test_rows_say_where_their_choices_were_made():
            "selection": {"split": "validation"}}
     assert "before validation splits existed" in selection_note(old)
     assert "validation slice" in selection_note(new) and "before" not in selection_note(new)
+
+
+def test_edgeskel_exports_are_gated_on_validation_not_on_the_test_columns(bench, monkeypatch):
+    """The accuracy columns are test numbers; the INT8 gates and parity of the exports the bench
+    makes must use the validation slice (they were given the test arrays)."""
+    import dataclasses
+
+    import numpy as np
+
+    import edgeskel.bench.api as api
+    from edgeskel.bench.models import prepare_model
+    from edgeskel.devices import load_profile
+
+    _, s, _ = bench
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, spec, profile, recipe, calib, val, *a, **k):
+        seen["val"] = val
+        raise Stop
+
+    monkeypatch.setattr("edgeskel.bench.variants.edgeskel_variants", capture)
+    quiet = dataclasses.replace(s, resume=False, out=s.out.parent / "gate-check")
+    with pytest.raises(Stop):
+        api.bench_model("stgcn", quiet, load_profile(quiet.device), {"flags_summary": "", "peak": {"gflops_fp32": 1.0}},
+                        lambda m: None, False)
+    prep = prepare_model("stgcn", quiet, 1, lambda m: None)
+    gx, gy = seen["val"]
+    assert np.array_equal(gx, prep.gate_x) and np.array_equal(gy, prep.gate_y)
+    assert not (len(gx) == len(prep.val_x) and np.array_equal(gx, prep.val_x))

@@ -86,7 +86,9 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     comp, cspec, _ = load_checkpoint(prep.compressed_ckpt)
     frames = spec.preprocess.num_frames
     ostats, cstats = _model_stats(orig, spec), _model_stats(comp, cspec)
-    data_hash = _arrays_hash(prep.calib_x, prep.val_x, prep.val_y)
+    # exports choose (INT8 gates, parity) on the validation split; only the accuracy columns read test
+    gate = (prep.gate_x, prep.gate_y) if prep.gate_x is not None and len(prep.gate_x) else (prep.val_x, prep.val_y)
+    data_hash = _arrays_hash(prep.calib_x, prep.val_x, prep.val_y, *gate)
 
     log(f"[bold]{name}[/]: building artifacts")
     base_root = cache_root(settings.cache_dir, f"{name}-baseline", prep.reference_ckpt, frames, {"data": data_hash})
@@ -97,7 +99,7 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     reuse = pipeline_export_dir(prep, profile)
     if reuse is not None:
         log(f"{name}: reusing the passed variants exported by the pipeline run ({reuse})")
-    variants += edgeskel_variants(comp, cspec, profile, prep.recipe, prep.calib_x, (prep.val_x, prep.val_y), edge_root, log,
+    variants += edgeskel_variants(comp, cspec, profile, prep.recipe, prep.calib_x, gate, edge_root, log,
                                   pipeline_export=reuse)
 
     stage("build artifacts (or cache)")

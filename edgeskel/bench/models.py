@@ -32,9 +32,11 @@ class Prepared:
     reference_info: dict[str, Any]
     compressed_ckpt: Path
     compression: dict[str, Any]
-    val_x: np.ndarray
+    val_x: np.ndarray  # the TEST split: the accuracy columns (named val_x in results for history)
     val_y: np.ndarray
     calib_x: np.ndarray
+    gate_x: np.ndarray | None = None  # the validation split: INT8 gates/parity of exports (issue 16)
+    gate_y: np.ndarray | None = None
 
 
 def bench_recipe(model: str, settings: Any) -> Recipe:
@@ -205,7 +207,8 @@ def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Pr
     ref_sha = ref_info.get("sha256") or sha256_file(ref_ckpt)
     comp_ckpt, comp = compressed_checkpoint(model, rec, dataset, ref_ckpt, ref_sha, arrays, rank_multiple, settings, log)
     # The bench's accuracy columns are test-split numbers (selection inside compress used validation).
-    return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["test_x"], arrays["test_y"], arrays["calib_x"])
+    return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["test_x"], arrays["test_y"], arrays["calib_x"],
+                    arrays.get("val_x"), arrays.get("val_y"))
 
 
 def arrays_at_frames(dataset: Any, pre: Any, frames: int, n_val: int, n_calib: int) -> tuple[np.ndarray, np.ndarray]:
