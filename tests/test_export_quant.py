@@ -346,12 +346,12 @@ def test_op_types_limit_what_is_quantized(fp32_onnx, xs, tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
-def test_ort_axis_warnings_are_filtered_but_others_kept(caplog):
+def test_ort_noise_is_filtered_but_other_warnings_kept(caplog):
     import logging
 
-    from edgeskel.quantize.ort_int8 import _quiet_axis_warnings
+    from edgeskel.quantize.ort_int8 import _quiet_ort_noise
 
-    with caplog.at_level(logging.WARNING), _quiet_axis_warnings():
+    with caplog.at_level(logging.WARNING), _quiet_ort_noise():
         logging.warning("Axis 1 is out-of-range for weight 'bn.weight' with rank 1")
         logging.error("Model Error in '/tmp/pre.onnx': weight tensor 'onnx::Conv_13270' not found!")
         logging.warning("something else")

@@ -199,7 +199,7 @@ def quantize_ort_int8(
         try:
             # ORT's entropy/percentile calibrators print progress to stdout: keep stdout clean
             # for CLI output (e.g. JSON).
-            with atomic_path(onnx_out) as tmp, contextlib.redirect_stdout(io.StringIO()), _quiet_axis_warnings():
+            with atomic_path(onnx_out) as tmp, contextlib.redirect_stdout(io.StringIO()), _quiet_ort_noise():
                 quantize_static(
                     str(src), str(tmp), reader, quant_format=QuantFormat.QDQ,
                     calibration_cache_path=str(calibration_cache) if calibration_cache else None,
@@ -236,7 +236,7 @@ class _OrtNoiseFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_axis_warnings() -> Iterator[None]:
+def _quiet_ort_noise() -> Iterator[None]:
     root, flt = logging.getLogger(), _OrtNoiseFilter()
     root.addFilter(flt)
     try:
@@ -337,7 +337,7 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
     errors: dict[str, float] = {}
     for name, match in create_activation_matching(acts).items():
         errors[name] = float(compute_signal_to_quantization_noice_ratio(match["pre_qdq"], match["post_qdq"]))
-    with _quiet_axis_warnings():
+    with _quiet_ort_noise():
         weights = create_weight_matching(str(float_pre), str(qdq))
     for name, match in weights.items():
         # 0-d weights (e.g. a scalar gate) break ORT's compute_weight_error: compare as 1-d
