@@ -111,3 +111,19 @@ def test_warmup_stops_after_its_time_budget_but_runs_twice():
     calls.clear()
     time_infer(slow, np.zeros(1), warmup=4, runs=1)
     assert len(calls) == 5  # no budget: every warm-up call runs
+
+
+def test_device_runner_runs_openvino_fp16_as_export_judged_it(tmp_path):
+    """An fp16 IR is parity-checked at export with the f32 hint (fp16 weights, f32 compute);
+    the device runner must measure that same configuration, not the f16 hint (which a CPU
+    without native fp16 executes like bf16)."""
+    import torch
+
+    from edgeskel.quantize.openvino import to_openvino_ir
+    from edgeskel.remote.device_runner import RUNTIMES
+
+    onnx_path = tmp_path / "m.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),), str(onnx_path), dynamo=False)
+    xml = to_openvino_ir(onnx_path, tmp_path / "model.fp16.xml", fp16=True)
+    infer = RUNTIMES["openvino"](xml, "fp16", 1, {})
+    assert "float32" in str(infer.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()

@@ -26,7 +26,7 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 EXPORT_LOGIC_VERSION = 4  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # Bumped when how the validate stage measures changes, so finished runs are re-measured.
-VALIDATE_LOGIC_VERSION = 2  # 2 = variants timed interleaved in blocks per round (was call by call)
+VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
