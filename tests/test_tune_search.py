@@ -66,6 +66,7 @@ def test_tune_returns_uncompressed_baseline_when_nothing_beats_it(setup):
                    measure=fake_measure("none/", "budget"))
     assert res["decision"]["chosen"] == "none/ort-fp32"
     assert "recommend no compression" in res["decision"]["why"]
+    assert [p["candidate"] for p in res["op_profiles"]] == ["none/ort-fp32"]  # chosen = best uncompressed: once
     ids = {c["id"] for c in res["candidates"]}
     assert {"none/ort-fp32", "budget-0.8/ort-fp32"} <= ids
     # measured ranks: either some layer factorized (a candidate of its own) or all dense (= 'none', not timed twice)
@@ -96,6 +97,15 @@ def test_tune_picks_compressed_when_it_measures_faster_and_resumes(setup):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "tune.json").read_text())["decision"]["chosen"] == chosen
     assert all(len(line) <= 80 for line in res["table"].splitlines())  # header included
+    # what limits the speedup: per-op profiles of the choice and of the best uncompressed candidate
+    profiled = {p["candidate"]: p for p in res["op_profiles"]}
+    assert set(profiled) == {chosen, res["decision"]["best_uncompressed"]}
+    for p in profiled.values():
+        assert "error" not in p and p["kernel_ms_per_run"] > 0 and p["ops"][0]["op_type"]
+    md = (folder / "tune.md").read_text()
+    assert "Where the time goes" in md and "kernel total" in md
+    block = md.split("Where the time goes")[1].split("```")[1]
+    assert "kernel total" in block and all(len(line) <= 80 for line in block.splitlines())
 
 
 def test_choose_prefers_uncompressed_within_noise_and_skips_failed_gates():

@@ -423,6 +423,11 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
         decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
                                     profile, chosen, options, decision)
+    from edgeskel.bench.measure import batch_from
+    from edgeskel.tune import opcompare
+
+    base = next((c for c in cands if c["id"] == decision.get("best_uncompressed")), None)
+    profiles = opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     header = (f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation), "
               f"{len(cands)} candidates, {wall_s:.0f} s")
@@ -431,7 +436,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "batch_sizes": profile.batch_sizes, "threads": profile.threads,
               "variants_not_timed_here": skipped_variants, "options": option_info,
               "candidates": [{k: v for k, v in c.items() if k != "artifact_path"} for c in cands],
-              "pareto_front": fr, "decision": decision, "recipe_file": str(recipe_path) if recipe_path else None,
+              "pareto_front": fr, "decision": decision, "op_profiles": profiles,
+              "recipe_file": str(recipe_path) if recipe_path else None,
               "wall_time_s": round(wall_s, 1), "libraries": library_versions(), "table": header + "\n" + text}
     result = _jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
@@ -441,6 +447,9 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
         why = info.get("finetune_reason") or info.get("reason") or ""
         md.append(f"- `{key}`: {status}" + (f" ({why})" if why else ""))
     md.append("")
+    if profiles:
+        md += ["Where the time goes at batch 1 (per op type, kernel time; the bench's profilers):", "", "```",
+               opcompare.table(profiles), "```", ""]
     if recipe_path:
         md += [f"Reproduce: `make export DEVICE={device} RECIPE={recipe_path}` and ship variant "
                f"`{chosen['variant']}`.", ""]

@@ -1,0 +1,58 @@
+"""Where the time goes in tune's choice vs the best uncompressed candidate: per-op-type kernel
+time of both at batch 1 (the bench's profilers), side by side. It explains the speedup tune
+reports, or what limits it (e.g. layout ops or per-node overhead that factorization adds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+def profile_candidate(c: dict[str, Any], x: np.ndarray, threads: int, runs: int) -> dict[str, Any]:
+    """Per-op profile of one measured candidate (ONNX Runtime or OpenVINO); errors are recorded,
+    never raised: a profiler failure must not lose the search."""
+    from edgeskel.bench.opprofile import op_profile
+
+    variant = SimpleNamespace(backend=c["runtime"]["backend"], artifact=Path(c["artifact_path"]),
+                              precision=c["runtime"]["precision"])
+    try:
+        return {"candidate": c["id"], **op_profile(variant, x, threads, runs)}
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        return {"candidate": c["id"], "error": f"{type(exc).__name__}: {exc}"}
+
+
+def compare(chosen: dict[str, Any] | None, base: dict[str, Any] | None, x: np.ndarray, threads: int,
+            runs: int = 30) -> list[dict[str, Any]]:
+    """Profiles of the chosen candidate and the best uncompressed one (once if they are the same)."""
+    picked = [c for c in (chosen, base) if c is not None]
+    seen: set[str] = set()
+    out = []
+    for c in picked:
+        if c["id"] not in seen:
+            seen.add(c["id"])
+            out.append(profile_candidate(c, x, threads, runs))
+    return out
+
+
+def table(profiles: list[dict[str, Any]], top: int = 10) -> str:
+    """Op types by time (ms per run at batch 1) for each profiled candidate, 80 columns."""
+    ok = [p for p in profiles if not p.get("error")]
+    lines = [f"{p['candidate']}: profiling failed: {p['error']}"[:80] for p in profiles if p.get("error")]
+    if not ok:
+        return "\n".join(lines)
+    names = [p["candidate"] for p in ok]
+    ms = [{o["op_type"]: (o["ms_per_run"], o["nodes_per_run"]) for o in p["ops"]} for p in ok]
+    order = sorted({k for m in ms for k in m}, key=lambda k: -max(m.get(k, (0.0, 0))[0] for m in ms))[:top]
+    width = 80 - 30
+    col = max(14, width // len(ok))
+    head = f"{'op type (ms/run, nodes)':<30}" + "".join(f"{n[-col + 1:]:>{col}}" for n in names)
+    lines += [head[:80], "-" * min(80, len(head))]
+    for k in order:
+        cells = "".join(f"{(f'{m[k][0]:.3f} ({m[k][1]:.0f})' if k in m else '-'):>{col}}" for m in ms)
+        lines.append((f"{k[:29]:<30}" + cells)[:80])
+    lines.append((f"{'kernel total':<30}" + "".join(f"{p['kernel_ms_per_run']:>{col}.3f}" for p in ok))[:80])
+    return "\n".join(lines)
