@@ -30,6 +30,7 @@ from edgeskel.bench.measure import (
 )
 from edgeskel.bench.settings import BenchSettings
 from edgeskel.errors import ConfigError, EdgeskelError
+from edgeskel.pipeline import EXPORT_LOGIC_VERSION
 from edgeskel.io import atomic_write_json, sha256_file
 
 RESULTS_FORMAT = "edgeskel-bench/1"
@@ -97,7 +98,7 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     base_root = cache_root(settings.cache_dir, f"{name}-baseline", prep.reference_ckpt, frames, {"data": data_hash})
     variants = baseline_variants(orig, spec, prep.reference_ckpt, prep.calib_x, base_root, machine["flags_summary"], log)
     edge_root = cache_root(settings.cache_dir, f"{name}-edgeskel", prep.compressed_ckpt, frames,
-                           {"data": data_hash, "profile": profile.model_dump(mode="json"),
+                           {"data": data_hash, "profile": profile.model_dump(mode="json"), "export_logic": EXPORT_LOGIC_VERSION,
                             "export": prep.recipe.export.model_dump(mode="json")})
     reuse = pipeline_export_dir(prep, profile)
     if reuse is not None:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from edgeskel.errors import ConfigError
 from edgeskel.models.blocks import UnitTCN
+from edgeskel.models.export_form import rewrites_enabled
 
 ADAPTIVE_MODES = ("importance", "offset", "init")
 MSTCN_PP_CFG: tuple = ((3, 1), (3, 2), (3, 3), (3, 4), ("max", 3), "1x1")
@@ -51,7 +52,61 @@ class UnitGCN(nn.Module):
             return self.A + self.PA
         return self.A
 
+    # ONNX export form of the aggregation (scripts/stgcn_export_form.py, docs/BENCHMARKS.md):
+    # "post" aggregates first and mixes channels after (a dilated conv); "concat" the same with
+    # K MatMuls + Concat + 1x1 conv (measured, slower than "post"); "pre" is PYSKL's order.
+    # Training and eager evaluation always run "pre" (PYSKL's numerics; compression hooks see
+    # `conv` called); benchmark baselines export "pre" (`export_form.original_forms`).
+    export_form = "post"
+
+    def _split_conv(self) -> tuple[nn.Module | None, torch.Tensor, torch.Tensor | None] | None:
+        """(what runs before the last 1x1 conv, its (K*C, R) weight, its bias) when `conv` is a
+        plain 1x1 conv or a factorized one ending in a 1x1 conv (edgeskel's `LowRankConv1x1`);
+        None for any other structure (then the export keeps the "pre" form)."""
+        conv, pre = self.conv, None
+        if isinstance(conv, nn.Sequential) and len(conv) > 1:
+            head = list(conv)
+            pre, conv = (head[0] if len(head) == 2 else nn.Sequential(*head[:-1])), head[-1]
+        if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.groups == 1 and conv.stride == (1, 1)
+                and conv.padding == (0, 0) and conv.dilation == (1, 1)):
+            return pre, conv.weight[:, :, 0, 0], conv.bias
+        return None
+
+    def _forward_post(self, x: torch.Tensor, pre: nn.Module | None, w: torch.Tensor,
+                      b: torch.Tensor | None) -> torch.Tensor:
+        """Same function as the "pre" form with BN in inference mode:
+        z2 = pre(x) @ [G_0 | ... | G_K-1] (one MatMul on R <= C_in channels, no Reshape/ReduceSum),
+        then a (1, K) conv with dilation V sums W_k z G_k over k, BN folded into it; the conv
+        bias through the graph is the constant sum_k b_k colsum(G_k), a (C, V) Add."""
+        g = self.graph()
+        k, v, c = g.shape[0], g.shape[-1], self.out_channels
+        z = pre(x) if pre is not None else x
+        bn = self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
+        if self.export_form == "concat":  # K MatMuls, channel concat, one 1x1 conv over (k, r)
+            z2 = torch.cat([torch.matmul(z, g[i]) for i in range(k)], dim=1)
+            wk = w.reshape(k, c, w.shape[1]).permute(1, 0, 2).reshape(c, -1, 1, 1) * scale.reshape(c, 1, 1, 1)
+            y = torch.nn.functional.conv2d(z2, wk, shift)
+        else:
+            z2 = torch.matmul(z, g.permute(1, 0, 2).reshape(v, k * v))
+            wk = w.reshape(k, c, w.shape[1]).permute(1, 2, 0).unsqueeze(2) * scale.reshape(c, 1, 1, 1)
+            y = torch.nn.functional.conv2d(z2, wk, shift, dilation=(1, v))
+        if b is not None:
+            y = y + ((b.reshape(k, c, 1) * g.sum(1).unsqueeze(1)).sum(0) * scale.reshape(c, 1)).reshape(1, c, 1, v)
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.export_form in ("post", "concat") and not self.training and torch.onnx.is_in_onnx_export()
+                and rewrites_enabled()):
+            parts = self._split_conv()
+            if parts is not None and self.bn.track_running_stats and self.bn.running_var is not None:
+                y = self._forward_post(x, *parts)
+                if self.down is not None:
+                    y = y + self.down(x)
+                return self.act(y)
         n, _, t, v = x.shape
         k, c = self.num_subsets, self.out_channels
         y = self.conv(x).reshape(n, k, c * t, v)

@@ -23,8 +23,9 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
-EXPORT_LOGIC_VERSION = 4  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
+EXPORT_LOGIC_VERSION = 5  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
+# 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
 # Bumped when how the validate stage measures changes, so finished runs are re-measured.
 VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
