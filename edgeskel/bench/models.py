@@ -40,8 +40,11 @@ class Prepared:
 
 
 def bench_recipe(model: str, settings: Any) -> Recipe:
-    """`recipes/<model>-lortsar.yaml` with the benchmark's overrides (data, width, T, epochs)."""
-    rec, _ = load_recipe(f"{model}-lortsar")
+    """`recipes/<model>-lortsar.yaml` (or the file `--recipe model=FILE` names) with the
+    benchmark's overrides (data, width, T, epochs)."""
+    rec, path = load_recipe(settings.recipes.get(model, f"{model}-lortsar"))
+    if rec.model.name != model:
+        raise ConfigError(f"{path}: recipe for model {rec.model.name!r}, given for --recipe {model}=...")
     data = rec.data.model_copy(update={k: v for k, v in {"spec": settings.data, "frames": settings.frames,
                                                          "val_samples": settings.val_samples}.items() if v is not None})
     if settings.data is not None and settings.data != rec.data.spec and settings.frames is None and data.frames == 52:
@@ -205,10 +208,30 @@ def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Pr
     _, spec, _ = load_checkpoint(ref_ckpt)
     arrays = steps.split_arrays(dataset, spec.preprocess, rec.export.calib_samples, settings.val_samples)
     ref_sha = ref_info.get("sha256") or sha256_file(ref_ckpt)
-    comp_ckpt, comp = compressed_checkpoint(model, rec, dataset, ref_ckpt, ref_sha, arrays, rank_multiple, settings, log)
+    if rec.compress is None:  # e.g. tune recommended no compression: edgeskel's exports of the reference itself
+        comp_ckpt, comp = ref_ckpt, _uncompressed_info(model, rec, ref_ckpt, arrays)
+    else:
+        comp_ckpt, comp = compressed_checkpoint(model, rec, dataset, ref_ckpt, ref_sha, arrays, rank_multiple, settings, log)
     # The bench's accuracy columns are test-split numbers (selection inside compress used validation).
     return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["test_x"], arrays["test_y"], arrays["calib_x"],
                     arrays.get("val_x"), arrays.get("val_y"))
+
+
+def _uncompressed_info(model: str, rec: Recipe, ref_ckpt: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The 'compressed' columns of a recipe without `compress:`: the reference, unchanged."""
+    from edgeskel.checkpoint import load_checkpoint
+    from edgeskel.models.profile import count_params
+    from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+    ref, _, _ = load_checkpoint(ref_ckpt)
+    n = count_params(ref)
+    top1 = {k: accuracy_summary(predict_logits(ref, arrays[f"{k}_x"]), arrays[f"{k}_y"])["top1"] for k in ("val", "test")}
+    return {"model": model, "recipe": rec.name, "width": rec.model.width, "data": rec.data.spec, "params_before": n,
+            "params_after": n, "wall_time_s": 0.0, "finetune_wall_time_s": None, "finetune_epochs": 0,
+            "top1": {"reference": top1["test"], "deployed": top1["test"], "validation": top1["val"]},
+            "totals": {"params_before": n, "params_after": n},
+            "selection": {"split": "validation", "deployed": "uncompressed",
+                          "why": f"recipe {rec.name} has no compress: section (no compression)"}}
 
 
 def arrays_at_frames(dataset: Any, pre: Any, frames: int, n_val: int, n_calib: int) -> tuple[np.ndarray, np.ndarray]:

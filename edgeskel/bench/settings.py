@@ -58,6 +58,8 @@ class BenchSettings:
     profile_runs: int = 30
     profile_always: bool = False  # per-op profile even when every target is met
     resume: bool = False  # keep models a stopped run with the same settings already measured
+    recipes: dict[str, str] = field(default_factory=dict)  # model -> recipe file (default recipes/<model>-lortsar.yaml),
+    # e.g. the recipe `edgeskel tune` wrote, so the benchmark compares tune's choice with the baselines
     command: str = ""  # the exact command line, for the report
 
     def __post_init__(self) -> None:
@@ -71,6 +73,9 @@ class BenchSettings:
         if not self.models or bad:
             raise ConfigError(f"--models: unknown model(s) {bad or '(none given)'}; choose from {known} "
                               "(models with a recipes/<model>-lortsar.yaml)")
+        stray = sorted(set(self.recipes) - set(self.models))
+        if stray:
+            raise ConfigError(f"--recipe: {stray} not among the benchmarked models {self.models}")
         for name in ("t_grid", "batch_grid"):
             vals = getattr(self, name)
             if not vals or any(int(v) < 1 for v in vals):

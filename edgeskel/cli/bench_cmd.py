@@ -28,6 +28,8 @@ def bench_cmd(
     runs: int | None = typer.Option(None, "--runs", help="timed calls per variant per round"),
     val_samples: int | None = typer.Option(None, "--val-samples", help="cap on validation samples"),
     threads: int = typer.Option(2, "--threads", help="intra-op threads for every runtime"),
+    recipe: list[str] = typer.Option([], "--recipe", help="MODEL=FILE: benchmark MODEL with this recipe instead of "
+                                     "recipes/<model>-lortsar.yaml, e.g. the recipe.yaml `edgeskel tune` wrote (repeatable)"),
     resume: bool = typer.Option(False, "--resume", help="keep the models an earlier (stopped) run with the same "
                                 "settings, CPU and libraries already wrote to OUT/results.json"),
 ) -> None:
@@ -36,11 +38,19 @@ def bench_cmd(
     from edgeskel.bench import full_settings, quick_settings, run_bench
     from edgeskel.bench.report import print_summary
 
+    from edgeskel.errors import ConfigError
+
     console = Console(stderr=True)
+    recipes = {}
+    for item in recipe:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--recipe {item!r}: expected MODEL=FILE, e.g. stgcn=runs/stgcn-lortsar/tune-cpu/recipe.yaml")
+        recipes[name.strip()] = path.strip()
     make = quick_settings if quick else full_settings
     settings = make(models=[m.strip() for m in models.split(",") if m.strip()] if models else None, data=data, out=out,
                     markdown=markdown, reference_dir=reference_dir, cache_dir=cache_dir, device=device, rounds=rounds,
-                    runs=runs, val_samples=val_samples, threads=threads, resume=resume,
+                    runs=runs, val_samples=val_samples, threads=threads, resume=resume, recipes=recipes or None,
                     command="edgeskel " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     results = run_bench(settings, log=console.print, progress=True)
     print_summary(results)
