@@ -162,6 +162,11 @@ def test_resume_keeps_finished_models_and_a_stopped_run_keeps_them_on_disk(bench
     same = api.resumable_models(s, {"format": on_disk["format"], "settings": s.to_json(), "machine": on_disk["machine"],
                                     "libraries": on_disk["libraries"]}, logged.append)
     assert set(same) == {"stgcn"}
+    # another recipe for a model (e.g. tune's): that model is measured again, the others are kept
+    tuned = dataclasses.replace(s, recipes={"stgcn": "runs/x/tune-cpu/recipe.yaml"}, resume=True)
+    assert api.resumable_models(tuned, {"format": on_disk["format"], "settings": tuned.to_json(),
+                                        "machine": on_disk["machine"], "libraries": on_disk["libraries"]},
+                                logged.append) == {}
 
 
 def test_rows_say_where_their_choices_were_made():

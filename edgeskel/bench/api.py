@@ -200,6 +200,7 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     stage("T scaling")
     return {
         "model": name,
+        "recipe_source": settings.recipes.get(name),  # None: recipes/<model>-lortsar.yaml
         "recipe": prep.recipe.name,
         "data": prep.recipe.data.spec,
         "layout": prep.dataset.layout.name,
@@ -221,7 +222,7 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     }
 
 
-_NOT_COMPARED = ("command", "models", "resume", "out", "markdown")
+_NOT_COMPARED = ("command", "models", "resume", "out", "markdown", "recipes")  # recipes: compared per model
 
 
 def _comparable(settings_json: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +250,8 @@ def resumable_models(settings: BenchSettings, results: dict[str, Any], log: Any)
         if was != now:
             log(f"[yellow]--resume: {path} was measured with different {what}; measuring every model[/]")
             return {}
-    return {k: v for k, v in (old.get("models") or {}).items() if k in settings.models}
+    return {k: v for k, v in (old.get("models") or {}).items()
+            if k in settings.models and v.get("recipe_source") == settings.recipes.get(k)}
 
 
 def _write_results(results: dict[str, Any], settings: BenchSettings, t0: float) -> None:
