@@ -39,20 +39,23 @@ def compare(chosen: dict[str, Any] | None, base: dict[str, Any] | None, x: np.nd
 
 
 def table(profiles: list[dict[str, Any]], top: int = 10) -> str:
-    """Op types by time (ms per run at batch 1) for each profiled candidate, 80 columns."""
+    """Op types by time (ms per run at batch 1) for each profiled candidate, 80 columns: the
+    candidates are columns A, B (named on the first lines) so op names keep their width."""
     ok = [p for p in profiles if not p.get("error")]
     lines = [f"{p['candidate']}: profiling failed: {p['error']}"[:80] for p in profiles if p.get("error")]
     if not ok:
         return "\n".join(lines)
-    names = [p["candidate"] for p in ok]
+    tags = [chr(ord("A") + i) for i in range(len(ok))]
+    lines += [f"{t} = {p['candidate']}"[:80] for t, p in zip(tags, ok, strict=True)]
     ms = [{o["op_type"]: (o["ms_per_run"], o["nodes_per_run"]) for o in p["ops"]} for p in ok]
     order = sorted({k for m in ms for k in m}, key=lambda k: -max(m.get(k, (0.0, 0))[0] for m in ms))[:top]
-    width = 80 - 30
-    col = max(14, width // len(ok))
-    head = f"{'op type (ms/run, nodes)':<30}" + "".join(f"{n[-col + 1:]:>{col}}" for n in names)
-    lines += [head[:80], "-" * min(80, len(head))]
+    col = 14
+    name_w = 80 - col * len(ok)
+    head = f"{'op type: ms per run (nodes)':<{name_w}}" + "".join(f"{t:>{col}}" for t in tags)
+    lines += [head, "-" * len(head)]
     for k in order:
         cells = "".join(f"{(f'{m[k][0]:.3f} ({m[k][1]:.0f})' if k in m else '-'):>{col}}" for m in ms)
-        lines.append((f"{k[:29]:<30}" + cells)[:80])
-    lines.append((f"{'kernel total':<30}" + "".join(f"{p['kernel_ms_per_run']:>{col}.3f}" for p in ok))[:80])
+        name = k if len(k) < name_w else k[: name_w - 2] + "~"
+        lines.append(f"{name:<{name_w}}" + cells)
+    lines.append(f"{'kernel total':<{name_w}}" + "".join(f"{p['kernel_ms_per_run']:>{col}.3f}" for p in ok))
     return "\n".join(lines)
