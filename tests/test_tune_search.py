@@ -187,3 +187,17 @@ def test_tune_refuses_a_profile_of_another_architecture(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and "is for aarch64" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_caution_when_the_gate_is_passed_by_less_than_one_validation_sample_or_test_disagrees():
+    from edgeskel.tune.search import _caution
+
+    chosen = {"top1": 81.37}
+    # 102 validation samples: one sample is 0.98 points; 0.98 drop passes a 1-point gate by 0.02
+    c = _caution(chosen, 82.35, 85.56, 81.90, 102, 1.0)
+    assert c["validation_samples"] == 102 and c["one_validation_sample_points"] == pytest.approx(0.98, abs=0.01)
+    assert "within sampling noise" in c["caution"] and "did not predict test" in c["caution"]
+    assert c["test_drop"] == pytest.approx(3.66, abs=0.01)
+    # a clear margin on a big validation split and a test split that agrees: no caution
+    c = _caution({"top1": 90.0}, 90.2, 88.0, 87.8, 2000, 1.0)
+    assert "caution" not in c and c["gate_margin_points"] == pytest.approx(0.8)

@@ -229,13 +229,16 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
                     why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
                            else option_info[c["compression"]].get("finetune_reason", "not in the final run"))
                     c.update(status="pruned", reason=why)
+        ref_test_top1 = accuracy_summary(predict_logits(teacher, test_x), test_y)["top1"]  # reported, never chosen on
         result = _finish(run, device, rec, profile, spec, list(cands.values()), options, option_info, models, ref_top1,
-                         test_x, test_y, skipped_variants, time.monotonic() - t_start)
+                         test_x, test_y, skipped_variants, time.monotonic() - t_start, ref_test_top1, len(val_y))
     if not quiet:
         import textwrap
 
         print(result["table"])
         print(textwrap.fill(f"chosen: {result['decision']['why']}", width=80, subsequent_indent="  "))
+        if result["decision"].get("caution"):
+            print(textwrap.fill(f"caution: {result['decision']['caution']}", width=80, subsequent_indent="  "))
     return result
 
 
@@ -404,9 +407,34 @@ def _prune(cands: dict[str, dict[str, Any]], option_info: dict[str, dict[str, An
     return plan
 
 
+def _caution(chosen: dict[str, Any], ref_top1: float, ref_test_top1: float, test_top1: float, n_val: int,
+             max_drop: float) -> dict[str, Any]:
+    """How much the validation gate can be trusted: one validation sample is 100/n points, so a
+    choice passing the gate by less than that passed by a single clip; and the test split, read
+    once after the choice (never used to choose), says whether validation predicted it."""
+    one = 100.0 / max(n_val, 1)
+    margin = max_drop - (ref_top1 - chosen["top1"])
+    out: dict[str, Any] = {"validation_samples": n_val, "one_validation_sample_points": round(one, 3),
+                           "gate_margin_points": round(margin, 3), "reference_test_top1": ref_test_top1,
+                           "test_drop": round(ref_test_top1 - test_top1, 3)}
+    notes = []
+    if margin < one:
+        notes.append(f"it passes the {max_drop:g}-point gate by {margin:.2f} points on {n_val} validation samples "
+                     f"(one sample = {one:.2f} points): within sampling noise")
+    if out["test_drop"] > max_drop:
+        notes.append(f"on the test split (read once, after choosing) it drops {out['test_drop']:.2f} points "
+                     f"({test_top1:.2f} vs the reference's {ref_test_top1:.2f}): validation did not predict test")
+    if notes:
+        out["caution"] = ("; ".join(notes) + ". Check with `make export` on the recipe, give a larger or "
+                          "own validation split (data.val_samples, a split in the data), or search milder "
+                          "ranks (--energies 0.95,0.98; --budgets).")
+    return out
+
+
 def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
             option_info: dict[str, dict[str, Any]], models: dict[str, Path], ref_top1: float, test_x: np.ndarray,
-            test_y: np.ndarray, skipped_variants: list[str], wall_s: float) -> dict[str, Any]:
+            test_y: np.ndarray, skipped_variants: list[str], wall_s: float, ref_test_top1: float = float("nan"),
+            n_val: int = 0) -> dict[str, Any]:
     """Front, choice, test top-1 of the choice, and the outputs: tune.json, tune.md, tune.png, recipe.yaml."""
     scored = [c for c in cands if c["status"] == "ok"]
     decision = front.choose(scored, ref_top1, profile.gates.max_top1_drop, profile.gates.p99_latency_ms)
@@ -421,6 +449,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
                         threads=profile.threads, **chosen["options"]) as r:
             logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
         decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
+        decision.update(_caution(chosen, ref_top1, ref_test_top1, decision["test_top1"], n_val, profile.gates.max_top1_drop))
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
                                     profile, chosen, options, decision)
     from edgeskel.bench.measure import batch_from
@@ -441,7 +470,13 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "wall_time_s": round(wall_s, 1), "libraries": library_versions(), "table": header + "\n" + text}
     result = _jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
-    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", "", "Compression options:", ""]
+    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
+    if decision.get("test_top1") is not None:
+        md += [f"Test split (read once after choosing; never used to choose): the choice {decision['test_top1']:.2f}, "
+               f"the reference {decision.get('reference_test_top1', float('nan')):.2f}.", ""]
+    if decision.get("caution"):
+        md += [f"**Caution:** {decision['caution']}", ""]
+    md += ["Compression options:", ""]
     for key, info in option_info.items():
         status = info.get("finetune") or info.get("status")
         why = info.get("finetune_reason") or info.get("reason") or ""
