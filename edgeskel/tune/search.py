@@ -458,8 +458,12 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     base = next((c for c in cands if c["id"] == decision.get("best_uncompressed")), None)
     profiles = opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
-    header = (f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation), "
-              f"{len(cands)} candidates, {wall_s:.0f} s")
+    # the search's cost: every stage's own time, so a resumed run still reports what the search took
+    stage_s = sum(float(st.get("wall_time_s") or 0.0) for st in (run.manifest.get("stages") or {}).values())
+    stage_s = max(stage_s, wall_s)
+    header = f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation)"
+    cost = (f"{len(cands)} candidates; search time {stage_s:.0f} s (sum of stages"
+            + (f"; {wall_s:.0f} s in this run)" if wall_s < 0.9 * stage_s else ")"))
     result = {"format": "edgeskel-tune/1", "recipe": rec.name, "device": profile.name, "reference_top1": ref_top1,
               "accuracy_split": "validation", "gates": profile.gates.model_dump(mode="json"),
               "batch_sizes": profile.batch_sizes, "threads": profile.threads,
@@ -467,10 +471,10 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "candidates": [{k: v for k, v in c.items() if k != "artifact_path"} for c in cands],
               "pareto_front": fr, "decision": decision, "op_profiles": profiles,
               "recipe_file": str(recipe_path) if recipe_path else None,
-              "wall_time_s": round(wall_s, 1), "libraries": library_versions(), "table": header + "\n" + text}
+              "wall_time_s": round(wall_s, 1), "stages_wall_time_s": round(stage_s, 1), "libraries": library_versions(), "table": header + "\n" + cost + "\n" + text}
     result = _jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
-    md = [f"# {header}", "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
+    md = [f"# {header}", "", cost, "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
     if decision.get("test_top1") is not None:
         md += [f"Test split (read once after choosing; never used to choose): the choice {decision['test_top1']:.2f}, "
                f"the reference {decision.get('reference_test_top1', float('nan')):.2f}.", ""]
