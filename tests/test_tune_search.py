@@ -87,6 +87,8 @@ def test_tune_picks_compressed_when_it_measures_faster_and_resumes(setup):
     # the factorize/export stages of the first test are reused; only the timing ran again
     assert "[export-none] up to date, skipped" in lines and "[factorize-budget-0.8] up to date, skipped" in lines
     assert "[latency] running" in lines
+    # a resumed search reports its cost as the recorded time of the stages it used, not this run's seconds
+    assert res["stages_wall_time_s"] >= res["wall_time_s"] > 0 and "search time" in res["table"]
     chosen = res["decision"]["chosen"]
     assert chosen.startswith("budget-0.8") and res["decision"]["speedup_vs_best_uncompressed"] == pytest.approx(2.0)
     assert chosen in res["pareto_front"]

@@ -66,6 +66,7 @@ class RunDir:
         self.manifest_path = self.root / "manifest.json"
         self._lock_fh: Any = None
         self.manifest: dict[str, Any] = {}
+        self.used_stages: list[str] = []  # stages this run ran or reused (a run's cost = their recorded times)
 
     # ---- locking -------------------------------------------------------------------
     def __enter__(self) -> RunDir:
@@ -193,6 +194,8 @@ class RunDir:
         `label` names the stage in log lines where `name` alone is ambiguous."""
         input_hash = sha256_json(inputs)
         label = label or name
+        if name not in self.used_stages:
+            self.used_stages.append(name)
         done = self.stage_done(name, input_hash)
         if done is not None:
             log(f"[{label}] up to date, skipped")

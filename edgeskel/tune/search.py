@@ -459,7 +459,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     profiles = opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     # the search's cost: every stage's own time, so a resumed run still reports what the search took
-    stage_s = sum(float(st.get("wall_time_s") or 0.0) for st in (run.manifest.get("stages") or {}).values())
+    stages = run.manifest.get("stages") or {}
+    stage_s = sum(float((stages.get(n) or {}).get("wall_time_s") or 0.0) for n in run.used_stages)
     stage_s = max(stage_s, wall_s)
     header = f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation)"
     cost = (f"{len(cands)} candidates; search time {stage_s:.0f} s (sum of stages"
