@@ -30,8 +30,8 @@ from edgeskel.bench.measure import (
 )
 from edgeskel.bench.settings import BenchSettings
 from edgeskel.errors import ConfigError, EdgeskelError
-from edgeskel.pipeline import EXPORT_LOGIC_VERSION
 from edgeskel.io import atomic_write_json, sha256_file
+from edgeskel.pipeline import EXPORT_LOGIC_VERSION
 
 RESULTS_FORMAT = "edgeskel-bench/1"
 
@@ -88,8 +88,8 @@ def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[
     frames = spec.preprocess.num_frames
     ostats, cstats = _model_stats(orig, spec), _model_stats(comp, cspec)
     # exports choose (INT8 gates, parity) on the validation split; only the accuracy columns read test
-    # (split_arrays always yields a validation slice: holdout() refuses data too small for one)
-    if prep.gate_x is None or prep.gate_y is None or not len(prep.gate_x):
+    # (holdout() refuses data too small for a validation slice; a --val-samples cap of 0 empties it)
+    if not len(prep.gate_x):
         raise ConfigError(f"{name}: no validation samples to gate the exports on; refusing to gate on the test split")
     gate = (prep.gate_x, prep.gate_y)
     data_hash = _arrays_hash(prep.calib_x, prep.val_x, prep.val_y, *gate)

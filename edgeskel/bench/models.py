@@ -35,8 +35,8 @@ class Prepared:
     val_x: np.ndarray  # the TEST split: the accuracy columns (named val_x in results for history)
     val_y: np.ndarray
     calib_x: np.ndarray
-    gate_x: np.ndarray | None = None  # the validation split: INT8 gates/parity of exports (issue 16)
-    gate_y: np.ndarray | None = None
+    gate_x: np.ndarray  # the validation split: INT8 gates/parity of exports (issue 16)
+    gate_y: np.ndarray
 
 
 def bench_recipe(model: str, settings: Any) -> Recipe:
@@ -214,7 +214,7 @@ def prepare_model(model: str, settings: Any, rank_multiple: int, log: Any) -> Pr
         comp_ckpt, comp = compressed_checkpoint(model, rec, dataset, ref_ckpt, ref_sha, arrays, rank_multiple, settings, log)
     # The bench's accuracy columns are test-split numbers (selection inside compress used validation).
     return Prepared(model, rec, dataset, ref_ckpt, ref_info, comp_ckpt, comp, arrays["test_x"], arrays["test_y"], arrays["calib_x"],
-                    arrays.get("val_x"), arrays.get("val_y"))
+                    arrays["val_x"], arrays["val_y"])
 
 
 def _uncompressed_info(model: str, rec: Recipe, ref_ckpt: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

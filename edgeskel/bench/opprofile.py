@@ -77,10 +77,16 @@ def openvino_op_profile(xml_path: Path, x: np.ndarray, precision: str = "fp32", 
     return _summarise(per_op, runs, "OpenVINO CPU plugin PERF_COUNT")
 
 
+def artifact_op_profile(backend: str, artifact: Path, precision: str, x: np.ndarray, threads: int,
+                        runs: int) -> dict[str, Any]:
+    """Profile one artifact with the tool of its backend."""
+    if backend == "ort":
+        return ort_op_profile(artifact, x, threads, runs)
+    if backend == "openvino":
+        return openvino_op_profile(artifact, x, precision, threads, runs)
+    raise ValueError(f"no per-op profiler for backend {backend!r}")
+
+
 def op_profile(variant: Any, x: np.ndarray, threads: int, runs: int) -> dict[str, Any]:
     """Profile one BenchVariant with the tool of its backend."""
-    if variant.backend == "ort":
-        return ort_op_profile(variant.artifact, x, threads, runs)
-    if variant.backend == "openvino":
-        return openvino_op_profile(variant.artifact, x, variant.precision, threads, runs)
-    raise ValueError(f"no per-op profiler for backend {variant.backend!r}")
+    return artifact_op_profile(variant.backend, variant.artifact, variant.precision, x, threads, runs)

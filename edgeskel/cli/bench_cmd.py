@@ -37,7 +37,6 @@ def bench_cmd(
     ORT dynamic INT8 and NNCF INT8 of the uncompressed model (same process, interleaved)."""
     from edgeskel.bench import full_settings, quick_settings, run_bench
     from edgeskel.bench.report import print_summary
-
     from edgeskel.errors import ConfigError
 
     console = Console(stderr=True)

@@ -6,7 +6,6 @@ reports, or what limits it (e.g. layout ops or per-node overhead that factorizat
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,12 +14,11 @@ import numpy as np
 def profile_candidate(c: dict[str, Any], x: np.ndarray, threads: int, runs: int) -> dict[str, Any]:
     """Per-op profile of one measured candidate (ONNX Runtime or OpenVINO); errors are recorded,
     never raised: a profiler failure must not lose the search."""
-    from edgeskel.bench.opprofile import op_profile
+    from edgeskel.bench.opprofile import artifact_op_profile
 
-    variant = SimpleNamespace(backend=c["runtime"]["backend"], artifact=Path(c["artifact_path"]),
-                              precision=c["runtime"]["precision"])
     try:
-        return {"candidate": c["id"], **op_profile(variant, x, threads, runs)}
+        return {"candidate": c["id"], **artifact_op_profile(c["runtime"]["backend"], Path(c["artifact_path"]),
+                                                            c["runtime"]["precision"], x, threads, runs)}
     except Exception as exc:  # noqa: BLE001 - see docstring
         return {"candidate": c["id"], "error": f"{type(exc).__name__}: {exc}"}
 
@@ -28,14 +26,8 @@ def profile_candidate(c: dict[str, Any], x: np.ndarray, threads: int, runs: int)
 def compare(chosen: dict[str, Any] | None, base: dict[str, Any] | None, x: np.ndarray, threads: int,
             runs: int = 30) -> list[dict[str, Any]]:
     """Profiles of the chosen candidate and the best uncompressed one (once if they are the same)."""
-    picked = [c for c in (chosen, base) if c is not None]
-    seen: set[str] = set()
-    out = []
-    for c in picked:
-        if c["id"] not in seen:
-            seen.add(c["id"])
-            out.append(profile_candidate(c, x, threads, runs))
-    return out
+    picked = {c["id"]: c for c in (chosen, base) if c is not None}  # keeps order, drops the repeat
+    return [profile_candidate(c, x, threads, runs) for c in picked.values()]
 
 
 def table(profiles: list[dict[str, Any]], top: int = 10) -> str:

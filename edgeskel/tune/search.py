@@ -433,8 +433,8 @@ def _caution(chosen: dict[str, Any], ref_top1: float, ref_test_top1: float, test
 
 def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
             option_info: dict[str, dict[str, Any]], models: dict[str, Path], ref_top1: float, test_x: np.ndarray,
-            test_y: np.ndarray, skipped_variants: list[str], wall_s: float, ref_test_top1: float = float("nan"),
-            n_val: int = 0) -> dict[str, Any]:
+            test_y: np.ndarray, skipped_variants: list[str], wall_s: float, ref_test_top1: float,
+            n_val: int) -> dict[str, Any]:
     """Front, choice, test top-1 of the choice, and the outputs: tune.json, tune.md, tune.png, recipe.yaml."""
     scored = [c for c in cands if c["status"] == "ok"]
     decision = front.choose(scored, ref_top1, profile.gates.max_top1_drop, profile.gates.p99_latency_ms)
@@ -478,7 +478,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     md = [f"# {header}", "", cost, "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
     if decision.get("test_top1") is not None:
         md += [f"Test split (read once after choosing; never used to choose): the choice {decision['test_top1']:.2f}, "
-               f"the reference {decision.get('reference_test_top1', float('nan')):.2f}.", ""]
+               f"the reference {ref_test_top1:.2f}.", ""]
     if decision.get("caution"):
         md += [f"**Caution:** {decision['caution']}", ""]
     md += ["Compression options:", ""]
