@@ -98,6 +98,11 @@ class DataSection(BaseModel):
     streams: Literal["joint", "bone", "motion", "bone_motion"] = "joint"
     skip_bad: bool = False
     val_samples: int | None = Field(None, ge=1, description="cap on validation samples used per variant (None: all)")
+    validation: Literal["train", "test"] = Field(
+        "train", description="where the validation split comes from when the data gives none: a stratified slice "
+        "of train, or of test (when test is the deployment domain, e.g. an unseen camera view; the report's "
+        "accuracy is then on the rest of test)")
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="per-class fraction held out for validation")
 
 
 class ExportSection(BaseModel):

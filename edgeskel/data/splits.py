@@ -5,11 +5,17 @@ calibration, INT8 gates) is made on the validation split; the test split is only
 for the accuracy a report states, so that number is not chosen on the data it is measured on.
 The validation split is the one the data gives (`Dataset.val`), or a stratified slice of the
 training split with a fixed seed; `Holdout.info` says which, and goes into manifests.
+
+When the test split is the deployment domain and the training split is not (NW-UCLA cross-view:
+test = an unseen camera view), a slice of train cannot see what a model loses under that shift
+(docs/BENCHMARKS.md, tune on ST-GCN). `carve_validation(ds, 'test')` carves the validation split out of
+the test split instead (a recipe's `data.validation: test`): selection then sees the deployment
+domain, and the accuracy a report states is on the remaining test samples only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,8 +53,13 @@ def stratified_indices(labels: np.ndarray, fraction: float, seed: int) -> np.nda
 def holdout(ds: Dataset, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT_SEED) -> Holdout:
     """The validation split for model selection: the data's own, else a stratified slice of train."""
     if ds.val is not None and len(ds.val):
-        return Holdout(ds.train, ds.val, {"source": "given by the data", "samples": len(ds.val),
-                                          "train_samples": len(ds.train)})
+        if "validation_from_test" in ds.info:
+            info = {"source": "stratified slice of test (deployment domain)", **ds.info["validation_from_test"]}
+        elif "validation_from_train" in ds.info:
+            info = {"source": "stratified slice of train", **ds.info["validation_from_train"]}
+        else:
+            info = {"source": "given by the data"}
+        return Holdout(ds.train, ds.val, {**info, "samples": len(ds.val), "train_samples": len(ds.train)})
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"validation fraction must be in (0, 1), got {fraction}")
     idx = stratified_indices(ds.train.labels, fraction, seed)
@@ -59,3 +70,28 @@ def holdout(ds: Dataset, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT
     return Holdout(ds.train.subset(rest), ds.train.subset(idx),
                    {"source": "stratified slice of train", "fraction": fraction, "seed": seed,
                     "samples": int(len(idx)), "train_samples": int(len(rest))})
+
+
+def carve_validation(ds: Dataset, source: str = "test", fraction: float = DEFAULT_FRACTION,
+                     seed: int = DEFAULT_SEED) -> Dataset:
+    """`ds` with a stratified `fraction` of its `source` split ('train' or 'test') moved into the
+    validation split; the source keeps the rest, so no sample is both chosen on and reported on
+    (or trained on). `holdout` then uses it and says where it came from."""
+    if source not in ("train", "test"):
+        raise ConfigError(f"validation source must be 'train' or 'test', got {source!r}")
+    if ds.val is not None and len(ds.val):
+        raise ConfigError(f"{ds.spec}: the data gives its own validation split; drop data.validation / "
+                          "data.validation_fraction (or the data's validation split)")
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {fraction}")
+    part = ds.test if source == "test" else ds.train
+    if not len(part):
+        raise ConfigError(f"{ds.spec}: a validation split from {source} needs a {source} split, and this data has none")
+    idx = stratified_indices(part.labels, fraction, seed)
+    if len(idx) == 0:
+        raise ConfigError(f"{ds.spec}: too few {source} samples to carve a validation split from "
+                          "(every class has < 2)")
+    rest = part.subset(np.setdiff1d(np.arange(len(part)), idx))
+    note = {"fraction": fraction, "seed": seed, **({"test_samples_left": len(rest)} if source == "test" else {})}
+    changed = {"test": rest} if source == "test" else {"train": rest}
+    return replace(ds, val=part.subset(idx), **changed, info={**ds.info, f"validation_from_{source}": note})
