@@ -82,3 +82,28 @@ def test_recipe_validation_from_test_reaches_the_pipeline_arrays() -> None:
     assert not val_rows & {r.tobytes() for r in arrays["calib_x"]}
     plain = steps.load_data(Recipe.model_validate({"name": "t", "model": {"name": "stgcn"}, "data": {"spec": spec}}))
     assert plain.val is None and holdout(plain).info["source"] == "stratified slice of train"
+
+
+def test_train_and_eval_with_validation_from_test(tmp_path, capsys) -> None:  # noqa: ANN001
+    """`edgeskel train --validation test`: the epoch is chosen on a slice of test, the stated test
+    top-1 is on the rest, and `eval` on that checkpoint scores the same rest (never the slice)."""
+    import json
+
+    from edgeskel.cli import main
+
+    spec = "synthetic?classes=3&per_class=6&test_per_class=10&frames=16"
+    rc = main(["train", "--model", "stgcn", "--data", spec, "--epochs", "1", "--batch-size", "8", "--width", "0.125",
+               "--frames", "16", "--validation", "test", "--validation-fraction", "0.3", "--out", str(tmp_path / "run"),
+               "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    res = json.loads(out.out[out.out.index("{"):])
+    rc = main(["eval", "--checkpoint", str(tmp_path / "run" / "best.ckpt"), "--data", spec, "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    ev = json.loads(out.out[out.out.index("{"):])
+    assert ev["num_samples"] == 21 and ev["excluded_validation_samples"] == 9
+    assert ev["top1"] == pytest.approx(res["test_top1"])
+    assert main(["train", "--model", "stgcn", "--data", spec, "--epochs", "1", "--validation", "val",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "'train' or 'test'" in capsys.readouterr().err

@@ -40,6 +40,10 @@ def train_cmd(
     workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader workers (default 0 on CPU, up to 8 on GPU)"),
     no_amp: bool = typer.Option(False, "--no-amp", help="no mixed precision on GPU (fp32 throughout)"),
     class_names: Path | None = typer.Option(None, "--class-names", help="text file, one class name per line in label order"),
+    validation: str = typer.Option("train", "--validation",
+                                   help="where the best epoch is chosen when the data has no validation split: a slice "
+                                        "of train, or of test (the deployment domain; test top-1 then on the rest)"),
+    validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="per-class fraction (default 0.1)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
@@ -51,7 +55,8 @@ def train_cmd(
                       seed=seed, threads=threads)
     res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
-                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names)
+                runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
+                validation=validation, validation_fraction=validation_fraction)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

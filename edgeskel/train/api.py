@@ -51,15 +51,23 @@ def train(
     quiet: bool = False,
     runtime: Runtime | None = None,
     class_names: str | Path | None = None,
+    validation: str = "train",
+    validation_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
-    `runtime` picks the device / mixed precision / loader workers (default: auto)."""
+    `runtime` picks the device / mixed precision / loader workers (default: auto).
+    `validation='test'` chooses the best epoch on a slice of the test split (the deployment
+    domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
     from edgeskel import models
     from edgeskel.data import load_dataset
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
     ds = load_dataset(data, layout=layout, skip_bad=skip_bad, class_names=class_names)
+    if validation != "train" or validation_fraction is not None:
+        from edgeskel.data.splits import DEFAULT_FRACTION, carve_validation
+
+        ds = carve_validation(ds, validation, validation_fraction or DEFAULT_FRACTION)
     pre = default_preprocess(ds, num_frames, num_person, streams)
     kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
     seed_everything(cfg.seed)
@@ -87,12 +95,18 @@ def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_si
     """top-1/top-5 (percent) of a checkpoint on a dataset split, using the checkpoint's preprocessing."""
     from edgeskel.data import load_dataset
 
-    model, spec, _ = load_checkpoint(checkpoint)
+    model, spec, extra = load_checkpoint(checkpoint)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     # The checkpoint's own layout (custom ones included); only the asked split must exist.
     ds = load_dataset(data, layout=spec.layout, skip_bad=skip_bad, splits=(split,))
     check_compatible(spec, ds, str(checkpoint))
+    carved = _validation_carved_from_test(extra)
+    if carved is not None and split == "test" and ds.val is None:
+        # the model's epoch was chosen on a slice of this test split: score only the rest
+        from edgeskel.data.splits import carve_validation
+
+        ds = carve_validation(ds, "test", carved["fraction"], carved["seed"])
     part = getattr(ds, split, None)
     if part is None:
         raise ConfigError(f"{data}: the data has no {split} split")
@@ -103,7 +117,17 @@ def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_si
     res = accuracy_summary(logits, y)
     res["device"] = str(dev)
     res.update({"checkpoint": str(checkpoint), "data": data, "split": split})
+    if carved is not None and split == "test":
+        res["excluded_validation_samples"] = len(ds.val) if ds.val is not None else 0
     return res
+
+
+def _validation_carved_from_test(extra: dict[str, Any]) -> dict[str, Any] | None:
+    """The (fraction, seed) of a validation split the checkpoint's training carved from test."""
+    info = (extra or {}).get("validation") or {}
+    if str(info.get("source", "")).startswith("stratified slice of test"):
+        return {"fraction": float(info["fraction"]), "seed": int(info["seed"])}
+    return None
 
 
 def check_compatible(spec: ModelSpec, ds: Any, source: str) -> None:
