@@ -425,9 +425,10 @@ def _caution(chosen: dict[str, Any], ref_top1: float, ref_test_top1: float, test
         notes.append(f"on the test split (read once, after choosing) it drops {out['test_drop']:.2f} points "
                      f"({test_top1:.2f} vs the reference's {ref_test_top1:.2f}): validation did not predict test")
     if notes:
-        out["caution"] = ("; ".join(notes) + ". Check with `make export` on the recipe, give a larger or "
-                          "own validation split (data.val_samples, a split in the data), or search milder "
-                          "ranks (--energies 0.95,0.98; --budgets).")
+        out["caution"] = ("; ".join(notes) + ". Check with `make export` on the recipe; choose on data from "
+                          "where the model will run (a validation split in the data, or the recipe's "
+                          "data.validation: test with data.validation_fraction), or search milder ranks "
+                          "(--energies 0.95,0.98; --budgets).")
     return out
 
 
