@@ -60,16 +60,8 @@ def holdout(ds: Dataset, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT
         else:
             info = {"source": "given by the data"}
         return Holdout(ds.train, ds.val, {**info, "samples": len(ds.val), "train_samples": len(ds.train)})
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"validation fraction must be in (0, 1), got {fraction}")
-    idx = stratified_indices(ds.train.labels, fraction, seed)
-    if len(idx) == 0:
-        raise ConfigError(f"{ds.spec}: too few training samples to hold out a validation split "
-                          "(every class has < 2); give a validation split with the data")
-    rest = np.setdiff1d(np.arange(len(ds.train)), idx)
-    return Holdout(ds.train.subset(rest), ds.train.subset(idx),
-                   {"source": "stratified slice of train", "fraction": fraction, "seed": seed,
-                    "samples": int(len(idx)), "train_samples": int(len(rest))})
+    carved = carve_validation(ds, "train", fraction, seed)
+    return holdout(carved)
 
 
 def carve_validation(ds: Dataset, source: str = "test", fraction: float = DEFAULT_FRACTION,
@@ -89,8 +81,8 @@ def carve_validation(ds: Dataset, source: str = "test", fraction: float = DEFAUL
         raise ConfigError(f"{ds.spec}: a validation split from {source} needs a {source} split, and this data has none")
     idx = stratified_indices(part.labels, fraction, seed)
     if len(idx) == 0:
-        raise ConfigError(f"{ds.spec}: too few {source} samples to carve a validation split from "
-                          "(every class has < 2)")
+        raise ConfigError(f"{ds.spec}: too few {'training' if source == 'train' else 'test'} samples to hold out "
+                          "a validation split (every class has < 2); give a validation split with the data")
     rest = part.subset(np.setdiff1d(np.arange(len(part)), idx))
     note = {"fraction": fraction, "seed": seed, **({"test_samples_left": len(rest)} if source == "test" else {})}
     changed = {"test": rest} if source == "test" else {"train": rest}
