@@ -25,6 +25,7 @@ from edgeskel.errors import ConfigError
 
 DEFAULT_FRACTION = 0.1
 DEFAULT_SEED = 0
+FROM_TEST = "stratified slice of test (deployment domain)"  # Holdout.info["source"]; checkpoints record it
 
 
 @dataclass
@@ -54,7 +55,7 @@ def holdout(ds: Dataset, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT
     """The validation split for model selection: the data's own, else a stratified slice of train."""
     if ds.val is not None and len(ds.val):
         if "validation_from_test" in ds.info:
-            info = {"source": "stratified slice of test (deployment domain)", **ds.info["validation_from_test"]}
+            info = {"source": FROM_TEST, **ds.info["validation_from_test"]}
         elif "validation_from_train" in ds.info:
             info = {"source": "stratified slice of train", **ds.info["validation_from_train"]}
         else:
@@ -62,6 +63,14 @@ def holdout(ds: Dataset, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT
         return Holdout(ds.train, ds.val, {**info, "samples": len(ds.val), "train_samples": len(ds.train)})
     carved = carve_validation(ds, "train", fraction, seed)
     return holdout(carved)
+
+
+def requested_validation(ds: Dataset, source: str = "train", fraction: float | None = None) -> Dataset:
+    """What a recipe or `train --validation` asks for: the default (a 10% slice of train) is left
+    to `holdout`, so existing run caches and checkpoints see the same dataset; anything else is carved."""
+    if source == "train" and fraction in (None, DEFAULT_FRACTION):
+        return ds
+    return carve_validation(ds, source, DEFAULT_FRACTION if fraction is None else fraction)
 
 
 def carve_validation(ds: Dataset, source: str = "test", fraction: float = DEFAULT_FRACTION,

@@ -30,6 +30,7 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
     recipe's `data.layout`, else the one an edgeskel checkpoint carries (custom layouts travel
     with the model, so a recipe pointing at a checkpoint needs no layout file)."""
     from edgeskel.data import load_dataset
+    from edgeskel.data.splits import requested_validation
 
     chosen = layout or recipe.data.layout
     if chosen is None and recipe.model.has_edgeskel_checkpoint():
@@ -37,18 +38,7 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
         chosen = spec.layout
     ds = load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad,
                       class_names=recipe.data.class_names)
-    return recipe_validation(recipe, ds)
-
-
-def recipe_validation(recipe: Recipe, dataset: Any) -> Any:
-    """Carve the validation split the recipe asks for (`data.validation`, `data.validation_fraction`);
-    the default (a 10% slice of train) is left to `holdout`, so existing run caches stay valid."""
-    from edgeskel.data.splits import DEFAULT_FRACTION, carve_validation
-
-    d = recipe.data
-    if d.validation == "train" and d.validation_fraction == DEFAULT_FRACTION:
-        return dataset
-    return carve_validation(dataset, d.validation, d.validation_fraction)
+    return requested_validation(ds, recipe.data.validation, recipe.data.validation_fraction)
 
 
 def recipe_preprocess(recipe: Recipe, dataset: Any) -> Preprocess:

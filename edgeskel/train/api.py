@@ -64,10 +64,9 @@ def train(
 
     cfg = cfg or TrainConfig()
     ds = load_dataset(data, layout=layout, skip_bad=skip_bad, class_names=class_names)
-    if validation != "train" or validation_fraction is not None:
-        from edgeskel.data.splits import DEFAULT_FRACTION, carve_validation
+    from edgeskel.data.splits import requested_validation
 
-        ds = carve_validation(ds, validation, validation_fraction or DEFAULT_FRACTION)
+    ds = requested_validation(ds, validation, validation_fraction)
     pre = default_preprocess(ds, num_frames, num_person, streams)
     kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
     seed_everything(cfg.seed)
@@ -124,8 +123,10 @@ def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_si
 
 def _validation_carved_from_test(extra: dict[str, Any]) -> dict[str, Any] | None:
     """The (fraction, seed) of a validation split the checkpoint's training carved from test."""
+    from edgeskel.data.splits import FROM_TEST
+
     info = (extra or {}).get("validation") or {}
-    if str(info.get("source", "")).startswith("stratified slice of test"):
+    if info.get("source") == FROM_TEST:
         return {"fraction": float(info["fraction"]), "seed": int(info["seed"])}
     return None
 
