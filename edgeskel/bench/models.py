@@ -141,33 +141,15 @@ def compressed_checkpoint(model: str, rec: Recipe, dataset: Any, ref_ckpt: Path,
     return out / "compressed.ckpt", meta
 
 
-def _pipeline_run(recipe_name: str, device: str) -> Any:
-    """The RunDir of `make export DEVICE=<device> RECIPE=<recipe>` with its manifest read, or None."""
-    from edgeskel.pipeline.rundir import RunDir
-
-    run = RunDir(Path("runs") / recipe_name / device)
-    if not run.manifest_path.is_file():
-        return None
-    run.manifest = run._read_manifest()
-    return run
-
-
 def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings: Any) -> tuple[Path, dict[str, Any]] | None:
     """The compressed checkpoint of a finished `make export DEVICE=<bench device> RECIPE=<rec>`
-    run, if it was made from the same reference file with the same compress/fine-tune settings
-    (checked through the run manifest's stage input hash and output sha256s)."""
-    run = _pipeline_run(rec.name, settings.device)
-    if run is None:
+    run made the same way from the same reference (pipeline/reuse.py decides)."""
+    from edgeskel.pipeline.reuse import finished_compress
+
+    found = finished_compress(rec, settings.device, ref_sha, rank_multiple)
+    if found is None:
         return None
-    stages = run.manifest.get("stages", {})
-    if "reference" not in stages or ((run.manifest.get("inputs") or {}).get("checkpoint") or {}).get("sha256") != ref_sha:
-        return None
-    expected = sha256_json({"compress": rec.compress.model_dump(mode="json") if rec.compress else None,
-                            "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
-                            "rank_multiple": rank_multiple, "reference": run.output_hash("reference")})
-    if run.stage_done("compress", expected) is None:
-        return None
-    comp = json.loads((run.root / "compress" / "compression.json").read_text())
+    run, comp = found
     ft = comp.get("finetune") or {}
     meta = {"model": rec.model.name, "recipe": rec.name, "width": rec.model.width, "data": rec.data.spec,
             "params_before": comp["totals"]["params_before"], "params_after": comp["totals"]["params_after"],
@@ -182,8 +164,9 @@ def pipeline_export_dir(prep: Prepared, profile: Any) -> Path | None:
     """The export folder of the finished pipeline run that made `prep`'s compressed model, if
     its export stage is up to date for this profile and recipe and used the same arrays."""
     from edgeskel.pipeline import export_stage_inputs
+    from edgeskel.pipeline.reuse import finished_run
 
-    run = _pipeline_run(prep.recipe.name, profile.name)
+    run = finished_run(prep.recipe.name, profile.name)
     if run is None or prep.compressed_ckpt != run.root / "compress" / "compressed.ckpt":
         return None
     expected = sha256_json(export_stage_inputs(profile, prep.recipe, prep.compressed_ckpt, run.output_hash("data")))

@@ -143,10 +143,10 @@ def run_pipeline(
                                                    rank_multiple=profile.rank_multiple, quiet=quiet,
                                                    test=(test_x, test_y))
 
-            comp_res = run.run_stage("compress", {"compress": rec.compress.model_dump(mode="json"),
-                                                  "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
-                                                  "rank_multiple": profile.rank_multiple,
-                                                  "reference": run.output_hash("reference")}, comp_stage, log)
+            from edgeskel.pipeline.reuse import compress_stage_inputs
+
+            comp_res = run.run_stage("compress", compress_stage_inputs(rec, profile.rank_multiple, run.output_hash("reference")),
+                                     comp_stage, log)
             deploy_ckpt = run.root / "compress" / "compressed.ckpt"
 
         model, spec, _ = load_checkpoint(deploy_ckpt)

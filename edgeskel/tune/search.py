@@ -30,7 +30,7 @@ import numpy as np
 from edgeskel.checkpoint import load_checkpoint, save_checkpoint
 from edgeskel.compress.config import CompressionConfig
 from edgeskel.errors import ConfigError, DataError, EdgeskelError
-from edgeskel.io import atomic_write_json, atomic_write_text, sha256_file, sha256_json
+from edgeskel.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, sha256_json
 from edgeskel.pipeline import _dataset_fingerprint, _jsonable, _save_npy, export_stage_inputs, steps
 from edgeskel.pipeline.rundir import RunDir, library_versions
 from edgeskel.progress_log import plain_progress
@@ -198,9 +198,8 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
             rec_k = rec.model_copy(update={"compress": cfg})
             res = run.run_stage(f"finetune-{key}", {"cfg": cfg.model_dump(mode="json"), "finetune": rec.finetune.model_dump(mode="json"),
                                                     "reference": run.output_hash("reference"), "data": run.output_hash("data")},
-                                lambda d, rec_k=rec_k: steps.compress_and_finetune(
-                                    ref_ckpt, rec_k, dataset, val_x, val_y, calib_x, d, quiet=quiet,
-                                    test=(test_x, test_y)), log)
+                                lambda d, rec_k=rec_k: _finetune(run, rec, rec_k, profile, ref_ckpt, dataset, val_x, val_y,
+                                                                 calib_x, (test_x, test_y), d, quiet, log), log)
             option_info[key].update(finetune="done", selection=res["selection"], finetune_info=res["finetune"])
             ft_key = f"{key}-ft"
             option_info[ft_key] = {"status": "ok", "policy": cfg.policy, "fine_tuned_from": key}
@@ -280,6 +279,32 @@ def _reference_stage(run: RunDir, rec: Any, dataset: Any, out_root: Path, ckpt_h
 
     run.run_stage("reference", ref_inputs, ref_stage, log)
     return run.root / "reference" / "reference.ckpt"
+
+
+def _finetune(run: RunDir, rec: Any, rec_k: Any, profile: Any, ref_ckpt: Path, dataset: Any, val_x: np.ndarray,
+              val_y: np.ndarray, calib_x: np.ndarray, test: tuple[np.ndarray, np.ndarray], d: Path, quiet: bool,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Compress + fine-tune one option (`rec_k`: the recipe with that option's `compress`), or copy
+    the model a finished `make export` run of recipe `rec` on this device made the same way
+    (pipeline/reuse.py): the recipe's own budget is usually a tune option, and its fine-tune is
+    the most expensive step of both commands."""
+    from edgeskel.pipeline.reuse import DEFAULT_ROOT, finished_compress
+
+    rank_multiple = rec_k.compress.rank_multiple
+    found = None
+    if rec.compress is not None and rec_k.compress == rec.compress.model_copy(update={"rank_multiple": rank_multiple}):
+        ref_sha, data_outputs = sha256_file(ref_ckpt), run.manifest["stages"]["data"].get("outputs") or {}
+        for root in dict.fromkeys([run.root.parent.parent, DEFAULT_ROOT]):  # this tune's --out, then runs/
+            found = found or finished_compress(rec, profile.name, ref_sha, rank_multiple, data_outputs, root=root)
+    if found is None:
+        return steps.compress_and_finetune(ref_ckpt, rec_k, dataset, val_x, val_y, calib_x, d, quiet=quiet, test=test)
+    other, comp = found
+    for name in ("compressed.ckpt", "compression.json"):
+        atomic_write_bytes(d / name, (other.root / "compress" / name).read_bytes())
+    log(f"[tune] {d.name}: fine-tuned model reused from the finished pipeline run {other.root} "
+        "(same reference, settings and data)")
+    return {k: comp[k] for k in ("top1", "totals", "finetune", "selection")} | {
+        "outputs": ["compressed.ckpt", "compression.json"], "reused_from": str(other.root)}
 
 
 def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.ndarray, val_x: np.ndarray,
