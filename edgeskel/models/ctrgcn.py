@@ -28,7 +28,9 @@ from edgeskel.models.blocks import (
     pool_persons,
     round_channels,
 )
+from edgeskel.models.export_form import rewrites_enabled
 from edgeskel.models.graph import ctrgcn_spatial
+from edgeskel.models.parallel_1x1 import conv_chain, parallel_maps
 from edgeskel.models.registry import register_model
 
 
@@ -71,10 +73,45 @@ class UnitGCN(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
 
+    # ONNX export form (scripts/ctrgcn_export_form.py, docs/bench/ctrgcn-export-form-*.json,
+    # docs/BENCHMARKS.md): "subsets" is the official per-subset loop; "stacked" runs the subsets'
+    # convs as one conv per stage and sums the subsets in one MatMul (654 -> 394 nodes), measured
+    # on this CPU at 0.67-0.77x on ORT fp32 (its Transpose of x3 costs more than the nodes saved),
+    # 1.02-1.18x on OpenVINO fp32 and 1.05-1.09x on OpenVINO bf16: too little for a per-backend
+    # graph, so edgeskel exports "subsets". Training and eager evaluation run the official loop.
+    export_form = "subsets"
+
+    def _stackable(self) -> bool:
+        """conv1/conv2 must be affine per position (plain or factorized 1x1 convs) to move the
+        temporal mean before them; conv3/conv4 may be anything (`parallel_maps` falls back)."""
+        return all(conv_chain(getattr(c, f"conv{i}")) is not None for c in self.convs for i in (1, 2))
+
+    def _forward_stacked(self, x: torch.Tensor) -> torch.Tensor:
+        """The official sum over subsets s of x3_s @ (conv4(tanh(x1_s - x2_s)) * alpha + A_s)^T
+        with every subset at once. conv1/conv2 are affine per position, so they run on the
+        temporal mean (CTR-GC averages their outputs over T anyway): (N, C, 1, V), T times less
+        work. The subset sum is one MatMul over (subset, joint): X (N, C, T, S*V) @ (N, C, S*V, V)."""
+        n, _, t, v = x.shape
+        s, convs = self.num_subset, list(self.convs)
+        x12 = parallel_maps([c.conv1 for c in convs] + [c.conv2 for c in convs], x.mean(2, keepdim=True), False)
+        x1, x2 = x12.squeeze(2).chunk(2, dim=1)  # (N, S*R, V) each
+        rel = torch.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, S*R, U, V)
+        refined = parallel_maps([c.conv4 for c in convs], rel, True) * self.alpha  # (N, S*C, U, V)
+        c = refined.shape[1] // s
+        x3 = parallel_maps([c_.conv3 for c_ in convs], x, False)  # (N, S*C, T, V)
+        xs = x3.reshape(n, s, c, t, v).permute(0, 2, 3, 1, 4).reshape(n, c, t, s * v)
+        r = refined.reshape(n, s, c, v, v).permute(0, 2, 1, 4, 3).reshape(n, c, s * v, v)
+        a = self.PA.permute(0, 2, 1).reshape(s * v, v)  # A_s^T stacked: the shared topology as its own constant
+        return torch.matmul(xs, r) + torch.matmul(xs, a)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.convs[0](x, self.PA[0], self.alpha)
-        for i in range(1, self.num_subset):
-            y = y + self.convs[i](x, self.PA[i], self.alpha)
+        if (self.export_form == "stacked" and not self.training and torch.onnx.is_in_onnx_export()
+                and rewrites_enabled() and self._stackable()):
+            y = self._forward_stacked(x)
+        else:
+            y = self.convs[0](x, self.PA[0], self.alpha)
+            for i in range(1, self.num_subset):
+                y = y + self.convs[i](x, self.PA[i], self.alpha)
         return self.relu(self.bn(y) + self.down(x))
 
 
