@@ -96,14 +96,11 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
     rec = with_overrides(rec, checkpoint, data, source=rec_path)
     from edgeskel.pipeline import HOST_ARCH
 
-    # Latency is timed on THIS host: only honest when this host is the device the profile describes.
-    if profile.arch != HOST_ARCH:
+    # Latency is timed on THIS host, or on the device over SSH when the profile names one.
+    if profile.ssh is None and profile.arch != HOST_ARCH:
         raise ConfigError(f"device profile {profile.name!r} is for {profile.arch}, this host is {HOST_ARCH}: tune times "
-                          "candidates here, which would not be that device's latency (timing on the device over SSH is "
-                          "not implemented yet; use `make export DEVICE=...` for device measurements)")
-    if profile.ssh is not None:
-        raise ConfigError(f"device profile {profile.name!r} names an SSH device: tune times candidates on this host, "
-                          "not over SSH (not implemented yet); use a copy of the profile without `ssh:` on the device itself")
+                          "candidates here, which would not be that device's latency; add an `ssh:` block to the "
+                          "profile so tune times them on the device (see README, Devices)")
     wanted = [v for v in profile.variants if v.backend in MEASURABLE and (not variants or v.key in variants)]
     if variants:
         unknown = sorted(set(variants) - {v.key for v in profile.variants})
@@ -118,8 +115,13 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
     runs = runs or profile.measure.runs
     progress = not quiet and not plain_progress()
     # what produced the timings is part of the latency stages' keys (an injected measure is never reused as real)
-    measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs} if measure is None else {
-        "kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
+    remote = measure is None and profile.ssh is not None  # timed on the device; an injected measure wins (tests)
+    if measure is not None:
+        measure_tag = {"kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
+    elif remote:
+        measure_tag = {"kind": "device", "profile": profile.name, "runs": runs, "warmup": profile.measure.warmup}
+    else:
+        measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs}
     measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
 
     def over_budget() -> bool:
@@ -179,9 +181,8 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
             cands.update(_export_option(run, key, models[key], profile, rec, wanted, calib_x, val_x, val_y, log))
 
         # ---- 3. time every exported candidate, interleaved ---------------------------------------
-        first = _latency_stage(run, "latency", cands, profile, measure, measure_tag, val_x, log)
-        for cid, lat in first.items():
-            cands[cid]["latency_ms"] = lat
+        _apply_timing(cands, _latency_stage(run, "latency", cands, profile, None if remote else measure, measure_tag,
+                                            val_x, val_y, runs, log))
 
         # ---- 4. prune, then fine-tune only what can still win -------------------------------------
         max_drop, p99_budget = profile.gates.max_top1_drop, profile.gates.p99_latency_ms
@@ -219,10 +220,9 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
             return comp not in fine_tuned and option_info[comp].get("finetune") == "not needed"
 
         if fine_tuned:
-            second = _latency_stage(run, "final-latency", {cid: c for cid, c in cands.items() if final(c)}, profile,
-                                    measure, measure_tag, val_x, log)
-            for cid, lat in second.items():
-                cands[cid]["latency_ms"] = lat
+            second = _apply_timing(cands, _latency_stage(run, "final-latency", {cid: c for cid, c in cands.items() if final(c)},
+                                                         profile, None if remote else measure, measure_tag, val_x, val_y,
+                                                         runs, log))
             for c in cands.values():
                 if c["status"] == "ok" and c["id"] not in second:
                     why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
@@ -376,15 +376,23 @@ def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wa
     return cands
 
 
-def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], profile: Any, measure: Measure,
-                   measure_tag: dict[str, Any], val_x: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Interleaved latency of every measured candidate at the profile's batch sizes."""
+def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], profile: Any, measure: Measure | None,
+                   measure_tag: dict[str, Any], val_x: np.ndarray, val_y: np.ndarray, runs: int,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """Latency of every measured candidate at the profile's batch sizes, interleaved: here with
+    `measure`, or (measure None) on the device over SSH, which also returns the device's top-1."""
     from edgeskel.bench.measure import batch_from
     from edgeskel.runtime import get_runner
 
     ok = {cid: c for cid, c in cands.items() if c["status"] == "ok"}
 
     def stage(d: Path) -> dict[str, Any]:
+        if measure is None:
+            from edgeskel.tune.device import measure_on_device
+
+            res = measure_on_device(ok, profile, val_x, val_y, runs, d, log)
+            atomic_write_json(d / "latency.json", res["latency"])
+            return {"outputs": ["latency.json", "results.json"], **res}
         runners = {}
         try:
             for cid, c in ok.items():
@@ -397,12 +405,32 @@ def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], pro
             for r in runners.values():
                 r.close()
         atomic_write_json(d / "latency.json", lat)
-        return {"outputs": ["latency.json"], "latency": lat}
+        return {"outputs": ["latency.json"], "latency": lat, "measured_on": "local"}
 
     inputs = {"artifacts": {cid: sha256_file(c["artifact_path"]) for cid, c in sorted(ok.items())},
               "batch_sizes": profile.batch_sizes, "threads": profile.threads, "measure": profile.measure.model_dump(mode="json"),
               "logic": TUNE_LOGIC_VERSION, "measure_by": measure_tag}
-    return run.run_stage(name, inputs, stage, log)["latency"]
+    if measure is None:  # what is timed where is part of the key (and the device's accuracy is on val)
+        inputs["device"] = {"ssh": profile.ssh.model_dump(mode="json"), "arch": profile.arch,
+                            "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
+                            "data": run.output_hash("data")}
+    return run.run_stage(name, inputs, stage, log)
+
+
+def _apply_timing(cands: dict[str, dict[str, Any]], res: dict[str, Any]) -> dict[str, Any]:
+    """Put a latency stage's numbers on the candidates; a device run's top-1 replaces the
+    host's (the gate judges what runs on the device; the host's value is kept as top1_host),
+    and a candidate the device could not run becomes an error. Returns the latencies."""
+    for cid, lat in res["latency"].items():
+        cands[cid]["latency_ms"] = lat
+        cands[cid]["measured_on"] = res.get("measured_on", "local")
+    for cid, top1 in (res.get("top1") or {}).items():
+        if top1 is not None:
+            cands[cid].setdefault("top1_host", cands[cid].get("top1"))
+            cands[cid]["top1"] = top1
+    for cid, why in (res.get("errors") or {}).items():
+        cands[cid].update(status="error", reason=f"on the device: {why}")
+    return res["latency"]
 
 
 def _prune(cands: dict[str, dict[str, Any]], option_info: dict[str, dict[str, Any]], to_beat: float | None,
@@ -482,18 +510,22 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     from edgeskel.tune import opcompare
 
     base = next((c for c in cands if c["id"] == decision.get("best_uncompressed")), None)
-    profiles = opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
+    # per-op kernel times come from this host's profilers: shown only when the timing was local
+    on_device = any(c.get("measured_on", "local") != "local" for c in cands)
+    profiles = [] if on_device else opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     # the search's cost: every stage's own time, so a resumed run still reports what the search took
     stages = run.manifest.get("stages") or {}
     stage_s = sum(float((stages.get(n) or {}).get("wall_time_s") or 0.0) for n in run.used_stages)
     stage_s = max(stage_s, wall_s)
-    header = f"tune {rec.name} on {profile.name}: reference top-1 {ref_top1:.2f} (validation)"
+    timed_on = sorted({c["measured_on"] for c in cands if c.get("measured_on")}) or ["local"]
+    header = (f"tune {rec.name} on {profile.name} (timed: {', '.join(timed_on)}): reference top-1 {ref_top1:.2f} "
+              "(validation" + (", candidates' top-1 from the device)" if on_device else ")"))
     cost = (f"{len(cands)} candidates; search time {stage_s:.0f} s (sum of stages"
             + (f"; {wall_s:.0f} s in this run)" if wall_s < 0.9 * stage_s else ")"))
     result = {"format": "edgeskel-tune/1", "recipe": rec.name, "device": profile.name, "reference_top1": ref_top1,
               "accuracy_split": "validation", "gates": profile.gates.model_dump(mode="json"),
-              "batch_sizes": profile.batch_sizes, "threads": profile.threads,
+              "batch_sizes": profile.batch_sizes, "threads": profile.threads, "timed_on": timed_on,
               "variants_not_timed_here": skipped_variants, "options": option_info,
               "candidates": [{k: v for k, v in c.items() if k != "artifact_path"} for c in cands],
               "pareto_front": fr, "decision": decision, "op_profiles": profiles,

@@ -1,0 +1,66 @@
+"""`edgeskel tune` with a device profile that names an SSH device (issue 20 item 1): candidates
+are timed ON THE DEVICE (a real sshd on 127.0.0.1 whose python is this venv's), in one bundle,
+and the accuracy gate uses the device's top-1. An unreachable device fails with one error and
+caches nothing; the next run with the device back resumes (exports are not redone)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_remote_ssh import sshd  # noqa: F401 - module-scoped fixture: a real sshd
+from test_tune_search import TINY, _profile
+
+from edgeskel.errors import RemoteError
+from edgeskel.tune import run_tune
+
+
+def _ssh_profile(tmp: Path, sshd_info: dict, name: str, **ssh) -> Path:
+    prof = yaml.safe_load(_profile(tmp).read_text())
+    prof["ssh"] = {"host": "testdevice", "config_file": str(sshd_info["dir"] / "ssh_config"), "python": sys.executable,
+                   "workdir": str(tmp / "remote"), "connect_timeout_s": 5, "command_timeout_s": 300, **ssh}
+    p = tmp / name
+    p.write_text(yaml.safe_dump(prof))
+    return p
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tune_times_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
+    rec = tmp_path / "tiny.yaml"
+    rec.write_text(yaml.safe_dump(TINY))
+    down = _ssh_profile(tmp_path, sshd, "down.yaml", host="127.0.0.1", port=_closed_port(),
+                        known_hosts_file=str(sshd["dir"] / "known_hosts"), config_file=None)
+    with pytest.raises(RemoteError, match="unreachable"):
+        run_tune(str(down), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), quiet=True, log=lambda s: None)
+    run = tmp_path / "runs" / "tiny" / "tune-cpu"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "latency" not in {k for k, v in manifest["stages"].items() if v.get("status") == "done"}
+
+    up = _ssh_profile(tmp_path, sshd, "up.yaml")
+    lines: list[str] = []
+    res = run_tune(str(up), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), quiet=True, log=lines.append)
+    assert "[export-none] up to date, skipped" in lines  # the failed run's exports were kept
+    assert res["timed_on"] == ["ssh://cpu"]
+    timed = [c for c in res["candidates"] if c.get("latency_ms")]
+    assert timed and all(c["measured_on"] == "ssh://cpu" for c in timed)
+    for c in timed:
+        assert c["latency_ms"]["1"]["runs"] == 10 and c["latency_ms"]["1"]["p50"] > 0
+        assert abs(c["top1"] - c["top1_host"]) < 1e-9  # same ORT on both ends: the device's top-1 is the host's
+    assert res["op_profiles"] == []  # host profilers would not describe the device
+    assert (run / "latency" / "results.json").is_file()
+    assert "timed: ssh://cpu" in (run / "tune.md").read_text()
+    text = (run / "tune.json").read_text() + (run / "tune.md").read_text()
+    assert "testdevice" not in text and str(sshd["dir"]) not in text
+    # a rerun is fully cached, the device is not contacted again
+    lines.clear()
+    run_tune(str(up), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), quiet=True, log=lines.append)
+    assert "[latency] up to date, skipped" in lines
