@@ -155,8 +155,8 @@ def test_dla_needs_static_shapes_or_falls_back_to_gpu(models, tmp_path):
 # ---- the loop: bundle -> build -> run -> results.json -------------------------------------------
 
 def _trt_bundle(models, tmp_path: Path, profile_name: str = "jetson-orin", batch_sizes=(1, 16)) -> Path:
-    """The jetson profile's TensorRT variants as the pipeline bundles them (validation._artifact_entry)."""
-    from edgeskel.pipeline.validation import _artifact_entry
+    """The jetson profile's TensorRT variants as the pipeline bundles them (validation.artifact_entry)."""
+    from edgeskel.pipeline.validation import artifact_entry
 
     prof = load_profile(profile_name)
     arts = []
@@ -166,7 +166,7 @@ def _trt_bundle(models, tmp_path: Path, profile_name: str = "jetson-orin", batch
         opts = {**export_options_for(prof, v), "batch_sizes": list(batch_sizes)}
         prepare_tensorrt(models["fp32"], tmp_path / "export" / v.key / "tensorrt", v.precision, qdq_onnx=models["qdq"],
                          **{k: val for k, val in opts.items() if k != "workspace_mb"})
-        a = _artifact_entry(v, {"artifact": "tensorrt/model.onnx"}, tmp_path / "export")
+        a = artifact_entry(v, {"artifact": "tensorrt/model.onnx"}, tmp_path / "export")
         arts.append(a)
     prof = prof.model_copy(update={"batch_sizes": list(batch_sizes)})
     return make_bundle(tmp_path / "run" / "bundle", arts, models["x"], models["y"], models["ref"], prof, runs=20,

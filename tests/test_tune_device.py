@@ -64,3 +64,35 @@ def test_tune_times_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
     lines.clear()
     run_tune(str(up), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), quiet=True, log=lines.append)
     assert "[latency] up to date, skipped" in lines
+
+
+def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(sshd, tmp_path):  # noqa: F811
+    """On a Jetson profile with an ssh block, TensorRT variants are candidates: exported here (the
+    pipeline's route and engines per batch), engines built and timed on the device. Here the
+    "device" runs the TensorRT CONTRACT DOUBLE (tests/doubles), so tune must say its timing is
+    not TensorRT's and not a Jetson measurement."""
+    from trt_doubles import install
+
+    rec = tmp_path / "tiny.yaml"
+    rec.write_text(yaml.safe_dump(TINY))
+    dbl = install(tmp_path, "10.3.0")
+    prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "devices" / "jetson-orin.yaml").read_text())
+    prof.update(arch="x86_64", batch_sizes=[1], measure={"warmup": 2, "runs": 10}, threads=1, rank_multiple=1)
+    prof["ssh"] = {"host": "testdevice", "config_file": str(sshd["dir"] / "ssh_config"), "python": str(dbl.python),
+                   "workdir": str(tmp_path / "remote"), "connect_timeout_s": 5, "command_timeout_s": 600}
+    path = tmp_path / "jetson-orin.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    res = run_tune(str(path), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), variants=["tensorrt-fp16", "ort-fp32"],
+                   quiet=True, log=lambda s: None)
+    trt = [c for c in res["candidates"] if c["backend"] == "tensorrt" and c.get("latency_ms")]
+    assert {c["compression"] for c in trt} >= {"none", "budget-0.8"}, res["candidates"]
+    for c in trt:
+        assert c["measured_on"] == "ssh://jetson-orin" and "double" in c["emulated"], c
+        assert c["latency_ms"]["1"]["p50"] > 0 and c["top1"] is not None and "top1_host" in c
+    assert res["decision"]["caution"].startswith("timed under emulation (TensorRT contract double")
+    assert "NOT jetson-orin latency" in res["decision"]["caution"]
+    doc = json.loads((tmp_path / "runs" / "tiny" / "tune-jetson-orin" / "latency" / "results.json").read_text())
+    built = [v for v in doc["variants"] if v["backend"] == "tensorrt"]
+    assert built and all(v["status"] == "ok" and v.get("engine_build_s", 0) >= 0 for v in built), built
+    if res["decision"]["chosen"].split("/")[1] == "tensorrt-fp16":
+        assert "engine itself runs on the device only" in res["decision"]["test_top1_by"]

@@ -21,7 +21,9 @@ from edgeskel.validate.emulation import emulated_entry, emulation_tags
 BASELINE_PREFIX = "baseline-"  # the uncompressed reference's rows: baseline/<prefix><variant>/, same name in the bundle
 
 
-def _artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, Any]:
+def artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, Any]:
+    """A bundle entry (remote/bundle.py) for variant `v` exported to `export_root/<v.key>`
+    (TensorRT: its engine-build kit). Used by the pipeline and by tune's device timing."""
     # Paths relative to this run folder (not the absolute ones recorded at export time), so a
     # moved or copied run folder validates its own artifacts.
     var_dir = Path(export_root) / v.key
@@ -113,13 +115,13 @@ def validate_variants(profile: Any, spec: Any, export_root: Path, export_results
     result: dict[str, Any] = {"measured": {}, "not_measured": {}, "outputs": []}
     if not exported:
         return result
-    entries = [_artifact_entry(v, export_results[v.key], export_root) for v in exported]
+    entries = [artifact_entry(v, export_results[v.key], export_root) for v in exported]
     for v in profile.variants if baselines and baseline_root is not None else []:
         key = BASELINE_PREFIX + v.key
         if (baselines.get(key) or {}).get("status") == "passed":
             b = SimpleNamespace(key=key, backend=v.backend, precision=v.precision, options=v.options)
             exported.append(b)
-            entries.append(_artifact_entry(b, baselines[key], baseline_root))
+            entries.append(artifact_entry(b, baselines[key], baseline_root))
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries,
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs,
                          model=None if spec is None else {

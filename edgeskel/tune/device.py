@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,21 +31,30 @@ def measure_on_device(cands: dict[str, dict[str, Any]], profile: Any, val_x: np.
     {"latency": {cid: {str(batch): stats}}, "top1": {cid: device top-1}, "errors": {cid: why},
     "measured_on": "ssh://<profile>", "timing": how the device runner timed them}.
     Raises RemoteError (unreachable, wrong arch, missing runtime, ...): nothing is cached then."""
+    from edgeskel.pipeline.validation import artifact_entry
     from edgeskel.remote.bundle import make_bundle
     from edgeskel.remote.remote import run_remote
     from edgeskel.remote.ssh import SSHTarget
+    from edgeskel.validate.emulation import emulation_tags
 
     names = {bundle_name(cid): cid for cid in cands}
-    entries = [{"name": name, "backend": cands[cid]["backend"], "precision": cands[cid]["precision"],
-                "path": cands[cid]["artifact_path"], "options": cands[cid].get("options") or {},
-                "input_name": INPUT_NAME} for name, cid in names.items()]
+    entries = []
+    for name, cid in names.items():
+        c = cands[cid]
+        v = SimpleNamespace(key=c["variant"], backend=c["backend"], precision=c["precision"], options=c.get("options") or {})
+        export_root = Path(c["artifact_path"])  # <export stage>/<variant>/<artifact>: c["artifact"] is relative to the stage
+        for _ in Path(c["artifact"]).parts:
+            export_root = export_root.parent
+        static = 1 if profile.input.static_shapes else None
+        entry = artifact_entry(v, {"artifact_path": c["artifact_path"], "options": {"batch": static}}, export_root)
+        entries.append({**entry, "name": name, "input_name": entry.get("input_name") or INPUT_NAME})
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries, val_x, val_y, None, profile,
                          warmup=profile.measure.warmup, runs=runs)
     target = SSHTarget.from_profile(profile)
     log(f"[tune] timing {len(entries)} candidates on {target.label} (one bundle, interleaved on the device)")
     doc = run_remote(bundle, target, out=out_dir / "results.json", log=log)
     out: dict[str, Any] = {"latency": {}, "top1": {}, "errors": {}, "measured_on": doc.get("measured_on", target.label),
-                           "timing": (doc.get("timing") or {}).get("method")}
+                           "timing": (doc.get("timing") or {}).get("method"), "emulation": emulation_tags(doc)}
     for r in doc["variants"]:
         cid = names[r["name"]]
         if r.get("status") == "ok":

@@ -101,16 +101,18 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         raise ConfigError(f"device profile {profile.name!r} is for {profile.arch}, this host is {HOST_ARCH}: tune times "
                           "candidates here, which would not be that device's latency; add an `ssh:` block to the "
                           "profile so tune times them on the device (see README, Devices)")
-    wanted = [v for v in profile.variants if v.backend in MEASURABLE and (not variants or v.key in variants)]
+    # TensorRT engines exist only on the device: its variants are candidates when tune times there
+    timeable = MEASURABLE + (("tensorrt",) if profile.ssh is not None and measure is None else ())
+    wanted = [v for v in profile.variants if v.backend in timeable and (not variants or v.key in variants)]
     if variants:
         unknown = sorted(set(variants) - {v.key for v in profile.variants})
         if unknown:
             raise ConfigError(f"--variants {','.join(unknown)}: not in device profile {profile.name!r} "
                               f"(it has {[v.key for v in profile.variants]})")
     if not wanted:
-        raise ConfigError(f"device profile {profile.name!r}: no variant tune can time here (backends {list(MEASURABLE)}; "
-                          "TensorRT variants are measured on the device with `make export`)")
-    skipped_variants = [v.key for v in profile.variants if v.backend not in MEASURABLE]
+        raise ConfigError(f"device profile {profile.name!r}: no variant tune can time here (backends {list(timeable)}; "
+                          "TensorRT variants need the device: add an `ssh:` block to the profile)")
+    skipped_variants = [v.key for v in profile.variants if v.backend not in timeable]
     out_root = Path(out_root)
     runs = runs or profile.measure.runs
     progress = not quiet and not plain_progress()
@@ -148,12 +150,18 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         from edgeskel.train.metrics import accuracy_summary, predict_logits
 
         ref_top1 = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
+        # The layer latency table times layers on THIS host (ORT/OpenVINO): the measured-rank
+        # option exists only when the candidates are timed here too.
         options = compression_options(rec, profile, list(budgets), list(energies),
-                                      sorted({v.backend for v in wanted}), out_root / "_latency")
+                                      [] if remote else sorted({v.backend for v in wanted}), out_root / "_latency")
 
         # ---- 2. factorize (no fine-tuning) + export every option x variant ----------------------
         cands: dict[str, dict[str, Any]] = {}
         option_info: dict[str, dict[str, Any]] = {}
+        if remote:
+            option_info["latency"] = {"status": "skipped", "policy": None, "reason": (
+                "measured ranks need a per-layer latency table timed on the device; over SSH tune searches "
+                "parameter budgets only (the layer table is timed on this host)")}
         models: dict[str, Path] = {"none": ref_ckpt}
         for key, cfg in options.items():
             if cfg is not None:
@@ -345,6 +353,10 @@ def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wa
         for v in wanted:
             options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
                        "static_batch": 1 if profile.input.static_shapes else None}
+            if v.backend == "tensorrt" and profile.tensorrt is not None:  # the pipeline's route, DLA core, engines per batch
+                from edgeskel.quantize.tensorrt_routes import export_options_for
+
+                options.update(export_options_for(profile, v))
             res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
                                        calib=calib_x, val=(val_x, val_y), options=options)
             if err is not None:
@@ -424,6 +436,7 @@ def _apply_timing(cands: dict[str, dict[str, Any]], res: dict[str, Any]) -> dict
     for cid, lat in res["latency"].items():
         cands[cid]["latency_ms"] = lat
         cands[cid]["measured_on"] = res.get("measured_on", "local")
+        cands[cid].update(res.get("emulation") or {})  # qemu-user or the TensorRT double: labelled, see _finish
     for cid, top1 in (res.get("top1") or {}).items():
         if top1 is not None:
             cands[cid].setdefault("top1_host", cands[cid].get("top1"))
@@ -503,7 +516,16 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
                         threads=profile.threads, **chosen["options"]) as r:
             logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
         decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
+        if chosen["backend"] != chosen["runtime"]["backend"]:  # e.g. TensorRT: its ONNX on this host's ORT
+            decision["test_top1_by"] = (f"{chosen['runtime']['backend']} on this host, on the ONNX the {chosen['backend']} "
+                                        "engine is built from (the engine itself runs on the device only)")
         decision.update(_caution(chosen, ref_top1, ref_test_top1, decision["test_top1"], n_val, profile.gates.max_top1_drop))
+    emulated = sorted({c["emulated"] for c in cands if c.get("emulated")})
+    if emulated:  # never let an emulator's or a contract double's timing pass for the device's
+        note = (f"timed under emulation ({'; '.join(emulated)}): NOT {profile.name} latency, so this choice is not a "
+                f"measurement of {profile.name}; rerun tune with the profile's ssh block on a real {profile.name}")
+        decision["emulated"] = emulated
+        decision["caution"] = note + (f"; {decision['caution']}" if decision.get("caution") else "")
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
                                     profile, chosen, options, decision)
     from edgeskel.bench.measure import batch_from
