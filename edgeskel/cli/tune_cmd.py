@@ -39,7 +39,10 @@ def tune_cmd(
     rounds: int = typer.Option(3, "--rounds", min=1, help="interleaved timing rounds"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Search compression x rank policy x precision x backend for a device; print the Pareto front and the choice."""
+    """Search compression x rank policy x precision x backend for a device; print the Pareto front and the choice.
+
+    Candidates are timed on this host, or on the device over SSH when the profile has an ssh: block
+    (TensorRT variants included: their engines are built and timed there)."""
     if checkpoint is not None and data is None and recipe == "default":
         raise ConfigError("--checkpoint needs --data SPEC (or a --recipe whose data fits the checkpoint)")
     from edgeskel.tune import run_tune
