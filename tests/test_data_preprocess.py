@@ -157,12 +157,3 @@ def test_preprocess_set_and_torch_dataset() -> None:
     loader = torch.utils.data.DataLoader(tr, batch_size=2)
     xb, yb = next(iter(loader))
     assert xb.shape == (2, 3, 8, 20, 2) and yb.tolist() == [0, 1]
-
-
-def test_preprocess_is_fast_enough() -> None:
-    import time
-
-    sset = SkeletonSet([_rand(t=80, m=2, seed=i) for i in range(200)], np.zeros(200, np.int64), [str(i) for i in range(200)])
-    t0 = time.perf_counter()
-    preprocess_set(sset, K20, Preprocess(64, 2, "bone", True))
-    assert time.perf_counter() - t0 < 5.0
