@@ -94,5 +94,6 @@ def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(
     doc = json.loads((tmp_path / "runs" / "tiny" / "tune-jetson-orin" / "latency" / "results.json").read_text())
     built = [v for v in doc["variants"] if v["backend"] == "tensorrt"]
     assert built and all(v["status"] == "ok" and v.get("engine_build_s", 0) >= 0 for v in built), built
+    assert res["recipe_file"] and Path(res["recipe_file"]).is_file()
     if res["decision"]["chosen"].split("/")[1] == "tensorrt-fp16":
         assert "engine itself runs on the device only" in res["decision"]["test_top1_by"]

@@ -526,6 +526,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
                 f"measurement of {profile.name}; rerun tune with the profile's ssh block on a real {profile.name}")
         decision["emulated"] = emulated
         decision["caution"] = note + (f"; {decision['caution']}" if decision.get("caution") else "")
+    if chosen is not None:
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
                                     profile, chosen, options, decision)
     from edgeskel.bench.measure import batch_from
