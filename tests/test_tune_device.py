@@ -56,6 +56,7 @@ def test_tune_times_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
         assert c["latency_ms"]["1"]["runs"] == 10 and c["latency_ms"]["1"]["p50"] > 0
         assert abs(c["top1"] - c["top1_host"]) < 1e-9  # same ORT on both ends: the device's top-1 is the host's
     assert res["op_profiles"] == []  # host profilers would not describe the device
+    assert res["options"]["latency"]["status"] == "skipped" and not any(k.startswith("latency-") for k in res["options"])
     assert (run / "latency" / "results.json").is_file()
     assert "timed: ssh://cpu" in (run / "tune.md").read_text()
     text = (run / "tune.json").read_text() + (run / "tune.md").read_text()
