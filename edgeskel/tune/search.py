@@ -6,7 +6,8 @@ Order of work, cheapest first (each step a resumable RunDir stage in `<out>/<rec
 2. factorize every compression option WITHOUT fine-tuning ('budget-<b>': parameter budget,
    'latency-<backend>': ranks from the measured layer-latency table) and export every
    (option x profile variant), the uncompressed model included ('none');
-3. time all exported candidates interleaved (latency does not change with fine-tuning: same graph);
+3. time all exported candidates interleaved (latency does not change with fine-tuning: same graph),
+   on this host or, for a profile with `ssh:`, on the device in one bundle (tune/device.py);
 4. prune: an option can still win only if one of its variants is faster than the fastest
    uncompressed candidate that meets the gates, and its factorized top-1 is within the gate +
    `max_recovery` points (what fine-tuning may win back); one that already meets the gates
