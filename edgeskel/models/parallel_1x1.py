@@ -30,8 +30,12 @@ def conv_chain(module: nn.Module) -> list[nn.Conv2d] | None:
 
 
 def stackable(modules: list[nn.Module]) -> bool:
-    """True when `parallel_1x1` can run these maps: chains of the same depth, same final width."""
-    chains = [conv_chain(m) for m in modules]
+    """True when `parallel_maps` runs these maps as one conv per stage: chains of plain 1x1
+    convs of the same depth and the same final width."""
+    return _stackable_chains([conv_chain(m) for m in modules])
+
+
+def _stackable_chains(chains: list[list[nn.Conv2d] | None]) -> bool:
     if any(c is None for c in chains):
         return False
     return len({len(c) for c in chains}) == 1 and len({c[-1].out_channels for c in chains}) == 1
@@ -44,14 +48,14 @@ def parallel_maps(modules: list[nn.Module], x: torch.Tensor, grouped_input: bool
 
     grouped_input=False: every map reads all of `x`; True: map i reads the i-th of S equal
     channel groups of `x`."""
-    if stackable(modules):
-        return _stacked(modules, x, grouped_input)
+    chains = [conv_chain(m) for m in modules]
+    if _stackable_chains(chains):
+        return _stacked(chains, x, grouped_input)
     inputs = x.chunk(len(modules), dim=1) if grouped_input else [x] * len(modules)
     return torch.cat([m(xi) for m, xi in zip(modules, inputs, strict=True)], dim=1)
 
 
-def _stacked(modules: list[nn.Module], x: torch.Tensor, grouped_input: bool) -> torch.Tensor:
-    chains = [conv_chain(m) for m in modules]
+def _stacked(chains: list[list[nn.Conv2d]], x: torch.Tensor, grouped_input: bool) -> torch.Tensor:
     s = len(chains)
     y, groups = x, (s if grouped_input else 1)
     for j in range(len(chains[0])):

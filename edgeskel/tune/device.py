@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeskel.export.onnx import INPUT_NAME
-
 
 def bundle_name(candidate_id: str) -> str:
     """Candidate ids are '<option>/<variant>'; bundle variants become folders on the device."""
@@ -47,7 +45,7 @@ def measure_on_device(cands: dict[str, dict[str, Any]], profile: Any, val_x: np.
             export_root = export_root.parent
         static = 1 if profile.input.static_shapes else None
         entry = artifact_entry(v, {"artifact_path": c["artifact_path"], "options": {"batch": static}}, export_root)
-        entries.append({**entry, "name": name, "input_name": entry.get("input_name") or INPUT_NAME})
+        entries.append({**entry, "name": name})
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries, val_x, val_y, None, profile,
                          warmup=profile.measure.warmup, runs=runs)
     target = SSHTarget.from_profile(profile)

@@ -125,7 +125,8 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         measure_tag = {"kind": "device", "profile": profile.name, "runs": runs, "warmup": profile.measure.warmup}
     else:
         measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs}
-    measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
+    if not remote:  # None = timed on the device (_latency_stage)
+        measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
 
     def over_budget() -> bool:
         return time_budget_s is not None and time.monotonic() - t_start > time_budget_s
@@ -190,8 +191,7 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
             cands.update(_export_option(run, key, models[key], profile, rec, wanted, calib_x, val_x, val_y, log))
 
         # ---- 3. time every exported candidate, interleaved ---------------------------------------
-        _apply_timing(cands, _latency_stage(run, "latency", cands, profile, None if remote else measure, measure_tag,
-                                            val_x, val_y, runs, log))
+        _apply_timing(cands, _latency_stage(run, "latency", cands, profile, measure, measure_tag, val_x, val_y, runs, log))
 
         # ---- 4. prune, then fine-tune only what can still win -------------------------------------
         max_drop, p99_budget = profile.gates.max_top1_drop, profile.gates.p99_latency_ms
@@ -230,8 +230,7 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
 
         if fine_tuned:
             second = _apply_timing(cands, _latency_stage(run, "final-latency", {cid: c for cid, c in cands.items() if final(c)},
-                                                         profile, None if remote else measure, measure_tag, val_x, val_y,
-                                                         runs, log))
+                                                         profile, measure, measure_tag, val_x, val_y, runs, log))
             for c in cands.values():
                 if c["status"] == "ok" and c["id"] not in second:
                     why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
