@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -40,6 +38,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from export_form_compare import time_forms  # noqa: E402
 
 from edgeskel.checkpoint import load_checkpoint  # noqa: E402
 from edgeskel.export.onnx import export_onnx  # noqa: E402
@@ -112,31 +113,6 @@ def transposes(path: Path) -> int:
     return sum(n.op_type == "Transpose" for n in onnx.load(str(path)).graph.node)
 
 
-def interleaved(runners: dict[str, object], x: np.ndarray, rounds: int, block: int) -> dict[str, dict[str, float]]:
-    """Per runner: p50 ms over all runs and `ratio`, the median over rounds of
-    (old's block median / this runner's block median). Each round runs `block` inferences per
-    runner, start rotated; the per-round ratio cancels load that drifts between rounds."""
-    names = list(runners)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    ratios: dict[str, list[float]] = {n: [] for n in names}
-    for r in runners.values():
-        for _ in range(3):
-            r.infer(x)  # warm-up
-    for i in range(rounds):
-        med = {}
-        for n in names[i % len(names):] + names[: i % len(names)]:
-            run = []
-            for _ in range(block):
-                t0 = time.perf_counter()
-                runners[n].infer(x)
-                run.append((time.perf_counter() - t0) * 1e3)
-            times[n] += run
-            med[n] = statistics.median(run)
-        for n in names:
-            ratios[n].append(med[names[0]] / med[n])
-    return {n: {"p50_ms": statistics.median(times[n]), "ratio": statistics.median(ratios[n])} for n in names}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(ROOT / "reference/hyperformer-nwucla.ckpt"))
@@ -148,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from edgeskel.quantize.openvino import quantize_nncf, to_openvino_ir
-    from edgeskel.quantize.ort_int8 import quantize_ort_int8
-    from edgeskel.runtime import get_runner
 
     model, spec, _ = load_checkpoint(args.checkpoint)
     x = np.random.default_rng(0).standard_normal((1, *spec.input_shape)).astype(np.float32)
@@ -173,28 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         out["transposes"], out["max_abs_diff_vs_current"] = counts, diffs
         print("Transpose nodes:", counts)
         print("max |logit diff| vs the model's current code:", {k: f"{v:.1e}" for k, v in diffs.items()})
-        lat: dict[str, dict[str, dict[str, float]]] = {}
-        for backend in () if args.no_fp32 else ("ort", "openvino"):
-            runners = {}
-            for name in FORMS:
-                art = files[name]
-                if backend == "openvino":
-                    art = to_openvino_ir(files[name], Path(td) / f"{name}.xml")
-                runners[name] = get_runner(backend, art, precision="fp32", threads=args.threads).load()
-            lat[f"{backend} fp32"] = interleaved(runners, x, args.rounds, args.block)
+        fp32 = () if args.no_fp32 else (("ort", "fp32"), ("openvino", "fp32"))
+        lat = time_forms({n: files[n] for n in FORMS}, x, None, td, args.threads, args.rounds, args.block, fp32)
         if args.int8:
             calib = np.random.default_rng(1).standard_normal((32, *spec.input_shape)).astype(np.float32)
-            for backend in ("ort", "openvino"):
-                runners = {}
-                for name in ("old", "model"):
-                    if backend == "ort":
-                        art = Path(td) / f"{name}-int8.onnx"
-                        quantize_ort_int8(files[name], art, calib, symmetric_activations=False)
-                    else:
-                        art = Path(td) / f"{name}-int8.xml"
-                        quantize_nncf(files[name], art, calib, subset_size=32)
-                    runners[name] = get_runner(backend, art, precision="int8", threads=args.threads).load()
-                lat[f"{backend} int8"] = interleaved(runners, x, args.rounds, args.block)
+            lat.update(time_forms({n: files[n] for n in ("old", "model")}, x, calib, td, args.threads, args.rounds,
+                                  args.block, ()))
     out["latency"] = lat
     print("p50 ms and interleaved speed-up vs old (median of per-round ratios; > 1 = faster):")
     for k, v in lat.items():
