@@ -1,6 +1,7 @@
-"""`edgeskel tune` with a device profile that names an SSH device (issue 20 item 1): candidates
+"""`edgeskel tune` with a device profile that names an SSH device (issue 20 items 1-2): candidates
 are timed ON THE DEVICE (a real sshd on 127.0.0.1 whose python is this venv's), in one bundle,
-and the accuracy gate uses the device's top-1. An unreachable device fails with one error and
+and the accuracy gate uses the device's top-1; the measured-rank option's per-layer latency
+table is timed there too (one layer bundle). An unreachable device fails with one error and
 caches nothing; the next run with the device back resumes (exports are not redone)."""
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ def test_tune_times_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
         assert c["latency_ms"]["1"]["runs"] == 10 and c["latency_ms"]["1"]["p50"] > 0
         assert abs(c["top1"] - c["top1_host"]) < 1e-9  # same ORT on both ends: the device's top-1 is the host's
     assert res["op_profiles"] == []  # host profilers would not describe the device
-    assert res["options"]["latency"]["status"] == "skipped" and not any(k.startswith("latency-") for k in res["options"])
+    # measured ranks: the layer table was timed ON THE DEVICE (one layer bundle, the device runner)
+    lat_opt = res["options"]["latency-ort"]
+    assert lat_opt["status"] in ("ok", "same as none"), lat_opt
+    table = lat_opt["latency_policy"]["table"]
+    assert table["timer"] == "device" and table["measured"] > 0 and table["versions"]["device"] == "ssh://cpu"
+    assert table["versions"]["device_onnxruntime"] == __import__("onnxruntime").__version__
+    cache = json.loads((tmp_path / "runs" / "_latency" / "cpu-ort.json").read_text())["entries"]
+    assert cache and all(e["timed_by"] == "device" and e["p50_ms"] > 0 for e in cache.values())
+    assert any(p.name.startswith("layers-") for p in (tmp_path / "remote").iterdir())  # the layer bundle went there
     assert (run / "latency" / "results.json").is_file()
     assert "timed: ssh://cpu" in (run / "tune.md").read_text()
     text = (run / "tune.json").read_text() + (run / "tune.md").read_text()

@@ -52,6 +52,9 @@ class CompressionConfig(BaseModel):
     latency_threads: Annotated[int, Field(ge=1)] | None = None
     latency_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1])
     latency_profile: str = "local"  # device profile name: part of the cache key
+    # where the table is timed: 'host' = this machine; 'device' = on `latency_profile`'s SSH device by
+    # the device runner (that profile must be the run's device: `make export DEVICE=...`, `edgeskel tune`)
+    latency_on: Literal["host", "device"] = "host"
     latency_cache: str | None = None  # JSON cache of measured layer latencies (reused); None = not kept
     latency_min_gain: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     latency_candidates: Annotated[int, Field(ge=1)] = 4  # ranks timed per layer (plus dense)

@@ -11,10 +11,15 @@ machine hits dense and factorized forms alike. What it does not see: fusion with
 neighbouring BatchNorm/ReLU/aggregation, which the whole-model measurement in `edgeskel tune`
 does see (the table only decides ranks; tune judges whole models).
 
+On the device: with a `device` timer (compress/device_latency.py, profiles with an `ssh:`
+block) the same ONNX files go to the device in ONE layer bundle per policy run and the standalone
+device runner times them there, forms of a layer interleaved; the key then holds the device's
+runtime versions (asked over SSH) instead of this host's.
+
 Cache: one JSON file per (profile, backend) holding entries keyed by sha256 of (profile,
-backend, precision, threads, layer signature, input shape, form, batch, library versions);
-a changed runtime version or shape is a miss, never a stale hit. Writes merge with what is on
-disk and are atomic.
+backend, precision, threads, layer signature, input shape, form, batch, library versions,
+host or device); a changed runtime version or shape is a miss, never a stale hit. Writes merge
+with what is on disk and are atomic.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +45,15 @@ RUNTIME_LIBS = {"ort": ("onnxruntime",), "openvino": ("openvino",)}
 Form = tuple[str | None, dict[str, int] | None]  # (None, None) = dense
 # Injected timing (tests): (layer, {form key: module}, input tensor) -> {form key: ms}
 Timer = Callable[[LayerInfo, dict[str, nn.Module], torch.Tensor], dict[str, float]]
+Job = tuple[LayerInfo, dict[str, nn.Module], torch.Tensor]  # one layer at one batch size
+
+
+class DeviceTimer(Protocol):
+    """Times many layers' forms on a device in one go (compress/device_latency.py)."""
+
+    def versions(self) -> dict[str, str | None]: ...
+
+    def time_groups(self, jobs: list[Job]) -> list[dict[str, float]]: ...
 
 
 def form_key(method: str | None, ranks: dict[str, int] | None) -> str:
@@ -59,11 +73,11 @@ def layer_signature(module: nn.Module) -> dict[str, Any]:
     return sig
 
 
-def _lib_versions(backend: str) -> dict[str, str | None]:
+def _lib_versions(libs: tuple[str, ...]) -> dict[str, str | None]:
     from importlib import metadata
 
     out: dict[str, str | None] = {}
-    for lib in ("torch", "onnx", "onnxslim", *RUNTIME_LIBS.get(backend, ())):
+    for lib in libs:
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
@@ -75,22 +89,23 @@ class LatencyTable:
     """Measured p50 latency (ms) of layers in dense and factorized forms on one backend.
 
     `measure(info, forms)` returns {form key: ms at batch 1} after timing what the cache lacks;
-    `timer` replaces the real measurement (tests inject a deterministic one). `record_inputs`
-    must have seen the model first (it supplies each layer's real input shape)."""
+    `timer` replaces the real measurement (tests inject a deterministic one); `device` times on
+    the device instead of this host. `record_inputs` must have seen the model first (it supplies
+    each layer's real input shape)."""
 
     def __init__(self, backend: str = "ort", batch_sizes: list[int] | tuple[int, ...] = (1,), threads: int | None = None,
                  profile: str = "local", cache_file: str | Path | None = None, timer: Timer | None = None,
                  rounds: int = 3, runs: int = 30, warmup: int = 5, max_seconds: float | None = 0.3,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, device: DeviceTimer | None = None):
         if backend not in RUNTIME_LIBS:
             raise ValueError(f"latency table: backend {backend!r} cannot be timed here; use one of {sorted(RUNTIME_LIBS)}")
         self.backend, self.threads, self.profile = backend, threads, profile
         self.batch_sizes = sorted({1, *(int(b) for b in batch_sizes)})
         self.cache_file = Path(cache_file) if cache_file is not None else None
-        self.timer = timer
+        self.timer, self.device = timer, device
         self.rounds, self.runs, self.warmup, self.max_seconds = rounds, runs, warmup, max_seconds
         self.log = log
-        self.versions = _lib_versions(backend)
+        self._versions: dict[str, str | None] | None = None
         self.inputs: dict[str, dict[int, tuple[int, ...]]] = {}  # layer -> batch -> input shape
         self.entries: dict[str, dict[str, Any]] = self._read_cache()
         self.hits = 0
@@ -118,6 +133,20 @@ class LatencyTable:
         finally:
             model.train(was)
 
+    @property
+    def versions(self) -> dict[str, str | None]:
+        """Exporter versions (this host) + the timing runtime's: this host's, or the device's
+        (asked over SSH once, on first use: an unreachable device fails here, before any work)."""
+        if self._versions is None:
+            export = _lib_versions(("torch", "onnx", "onnxslim"))
+            runtime = self.device.versions() if self.device is not None else _lib_versions(RUNTIME_LIBS[self.backend])
+            self._versions = {**export, **runtime}
+        return self._versions
+
+    @property
+    def timed_by(self) -> str:
+        return "injected" if self.timer is not None else "device" if self.device is not None else "runtime"
+
     # ---- cache --------------------------------------------------------------------------
     def _read_cache(self) -> dict[str, dict[str, Any]]:
         if self.cache_file is None or not self.cache_file.is_file():
@@ -141,34 +170,47 @@ class LatencyTable:
         return sha256_json({"profile": self.profile, "backend": self.backend, "precision": "fp32",
                             "threads": self.threads, "layer": layer_signature(info.module), "input": list(shape),
                             "form": form, "batch": batch, "versions": self.versions,
-                            "timer": "injected" if self.timer is not None else "runtime"})
+                            "timer": self.timed_by})
 
     # ---- measurement --------------------------------------------------------------------
-    def measure(self, info: LayerInfo, forms: list[Form]) -> dict[str, float]:
-        """{form key: p50 ms at batch 1} for the layer's dense form and `forms`; times (all
-        batch sizes, interleaved) only what the cache lacks."""
-        if info.name not in self.inputs:
-            raise ValueError(f"latency table: no input shape recorded for layer {info.name!r} (call record_inputs)")
-        wanted = {form_key(m, r): (m, r) for m, r in [(None, None), *forms]}
-        for b in self.batch_sizes:
-            shape = self.inputs[info.name].get(b)
-            if shape is None:
-                continue
-            missing = [k for k in wanted if self._key(info, shape, k, b) not in self.entries]
-            self.hits += len(wanted) - len(missing)
-            if not missing:
-                continue
-            modules = {k: self._build(info, *wanted[k]) for k in missing}
-            x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-            times = (self.timer or self._time)(info, modules, x)
-            for k in missing:
+    def prefetch(self, requests: list[tuple[LayerInfo, list[Form]]]) -> None:
+        """Time (all batch sizes, forms of a layer interleaved) every dense + requested form
+        the cache lacks. On a device this is ONE bundle and one SSH round trip for all layers."""
+        jobs: list[tuple[Job, tuple[int, ...], int]] = []
+        for info, forms in requests:
+            if info.name not in self.inputs:
+                raise ValueError(f"latency table: no input shape recorded for layer {info.name!r} (call record_inputs)")
+            wanted = {form_key(m, r): (m, r) for m, r in [(None, None), *forms]}
+            for b in self.batch_sizes:
+                shape = self.inputs[info.name].get(b)
+                if shape is None:
+                    continue
+                missing = [k for k in wanted if self._key(info, shape, k, b) not in self.entries]
+                self.hits += len(wanted) - len(missing)
+                if missing:
+                    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+                    jobs.append(((info, {k: self._build(info, *wanted[k]) for k in missing}, x), shape, b))
+        if not jobs:
+            return
+        if self.device is not None and self.timer is None:
+            all_times = self.device.time_groups([job for job, _, _ in jobs])
+        else:
+            all_times = [(self.timer or self._time)(*job) for job, _, _ in jobs]
+        for ((info, modules, _x), shape, b), times in zip(jobs, all_times, strict=True):
+            for k in modules:
                 self.entries[self._key(info, shape, k, b)] = {
                     "p50_ms": float(times[k]), "layer": info.name, "form": k, "batch": b, "input": list(shape),
-                    "signature": layer_signature(info.module), "threads": self.threads}
-            self.measured += len(missing)
-            self._write_cache()
+                    "signature": layer_signature(info.module), "threads": self.threads, "timed_by": self.timed_by}
+            self.measured += len(modules)
+        self._write_cache()
+
+    def measure(self, info: LayerInfo, forms: list[Form]) -> dict[str, float]:
+        """{form key: p50 ms at batch 1} for the layer's dense form and `forms` (timed first if
+        the cache lacks them)."""
+        self.prefetch([(info, forms)])
         shape1 = self.inputs[info.name][1]
-        return {k: self.entries[self._key(info, shape1, k, 1)]["p50_ms"] for k in wanted}
+        return {k: self.entries[self._key(info, shape1, k, 1)]["p50_ms"]
+                for k in (form_key(m, r) for m, r in [(None, None), *forms])}
 
     def by_batch(self, info: LayerInfo, form: str) -> dict[str, float]:
         """Cached p50 ms of one measured form at every batch size (for reports)."""
@@ -187,19 +229,14 @@ class LatencyTable:
 
     def _time(self, info: LayerInfo, modules: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
         """Export each form to ONNX and time them interleaved with the backend's Runner."""
-        import onnx
-
         from edgeskel.bench.measure import interleaved_latency
-        from edgeskel.export.onnx import _export_proto, _slim
         from edgeskel.runtime import get_runner
 
         runners = {}
         with tempfile.TemporaryDirectory(prefix="edgeskel-lat-") as td:
             try:
                 for k, mod in modules.items():
-                    path = Path(td) / f"{len(runners)}.onnx"
-                    proto = _slim(_export_proto(mod.float(), x, 17, dynamic=False, out=path), path)
-                    onnx.save(proto, str(path))
+                    path = export_layer(mod, x, Path(td) / f"{len(runners)}.onnx")
                     runners[k] = get_runner(self.backend, path, precision="fp32", threads=self.threads).load()
                 xb = {int(x.shape[0]): np.ascontiguousarray(x.numpy(), dtype=np.float32)}
                 infers = {k: _raw_infer(r) for k, r in runners.items()}
@@ -218,7 +255,19 @@ class LatencyTable:
         return {"backend": self.backend, "profile": self.profile, "threads": self.threads,
                 "batch_sizes": self.batch_sizes, "cache_file": str(self.cache_file) if self.cache_file else None,
                 "cache_hits": self.hits, "measured": self.measured, "versions": self.versions,
-                "timer": "injected" if self.timer is not None else "runtime"}
+                "timer": self.timed_by}
+
+
+def export_layer(module: nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """One layer form alone as ONNX, exported exactly like whole models (legacy exporter,
+    opset 17, static shape, onnxslim), so its timing reflects the graph the model will have."""
+    import onnx
+
+    from edgeskel.export.onnx import _export_proto, _slim
+
+    proto = _slim(_export_proto(module.float(), x, 17, dynamic=False, out=path), path)
+    onnx.save(proto, str(path))
+    return path
 
 
 def _shape_hook(seen: dict[str, tuple[int, ...]], name: str) -> Callable[..., None]:

@@ -220,6 +220,8 @@ class LayerLatency(Protocol):
 
     def measure(self, info: LayerInfo, forms: list[tuple[str | None, dict[str, int] | None]]) -> dict[str, float]: ...
 
+    def prefetch(self, requests: list[tuple[LayerInfo, list[tuple[str | None, dict[str, int] | None]]]]) -> None: ...
+
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -245,9 +247,12 @@ def allocate_latency(infos: list[LayerInfo], specs: dict[str, Spectra], methods:
     out: dict[str, Decision | None] = {}
     dense_total = chosen_total = 0.0
     kept_dense = []
+    cands_of = {i.name: latency_candidates(i, specs[i.name], methods[i.name].method, cfg) for i in infos}
+    # every layer's forms in one go (on a device: one bundle, one SSH round trip), then read back
+    table.prefetch([(i, [(methods[i.name].method, r) for r in cands_of[i.name]]) for i in infos])
     for info in infos:
         meth = methods[info.name].method
-        cands = latency_candidates(info, specs[info.name], meth, cfg)
+        cands = cands_of[info.name]
         ms = table.measure(info, [(meth, r) for r in cands])
         dense = ms["dense"]
         dense_total += dense

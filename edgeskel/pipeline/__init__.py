@@ -139,9 +139,11 @@ def run_pipeline(
         comp_res: dict[str, Any] | None = None
         if rec.compress is not None:
             def comp_stage(d: Path) -> dict[str, Any]:
+                from edgeskel.compress.device_latency import latency_table_for
+
                 return steps.compress_and_finetune(deploy_ckpt, rec, dataset, val_x, val_y, calib_x, d,
                                                    rank_multiple=profile.rank_multiple, quiet=quiet,
-                                                   test=(test_x, test_y))
+                                                   test=(test_x, test_y), latency=latency_table_for(rec.compress, profile, log))
 
             from edgeskel.pipeline.reuse import compress_stage_inputs
 

@@ -157,6 +157,7 @@ def compress_and_finetune(
     quiet: bool = False,
     runtime: Runtime | None = None,
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    latency: Any = None,
 ) -> dict[str, Any]:
     """Factorize the reference model per the recipe, fine-tune with distillation, and write
     `compressed.ckpt` (self-describing: carries its factorization plan) + `compression.json`.
@@ -165,7 +166,8 @@ def compress_and_finetune(
     `val_x/val_y` is the validation split: the best fine-tune epoch and the factorized-vs-
     fine-tuned choice are made on it. The fine-tuned model ships only if it beats the
     factorized one there (never deploy a worse model); `selection` says which shipped and why.
-    `test`: the test split, for the top-1 numbers reported (else they are validation numbers)."""
+    `test`: the test split, for the top-1 numbers reported (else they are validation numbers).
+    `latency`: the layer latency table of policy 'latency' (None: compress_model's host table)."""
     from edgeskel.compress import compress_model
 
     if recipe.compress is None:
@@ -177,7 +179,7 @@ def compress_and_finetune(
     top1_ref = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
     calib = [torch.from_numpy(calib_x[i : i + 16]) for i in range(0, min(len(calib_x), 16 * cfg.calib_batches), 16)]
     input_shape = (1, *spec.input_shape)
-    student, report = compress_model(copy.deepcopy(teacher), cfg, input_shape, calib)
+    student, report = compress_model(copy.deepcopy(teacher), cfg, input_shape, calib, latency=latency)
     kill_point("compress", "after_factorize")
     top1_compressed = accuracy_summary(predict_logits(student, val_x), val_y)["top1"]
     factorized, tuned = student, None
@@ -223,12 +225,28 @@ def compress_and_finetune(
         "selection": selection,
         "totals": report["totals"],
         "policy": report["policy"],
+        "budget": report["budget"],
+        "latency": report["latency"],  # policy 'latency': where the layer table was timed, cache hits, versions
         "finetune": ft_info,
         "layers": report["layers"],
     }
     atomic_write_json(out_dir / "compression.json", summary)
     dist_.barrier()
-    return {k: summary[k] for k in ("top1", "totals", "finetune", "selection")} | {"outputs": ["compressed.ckpt", "compression.json"]}
+    return ({k: summary[k] for k in ("top1", "totals", "finetune", "selection")}
+            | {"ranks": ranks_summary(report), "outputs": ["compressed.ckpt", "compression.json"]})
+
+
+def ranks_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """How the ranks were chosen, for the report: the policy and, for 'latency', where its layer
+    table was timed (this host or the SSH device), how much it measured and which layers stayed dense."""
+    out: dict[str, Any] = {"policy": report["policy"]["policy"]}
+    lat = report.get("latency")
+    if lat:
+        table = lat.get("table") or {}
+        where = {"device": (table.get("versions") or {}).get("device"), "runtime": "this host"}.get(table.get("timer"))
+        out.update(timed_on=where or table.get("timer"), backend=table.get("backend"), measured=table.get("measured"),
+                   cache_hits=table.get("cache_hits"), kept_dense=lat.get("kept_dense") or [])
+    return out
 
 
 def deploy_choice(top1_factorized_val: float, top1_finetuned_val: float | None) -> dict[str, Any]:

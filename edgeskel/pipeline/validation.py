@@ -238,7 +238,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
         "reference": {"top1": ref_top1, "top5": ref_res.get("top5"), "params": ref_res.get("params"),
                       "gflops": ref_res.get("gflops"), "source": ref_res.get("source")},
         "compressed": ({"top1": comp_res["top1"], "totals": comp_res["totals"],
-                        "selection": comp_res.get("selection")} if comp_res else None),
+                        "selection": comp_res.get("selection"), "ranks": comp_res.get("ranks")} if comp_res else None),
         "deployed_model": deployed_stats,
         "gates": profile.gates.model_dump(mode="json"),
         "variants": variants,

@@ -140,10 +140,6 @@ def make_bundle(
         np.save(tmp / "val_y.npy", val_y)
         if ref_logits is not None:
             np.save(tmp / "ref_logits.npy", np.asarray(ref_logits, dtype=np.float32))
-        shutil.copy2(RUNNER_SOURCE, tmp / "device_runner.py")
-
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        digests = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
         meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "name": out_dir.name,
@@ -159,18 +155,61 @@ def make_bundle(
                      "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:])},
             "variants": variants,
             "model": model,  # what the inputs mean: layout (full definition), classes, preprocessing
-            "sha256": digests,
         }
-        h = sha256_bytes(json.dumps(meta, sort_keys=True).encode())[:12]
-        meta["bundle_id"] = f"{out_dir.name}-{h}"
-        atomic_write_json(tmp / "bundle.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        _seal(tmp, meta, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def make_layer_bundle(out_dir: str | Path, forms: list[dict[str, Any]], profile: Any, warmup: int = 5, runs: int = 30,
+                      rounds: int = 3, max_seconds: float | None = 0.3) -> Path:
+    """A layer-timing bundle (`kind: layers`): the per-layer latency table's forms, timed by the
+    same device runner on the device. Each form: {name, path (the layer's ONNX), backend,
+    input_shape, group}; the forms of one group (a layer at one batch size) are timed interleaved
+    on one input of that shape. No data, no accuracy: only latency."""
+    out_dir = Path(out_dir)
+    names = [f.get("name") for f in forms]
+    bad = [n for n in [*names, *(f.get("group") for f in forms)] if not is_safe_name(n)]
+    if bad or not is_safe_name(out_dir.name) or len(set(names)) != len(names):
+        raise ConfigError(f"layer bundle: names {bad or names} are not unique safe folder names (allowed: {NAME_RULE})")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        variants = []
+        for f in forms:
+            dest = tmp / "artifacts" / f["name"]
+            dest.mkdir(parents=True)
+            shutil.copy2(f["path"], dest / Path(f["path"]).name)
+            rel = f"artifacts/{f['name']}/{Path(f['path']).name}"
+            variants.append({"name": f["name"], "backend": f["backend"], "precision": "fp32", "artifact": rel,
+                             "files": [rel], "group": f["group"], "input_shape": [int(d) for d in f["input_shape"]],
+                             "options": f.get("options") or {}})
+        meta: dict[str, Any] = {
+            "format": BUNDLE_FORMAT, "kind": "layers", "name": out_dir.name, "device": profile.name,
+            "arch": profile.arch, "created_by": f"edgeskel {__version__}", "threads": profile.threads,
+            "measure": {"warmup": warmup, "runs": runs, "rounds": rounds, "max_seconds": max_seconds},
+            "variants": variants,
+        }
+        _seal(tmp, meta, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _seal(tmp: Path, meta: dict[str, Any], out_dir: Path) -> None:
+    """Add the runner, every file's digest and the content-derived id; then move `tmp` into
+    place as `out_dir` (replacing an older bundle there)."""
+    shutil.copy2(RUNNER_SOURCE, tmp / "device_runner.py")
+    meta["sha256"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    h = sha256_bytes(json.dumps(meta, sort_keys=True).encode())[:12]
+    meta["bundle_id"] = f"{out_dir.name}-{h}"
+    atomic_write_json(tmp / "bundle.json", meta)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
 
 
 def read_bundle(bundle_dir: str | Path) -> dict[str, Any]:

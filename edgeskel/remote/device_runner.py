@@ -499,6 +499,36 @@ def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str
     return out
 
 
+def run_layer_bundle(bundle: Path, meta: dict[str, Any], variants: list[dict[str, Any]],
+                     log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """A layer-timing bundle (`kind: layers`, written by the latency table): every variant is one
+    form of one layer (dense or factorized, an ONNX of that layer alone) with its `input_shape`.
+    The forms of a `group` (one layer at one batch size) are timed round-robin on a random input
+    of that shape; no accuracy (a layer's output is not logits). A group whose session fails to
+    load reports the error on each of its forms; the other groups still run."""
+    m = meta.get("measure", {})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for v in variants:
+        groups.setdefault(str(v["group"]), []).append(v)
+    results: dict[str, dict[str, Any]] = {}
+    for g, forms in groups.items():
+        shape = [int(d) for d in forms[0]["input_shape"]]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        try:
+            infers = {v["name"]: RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
+                                                        v.get("options") or {}) for v in forms}
+            log(f"  layer group {g} {tuple(shape)}: {len(forms)} forms interleaved")
+            times = time_round_robin(infers, x, int(m.get("warmup", 5)), int(m.get("runs", 30)), m.get("max_seconds"),
+                                     rounds=int(m.get("rounds", 3)))
+            for n, t in times.items():
+                results[n] = {"name": n, "status": "ok", "error": None, "latency_ms": {str(shape[0]): latency_stats(t, shape[0])}}
+        except Exception as exc:  # noqa: BLE001 - reported per form; other layers still run
+            for v in forms:
+                results[v["name"]] = {"name": v["name"], "status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    return [{**results[v["name"]], "backend": v["backend"], "precision": v["precision"], "timing": "interleaved"}
+            for v in variants]
+
+
 def host_info(threads: int | None = None) -> dict[str, Any]:
     """The CPU that ran the measurement (model, logical cores, cores this process may use), the
     runtime threads asked for, and the 1/5/15-minute load average: a loaded host explains
@@ -712,6 +742,10 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
     if only and len(variants) != len(only):
         raise SystemExit(f"error: unknown variant(s) {sorted(set(only) - {v['name'] for v in variants})}")
     host_before = host_info(meta.get("threads"))
+    if meta.get("kind") == "layers":
+        results = run_layer_bundle(bundle, meta, variants, log)
+        timing_doc: dict[str, Any] = {"method": "layer forms interleaved round-robin per layer and batch size"}
+        return _write_results(bundle, meta, variants, results, timing_doc, host_before, out)
     pooled = [v for v in variants if interleavable(v)] if interleave else []
     pooled = pooled if len(pooled) >= 2 else []
     results = []
@@ -726,7 +760,7 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
         if r["status"] != "ok":
             log(f"  {v['name']}: ERROR {r['error']}")
     ok = [v for v in pooled if next(r for r in results if r["name"] == v["name"])["status"] == "ok"]
-    timing_doc: dict[str, Any] = {"method": "one variant after another, each in its own process"}
+    timing_doc = {"method": "one variant after another, each in its own process"}
     if ok:
         log(f"interleaved timing of {len(ok)} variants (round-robin in blocks, start rotated each round)")
         try:
@@ -745,10 +779,15 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
                 v = next(v for v in ok if v["name"] == r["name"])
                 alone = _run_isolated(bundle, v["name"], log) if isolate else run_variant(bundle, meta, v, log)
                 r["latency_ms"], r["timing"] = alone.get("latency_ms") or {}, "own process"
+    return _write_results(bundle, meta, variants, results, timing_doc, host_before, out)
+
+
+def _write_results(bundle: Path, meta: dict[str, Any], variants: list[dict[str, Any]], results: list[dict[str, Any]],
+                   timing_doc: dict[str, Any], host_before: dict[str, Any], out: str | Path | None) -> dict[str, Any]:
     env = environment()
     env["host"] = {**host_before, "load_avg_after": host_info()["load_avg_1_5_15"]}
-    doc = {"format": RESULTS_FORMAT, "bundle_id": meta["bundle_id"], "device": meta.get("device"),
-           "environment": env, "timing": timing_doc, "variants": results,
+    doc = {"format": RESULTS_FORMAT, "kind": meta.get("kind", "model"), "bundle_id": meta["bundle_id"],
+           "device": meta.get("device"), "environment": env, "timing": timing_doc, "variants": results,
            "artifact_sha256": artifact_hashes(bundle, variants)}
     write_json_atomic(Path(out) if out else bundle / "results.json", doc)
     return doc

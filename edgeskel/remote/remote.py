@@ -40,13 +40,16 @@ _CHECK = (
     "        importlib.import_module(m)\n"
     "    except Exception as e:\n"
     "        missing[m] = type(e).__name__ + ': ' + str(e)[:200]\n"
-    "print(json.dumps({'missing': missing, 'machine': platform.machine(), 'python': platform.python_version()}))\n"
+    "versions = {m: str(getattr(sys.modules.get(m), '__version__', None)) for m in sys.argv[1:] if m not in missing}\n"
+    "print(json.dumps({'missing': missing, 'machine': platform.machine(), 'python': platform.python_version(),\n"
+    "                  'versions': versions}))\n"
 )
 
 
 def check_runtimes(target: SSHTarget, backends: list[str], arch: str | None = None) -> dict[str, Any]:
     """RemoteError naming each missing module and its install command; also checks the
-    remote python exists and the machine architecture matches the profile's."""
+    remote python exists and the machine architecture matches the profile's. Returns
+    {machine, python, versions: {module: __version__}} of the device."""
     mods = ["numpy"] + sorted({m for b in backends for m in BACKEND_MODULES.get(b, [b])})
     cmd = f"{shlex.quote(target.python)} -c {shlex.quote(_CHECK)} {' '.join(mods)}"
     res = target.run(cmd, timeout=target.connect_timeout_s + 60, what="runtime check", check=False)
@@ -138,8 +141,9 @@ def _validate(raw: bytes, meta: dict[str, Any], target: SSHTarget) -> dict[str, 
     got = [v.get("name") for v in doc.get("variants", [])]
     if got != want:
         raise RemoteError(f"results.json from device {target.name!r} has variants {got}, expected {want}")
+    measured = {"latency_ms"} if meta.get("kind") == "layers" else {"accuracy", "latency_ms"}  # layers: no accuracy
     for v in doc["variants"]:
-        if v.get("status") == "ok" and not ({"accuracy", "latency_ms"} <= set(v)):
+        if v.get("status") == "ok" and not (measured <= set(v)):
             raise RemoteError(f"results.json from device {target.name!r}: variant {v['name']!r} lacks measurements")
     return doc
 

@@ -231,6 +231,12 @@ def selection_lines(report: dict[str, Any]) -> list[str]:
     sel = (report.get("compressed") or {}).get("selection")
     if sel:
         lines.append(f"- Deployed model: **{sel['deployed']}** ({sel['note']}; chosen on the validation split).")
+    ranks = (report.get("compressed") or {}).get("ranks") or {}
+    if ranks.get("timed_on"):  # policy 'latency': ranks from measured layer latencies
+        dense = ranks.get("kept_dense") or []
+        lines.append(f"- Ranks: policy `{ranks['policy']}`, layer latencies timed on {ranks['timed_on']} with "
+                     f"{ranks.get('backend')} ({ranks.get('measured')} forms measured, {ranks.get('cache_hits')} from "
+                     f"the cache); {len(dense)} layer(s) kept dense where factorizing did not measure faster.")
     ds = report.get("dataset") or {}
     if ds.get("accuracy_split") == "test":
         val = ds.get("validation") or {}

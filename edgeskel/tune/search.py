@@ -30,6 +30,7 @@ import numpy as np
 
 from edgeskel.checkpoint import load_checkpoint, save_checkpoint
 from edgeskel.compress.config import CompressionConfig
+from edgeskel.compress.device_latency import latency_table_for
 from edgeskel.errors import ConfigError, DataError, EdgeskelError
 from edgeskel.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, sha256_json
 from edgeskel.pipeline import _dataset_fingerprint, _jsonable, _save_npy, export_stage_inputs, steps
@@ -45,9 +46,11 @@ Measure = Callable[[dict[str, Callable[[np.ndarray], Any]], dict[int, np.ndarray
 
 
 def compression_options(rec: Any, profile: Any, budgets: list[float], energies: list[float],
-                        latency_backends: list[str], cache_dir: Path) -> dict[str, CompressionConfig | None]:
+                        latency_backends: list[str], cache_dir: Path,
+                        on_device: bool = False) -> dict[str, CompressionConfig | None]:
     """{option key: config}: 'none', one 'budget-<b>' per budget (params), one 'latency-<backend>[-e<E>]'
-    per measured backend and energy. Other settings (data_aware, include, ...) from the recipe."""
+    per measured backend and energy (its layer table timed on the SSH device when `on_device`).
+    Other settings (data_aware, include, ...) from the recipe."""
     base = rec.compress or CompressionConfig(policy="budget", data_aware=True)
     base = base.model_copy(update={"rank_multiple": profile.rank_multiple})
     opts: dict[str, CompressionConfig | None] = {"none": None}
@@ -59,6 +62,7 @@ def compression_options(rec: Any, profile: Any, budgets: list[float], energies: 
             opts[key] = base.model_copy(update={
                 "policy": "latency", "energy": e, "latency_backend": bk, "latency_threads": profile.threads,
                 "latency_batch_sizes": list(profile.batch_sizes), "latency_profile": profile.name,
+                "latency_on": "device" if on_device else "host",
                 "latency_cache": str((cache_dir / f"{profile.name}-{bk}.json").resolve())})
     return opts
 
@@ -152,18 +156,19 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         from edgeskel.train.metrics import accuracy_summary, predict_logits
 
         ref_top1 = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
-        # The layer latency table times layers on THIS host (ORT/OpenVINO): the measured-rank
-        # option exists only when the candidates are timed here too.
-        options = compression_options(rec, profile, list(budgets), list(energies),
-                                      [] if remote else sorted({v.backend for v in wanted}), out_root / "_latency")
+        # The layer latency table times ORT/OpenVINO layers where the candidates are timed: on this
+        # host, or on the SSH device by the device runner (compress/device_latency.py).
+        table_backends = sorted({v.backend for v in wanted if v.backend in MEASURABLE})
+        options = compression_options(rec, profile, list(budgets), list(energies), table_backends,
+                                      out_root / "_latency", on_device=remote)
 
         # ---- 2. factorize (no fine-tuning) + export every option x variant ----------------------
         cands: dict[str, dict[str, Any]] = {}
         option_info: dict[str, dict[str, Any]] = {}
-        if remote:
+        if not table_backends:
             option_info["latency"] = {"status": "skipped", "policy": None, "reason": (
-                "measured ranks need a per-layer latency table timed on the device; over SSH tune searches "
-                "parameter budgets only (the layer table is timed on this host)")}
+                "the layer latency table times ONNX Runtime/OpenVINO layers; this search has only "
+                f"{sorted({v.backend for v in wanted})} variants")}
         models: dict[str, Path] = {"none": ref_ckpt}
         for key, cfg in options.items():
             if cfg is not None:
@@ -174,7 +179,8 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
                     res = run.run_stage(f"factorize-{key}", {"cfg": cfg.model_dump(mode="json"),
                                                              "reference": run.output_hash("reference"),
                                                              "logic": TUNE_LOGIC_VERSION},
-                                        lambda d, cfg=cfg: _factorize(ref_ckpt, cfg, spec, calib_x, val_x, val_y, d), log)
+                                        lambda d, cfg=cfg: _factorize(ref_ckpt, cfg, spec, calib_x, val_x, val_y, d,
+                                                                      latency_table_for(cfg, profile, log)), log)
                 except ConfigError as exc:  # e.g. an infeasible budget for this model: that option only
                     option_info[key] = {"status": "error", "policy": cfg.policy, "reason": str(exc)}
                     log(f"[tune] {key}: {exc}")
@@ -305,7 +311,8 @@ def _finetune(run: RunDir, rec: Any, rec_k: Any, profile: Any, ref_ckpt: Path, d
         for root in dict.fromkeys([run.root.parent.parent, DEFAULT_ROOT]):  # this tune's --out, then runs/
             found = found or finished_compress(rec, profile.name, ref_sha, rank_multiple, data_outputs, root=root)
     if found is None:
-        return steps.compress_and_finetune(ref_ckpt, rec_k, dataset, val_x, val_y, calib_x, d, quiet=quiet, test=test)
+        return steps.compress_and_finetune(ref_ckpt, rec_k, dataset, val_x, val_y, calib_x, d, quiet=quiet, test=test,
+                                           latency=latency_table_for(rec_k.compress, profile, log))
     other, comp = found
     for name in ("compressed.ckpt", "compression.json"):
         atomic_write_bytes(d / name, (other.root / "compress" / name).read_bytes())
@@ -316,8 +323,9 @@ def _finetune(run: RunDir, rec: Any, rec_k: Any, profile: Any, ref_ckpt: Path, d
 
 
 def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.ndarray, val_x: np.ndarray,
-               val_y: np.ndarray, d: Path) -> dict[str, Any]:
-    """Compress without fine-tuning: structure (hence latency) and the accuracy before fine-tuning."""
+               val_y: np.ndarray, d: Path, latency: Any = None) -> dict[str, Any]:
+    """Compress without fine-tuning: structure (hence latency) and the accuracy before fine-tuning.
+    `latency`: the layer table of policy 'latency' when it is timed on the device."""
     from dataclasses import replace
 
     import torch
@@ -327,7 +335,7 @@ def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.nd
 
     teacher, ref_spec, extra = load_checkpoint(ref_ckpt)
     calib = [torch.from_numpy(calib_x[i : i + 16]) for i in range(0, min(len(calib_x), 16 * cfg.calib_batches), 16)]
-    student, rep = compress_model(copy.deepcopy(teacher), cfg, (1, *ref_spec.input_shape), calib)
+    student, rep = compress_model(copy.deepcopy(teacher), cfg, (1, *ref_spec.input_shape), calib, latency=latency)
     cspec = replace(ref_spec, compression={"plan": rep["plan"], "policy": rep["policy"]})
     save_checkpoint(d / "model.ckpt", student, cspec, extra={"stage": "factorized (tune)"})
     atomic_write_json(d / "compression.json", {k: rep[k] for k in ("policy", "totals", "layers", "budget", "latency")})
