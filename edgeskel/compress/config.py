@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from edgeskel.keyed_model import KeyedModel
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -13,7 +15,7 @@ Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 DEFAULT_EXCLUDE = ["fc", "*.fc", "fcn", "*.fcn", "*fc_cls", "head", "*.head", "data_bn", "*.data_bn"]
 
 
-class CompressionConfig(BaseModel):
+class CompressionConfig(KeyedModel):
     """How to pick ranks and which layers to factorize.
 
     policy:   'fixed' keeps `ratio` of each layer's full rank; 'energy' keeps the smallest rank
@@ -30,6 +32,7 @@ class CompressionConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    ADDED_FIELDS: ClassVar[frozenset[str]] = frozenset({"latency_on"})  # keys of older runs stay valid
 
     policy: Literal["fixed", "energy", "budget", "latency"] = "fixed"
     ratio: Fraction = 0.5

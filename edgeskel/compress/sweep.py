@@ -63,7 +63,7 @@ def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[
                 from dataclasses import replace
 
                 cspec = replace(spec, compression={"plan": rep["plan"], "policy": rep["policy"]})
-                train_set = SkeletonTorchDataset(split.train, spec.layout, spec.preprocess, train=True, seed=finetune.seed)
+                train_set = SkeletonTorchDataset.for_training(split.train, spec.layout, spec.preprocess, finetune)
                 res = fit(student, cspec, train_set, sel, finetune,
                           out / f"ft-{target}-{budget}-{method}", teacher=teacher, quiet=quiet, runtime=runtime)
                 teacher.cpu()  # fit moved it to the training device; the next budget factorizes on CPU

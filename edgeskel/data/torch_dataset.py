@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -26,6 +28,12 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
         self.rotate_deg, self.scale_jitter = rotate_deg, scale_jitter
         self.epoch = 0
         self._cache: np.ndarray | None = None
+
+    @classmethod
+    def for_training(cls, sset: SkeletonSet, layout: SkeletonLayout, cfg: Preprocess, train_cfg: Any) -> SkeletonTorchDataset:
+        """The training set of a schedule (TrainConfig): its seed and augmentation."""
+        return cls(sset, layout, cfg, train=True, seed=train_cfg.seed, rotate_deg=train_cfg.rotate_deg,
+                   scale_jitter=train_cfg.scale_jitter)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -134,7 +134,7 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
 
     split = holdout(dataset)  # best epoch chosen on validation, never on test
     val = prepare_arrays(split.val, dataset.layout, pre)
-    train_set = SkeletonTorchDataset(split.train, dataset.layout, pre, train=True, seed=recipe.train.seed)
+    train_set = SkeletonTorchDataset.for_training(split.train, dataset.layout, pre, recipe.train)
     res = fit(net, spec, train_set, val, recipe.train, out_dir / "train", quiet=quiet,
               extra={"data": recipe.data.spec, "validation": split.info},
               on_epoch=lambda row: kill_point("reference", f"epoch_{row['epoch']}"), runtime=runtime)
@@ -193,8 +193,7 @@ def compress_and_finetune(
         from edgeskel.train.trainer import fit
 
         factorized = copy.deepcopy(student)  # fit trains `student` in place
-        train_set = SkeletonTorchDataset(holdout(dataset).train, dataset.layout, spec.preprocess, train=True,
-                                         seed=ft_cfg.seed)
+        train_set = SkeletonTorchDataset.for_training(holdout(dataset).train, dataset.layout, spec.preprocess, ft_cfg)
         res = fit(student, cspec, train_set, (val_x, val_y), ft_cfg, out_dir / "finetune", teacher=teacher,
                   quiet=quiet, extra={"stage": "finetune"},
                   on_epoch=lambda row: kill_point("compress", f"finetune_epoch_{row['epoch']}"), runtime=runtime)

@@ -78,7 +78,7 @@ def train(
 
     split = holdout(ds)
     val = prepare_arrays(split.val, ds.layout, pre)
-    train_set = SkeletonTorchDataset(split.train, ds.layout, pre, train=True, seed=cfg.seed)
+    train_set = SkeletonTorchDataset.for_training(split.train, ds.layout, pre, cfg)
     result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet,
                  extra={"data": data, "dataset_info": ds.info, "validation": split.info}, runtime=runtime)
     best, _, _ = load_checkpoint(result["best_checkpoint"])
