@@ -80,3 +80,11 @@ def test_third_party_info_logs_are_silenced_unless_verbose():
     main(["--verbose", "devices"])
     assert shown(logging.INFO)
     main(["devices"])  # back to quiet for the tests after this one
+
+
+@pytest.mark.parametrize("argv, key", [(["--epochs", "-1"], "epochs"), (["--scale-jitter", "1.5"], "scale_jitter")])
+def test_out_of_range_option_values_are_one_error_line(capsys, tmp_path, argv, key):
+    assert main(["train", "--model", "stgcn", "--out", str(tmp_path / "t"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: command line: invalid option value: " + key), err
+    assert not (tmp_path / "t").exists()

@@ -36,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exit paths
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors
+        from pydantic import ValidationError
         from typer import _click as click
+
+        if isinstance(exc, ValidationError):  # a command-line value a settings model refused (e.g. --epochs -1)
+            from edgeskel.config_errors import format_validation_error
+
+            print(f"error: {format_validation_error('command line', exc, what='option value')}", file=sys.stderr)
+            return 2
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()

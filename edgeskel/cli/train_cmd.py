@@ -28,6 +28,8 @@ def train_cmd(
     warmup_epochs: float = typer.Option(2, "--warmup-epochs"),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     seed: int = typer.Option(0, "--seed"),
+    rotate_deg: float = typer.Option(0.0, "--rotate-deg", help="augment: random rotation about each axis, +/- degrees"),
+    scale_jitter: float = typer.Option(0.0, "--scale-jitter", help="augment: random scale 1 +/- this"),
     layout: str | None = typer.Option(None, "--layout", help="layout name or YAML (default: implied by the data)"),
     frames: int | None = typer.Option(None, "--frames", help="T after resampling (default from data)"),
     persons: int | None = typer.Option(None, "--persons", help="M persons (default from data)"),
@@ -52,7 +54,7 @@ def train_cmd(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,  # type: ignore[arg-type]
                       lr=lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-3),
                       weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                      seed=seed, threads=threads)
+                      seed=seed, threads=threads, rotate_deg=rotate_deg, scale_jitter=scale_jitter)
     res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
