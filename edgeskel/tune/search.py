@@ -4,7 +4,8 @@
 Order of work, cheapest first (each step a resumable RunDir stage in `<out>/<recipe>/tune-<device>/`):
 1. data + reference: the pipeline's own stages (same keys, so the shared reference is reused);
 2. factorize every compression option WITHOUT fine-tuning ('budget-<b>': parameter budget,
-   'latency-<backend>': ranks from the measured layer-latency table) and export every
+   'latency-<backend>': ranks from the measured layer-latency table, timed where the candidates
+   are: here, or on the SSH device (compress/device_latency.py)) and export every
    (option x profile variant), the uncompressed model included ('none');
 3. time all exported candidates interleaved (latency does not change with fine-tuning: same graph),
    on this host or, for a profile with `ssh:`, on the device in one bundle (tune/device.py);
