@@ -115,8 +115,8 @@ def test_make_export_times_the_layer_table_on_the_ssh_device(sshd, tmp_path: Pat
     rp = tmp_path / "tinydev.yaml"
     rp.write_text(yaml.safe_dump({**recipe, "name": "tinydev"}))
     prof = yaml.safe_load((REPO / "devices" / "cpu.yaml").read_text())
-    prof.update(variants=[{"backend": "ort", "precision": "fp32"}], batch_sizes=[1], threads=1,
-                measure={"warmup": 2, "runs": 10})
+    prof.update(variants=[{"backend": "ort", "precision": "fp32", "options": {"providers": ["CPUExecutionProvider"]}}],
+                batch_sizes=[1], threads=1, measure={"warmup": 2, "runs": 10})
     prof["ssh"] = {"host": "testdevice", "config_file": str(sshd["dir"] / "ssh_config"), "python": sys.executable,
                    "workdir": str(tmp_path / "remote"), "connect_timeout_s": 5, "command_timeout_s": 300}
     pp = tmp_path / "cpu.yaml"
@@ -127,5 +127,9 @@ def test_make_export_times_the_layer_table_on_the_ssh_device(sshd, tmp_path: Pat
     assert table["timer"] == "device" and table["versions"]["device"] == "ssh://cpu" and table["measured"] > 0
     timed = [e for e in comp["layers"] if "latency" in (e.get("notes") or {})]
     assert timed and all(e["notes"]["latency"]["dense_ms"] > 0 for e in timed)
+    assert json.loads(table["versions"]["session_options"]) == {"providers": ["CPUExecutionProvider"]}
+    shipped = [json.loads(p.read_text()) for p in (tmp_path / "remote").glob("layers-*/bundle.json")]
+    assert shipped and all(v["options"] == {"providers": ["CPUExecutionProvider"]}  # the profile's session settings
+                           for b in shipped for v in b["variants"])
     md = (tmp_path / "runs" / "tinydev" / "cpu" / "report.md").read_text()
     assert "layer latencies timed on ssh://cpu with ort" in md

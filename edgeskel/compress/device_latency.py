@@ -10,6 +10,7 @@ device's runtime versions (asked over SSH) become part of the table's cache key.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,15 +33,21 @@ class DeviceLayerTimer:
         self.profile, self.backend = profile, backend
         self.target = SSHTarget.from_profile(profile)
         self.rounds, self.runs, self.warmup, self.max_seconds = rounds, runs, warmup, max_seconds
+        # the session settings the profile gives this backend (ORT providers, OpenVINO device/config):
+        # a layer is timed where the model will run, e.g. on the CUDA provider if the variant uses it
+        self.options = next((dict(v.options) for v in profile.variants if v.backend == backend and v.precision == "fp32"),
+                            next((dict(v.options) for v in profile.variants if v.backend == backend), {}))
         self.log = log or (lambda s: None)
 
     def versions(self) -> dict[str, str | None]:
-        """The device's python, architecture and runtime module version (one SSH command)."""
+        """What the timings depend on besides the layer: the device's python, architecture and
+        runtime module version (one SSH command) and the session options."""
         from edgeskel.remote.remote import check_runtimes
 
         self.target.check_connection()
         info = check_runtimes(self.target, [self.backend], self.profile.arch)
         return {"device": self.target.label, "device_machine": info["machine"], "device_python": info["python"],
+                "session_options": json.dumps(self.options, sort_keys=True),  # other providers: other timings
                 **{f"device_{m}": v for m, v in (info.get("versions") or {}).items()}}
 
     def time_groups(self, jobs: list[Job]) -> list[dict[str, float]]:
@@ -56,7 +63,7 @@ class DeviceLayerTimer:
                     name = f"g{gi}-f{fi}"
                     path = export_layer(mod, x, Path(td) / f"{name}.onnx")
                     forms.append({"name": name, "group": f"g{gi}", "path": path, "backend": self.backend,
-                                  "input_shape": list(x.shape)})
+                                  "input_shape": list(x.shape), "options": self.options})
                     keys[name] = key
                 names.append(keys)
             bundle = make_layer_bundle(Path(td) / "layers", forms, self.profile, warmup=self.warmup, runs=self.runs,
