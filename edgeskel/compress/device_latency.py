@@ -79,7 +79,11 @@ class DeviceLayerTimer:
                 if r.get("status") != "ok":
                     raise RemoteError(f"device {self.profile.name!r} could not time layer {info.name!r} as {key} "
                                       f"(input {tuple(x.shape)}): {r.get('error')}")
-                times[key] = float(r["latency_ms"][str(int(x.shape[0]))]["p50"])
+                try:
+                    times[key] = float(r["latency_ms"][str(int(x.shape[0]))]["p50"])
+                except (KeyError, TypeError, ValueError):
+                    raise RemoteError(f"results from device {self.profile.name!r} lack the batch-{int(x.shape[0])} p50 "
+                                      f"of layer {info.name!r} ({key})") from None
             out.append(times)
         return out
 
