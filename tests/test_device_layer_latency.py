@@ -77,11 +77,14 @@ def test_device_table_times_every_layer_in_one_device_run_and_keys_on_device_ver
     _, rep = compress_model(_low_rank_model(), cfg, SHAPE, latency=table)
     assert dev.runs == [len(dev.fake.calls)] and len(dev.fake.calls) >= 4  # one bundle: all layers x batch sizes
     assert rep["latency"]["table"]["timer"] == "device" and rep["latency"]["kept_dense"] == ["b"]
+    n_forms = rep["latency"]["table"]["measured"]
+    assert n_forms == sum(len(c[1]) for c in dev.fake.calls) and rep["latency"]["table"]["cache_hits"] == 0
     assert all(e["timed_by"] == "device" for e in json.loads(cache.read_text())["entries"].values())
     again = FakeDevice()
-    compress_model(_low_rank_model(), cfg, SHAPE, latency=LatencyTable("ort", [1, 4], threads=1, profile="test",
-                                                                       cache_file=cache, device=again))
-    assert again.runs == []  # same device runtime: all cache hits
+    _, rep2 = compress_model(_low_rank_model(), cfg, SHAPE, latency=LatencyTable("ort", [1, 4], threads=1, profile="test",
+                                                                                cache_file=cache, device=again))
+    assert again.runs == []  # same device runtime: all cache hits, each counted once
+    assert rep2["latency"]["table"]["cache_hits"] == n_forms and rep2["latency"]["table"]["measured"] == 0
     upgraded = FakeDevice("2.0")
     compress_model(_low_rank_model(), cfg, SHAPE, latency=LatencyTable("ort", [1, 4], threads=1, profile="test",
                                                                        cache_file=cache, device=upgraded))

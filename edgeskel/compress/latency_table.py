@@ -206,11 +206,12 @@ class LatencyTable:
 
     def measure(self, info: LayerInfo, forms: list[Form]) -> dict[str, float]:
         """{form key: p50 ms at batch 1} for the layer's dense form and `forms` (timed first if
-        the cache lacks them)."""
-        self.prefetch([(info, forms)])
-        shape1 = self.inputs[info.name][1]
-        return {k: self.entries[self._key(info, shape1, k, 1)]["p50_ms"]
-                for k in (form_key(m, r) for m, r in [(None, None), *forms])}
+        the cache lacks them; what `prefetch` just timed or found is not counted again)."""
+        keys = [form_key(m, r) for m, r in [(None, None), *forms]]
+        shapes = self.inputs.get(info.name, {})
+        if not all(self._key(info, shape, k, b) in self.entries for b, shape in shapes.items() for k in keys) or not shapes:
+            self.prefetch([(info, forms)])
+        return {k: self.entries[self._key(info, self.inputs[info.name][1], k, 1)]["p50_ms"] for k in keys}
 
     def by_batch(self, info: LayerInfo, form: str) -> dict[str, float]:
         """Cached p50 ms of one measured form at every batch size (for reports)."""
