@@ -48,7 +48,9 @@ def fold_row(out: Path, fold: int) -> dict[str, Any] | None:
                            "verdict": rep.get("verdict"), "variants": {}}
     for v in rep["variants"]:
         row["variants"][v["name"]] = {"status": v.get("status"), "top1": v.get("top1"),
-                                      "drop": None if v.get("top1") is None else round(rep["reference"]["top1"] - v["top1"], 2)}
+                                      "drop": None if v.get("top1") is None else round(rep["reference"]["top1"] - v["top1"], 2),
+                                      "p50_ms": (v.get("latency_ms") or {}).get("p50"),
+                                      "speedup": (v.get("vs_uncompressed") or {}).get("latency_speedup")}
     return row
 
 
@@ -67,6 +69,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "deployed": stats([r["deployed"] for r in rows]),
             "variants": {n: {"top1": stats([r["variants"].get(n, {}).get("top1") for r in rows]),
                              "drop": stats([r["variants"].get(n, {}).get("drop") for r in rows]),
+                             "speedup": stats([r["variants"].get(n, {}).get("speedup") for r in rows]),
                              "passed": sum(1 for r in rows if (r["variants"].get(n) or {}).get("status") == "pass")}
                          for n in names}}
 
@@ -85,6 +88,10 @@ def markdown(rows: list[dict[str, Any]], summ: dict[str, Any]) -> str:
     cells = ["mean ± std", "", ms(summ["reference"]), ms(summ["factorized"]), ms(summ["finetuned"]), ""]
     cells += [f"{ms(summ['variants'][n]['top1'])} ({summ['variants'][n]['passed']}/{len(rows)} pass)" for n in names]
     lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Batch-1 p50 speedup over the uncompressed model on the same backend (same interleaved run), "
+              "mean ± std over the folds:", "",
+              "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
+              "| " + " | ".join(f"{ms(summ['variants'][n]['speedup'])}x" for n in names) + " |"]
     return "\n".join(lines)
 
 
