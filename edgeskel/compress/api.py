@@ -144,8 +144,7 @@ def _default_latency_table(cfg: CompressionConfig) -> LayerLatency:
     if cfg.latency_on == "device":
         raise ConfigError(f"compression: latency_on 'device' times layers on device {cfg.latency_profile!r} over SSH; "
                           "run it with that device profile (make export DEVICE=..., edgeskel tune --device ...)")
-    return LatencyTable(cfg.latency_backend, cfg.latency_batch_sizes, cfg.latency_threads, cfg.latency_profile,
-                        cfg.latency_cache)
+    return LatencyTable.from_config(cfg)
 
 
 def apply_plan(model: nn.Module, plan: list[dict] | dict) -> nn.Module:

@@ -103,5 +103,4 @@ def latency_table_for(cfg: Any, profile: Any, log: Callable[[str], None] | None 
     if profile.ssh is None:
         raise ConfigError(f"compress.latency_on 'device' needs an `ssh:` block in device profile {profile.name!r} "
                           "(the layer latencies are timed there)")
-    return LatencyTable(cfg.latency_backend, cfg.latency_batch_sizes, cfg.latency_threads, cfg.latency_profile,
-                        cfg.latency_cache, log=log, device=DeviceLayerTimer(profile, cfg.latency_backend, log=log))
+    return LatencyTable.from_config(cfg, device=DeviceLayerTimer(profile, cfg.latency_backend, log=log), log=log)

@@ -111,6 +111,13 @@ class LatencyTable:
         self.hits = 0
         self.measured = 0
 
+    @classmethod
+    def from_config(cls, cfg: Any, device: DeviceTimer | None = None,
+                    log: Callable[[str], None] | None = None) -> LatencyTable:
+        """The table a CompressionConfig's latency_* fields describe (host, or `device`)."""
+        return cls(cfg.latency_backend, cfg.latency_batch_sizes, cfg.latency_threads, cfg.latency_profile,
+                   cfg.latency_cache, log=log, device=device)
+
     # ---- inputs -------------------------------------------------------------------------
     def record_inputs(self, model: nn.Module, names: list[str], input_shape: tuple[int, ...]) -> None:
         """Each layer's input shape (first call) at every batch size, from forwards of zeros."""
