@@ -12,6 +12,20 @@ such as argparse args or mmengine's message hub, become inert placeholders and a
 safetensors, numpy `.npz`, and pickles of
 numpy arrays (Paddle `.pdparams`). Refused with a message: TorchScript, ONNX, TFLite,
 OpenVINO IR, Keras HDF5, TensorRT engines, tar archives, pickles that need code.
+
+Paddle training checkpoints: `paddle.save` of a dict that is not a plain state_dict (e.g. the
+Paddle EfficientGCN ports' `{"model": model.state_dict(), "opt": optimizer.state_dict(),
+"epoch", "best_state", "scheduler"}`) pickles every tensor as a tuple `(tensor.name,
+ndarray)` (its `reduce_varbase`: `builtins.tuple` applied to the pair). The restricted
+unpickler rebuilds those tuples like any other; `_to_tensors` then unwraps them to tensors,
+exactly where `paddle.load` does (`_transformed_from_varbase`). The weights are taken from
+`model`: it is what those ports' own evaluation and export load (`set_state_dict(checkpoint
+["model"])`), and `best_state` is not a weight source there (it holds the best epoch's metrics:
+`acc_top1`, `acc_top5` and the confusion matrix `cm`). `opt` (per-parameter accumulators,
+again `(name, ndarray)` tuples, plus an `LR_Scheduler` dict of numbers), `scheduler` and
+`epoch` are read as plain data and dropped. Anything else a file pickles (a Paddle class, or
+`eval`, which Paddle uses for raw `LoDTensor` objects that a dygraph model state never
+holds) is refused by the restricted unpickler with one message naming the file.
 """
 
 from __future__ import annotations
@@ -267,7 +281,15 @@ def _numpy_pickle_load(path: Path, fmt: str) -> Any:
     return _to_tensors(payload)
 
 
+def _is_paddle_tensor(obj: Any) -> bool:
+    """How `paddle.save` writes a tensor inside a dict that is not a plain state_dict: the tuple
+    (tensor.name, ndarray) (`paddle.load`'s `_transformed_from_varbase` test, verbatim)."""
+    return isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray)
+
+
 def _to_tensors(obj: Any) -> Any:
+    if _is_paddle_tensor(obj):
+        obj = obj[1]  # the name is Paddle's internal one (conv2d_0.w_0); the dict key is the structured name
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             return obj
@@ -275,6 +297,16 @@ def _to_tensors(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_tensors(v) for k, v in obj.items()}
     return obj
+
+
+def _kind(v: Any) -> str:
+    """A short description of a non-tensor entry for error messages."""
+    if isinstance(v, tuple):
+        inner = ", ".join(type(x).__name__ for x in v[:3]) + (", ..." if len(v) > 3 else "")
+        return f"tuple ({inner})"
+    if isinstance(v, np.ndarray):
+        return f"ndarray of dtype {v.dtype}"
+    return type(v).__name__
 
 
 def _is_state(d: Any) -> bool:
@@ -293,6 +325,15 @@ def _unwrap(payload: Any, path: Path) -> tuple[dict[str, torch.Tensor], str | No
                     break
     if not isinstance(payload, dict) or not payload:
         raise CheckpointError(f"{path}: expected a state_dict (mapping of names to tensors), got {type(payload).__name__}")
+    if wrapper is None and not _is_state(payload):
+        # a training container whose weights entry holds something else: name what is wrong inside it
+        inner = next((key for key in _WRAPPERS if isinstance(payload.get(key), dict) and payload[key]), None)
+        if inner is not None:
+            odd = [f"{k} ({_kind(v)})" for k, v in payload[inner].items()
+                   if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+            raise CheckpointError(f"{path}: not a state_dict: {inner!r} holds non-tensor entries ({len(odd)} of "
+                                  f"{len(payload[inner])}): {', '.join(odd[:4])}{', ...' if len(odd) > 4 else ''} "
+                                  "(a weight must be an array, or Paddle's (name, numpy array) pair)")
     bad = [str(k) for k, v in payload.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: not a state_dict: non-tensor entries {bad[:8]} (looked inside "
