@@ -4,7 +4,11 @@ give a header line and one line per problem. Used by recipes and device profiles
 
 from __future__ import annotations
 
+import ast
+import difflib
+import re
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +17,31 @@ from pydantic import BaseModel, ValidationError
 from edgeskel.errors import ConfigError
 
 
+def did_you_mean(given: Any, choices: Iterable[Any]) -> str:
+    """`" (did you mean 'x'?)"` for the closest of `choices` to a mistyped name (difflib, as
+    click does for commands), else "". Shared by recipe, device, option and key errors."""
+    if not isinstance(given, str) or not given:
+        return ""
+    names = [str(c) for c in choices]
+    key = lambda t: re.sub(r"[-_ .]", "", t.lower())  # noqa: E731 - case and separators: 'Jetson_Orin'
+    close = [n for n in names if key(n) == key(given)][:1]
+    if not close:
+        lower = {n.lower(): n for n in names}
+        close = [lower[m] for m in difflib.get_close_matches(given.lower(), list(lower), n=1, cutoff=0.6)]
+    return f" (did you mean {close[0]!r}?)" if close and close[0] != given else ""
+
+
+def name_list(names: Iterable[Any]) -> str:
+    """Names as people write them, `a, b, c` (not a Python list `['a', 'b', 'c']`)."""
+    return ", ".join(str(n) for n in names) or "(none)"
+
+
 def format_validation_error(source: str | Path, exc: ValidationError, root: type[BaseModel] | None = None,
                             what: str = "configuration") -> str:
-    """`<source>: invalid <what>: <key.path>: <problem> (given: X; allowed: Y)` per problem.
-    `root` (the validated model class) lets unknown-key errors list the keys allowed there."""
+    """`<source>: invalid <what>: <key.path>: <problem> (given: X; allowed: Y)` per problem; a
+    value outside a fixed set says it once: `<key.path>: 'X' is not one of: a, b (did you mean
+    'a'?)`. `root` (the validated model class) lets unknown-key errors list the keys allowed
+    there and suggest the closest one."""
     problems = [_problem(err, root) for err in exc.errors()]
     if len(problems) == 1:
         return f"{source}: invalid {what}: {problems[0]}"
@@ -28,18 +53,42 @@ def _problem(err: Any, root: type[BaseModel] | None) -> str:
     kind = err["type"]
     given = err.get("input")
     msg = err["msg"]
+    choices = _choices(err) if kind in ("literal_error", "enum") else None
+    if choices is not None:  # once: "'minmaxx' is not one of: minmax, entropy (did you mean 'minmax'?)"
+        return f"{key}: {_shown(given)} is not one of: {name_list(choices)}{did_you_mean(given, choices)}"
     if kind == "extra_forbidden":
         msg = "unknown key"
     elif kind == "missing":
         msg = "required key is missing"
     detail = []
     if kind not in ("missing", "extra_forbidden") and not isinstance(given, dict):
-        shown = repr(given)
-        detail.append(f"given: {shown[:57] + '...' if len(shown) > 60 else shown}")
+        detail.append(f"given: {_shown(given)}")
     allowed = allowed_values(err, root)
     if allowed:
         detail.append(f"allowed: {allowed}")
+    if kind == "extra_forbidden" and err["loc"]:
+        model = _model_at(root, list(err["loc"][:-1])) if root is not None else None
+        msg += did_you_mean(str(err["loc"][-1]), model.model_fields) if model is not None else ""
     return f"{key}: {msg}" + (f" ({'; '.join(detail)})" if detail else "")
+
+
+def _shown(given: Any) -> str:
+    shown = repr(given)
+    return shown[:57] + "..." if len(shown) > 60 else shown
+
+
+def _choices(err: Any) -> list[Any] | None:
+    """The values a Literal/Enum accepts, from pydantic's `expected` ("'a', 'b' or 'c'"), or
+    None if that text cannot be read back as values."""
+    expected = str((err.get("ctx") or {}).get("expected") or "")
+    tokens = re.findall(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,\s]+", expected)
+    values = []
+    for t in (t for t in tokens if t != "or"):
+        try:
+            values.append(ast.literal_eval(t))
+        except (ValueError, SyntaxError):
+            return None
+    return values or None
 
 
 def allowed_values(err: Any, root: type[BaseModel] | None) -> str | None:

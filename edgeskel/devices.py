@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeskel.config_errors import read_yaml_mapping
+from edgeskel.config_errors import did_you_mean, name_list, read_yaml_mapping
 from edgeskel.errors import ConfigError
 
 Backend = Literal["ort", "openvino", "tensorrt", "torch"]
@@ -233,10 +233,10 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     if not (s.endswith((".yaml", ".yml")) or path.is_file()):
         path = profiles_dir() / f"{s}.yaml"
     if not path.exists():  # not is_file(): a FIFO or folder gets its own error from read_yaml_mapping
-        raise ConfigError(
-            f"{path}: device profile not found; available profiles: {', '.join(list_profiles()) or '(none)'} "
-            f"(in {profiles_dir()})"
-        )
+        names = list_profiles()
+        hint = did_you_mean(s if path.parent == profiles_dir() else path.stem, names)
+        raise ConfigError(f"{path}: device profile not found{hint}; available profiles: {name_list(names)} "
+                          f"(in {profiles_dir()})")
     profile = profile_from_dict(read_yaml_mapping(path, "device profile"), source=path)
     _check_ssh_files(profile, path)
     return profile

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeskel.compress.config import CompressionConfig
-from edgeskel.config_errors import load_yaml_model
+from edgeskel.config_errors import did_you_mean, load_yaml_model, name_list
 from edgeskel.errors import ConfigError
 from edgeskel.train.config import TrainConfig
 
@@ -83,7 +83,8 @@ class ModelSection(BaseModel):
         from edgeskel.models.importers import available_sources
 
         if v not in available_sources():
-            raise ValueError(f"unknown import source {v!r}; allowed: 'auto' or one of {available_sources()}")
+            raise ValueError(f"unknown import source {v!r}{did_you_mean(v, available_sources())}; "
+                             f"allowed: auto, {name_list(available_sources())}")
         return v
 
 
@@ -190,7 +191,9 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
     cwd = Path("recipes") / f"{name_or_path}.yaml"
     if cwd.is_file():
         return cwd
-    raise ConfigError(f"unknown recipe {str(name_or_path)!r}; available: {list_recipes()} (or a path to a .yaml file)")
+    names = list_recipes()
+    raise ConfigError(f"unknown recipe {str(name_or_path)!r}{did_you_mean(str(name_or_path), names)}; "
+                      f"available: {name_list(names)} (or a path to a .yaml file)")
 
 
 def load_recipe(name_or_path: str | Path) -> tuple[Recipe, Path]:

@@ -60,7 +60,7 @@ def test_wrong_type_and_bad_value(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_profile(p)
     msg = str(e.value)
-    assert "variants.0.precision" in msg and "'int4'" in msg and "'fp32'" in msg and "'int8'" in msg
+    assert "variants.0.precision: 'int4' is not one of: fp32, fp16, bf16, int8" in msg, msg
     p = _write(tmp_path, lambda d: d.update(batch_sizes=[1, 0]))
     with pytest.raises(ConfigError, match="batch_sizes"):
         load_profile(p)

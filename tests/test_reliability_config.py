@@ -35,10 +35,10 @@ def _recipe(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
     (lambda d: d["model"].update(chekpoint="x.ckpt"), "model.chekpoint", ["unknown key", "checkpoint"]),
     (lambda d: d["train"].update(epochs="ten"), "train.epochs", ["given: 'ten'", "allowed: int"]),
     (lambda d: d["train"].update(lr=[0.1]), "train.lr", ["given: [0.1]", "allowed: float"]),
-    (lambda d: d["compress"].update(policy="magic"), "compress.policy", ["given: 'magic'", "'fixed', 'energy', 'budget' or 'latency'"]),
+    (lambda d: d["compress"].update(policy="magic"), "compress.policy", ["'magic' is not one of: fixed, energy, budget, latency"]),
     (lambda d: d["compress"].update(budget=1.5), "compress.budget", ["given: 1.5", "allowed: <= 1"]),
     (lambda d: d["model"].update(width=0), "model.width", ["allowed: > 0"]),
-    (lambda d: d["data"].update(streams="angles"), "data.streams", ["'joint', 'bone', 'motion' or 'bone_motion'"]),
+    (lambda d: d["data"].update(streams="angles"), "data.streams", ["is not one of: joint, bone, motion, bone_motion"]),
     (lambda d: d["model"].pop("name"), "model.name", ["required key is missing"]),
     (lambda d: d["export"].update(opset=12) if "export" in d else d.update(export={"opset": 12}), "export.opset",
      ["allowed: >= 17"]),
@@ -84,7 +84,7 @@ def test_unreadable_recipe_files(tmp_path, content, expect):
 def test_missing_files_referenced_by_a_recipe(tmp_path):
     with pytest.raises(ConfigError, match=r"recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match=r"unknown recipe 'nope'; available: \["):
+    with pytest.raises(ConfigError, match=r"unknown recipe 'nope'; available: ctrgcn-lortsar, default, "):
         load_recipe("nope")
     p = _recipe(tmp_path, lambda d: d["model"].update(checkpoint="missing/ref.ckpt"))
     rec, path = load_recipe(p)
@@ -126,7 +126,7 @@ def _profile(tmp_path: Path, mutate) -> Path:  # noqa: ANN001
      ["file /no/such/key not found", "allowed: an existing file"]),
     (lambda d: d.update(ssh={"host": "h", "known_hosts_file": "/no/such/known_hosts"}), "ssh.known_hosts_file",
      ["not found"]),
-    (lambda d: d.update(arch="riscv"), "arch", ["given: 'riscv'", "'x86_64' or 'aarch64'"]),
+    (lambda d: d.update(arch="riscv"), "arch", ["'riscv' is not one of: x86_64, aarch64"]),
     (lambda d: d.update(tensorrt={"workspace_mb": "lots"}), "tensorrt.workspace_mb", ["allowed: int"]),
     (lambda d: d.update(ssh={"host": "h", "python": "python3; touch /tmp/x"}), "ssh.python", ["must be one path"]),
     (lambda d: d.update(ssh={"host": "h", "workdir": "-rf /"}), "ssh.workdir", ["must be one path"]),

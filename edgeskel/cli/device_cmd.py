@@ -89,11 +89,20 @@ def device_run(
                                        help="time each variant alone, one after another (default: round-robin)"),
 ) -> None:
     """Measure a bundle's variants on THIS machine (run it on the device). Without edgeskel
-    installed, the same works as `python3 device_runner.py BUNDLE` inside the bundle."""
-    from edgeskel.remote.bundle import read_bundle
-    from edgeskel.remote.device_runner import run_bundle
+    installed, the same works as `python3 device_runner.py BUNDLE` inside the bundle.
+    Exit status as the runner's: 0 all measured, 3 some variant errored (results written;
+    its row says why), 2 a wrong bundle folder or variant name."""
+    from rich.markup import escape
 
-    read_bundle(bundle)  # clear ConfigError for a wrong folder
+    from edgeskel.errors import ConfigError
+    from edgeskel.remote.bundle import read_bundle
+    from edgeskel.remote.device_runner import EXIT_VARIANT_ERRORS, run_bundle
+
+    meta = read_bundle(bundle)  # clear ConfigError for a wrong folder
+    names = [v["name"] for v in meta.get("variants") or []]
+    unknown = [n for n in variant or [] if n not in names]
+    if unknown:
+        raise ConfigError(f"--variant {', '.join(unknown)}: not in this bundle (has: {', '.join(names)})")
     doc = run_bundle(bundle, out, variant or None, interleave=not no_interleave)
     t = Table(title=f"{doc['bundle_id']} on this machine")
     for col in ("Variant", "Status", "Top-1 %", "Agreement %", "p50 ms (b=1)", "p99 ms (b=1)"):
@@ -102,7 +111,14 @@ def device_run(
         acc = v.get("accuracy") or {}
         lat = (v.get("latency_ms") or {}).get("1") or {}
         fmt = lambda x, f="{:.2f}": "-" if x is None else f.format(x)  # noqa: E731
-        t.add_row(v["name"], v["status"] if v["status"] == "ok" else f"[red]{v['error']}[/]", fmt(acc.get("top1")),
+        t.add_row(v["name"], v["status"] if v["status"] == "ok" else f"[red]ERROR {escape(str(v['error']))}[/]",
+                  fmt(acc.get("top1")),
                   fmt(acc.get("agreement"), "{:.1f}"), fmt(lat.get("p50")), fmt(lat.get("p99")))
     Console().print(t)
-    Console().print(f"results: {out or Path(bundle) / 'results.json'}")
+    results = out or Path(bundle) / "results.json"
+    Console().print(f"results: {results}")
+    bad = [v["name"] for v in doc["variants"] if v["status"] != "ok"]
+    if bad:  # measured what could be measured; say so in the exit status, as device_runner.py does
+        typer.echo(f"error: {len(bad)} of {len(doc['variants'])} variants failed ({', '.join(bad)}); "
+                   f"the reasons are in the table and in {results}", err=True)
+        raise typer.Exit(EXIT_VARIANT_ERRORS)

@@ -27,7 +27,7 @@ def tune_cmd(
     recipe: str = typer.Option("default", "--recipe", help="recipe name (recipes/<name>.yaml) or path"),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="edgeskel checkpoint (overrides the recipe's model)"),
     data: str | None = typer.Option(None, "--data", help="dataset spec (overrides the recipe's data)"),
-    out: Path = typer.Option(Path("runs"), "--out", help="writes <out>/<recipe>/tune-<device>/"),
+    out: Path = typer.Option(Path("runs"), "--out", help="writes tune-<device>/ under <out>/<recipe>/"),
     budgets: str = typer.Option("0.75,0.5", "--budgets", help="parameter budgets to try (besides none and latency ranks)"),
     energies: str = typer.Option("0.9", "--energies", help="energy kept per layer by the latency rank policy"),
     variants: str | None = typer.Option(None, "--variants", help="only these profile variants, e.g. ort-fp32,openvino-int8"),

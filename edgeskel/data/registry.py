@@ -58,13 +58,14 @@ class ReadRequest:
     expect_joints: int | None = None  # set by readers whose format fixes V
     expect_channels: int | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    passed_over: dict[str, int] = field(default_factory=dict)  # split -> samples not read (caller did not need it)
     _entries: dict[str, list[_Entry]] = field(default_factory=lambda: {s: [] for s in SPLITS})
 
     # ---- error handling --------------------------------------------------------
     def bad(self, path: str | Path | None, problem: str, sample: str | int | None = None) -> None:
         """Report a bad sample/file: raise, or record it when skipping."""
         if not self.skip_bad:
-            raise DataError(path, problem, sample)
+            raise DataError(path, with_skip_hint(problem), sample)
         self.skipped.append((_where(path, sample), problem))
 
     @contextlib.contextmanager
@@ -74,6 +75,8 @@ class ReadRequest:
             yield
         except DataError as err:
             if not self.skip_bad:
+                if type(err) is DataError and with_skip_hint(err.problem) != err.problem:
+                    raise DataError(err.path, with_skip_hint(err.problem), err.sample) from None
                 raise
             self.skipped.append((_where(err.path or self.spec, err.sample), err.problem))
 
@@ -87,6 +90,11 @@ class ReadRequest:
     def wants(self, split: str) -> bool:
         """Whether the caller needs `split` (a reader may skip reading the others)."""
         return not self.splits or split in self.splits or (split == "val" and "train" in self.splits)
+
+    def pass_over(self, split: str, n: int = 1) -> None:
+        """Count `n` samples of a split the caller does not need, left unread: an empty requested
+        split then says what the data holds instead of "no samples could be read"."""
+        self.passed_over[split] = self.passed_over.get(split, 0) + int(n)
 
     def max_label(self) -> int:
         """Largest label kept so far (-1 if none): readers size class lists with it."""
@@ -136,6 +144,15 @@ class ReadRequest:
         if label >= MAX_CLASSES:
             return f"label {label} is implausibly large (>= {MAX_CLASSES})"
         return None
+
+
+SKIP_HINT = "(to skip such samples: --skip-bad, or data.skip_bad: true in a recipe)"
+
+
+def with_skip_hint(problem: str) -> str:
+    """A zero-length (empty or all-zero) sample stops every command; real datasets have a few
+    (MSR Action3D does), so its error says how to skip them."""
+    return f"{problem} {SKIP_HINT}" if problem.startswith("zero-length") and SKIP_HINT not in problem else problem
 
 
 def _where(path: str | Path | None, sample: str | int | None) -> str:
@@ -237,8 +254,26 @@ def read_class_names(path: str | Path) -> list[str]:
     return names
 
 
+def _empty_split(req: ReadRequest, split: str, info: dict[str, Any]) -> str:
+    """`the test split is empty: the folder holds 40 train samples and no readable test samples
+    (protocol xsub)`: an empty split is not a broken file, so say what the data does hold."""
+    msg = f"the {split} split is empty" + (f" after skipping {len(req.skipped)} bad samples" if req.skipped else "")
+    held = {s: len(req._entries[s]) + req.passed_over.get(s, 0) for s in SPLITS if s != split}
+    holds = " and ".join(f"{n} {s}" for s, n in held.items() if n)
+    if holds:
+        what = "data" if req.path is None else "folder" if req.path.is_dir() else "file"
+        protocol = info.get("protocol")
+        msg += (f": the {what} holds {holds} samples and no readable {split} samples"
+                + (f" (protocol {protocol})" if protocol else ""))
+    return msg
+
+
 def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | None) -> Dataset:
     where = str(req.path) if req.path is not None else req.spec
+    if not any(req._entries[s] for s in SPLITS):
+        if any(req.passed_over.values()):  # only other splits' samples: the requested one is empty
+            raise DataError(where, _empty_split(req, (list(req.splits) or ["test"])[0], result.info))
+        raise DataError(where, "no samples could be read" + (" (all were skipped as bad)" if req.skipped else ""))
     v, c = req.expect_joints, req.expect_channels
     lay = result.layout
     if explicit is not None:
@@ -261,8 +296,6 @@ def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | N
         class_names = [f"class_{i:03d}" for i in range(top + 1)]
     k = len(class_names)
     sets: dict[str, SkeletonSet] = {}
-    if not any(entries[s] for s in SPLITS):
-        raise DataError(where, "no samples could be read" + (" (all were skipped as bad)" if req.skipped else ""))
     for split in SPLITS:
         kept = []
         for e in entries[split]:
@@ -271,7 +304,7 @@ def _finish(req: ReadRequest, result: ReaderResult, explicit: SkeletonLayout | N
             else:
                 kept.append(e)
         if not kept and split in req.splits:
-            raise DataError(where, f"the {split} split is empty" + (" after skipping bad samples" if req.skipped else ""))
+            raise DataError(where, _empty_split(req, split, result.info))
         sets[split] = SkeletonSet([e.x for e in kept], np.array([e.label for e in kept], dtype=np.int64), [e.name for e in kept])
     info = dict(result.info)
     info.setdefault("counts", {s: len(sets[s]) for s in SPLITS if s != "val" or len(sets[s])})

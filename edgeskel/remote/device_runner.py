@@ -15,6 +15,16 @@ samples per second; memory is the peak resident set size (RSS) of the process in
 
 Each variant runs in its own child process (so a crashing runtime, e.g. a TensorRT segfault,
 only fails that variant, and peak RSS is per variant). results.json is written atomically.
+
+Exit status (`python3 device_runner.py BUNDLE`):
+    0  every variant measured; results.json written
+    3  results.json written, but at least one variant errored (its entry has status "error"
+       and the reason; each error is also printed once on stderr)
+    2  usage or bundle error (bad arguments, not an edgeskel bundle, unknown --variant):
+       nothing measured, no results.json
+    1  the runner itself crashed (a Python traceback): no results.json
+Callers that read results.json (`edgeskel results import`, the SSH path) treat 0 and 3 alike:
+an errored variant is an ERROR row in the report, not a failed run.
 """
 
 from __future__ import annotations
@@ -37,6 +47,11 @@ import numpy as np
 RESULTS_FORMAT = "edgeskel-device-results/1"
 BUNDLE_FORMAT = "edgeskel-bundle/1"
 RUNTIME_MODULES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+# Exit status of `device_runner.py BUNDLE` (module docstring). 3, not 1: a Python traceback exits
+# 1, and a caller must tell "results.json written, some variants errored" from a crashed runner.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_VARIANT_ERRORS = 3
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -416,9 +431,13 @@ def load_bundle(bundle: Path) -> dict[str, Any]:
     path = bundle / "bundle.json"
     if not path.is_file():
         raise SystemExit(f"error: {path}: not an edgeskel bundle (bundle.json missing)")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise SystemExit(f"error: {path}: unsupported bundle format {meta.get('format')!r} (want {BUNDLE_FORMAT})")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {path}: corrupt bundle.json: {exc}") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != BUNDLE_FORMAT:
+        raise SystemExit(f"error: {path}: unsupported bundle format {fmt!r} (want {BUNDLE_FORMAT})")
     return meta
 
 
@@ -684,11 +703,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def _run_isolated(bundle: Path, name: str, log: Callable[[str], None], timing: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "one.json"
+        # --one: this variant alone, no summary and no ERROR line of its own (the parent logs the
+        # error once; the child's full run used to log it too, so every error was printed twice)
         cmd = [sys.executable, str(Path(__file__).resolve()), str(bundle), "--variant", name, "--out", str(out),
-               "--no-isolate"] + ([] if timing else ["--no-timing"])
+               "--one"] + ([] if timing else ["--no-timing"])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         sys.stderr.write(proc.stderr)
-        if proc.returncode == 0 and out.is_file():
+        if proc.returncode in (EXIT_OK, EXIT_VARIANT_ERRORS) and out.is_file():
             return json.loads(out.read_text())["variants"][0]
         tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
         return {"name": name, "status": "error", "error": f"variant process exited with code {proc.returncode}: {tail}"}
@@ -794,32 +815,54 @@ def _write_results(bundle: Path, meta: dict[str, Any], variants: list[dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Measure an edgeskel bundle's variants on this device.")
+    """Exit status: 0 all variants measured, 3 some variant errored (results.json written),
+    2 usage or bundle error (see the module docstring)."""
+    ap = argparse.ArgumentParser(
+        description="Measure an edgeskel bundle's variants on this device.",
+        epilog=f"exit status: {EXIT_OK} every variant measured; {EXIT_VARIANT_ERRORS} results.json written but "
+               f"some variant errored (status \"error\" in results.json, each error printed once); "
+               f"{EXIT_USAGE} usage or bundle error, nothing measured; 1 the runner crashed.")
     ap.add_argument("bundle", help="bundle folder (contains bundle.json)")
     ap.add_argument("--out", default=None, help="results file (default: BUNDLE/results.json)")
     ap.add_argument("--variant", action="append", default=None, help="only this variant (repeatable)")
     ap.add_argument("--no-isolate", action="store_true", help="run variants in this process")
     ap.add_argument("--no-interleave", action="store_true", help="time each variant alone, one after another")
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: the listed variants, raw results
     ap.add_argument("--no-timing", action="store_true", help=argparse.SUPPRESS)  # child: accuracy + memory only
     ap.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)  # child: the interleaved pass
-    a = ap.parse_args(argv)
+    a = ap.parse_args(argv)  # usage errors: argparse exits 2
+    try:
+        return _main(a)
+    except SystemExit as exc:  # load_bundle / run_bundle: "error: ..." (bundle or usage problem)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _main(a: argparse.Namespace) -> int:
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if a.timing_only:
         meta = load_bundle(Path(a.bundle).resolve())
         chosen = [v for v in meta["variants"] if v["name"] in (a.variant or [])]
-        lat = time_interleaved(Path(a.bundle).resolve(), meta, chosen, lambda s: print(s, file=sys.stderr, flush=True))
+        lat = time_interleaved(Path(a.bundle).resolve(), meta, chosen, log)
         write_json_atomic(Path(a.out), lat)
-        return 0
-    if a.no_timing:
+        return EXIT_OK
+    if a.no_timing or a.one:  # a child of run_bundle: its parent reports errors and sets the exit status
         bundle = Path(a.bundle).resolve()
         meta = load_bundle(bundle)
-        res = [run_variant(bundle, meta, v, lambda s: print(s, file=sys.stderr, flush=True), timing=False)
+        res = [run_variant(bundle, meta, v, log, timing=not a.no_timing)
                for v in meta["variants"] if v["name"] in (a.variant or [])]
         write_json_atomic(Path(a.out) if a.out else bundle / "results.json", {"format": RESULTS_FORMAT, "variants": res})
-        return 0
+        return EXIT_OK
     doc = run_bundle(a.bundle, a.out, a.variant, isolate=not a.no_isolate, interleave=not a.no_interleave)
     bad = [v["name"] for v in doc["variants"] if v["status"] != "ok"]
     print(json.dumps({"ok": len(doc["variants"]) - len(bad), "errors": bad}))
-    return 0
+    if bad:
+        print(f"error: {len(bad)} of {len(doc['variants'])} variants failed ({', '.join(bad)}); the reasons are in "
+              f"{Path(a.out) if a.out else Path(a.bundle) / 'results.json'}", file=sys.stderr)
+        return EXIT_VARIANT_ERRORS
+    return EXIT_OK
 
 
 if __name__ == "__main__":

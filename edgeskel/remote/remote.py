@@ -3,9 +3,11 @@
 Steps: connection check -> runtime check (remote python imports numpy + each variant's
 runtime; arch matches the profile) -> upload to `<workdir>/<bundle_id>` (skipped when the
 same bundle is already there) -> run device_runner.py under `timeout` -> fetch and validate
-results.json -> write it locally atomically. On any failure (unreachable, host key,
-disconnect, timeout, remote error) a RemoteError is raised and no local results file exists,
-so the run folder never holds partial or stale results.
+results.json -> write it locally atomically. The runner's exit 3 (some variants errored,
+results.json written) is a completed run: those variants come back as ERROR entries. On any
+failure (unreachable, host key, disconnect, timeout, remote error, the runner crashing or
+exiting with another status) a RemoteError is raised and no local results file exists, so
+the run folder never holds partial or stale results.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from edgeskel.errors import RemoteError
 from edgeskel.io import atomic_write_json, atomic_write_text
 from edgeskel.remote.bundle import read_bundle
-from edgeskel.remote.device_runner import RESULTS_FORMAT
+from edgeskel.remote.device_runner import EXIT_OK, EXIT_VARIANT_ERRORS, RESULTS_FORMAT
 from edgeskel.remote.ssh import SSHTarget, rpath
 
 # Python modules each backend needs on the device, and how to install each one.
@@ -109,7 +111,9 @@ def run_remote(
         atomic_write_text(log_path, target.redact(stderr))
         if res.returncode == 124:
             raise RemoteError(f"device_runner.py timed out on device {target.name!r} after {t} s")
-        if res.returncode != 0:
+        # EXIT_VARIANT_ERRORS: results.json was written and some variants errored; those are
+        # ERROR entries in it (rows in the report), not a failed run. Anything else non-zero is.
+        if res.returncode not in (EXIT_OK, EXIT_VARIANT_ERRORS):
             raise RemoteError(f"device_runner.py failed on device {target.name!r} with exit code {res.returncode}:\n"
                               f"{_tail(stderr)}")
         doc = _validate(target.read_file(rdir + "/results.json"), meta, target)

@@ -127,6 +127,8 @@ def _gate_cell(c: dict[str, Any] | None) -> str:
         return "not measured" if c["passed"] is None else "FAIL"
     value = f"{c['measured']:.0f}" if c["unit"] == "MB" else f"{c['measured']:.3g}" if c["gate"] == "parity" \
         else f"{c['measured']:.2f}"
+    if c["gate"] == "parity" and c.get("threshold") is not None:  # the bound depends on precision and logit scale
+        value += f" (max {c['threshold']:.3g})"
     return f"{value} {'pass' if c['passed'] else 'FAIL' if c['passed'] is False else '?'}"
 
 
@@ -147,7 +149,9 @@ def gate_header(report: dict[str, Any], key: str) -> str:
     label, unit, bound = GATES[key]
     thr = next((c["threshold"] for v in report["variants"] for c in (v.get("gates") or []) if c["gate"] == key
                 and c["threshold"] is not None), (report.get("gates") or {}).get(key))
-    if key == "parity" or thr is None:
+    if key == "parity":  # max |artifact logit - PyTorch logit| over the parity set; each cell gives its bound
+        return f"{label} (max abs logit diff)"
+    if thr is None:
         return label
     return f"{label} ({'max' if bound == 'max' else 'min'} {thr:g}{' ' + unit if unit else ''})"
 

@@ -115,6 +115,7 @@ def read_cross_subject(req: Any, files: list[Path], name_re: Any, name_form: str
                 raise DataError(path, f"action a{m.group(1)} out of range ({first}..)", name)
             split = "test" if subject in test_subjects else "train"
             if not req.wants(split):
+                req.pass_over(split)
                 continue
             top = max(top, action)
             req.add(split, read_clip(path, name), action - 1, name, path)

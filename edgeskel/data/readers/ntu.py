@@ -62,6 +62,7 @@ def read_ntu(req: ReadRequest) -> ReaderResult:
             else:
                 train = setup % 2 == 0
             if not req.wants("train" if train else "test"):  # a command reads only the splits it needs
+                req.pass_over("train" if train else "test")
                 continue
             x = read_skeleton_file(path, max_bodies)
             req.add("train" if train else "test", x, action - 1, name, path)

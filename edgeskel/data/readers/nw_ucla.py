@@ -49,6 +49,7 @@ def read_nw_ucla(req: ReadRequest) -> ReaderResult:
     req.expect_joints, req.expect_channels = KINECT20.num_joints, 3
     for stem, split in assign.items():
         if not req.wants(split):  # a command reads only the splits it needs
+            req.pass_over(split)
             continue
         path = files[stem]
         with req.guard():

@@ -59,6 +59,7 @@ def read_pyskl(req: ReadRequest) -> ReaderResult:
     parts = [("train", train_key), ("test", test_key)] + ([("val", val_key)] if val_key else [])
     for split_name, key in parts:
         if not req.wants(split_name):
+            req.pass_over(split_name, len(splits[key]) if isinstance(splits[key], (list, tuple)) else 0)
             continue
         names = splits[key]
         if not isinstance(names, (list, tuple)):

@@ -57,6 +57,7 @@ def read_sbu(req: ReadRequest) -> ReaderResult:
                 unknown_pairs.add(pair)
             split = "test" if pair in test_pairs else "train"
             if not req.wants(split):  # a command reads only the splits it needs
+                req.pass_over(split)
                 continue
             req.add(split, _read_one(path, name), int(cls) - 1, name, path)
     info = {"dataset": "sbu", "protocol": "5-fold over subject pairs", "fold": fold, "test_pairs": sorted(test_pairs)}
