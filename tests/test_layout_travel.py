@@ -106,7 +106,7 @@ def test_edited_layout_file_invalidates_the_pipeline_cache(tmp_path: Path) -> No
     run_pipeline(str(prof), str(rp), out_root=tmp_path / "runs", quiet=True, log=logs.append)
     logs.clear()
     run_pipeline(str(prof), str(rp), out_root=tmp_path / "runs", quiet=True, log=logs.append)
-    assert sum("up to date, skipped" in s for s in logs) == 5  # unchanged: all cached (no compress stage)
+    assert sum("up to date, skipped" in s for s in logs) == 6  # unchanged: all cached (check included, no compress stage)
     utd20(lay, bones_from=1)  # same name, one bone fewer
     logs.clear()
     run_pipeline(str(prof), str(rp), out_root=tmp_path / "runs", quiet=True, log=logs.append)

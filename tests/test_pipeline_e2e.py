@@ -75,7 +75,7 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
     assert rep["deployed_model"]["params"] == comp["totals"]["params_after"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [k for k, s in manifest["stages"].items() if s["status"] == "done"] == [
-        "data", "reference", "compress", "export", "baseline", "validate", "report"]
+        "data", "check", "reference", "compress", "export", "baseline", "validate", "report"]
     assert manifest["libraries"]["onnxruntime"] and manifest["inputs"]["recipe"]["sha256"]
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html
@@ -90,7 +90,7 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
     rep2 = run_pipeline(str(prof), str(recipe), out_root=out, quiet=True,
                         log=lambda s: print(s))
     logged = capsys.readouterr().out
-    assert logged.count("up to date, skipped") == 7  # data, reference, compress, export, baseline, validate, report
+    assert logged.count("up to date, skipped") == 8  # data, check, reference, compress, export, baseline, validate, report
     assert rep2 == rep
 
 

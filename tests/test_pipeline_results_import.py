@@ -105,7 +105,7 @@ def test_import_device_results_regates_and_rewrites_the_report(base_run, tmp_pat
     logs: list[str] = []
     rep2 = run_pipeline(str(base_run["d"] / "armdev.yaml"), str(base_run["d"] / "recipe.yaml"),
                         out_root=tmp_path / "runs", quiet=True, log=logs.append)
-    assert sum("up to date, skipped" in ln for ln in logs) == 7, logs  # every stage up to validate (baseline included), then the report
+    assert sum("up to date, skipped" in ln for ln in logs) == 8, logs  # every stage up to validate (check and baseline included), then the report
     assert rep2 == rep
 
 

@@ -28,7 +28,7 @@ from edgeskel.io import sha256_file, torch_load_safe
 from edgeskel.pipeline.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["data", "reference", "compress", "export", "baseline", "validate", "report"]
+STAGES = ["data", "check", "reference", "compress", "export", "baseline", "validate", "report"]
 
 RECIPE = """\
 name: tiny

@@ -90,7 +90,7 @@ def _failed_then_recovers(tmp_path: Path, local_run: dict, sshd, bad_profile: Pa
     good = _ssh_profile(tmp_path / "good.yaml", sshd)
     rep2, logs2 = _run(tmp_path, good)
     assert [ln for ln in logs2 if "skipped" in ln] == [f"[{s}] up to date, skipped" for s in
-                                                     ("data", "reference", "compress", "export", "baseline")]
+                                                     ("data", "check", "reference", "compress", "export", "baseline")]
     assert rep2["passed"] is True
     assert [v["measured_on"] for v in rep2["variants"]] == ["ssh://tinydev"] * 2
     local = {v["name"]: v for v in local_run["report"]["variants"]}

@@ -141,10 +141,12 @@ def export_variant(
         "versions": _versions(backend),
     }
     files: list[Path] = []
-    onnx_fp32 = export_onnx(model, spec, out_dir / "model.onnx", opset=int(opts.get("opset", 17)), batch=opts.get("batch"))
+    onnx_info: dict[str, Any] = {}
+    onnx_fp32 = export_onnx(model, spec, out_dir / "model.onnx", opset=int(opts.get("opset", 17)), batch=opts.get("batch"),
+                            einsum=einsum_mode(backend, opts), info=onnx_info)
     files.append(onnx_fp32)
     record["onnx"] = {"file": "model.onnx", "opset": int(opts.get("opset", 17)),
-                      "dynamic_batch": opts.get("batch") is None}
+                      "dynamic_batch": opts.get("batch") is None, **onnx_info}
     try:
         artifact, run_backend, run_precision, judge = _make_artifact(
             backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files)
@@ -168,6 +170,16 @@ def export_variant(
     if failures:
         raise ParityError(f"{record['error']} (see {out_dir / 'export.json'})")
     return result
+
+
+def einsum_mode(backend: str, opts: dict[str, Any] | None = None) -> str:
+    """How `torch.einsum` is exported for a backend: ONNX Runtime and OpenVINO run an Einsum
+    node ("keep"); TensorRT runs it slowly, never in INT8 and not on DLA, so its routes get
+    MatMul/Transpose/Reshape ("rewrite", export/einsum.py). options["einsum"] overrides."""
+    chosen = (opts or {}).get("einsum") or ("rewrite" if backend == "tensorrt" else "keep")
+    if chosen not in ("keep", "rewrite"):
+        raise ConfigError(f"export option einsum must be 'keep' or 'rewrite', not {chosen!r}")
+    return str(chosen)
 
 
 def _normalise_options(options: dict[str, Any] | None) -> dict[str, Any]:

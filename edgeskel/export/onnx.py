@@ -13,9 +13,11 @@ preprocessing, versions), so a deployed `.onnx` needs no side files: `read_onnx_
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,16 @@ def export_onnx(
     simplify: bool = True,
     *,
     exporter: str = "legacy",
+    einsum: str = "keep",
+    info: dict[str, Any] | None = None,
 ) -> Path:
     """Export `model` to `out` with input `skeleton` (N,C,T,V,M) and output `logits` (N,K).
 
     `batch=None` makes the batch axis dynamic ("batch"); C,T,V,M are fixed from
-    `spec.input_shape`. Refuses graphs with Einsum (TensorRT INT8 and several runtimes run it
-    slowly or not at all). The file is validated with onnx.checker and written atomically.
+    `spec.input_shape`. `einsum`: "keep" exports `torch.einsum` as ONNX Einsum (ONNX Runtime
+    and OpenVINO run it); "rewrite" exports it as Transpose/Reshape/MatMul (`export/einsum.py`,
+    for TensorRT), and `info["einsum_rewritten"]` lists the equations. The file is validated
+    with onnx.checker and written atomically.
     `exporter`: "legacy" (default, see module doc; falls back to dynamo if this torch has no
     legacy exporter) or "dynamo" (down-converted to `opset` when it emits a newer one).
     """
@@ -72,16 +78,20 @@ def export_onnx(
             )
         if exporter not in ("legacy", "dynamo"):
             raise ExportError(f"{out}: unknown exporter {exporter!r}; use 'legacy' or 'dynamo'")
-        if exporter == "dynamo":
-            proto = _export_dynamo(model, x, opset, dynamic=batch is None, out=out)
-        else:
-            proto = _export_proto(model, x, opset, dynamic=batch is None, out=out)
+        if einsum not in ("keep", "rewrite"):
+            raise ExportError(f"{out}: unknown einsum mode {einsum!r}; use 'keep' or 'rewrite'")
+        export = _export_dynamo if exporter == "dynamo" else _export_proto
+        with _einsum_mode(einsum, out) as rewritten:
+            proto = export(model, x, opset, dynamic=batch is None, out=out)
+        if info is not None and rewritten:
+            info["einsum_rewritten"] = sorted(set(rewritten))
     finally:
         model.train(was_training)
 
     if simplify:
         proto = _slim(proto, out)
-    _refuse_einsum(proto, out)
+    if einsum == "rewrite":
+        _refuse_einsum(proto, out)
     _set_metadata(proto, spec, opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -107,6 +117,8 @@ def _export_proto(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool, 
         if "dynamo" not in str(exc):
             raise ExportError(f"{out}: torch.onnx.export failed: TypeError: {str(exc).splitlines()[0]}") from None
         return _export_dynamo(model, x, opset, dynamic, out)
+    except ExportError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types; report one clear line
         raise ExportError(f"{out}: torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
@@ -117,6 +129,8 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
         prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=max(opset, 18), dynamic_shapes=dyn,
                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
         proto = prog.model_proto
+    except ExportError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{out}: dynamo export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if _opset(proto) > opset:
@@ -143,12 +157,27 @@ def _slim(proto: onnx.ModelProto, out: Path) -> onnx.ModelProto:
     return slim
 
 
+@contextlib.contextmanager
+def _einsum_mode(mode: str, out: Path) -> Iterator[list[str]]:
+    if mode == "keep":
+        yield []
+        return
+    from edgeskel.export.einsum import EinsumRewriteError, einsum_as_matmul
+
+    try:
+        with einsum_as_matmul() as rewritten:
+            yield rewritten
+    except EinsumRewriteError as exc:
+        raise ExportError(f"{out}: {exc}") from None
+
+
 def _refuse_einsum(proto: onnx.ModelProto, out: Path) -> None:
+    """After a rewrite no Einsum may remain (one made outside torch.einsum, e.g. a custom op)."""
     names = [n.name or n.output[0] for n in iter_nodes(proto.graph) if n.op_type == "Einsum"]
     if names:
         raise ExportError(
-            f"{out}: graph contains Einsum ({', '.join(names[:5])}); rewrite torch.einsum as "
-            "matmul/reshape in the model (TensorRT INT8 and edge runtimes handle Einsum poorly)"
+            f"{out}: graph still contains Einsum ({', '.join(names[:5])}) after rewriting torch.einsum; "
+            "it was not made by torch.einsum: write that contraction with torch.matmul in the model"
         )
 
 

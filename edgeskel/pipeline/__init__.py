@@ -23,9 +23,11 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
-EXPORT_LOGIC_VERSION = 5  # 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
+EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache; 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
+# Bumped when the fail-fast export check (export/check.py) changes what it checks.
+CHECK_LOGIC_VERSION = 1
 # Bumped when how the validate stage measures changes, so finished runs are re-measured.
 VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
@@ -43,6 +45,16 @@ def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: st
             "export": rec.export.model_dump(mode="json"),
             "model": sha256_file(deploy_ckpt), "data": data_hash, "export_logic": EXPORT_LOGIC_VERSION,
             "parity": DEFAULT_TOLERANCES}  # a changed parity rule re-judges the artifacts
+
+
+def check_stage_inputs(profile: Any, rec: Any, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
+    """What the fail-fast export check depends on: the model as the recipe builds it, the
+    profile's routes, the opset and the check's own logic."""
+    return {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash, "data": data_hash,
+            "variants": [v.model_dump(mode="json") for v in profile.variants],
+            "input": profile.input.model_dump(mode="json"),
+            "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
+            "opset": rec.export.opset, "check_logic": CHECK_LOGIC_VERSION}
 
 
 def run_pipeline(
@@ -109,6 +121,10 @@ def run_pipeline(
         test_x = np.load(run.root / "data" / "test_x.npy")
         test_y = np.load(run.root / "data" / "test_y.npy")
         calib_x = np.load(run.root / "data" / "calib_x.npy")
+
+        # ---- fail fast: every backend route takes the model (before any training) ----------
+        run.run_stage("check", check_stage_inputs(profile, rec, ckpt_hash, run.output_hash("data")),
+                      lambda d: steps.export_check(rec, dataset, profile, d, where=str(rec_path), log=log), log)
 
         # ---- reference model --------------------------------------------------------------
         ref_inputs = {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,

@@ -85,21 +85,19 @@ def holdout_names(dataset: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------- reference
-def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = False,
-                  runtime: Runtime | None = None) -> dict[str, Any]:
-    """Produce `out_dir/reference.ckpt`: load an edgeskel checkpoint, import an official one,
-    or train the recipe's model from scratch on the recipe's data (resumable). Under torchrun
-    only rank 0 writes; the others wait for it at a barrier."""
+def reference_candidate(recipe: Recipe, dataset: Any) -> tuple[nn.Module, ModelSpec, dict[str, Any], str]:
+    """(model, spec, extra, source) of the recipe's reference as far as it exists before
+    training: the user's module with their weights, an imported official checkpoint, an edgeskel
+    checkpoint, or else the recipe's architecture freshly initialised (source "untrained"). The
+    reference stage trains the last; the fail-fast export check uses any of them as they are."""
     m = recipe.model
-    target = out_dir / "reference.ckpt"
     if m.entrypoint and m.checkpoint:  # the user's own module with their weights
         from edgeskel.models.user import load_user_reference
 
         model, spec, extra = load_user_reference(m.entrypoint, m.kwargs, m.checkpoint, len(dataset.class_names),
                                                  dataset.layout, recipe_preprocess(recipe, dataset),
                                                  list(dataset.class_names))
-        _save_on_main(target, model, spec, extra)
-        return {"source": f"user model ({m.entrypoint})"}
+        return model, spec, extra, f"user model ({m.entrypoint})"
     if m.checkpoint and m.import_from:
         from edgeskel.models.importers import import_official
 
@@ -107,22 +105,16 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
         model, spec = import_official(m.import_from, m.checkpoint, m.name, dataset.layout,
                                       num_classes=len(dataset.class_names), num_person=None,
                                       class_names=list(dataset.class_names), preprocess=pre)
-        _save_on_main(target, model, spec, {"imported_from": m.import_from})
-        return {"source": f"imported ({m.import_from})"}
+        return model, spec, {"imported_from": m.import_from}, f"imported ({m.import_from})"
     if m.checkpoint:
         model, spec, extra = load_checkpoint(m.checkpoint)
-        _save_on_main(target, model, spec, extra)
-        return {"source": "checkpoint"}
+        return model, spec, extra, "checkpoint"
     from edgeskel import models
-    from edgeskel.data.torch_dataset import SkeletonTorchDataset
-    from edgeskel.train.api import prepare_arrays
-    from edgeskel.train.trainer import fit, seed_everything
 
     pre = recipe_preprocess(recipe, dataset)
     kwargs = {"num_person": pre.num_person, **m.build_kwargs()}
     if m.width != 1.0:
         kwargs["width"] = m.width
-    seed_everything(recipe.train.seed)
     net = models.build(m.name, len(dataset.class_names), dataset.layout, **kwargs)
     spec = ModelSpec(name=m.name, num_classes=len(dataset.class_names), layout=dataset.layout, kwargs=kwargs,
                      class_names=list(dataset.class_names), preprocess=pre)
@@ -130,8 +122,27 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
         from edgeskel.models.user import check_user_model
 
         check_user_model(net, spec.num_classes, spec.input_shape, f"entrypoint {m.entrypoint!r}")
-    from edgeskel.data.splits import holdout
+    return net, spec, {}, "untrained"
 
+
+def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = False,
+                  runtime: Runtime | None = None) -> dict[str, Any]:
+    """Produce `out_dir/reference.ckpt`: load an edgeskel checkpoint, import an official one,
+    or train the recipe's model from scratch on the recipe's data (resumable). Under torchrun
+    only rank 0 writes; the others wait for it at a barrier."""
+    target = out_dir / "reference.ckpt"
+    if recipe.model.checkpoint:
+        model, spec, extra, source = reference_candidate(recipe, dataset)
+        _save_on_main(target, model, spec, extra)
+        return {"source": source}
+    from edgeskel.data.splits import holdout
+    from edgeskel.data.torch_dataset import SkeletonTorchDataset
+    from edgeskel.train.api import prepare_arrays
+    from edgeskel.train.trainer import fit, seed_everything
+
+    seed_everything(recipe.train.seed)  # before the weights are initialised
+    net, spec, _, _ = reference_candidate(recipe, dataset)
+    pre = spec.preprocess
     split = holdout(dataset)  # best epoch chosen on validation, never on test
     val = prepare_arrays(split.val, dataset.layout, pre)
     train_set = SkeletonTorchDataset.for_training(split.train, dataset.layout, pre, recipe.train)
@@ -142,6 +153,27 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     model, spec, extra = load_checkpoint(res["best_checkpoint"])
     _save_on_main(target, model, spec, extra)
     return {"source": "trained", "best_epoch": res["best_epoch"], "train_wall_time_s": res["wall_time_s"]}
+
+
+def export_check(recipe: Recipe, dataset: Any, profile: Any, out_dir: Path, where: str,
+                 log: Any = None) -> dict[str, Any]:
+    """The fail-fast stage: the reference as it exists before training (`reference_candidate`)
+    exported and run once per backend route of the profile (export/check.py). A route that
+    fails stops the run here with one error naming the op and the fix, before any training."""
+    from edgeskel.export.check import check_routes, format_check, profile_routes, raise_on_failure
+
+    model, spec, _, source = reference_candidate(recipe, dataset)
+    spec = apply_profile_input(spec, profile)
+    summary = check_routes(model, spec, profile_routes(profile, recipe.export.opset), out_dir)
+    summary["source"] = source
+    atomic_write_json(out_dir / "check.json", summary)
+    if log is not None:
+        for line in format_check(summary):
+            log(line)
+    raise_on_failure(summary, where)
+    return {"outputs": ["check.json"], "passed": True,
+            "routes": {k: {"status": r["status"], "einsum_rewritten": r.get("einsum_rewritten", [])}
+                       for k, r in summary["routes"].items()}}
 
 
 # ------------------------------------------------------------------ compress + tune
