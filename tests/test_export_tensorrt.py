@@ -116,11 +116,17 @@ def test_prepare_kit_writes_scripts_and_shapes(tmp_path):
     sh = (tmp_path / "kit" / "build_engine.sh").read_text()
     for flag in ("--onnx=model.onnx", "--saveEngine=model.b1.engine", "--saveEngine=model.b16.engine",
                  "--minShapes=skeleton:16x3x8x5x1", "--optShapes=skeleton:16x3x8x5x1",
-                 "--maxShapes=skeleton:16x3x8x5x1", "--minShapes=skeleton:1x3x8x5x1", "--stronglyTyped",
+                 "--maxShapes=skeleton:16x3x8x5x1", "--minShapes=skeleton:1x3x8x5x1", "--calib=calib.cache",
                  "--timingCacheFile=timing.cache", "--useDLACore=0", "--allowGPUFallback",
                  "--exportLayerInfo=layers.b16.json", "--profilingVerbosity=detailed", "--memPoolSize=workspace:512M"):
         assert flag in sh, flag
-    assert "--int8" not in sh and "--fp16" not in sh  # strongly typed: precision is in the ONNX
+    # DLA INT8 on TensorRT 10.x: implicit INT8 from a calibration cache (docs/TENSORRT.md, "DLA INT8")
+    assert "--int8" in sh and "--fp16" in sh and "--stronglyTyped" not in sh
+    assert "calib.cache" in kit["files"] and kit["quantization"] == "implicit"
+    gpu = prepare_tensorrt(fp32, tmp_path / "gpu", "int8", qdq_onnx=fp32, batch_sizes=[1])
+    gsh = (tmp_path / "gpu" / "build_engine.sh").read_text()
+    assert "--stronglyTyped" in gsh and "--int8" not in gsh and "--fp16" not in gsh  # precision is in the ONNX
+    assert gpu["quantization"] == "explicit" and not (tmp_path / "gpu" / "calib.cache").exists()
     assert subprocess.run(["bash", "-n", str(tmp_path / "kit" / "build_engine.sh")]).returncode == 0
     assert kit["lint"]["passed"] and kit["engines"] == {"1": "model.b1.engine", "16": "model.b16.engine"}
     assert kit["lint"]["dla"]["batch_sizes"] == [1, 16]

@@ -24,7 +24,7 @@ from edgeskel.devices import load_profile, profile_from_dict
 from edgeskel.errors import ConfigError
 from edgeskel.quantize.ort_int8 import quantize_ort_int8
 from edgeskel.quantize.tensorrt import prepare_tensorrt, read_kit
-from edgeskel.quantize.tensorrt_routes import export_options_for
+from edgeskel.quantize.tensorrt_routes import calibration_cache_text, export_options_for, strip_qdq
 from edgeskel.remote.bundle import make_bundle
 
 TRTEXEC = [sys.executable, str(DOUBLES / "trtexec_double.py")]
@@ -141,7 +141,11 @@ def test_dla_variant_keeps_its_core_and_gets_static_shapes(models, tmp_path):
 
 
 def test_dla_needs_static_shapes_or_falls_back_to_gpu(models, tmp_path):
-    base = [f"--onnx={models['qdq']}", "--useDLACore=0", "--int8", "--fp16", "--saveEngine=e.engine"]
+    # DLA INT8 on TensorRT 10.x: the Q/DQ graph without Q/DQ nodes + its scales as a calibration cache
+    scales = strip_qdq(models["qdq"], tmp_path / "noqdq.onnx")["scales"]
+    (tmp_path / "calib.cache").write_text(calibration_cache_text(scales, "10.3"))
+    base = [f"--onnx={tmp_path / 'noqdq.onnx'}", "--useDLACore=0", "--int8", "--fp16", "--calib=calib.cache",
+            "--saveEngine=e.engine"]
     dyn = ["--minShapes=input:1x3x8x5x1", "--optShapes=input:4x3x8x5x1", "--maxShapes=input:16x3x8x5x1"]
     res = _trtexec([*base, *dyn], "10.3.0", tmp_path)
     assert res.returncode == 1 and "dynamic shapes" in res.stdout and "GPU fallback is not enabled" in res.stdout
@@ -338,7 +342,9 @@ def test_jetson_pipeline_loop_by_hand_and_over_ssh(sshd, tmp_path):  # noqa: F81
     for name in trt:
         assert by[name]["measured_on"] == "ssh://jetson-orin", by[name]
         assert "double" in json.dumps(by[name]), by[name]
-        assert by[name]["tensorrt"]["route"] == "tensorrt10-strongly-typed"
+        # DLA INT8 on TensorRT 10.x is built from a calibration cache (docs/TENSORRT.md, "DLA INT8")
+        want = "tensorrt10-dla-weakly-typed" if name.endswith("-dla") else "tensorrt10-strongly-typed"
+        assert by[name]["tensorrt"]["route"] == want, by[name]["tensorrt"]
     assert "DLA core 0: batch 1: " in by["tensorrt-int8-dla"]["tensorrt"]["summary"]
     assert by["tensorrt-int8-dla"]["tensorrt"]["layers"]["2"]["dla"] >= 1
     doc = json.loads((run_dir / "validate" / "results.json").read_text())  # what came back over SSH

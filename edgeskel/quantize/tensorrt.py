@@ -6,7 +6,8 @@ here we prepare and check everything that can be checked without a GPU (TOOLCHAI
   (explicit quantization needs zero-point 0), only the batch axis dynamic, opset in range, and
   for DLA its layer and shape restrictions;
 - the kit: the ONNX of the profile's TensorRT route (tensorrt_routes: strongly typed fp16 / Q/DQ
-  graphs, or the weakly typed flags where a TensorRT 10 profile asks), `build_engine.sh` (one
+  graphs, or the weakly typed flags where a TensorRT 10 profile asks; DLA INT8 on TensorRT 10.x:
+  the Q/DQ graph without Q/DQ nodes + `calib.cache` of its scales), `build_engine.sh` (one
   static-shape engine per measured batch size, optional DLA, layer info), `tensorrt.json` (what
   the script builds, read by the bundle and the device runner) and `run_engine.py`.
 """
@@ -258,17 +259,21 @@ def prepare_tensorrt(
     tensorrt.json (what the script builds), run_engine.py + device_runner.py (inference), README.txt
     and lint.json. Returns {files, lint, route, engines, ...}."""
     from edgeskel.quantize.tensorrt_routes import (
+        CALIB_CACHE,
         STRONG_QDQ_OPSET,
+        calibration_cache_text,
         engine_files,
         fp16_typed,
+        layer_precision_spec,
         make_route,
+        strip_qdq,
         trtexec_args,
     )
 
     onnx_fp32, out_dir = Path(onnx_fp32), Path(out_dir)
     if precision not in ("fp16", "int8"):
         raise ExportError(f"{onnx_fp32}: TensorRT precision must be fp16 or int8, got {precision!r}")
-    route = make_route(tensorrt_version, typing)
+    route = make_route(tensorrt_version, typing, dla=dla_core is not None)
     src = onnx_fp32
     if precision == "int8":
         if qdq_onnx is None:
@@ -286,42 +291,69 @@ def prepare_tensorrt(
             raise ExportError(f"{src}: batch sizes must be >= 1, got {engine_batches}")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = out_dir / "model.onnx"
+    (out_dir / CALIB_CACHE).unlink(missing_ok=True)  # a cache only where this route reads one
+    calibration, layer_precisions = None, None
     if route.typing == "strong":
         fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None)
+    elif route.implicit_int8 and precision == "int8":
+        # DLA INT8 on TensorRT 10.x: the Q/DQ graph's own scales as a calibration cache, on the
+        # graph without its Q/DQ nodes (tensorrt_routes: the route NVIDIA documents for 10.x DLA).
+        stripped = strip_qdq(src, model)
+        if not stripped["scales"]:
+            raise ExportError(f"{src}: no activation scales in the Q/DQ graph: nothing to calibrate DLA INT8 with")
+        atomic_write_text(out_dir / CALIB_CACHE, calibration_cache_text(stripped["scales"], route.version))
+        layer_precisions, unconstrained = layer_precision_spec(stripped["float_layers"])
+        calibration = {"file": CALIB_CACHE, "header": (out_dir / CALIB_CACHE).read_text().splitlines()[0],
+                       "tensors": len(stripped["scales"]), "inferred_across_shape_ops": stripped["inferred"],
+                       "weights_dequantized": stripped["weights"],
+                       "source": "QuantizeLinear scales of the symmetric Q/DQ graph (per-tensor activations)",
+                       "fp16_layers": sorted(layer_precisions), "fp16_layers_unconstrained": unconstrained}
     else:
         atomic_write_bytes(model, src.read_bytes())
     lint = lint_tensorrt(model, dla=dla_core is not None, batch_sizes=engine_batches, tensorrt_version=route.version)
+    if calibration is not None:
+        _lint_calibration(model, calibration, lint)
     engines, script_lines = [], []
     for b in engine_batches:
         cmd = trtexec_args(route, precision, model.name, b, chw, input_name, dla_core, allow_gpu_fallback, workspace_mb,
-                           shape_flags=fixed is None)
+                           shape_flags=fixed is None, layer_precisions=layer_precisions)
         names = engine_files(b)
         engines.append({"batch": b, **names, "static": True, "trtexec": cmd})
         script_lines.append(f"run_trtexec {shlex.quote(names['log'])} {shlex.quote(names['engine'])} \\\n  "
                             + " \\\n  ".join(shlex.quote(c) for c in cmd[1:]))
+    pre = _CALIB_SH.format(cache=CALIB_CACHE) if calibration is not None else ""
     atomic_write_text(out_dir / "build_engine.sh", _BUILD_SH.format(
-        route=route.describe(precision), cmds="\n".join(script_lines)))
+        route=route.describe(precision), pre=pre, cmds="\n".join(script_lines)))
     (out_dir / "build_engine.sh").chmod(0o755)
+    quantization = None if precision != "int8" else ("implicit" if calibration is not None else "explicit")
     manifest = {"format": KIT_FORMAT, "precision": precision, "route": route.name, "typing": route.typing,
                 "tensorrt_version": route.version, "input_name": input_name, "sample_shape": list(chw),
                 "dla_core": dla_core, "allow_gpu_fallback": allow_gpu_fallback if dla_core is not None else None,
-                "workspace_mb": workspace_mb, "engines": engines, "onnx_sha256": sha256_file(model)}
+                "workspace_mb": workspace_mb, "engines": engines, "onnx_sha256": sha256_file(model),
+                "quantization": quantization}
+    if calibration is not None:
+        manifest["calibration"] = calibration
     atomic_write_json(out_dir / KIT_MANIFEST, manifest)
     shutil.copy2(Path(__file__).resolve().parents[1] / "remote" / "device_runner.py", out_dir / "device_runner.py")
     atomic_write_text(out_dir / "run_engine.py", _RUN_PY)
     largest = engines[-1]["engine"]
+    quant_note = {None: "", "explicit": _README_EXPLICIT, "implicit": _README_IMPLICIT.format(cache=CALIB_CACHE)}
     atomic_write_text(out_dir / "README.txt", _README.format(
         precision=precision, route=route.describe(precision), input=input_name, chw="x".join(map(str, chw)),
         engines=", ".join(f"{e['engine']} (batch {e['batch']})" for e in engines), dla=dla_core,
-        cmd=" ".join(engines[-1]["trtexec"]), largest=largest))
+        cmd=" ".join(engines[-1]["trtexec"]), largest=largest, quantization=quant_note[quantization],
+        calib=f"  {CALIB_CACHE}      INT8 calibration cache (scales of the Q/DQ graph) read by --calib\n"
+        if calibration is not None else ""))
     atomic_write_json(out_dir / "lint.json", lint)
     files = ["model.onnx", "build_engine.sh", KIT_MANIFEST, "run_engine.py", "device_runner.py", "README.txt",
-             "lint.json"]
+             "lint.json"] + ([CALIB_CACHE] if calibration is not None else [])
     return {
         "precision": precision,
         "route": route.name,
         "typing": route.typing,
         "tensorrt_version": route.version,
+        "quantization": quantization,
+        **({"calibration": calibration} if calibration is not None else {}),
         "source_onnx": str(src),
         "onnx": str(model),
         "onnx_sha256": manifest["onnx_sha256"],
@@ -334,6 +366,28 @@ def prepare_tensorrt(
         "files": files,
         "lint": lint,
     }
+
+
+def _lint_calibration(model: Path, calibration: dict[str, Any], lint: dict[str, Any]) -> None:
+    """How much of the DLA INT8 graph the calibration cache covers: TensorRT runs a layer in
+    implicit INT8 only when its input and output tensors have scales; the others run in FP16
+    ("If you do not have scaling factors, those layers are run in FP16", NVIDIA's DLA FAQ)."""
+    from edgeskel.quantize.tensorrt_routes import CALIB_CACHE, WEIGHTED_OPS, parse_calibration_cache
+
+    _, scales = parse_calibration_cache((model.parent / CALIB_CACHE).read_text())
+    proto = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    weighted = [n for n in proto.graph.node if n.op_type in WEIGHTED_OPS]
+    covered = [n for n in weighted if n.input[0] in scales and n.output[0] in scales
+               and (n.op_type != "MatMul" or n.input[1] in inits or n.input[1] in scales)]
+    missing = [n.name or n.output[0] for n in weighted if n not in covered]
+    calibration["int8_candidates"] = {"weighted_layers": len(weighted), "with_scales": len(covered)}
+    lint["calibration"] = {"cache": CALIB_CACHE, "tensors": len(scales), **calibration["int8_candidates"]}
+    if weighted and not covered:
+        lint["warnings"].append(f"{CALIB_CACHE}: no Conv/Gemm/MatMul has scales on both sides; DLA runs them in FP16")
+    elif missing:
+        lint["warnings"].append(f"{CALIB_CACHE}: {len(missing)} weighted layers without scales on both sides run in "
+                                f"FP16: {_preview(missing)}")
 
 
 def read_kit(kit_dir: str | Path) -> dict[str, Any]:
@@ -397,7 +451,20 @@ run_trtexec() {{
   fi
   echo "built $engine"
 }}
-{cmds}
+{pre}{cmds}
+"""
+
+# DLA INT8 on TensorRT 10.x: the cache's header names a TensorRT version (NV_TENSORRT_VERSION), and
+# a cache headed by another version was refused by TensorRT 10.x in a field report (it then tries to
+# recalibrate, and trtexec has no calibration data; docs/TENSORRT.md). The scales come from the Q/DQ
+# graph, not from a TensorRT calibration run, so they hold for any 10.x: the header follows the
+# trtexec found here (its log tag "[TensorRT v100300]").
+_CALIB_SH = """# {cache}: INT8 scales of the Q/DQ graph (implicit quantization, the DLA INT8 input of TensorRT 10.x).
+TRT_V="$("$TRTEXEC" --help 2>&1 | sed -n 's/.*\\[TensorRT v\\([0-9][0-9]*\\)\\].*/\\1/p' | head -n 1)" || true
+if [ -n "$TRT_V" ] && ! head -n 1 {cache} | grep -q "^TRT-$TRT_V-"; then
+  echo "note: {cache} header set to TensorRT v$TRT_V (was: $(head -n 1 {cache}))"
+  {{ printf 'TRT-%s-EntropyCalibration2\\n' "$TRT_V"; tail -n +2 {cache}; }} > {cache}.tmp && mv {cache}.tmp {cache}
+fi
 """
 
 _RUN_PY = '''#!/usr/bin/env python3
@@ -449,7 +516,7 @@ Route: {route}
 
 Files
   model.onnx       ONNX to build (input "{input}": N x {chw} float32, output "logits")
-  build_engine.sh  builds {engines} with trtexec (run it on the target device)
+{calib}  build_engine.sh  builds {engines} with trtexec (run it on the target device)
   tensorrt.json    what build_engine.sh builds (engines, shapes, DLA core, TensorRT version)
   run_engine.py    runs an engine on a .npy batch and writes logits .npy (uses device_runner.py)
   lint.json        static TensorRT-readiness check done at export time
@@ -464,6 +531,12 @@ fast; delete it after a TensorRT upgrade.
 
 Run:
   python3 run_engine.py {largest} inputs.npy logits.npy
-INT8 kits use explicit quantization: the Q/DQ scales inside model.onnx are used, no
+{quantization}"""
+_README_EXPLICIT = """This INT8 kit uses explicit quantization: the Q/DQ scales inside model.onnx are used, no
 calibration cache is needed.
+"""
+_README_IMPLICIT = """This INT8 kit is for DLA on TensorRT 10.x, which takes INT8 from calibration scales (implicit
+quantization), not from Q/DQ nodes: model.onnx is the Q/DQ graph without its Q/DQ nodes, and
+{cache} holds the Q/DQ graph's activation scales; trtexec reads it with --int8 --fp16 --calib
+(no calibration data needed). Layers without scales run in FP16.
 """
