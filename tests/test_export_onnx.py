@@ -115,10 +115,18 @@ def test_dynamo_exporter_down_converts_to_opset_17(model, tmp_path):
         assert check_parity(ref_logits(model, x), runner.infer(x), "fp32")["passed"]
 
 
-def test_export_refuses_einsum(tmp_path):
-    with pytest.raises(ExportError, match="Einsum"):
-        export_onnx(EinsumNet().eval(), make_spec(), tmp_path / "e.onnx")
-    assert not (tmp_path / "e.onnx").exists()
+def test_export_keeps_einsum_or_rewrites_it(tmp_path):
+    """Einsum is exported for ORT/OpenVINO ("keep", the default) and rewritten for TensorRT
+    ("rewrite"); an unknown mode is an error and writes nothing (issue 26: it was refused)."""
+    import onnx
+
+    keep = export_onnx(EinsumNet().eval(), make_spec(), tmp_path / "e.onnx")
+    assert any(n.op_type == "Einsum" for n in onnx.load(str(keep)).graph.node)
+    rew = export_onnx(EinsumNet().eval(), make_spec(), tmp_path / "r.onnx", einsum="rewrite")
+    assert not any(n.op_type == "Einsum" for n in onnx.load(str(rew)).graph.node)
+    with pytest.raises(ExportError, match="einsum mode"):
+        export_onnx(EinsumNet().eval(), make_spec(), tmp_path / "x.onnx", einsum="drop")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_rejects_wrong_output_shape(tmp_path):

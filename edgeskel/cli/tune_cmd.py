@@ -43,8 +43,6 @@ def tune_cmd(
 
     Candidates are timed on this host, or on the device over SSH when the profile has an ssh: block
     (TensorRT variants included: their engines are built and timed there)."""
-    if checkpoint is not None and data is None and recipe == "default":
-        raise ConfigError("--checkpoint needs --data SPEC (or a --recipe whose data fits the checkpoint)")
     from edgeskel.tune import run_tune
 
     res = run_tune(device, recipe=recipe, checkpoint=str(checkpoint) if checkpoint else None, data=data, out_root=out,

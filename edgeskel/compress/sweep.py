@@ -37,9 +37,9 @@ def sweep(checkpoint: str | Path, data: str, out_dir: str | Path, budgets: list[
     from edgeskel.train.trainer import fit
 
     out = Path(out_dir)
-    teacher, spec, _ = load_checkpoint(checkpoint, layout=layout)
+    teacher, spec, extra = load_checkpoint(checkpoint, layout=layout)
     ds = load_dataset(data, layout=spec.layout)
-    check_compatible(spec, ds, str(checkpoint))
+    check_compatible(spec, ds, str(checkpoint), extra)
     split = holdout(ds)
     val_x, val_y = prepare_arrays(ds.test, spec.layout, spec.preprocess)  # reported accuracy: test only
     sel = prepare_arrays(split.val, spec.layout, spec.preprocess)  # fine-tune epoch selection

@@ -20,7 +20,7 @@ def calibration_arrays(spec: Any, data: str, calib_samples: int, val_samples: in
     from edgeskel.train.api import check_compatible, prepare_arrays
 
     ds = load_dataset(data, layout=spec.layout, splits=("train",))
-    check_compatible(spec, ds, "checkpoint")
+    check_compatible(spec, ds, "checkpoint", fix="pass --calib-data SPEC for its dataset")
     split = holdout(ds)
     tr_x, _ = prepare_arrays(split.train, spec.layout, spec.preprocess)
     rng = np.random.default_rng(seed)

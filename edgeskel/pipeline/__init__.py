@@ -23,7 +23,7 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
-EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache; 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
+EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache, torch.einsum exported (was refused); 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
 # Bumped when the fail-fast export check (export/check.py) changes what it checks.

@@ -33,11 +33,18 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
     from edgeskel.data.splits import requested_validation
 
     chosen = layout or recipe.data.layout
-    if chosen is None and recipe.model.has_edgeskel_checkpoint():
-        _, spec, _ = load_checkpoint(recipe.model.checkpoint)
-        chosen = spec.layout
+    spec = extra = None
+    if recipe.model.has_edgeskel_checkpoint():
+        _, spec, extra = load_checkpoint(recipe.model.checkpoint)
+        chosen = chosen or spec.layout
     ds = load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad,
                       class_names=recipe.data.class_names)
+    if spec is not None:  # never run a checkpoint on data it was not made for (no silent fallback)
+        from edgeskel.train.api import check_compatible
+
+        check_compatible(spec, ds, str(recipe.model.checkpoint), extra,
+                         fix=f"pass --data SPEC for its dataset, or a recipe whose data.spec fits "
+                             f"(recipe {recipe.name!r} reads {recipe.data.spec!r})")
     return requested_validation(ds, recipe.data.validation, recipe.data.validation_fraction)
 
 

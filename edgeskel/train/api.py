@@ -99,7 +99,7 @@ def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_si
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     # The checkpoint's own layout (custom ones included); only the asked split must exist.
     ds = load_dataset(data, layout=spec.layout, skip_bad=skip_bad, splits=(split,))
-    check_compatible(spec, ds, str(checkpoint))
+    check_compatible(spec, ds, str(checkpoint), extra)
     carved = _validation_carved_from_test(extra)
     if carved is not None and split == "test" and ds.val is None:
         # the model's epoch was chosen on a slice of this test split: score only the rest
@@ -131,13 +131,23 @@ def _validation_carved_from_test(extra: dict[str, Any]) -> dict[str, Any] | None
     return None
 
 
-def check_compatible(spec: ModelSpec, ds: Any, source: str) -> None:
-    """A dataset must match the checkpoint's joints, channels and class count."""
+def check_compatible(spec: ModelSpec, ds: Any, source: str, extra: dict[str, Any] | None = None,
+                     fix: str = "pass the data it was made for with --data SPEC") -> None:
+    """A dataset must match the checkpoint's joints, channels and class count: one error that
+    says both sides and what to pass (a 60-class NTU checkpoint once ran on the 12-class
+    synthetic default and reported top-1 0.0, or ended in a cross_entropy IndexError)."""
+    problems = []
     if ds.layout.num_joints != spec.layout.num_joints or ds.layout.channels != spec.layout.channels:
-        raise DataError(None, f"dataset {ds.spec!r} has {ds.layout.num_joints} joints x {ds.layout.channels} channels "
-                              f"but checkpoint {source} expects {spec.layout.num_joints} x {spec.layout.channels} ({spec.layout.name})")
+        problems.append(f"{ds.layout.num_joints} joints x {ds.layout.channels} channels, the model "
+                        f"{spec.layout.num_joints} x {spec.layout.channels} ({spec.layout.name})")
     if len(ds.class_names) != spec.num_classes:
-        raise DataError(None, f"dataset {ds.spec!r} has {len(ds.class_names)} classes but checkpoint {source} has {spec.num_classes}")
+        problems.append(f"{len(ds.class_names)} classes, the model {spec.num_classes}")
+    if not problems:
+        return
+    trained_on = (extra or {}).get("data")
+    hint = f" (it was trained on {trained_on!r})" if isinstance(trained_on, str) and trained_on != ds.spec else ""
+    raise DataError(source, f"checkpoint does not fit dataset {ds.spec!r}: the data has "
+                            f"{'; and '.join(problems)}; {fix}{hint}")
 
 
 def _builtin() -> set[str]:
