@@ -1,6 +1,7 @@
 """Issue 18 item 3: the uncompressed reference is exported on the same backends and precisions
 as the profile's variants, measured in the same bundle (timed interleaved with them), and
-shown as reference rows with compressed/uncompressed ratios; never gated, never recommended."""
+shown as reference rows with compressed/uncompressed ratios; never gated (the decision may recommend
+shipping one instead of its compressed variant: tests/test_report_decision_baseline.py)."""
 
 from __future__ import annotations
 

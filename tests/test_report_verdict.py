@@ -76,7 +76,7 @@ def test_decision_lowest_p99_then_size_with_runner_up():
 
     d = decide([v("a", 5.0, 4.0), v("b", 3.0, 4.0), v("c", 3.1, 1.0), v("d", 1.0, 0.5, "fail")], "dev")
     assert d["recommended"] == "c"  # 3.1 ms is within 5% of 3.0 ms: a tie, broken by size (1.0 < 4.0 MB)
-    assert "tied within 5% with b" in d["why"] and d["runner_up"] == "b"
+    assert "within 5% of the lowest (b 3.00 ms)" in d["why"] and d["runner_up"] == "b"  # never "lowest" (issue 27)
     d = decide([v("a", 5.0, 1.0), v("b", 3.0, 4.0)], "dev")
     assert d["recommended"] == "b" and d["runner_up"] == "a" and "lowest p99 at batch 1 (3.00 ms)" in d["why"]
     assert decide([v("a", 5.0, 1.0, "fail")], "dev")["recommended"] is None

@@ -50,7 +50,7 @@ def _rel(target: Path, start_dir: Path) -> str:
 
 def variant_table(m: dict[str, Any], tb: int) -> list[str]:
     hdr = (f"| Variant | Top-1 % | ΔTop-1 | Agree % | p50 b1 ms | p99 b1 ms | b{tb} samples/s | Size MB | Params | GFLOPs | "
-           "GFLOP/s b1 | % peak b1 | vs PyTorch | vs best baseline | Size vs ONNX | Gates |")
+           "GFLOP/s b1 | % fp32 peak b1 | vs PyTorch | vs best baseline | Size vs ONNX | Gates |")
     lines = [hdr, "|" + "---|" * 16]
     for k, r in m["variants"].items():
         name = r["label"] + (" **★ best**" if k == m.get("best") else "") + (" (best baseline)" if k == m.get("best_baseline") else "")
@@ -146,7 +146,9 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str], md_dir: Path
         + (" (**--quick**: tiny models, few repeats: checks the benchmark, not the published numbers)" if results["settings"]["quick"] else ""),
         f"- Machine: {mach['cpu_model']} ({mach['vendor']}, family {mach['family']}), {mach['cpus']} CPUs"
         + (f", {mach['hypervisor']} VM" if mach.get("hypervisor") else "") + f", {mach['os']}; ISA: {', '.join(mach['flags_summary'])}",
-        f"- fp32 peak: {peak['formula']} ({peak['flops_per_cycle_reason']}; clock from {peak['clock_source']})",
+        f"- fp32 peak: {peak['formula']} ({peak['flops_per_cycle_reason']}; clock from {peak['clock_source']}). "
+        "`% fp32 peak` divides every row's rate by this fp32 peak, bf16 and INT8 rows included: their kernels "
+        "(VNNI, AMX, bf16 dot products) do more operations per cycle than fp32 FMAs, so they can exceed 100%",
         f"- Timing: {tim['method']}; {tim['threads']} threads for every runtime (torch.set_num_threads({tim['torch_threads']})), "
         f"{tim['warmup']} warm-up + {tim['runs_per_round']} runs x {tim['rounds']} rounds per variant and batch size",
         f"- Libraries: {libs}",

@@ -33,7 +33,7 @@ VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
-REPORT_LOGIC_VERSION = 6  # 6 = timing conditions (interleaved, host CPU/load), noise flag, FPS at batch, achieved GFLOP/s
+REPORT_LOGIC_VERSION = 7  # 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
 
 
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:

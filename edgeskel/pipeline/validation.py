@@ -273,9 +273,11 @@ def baseline_rows(profile: Any, variants: list[dict[str, Any]], baseline: dict[s
                   ref_res: dict[str, Any]) -> list[dict[str, Any]]:
     """Reference rows: the uncompressed model on each variant's backend and precision, measured
     in the same run, with compressed/uncompressed ratios (latency speedup at batch 1, size,
-    params, GFLOPs). Never gated and never recommended; each compressed variant also gets its
-    ratios as `vs_uncompressed`. Latency is left out where it is not the device's (a host
-    check or an emulator), so no ratio compares numbers from different machines."""
+    params, GFLOPs). Never gated; each compressed variant also gets its ratios as
+    `vs_uncompressed`, and the decision (report/verdict.py) recommends shipping a row instead of
+    its compressed variant when compression did not measure faster. Latency is left out where it
+    is not the device's (a host check, flagged `host_check`, or an emulator, `emulated`), so no
+    ratio compares numbers from different machines."""
     by_name = {v["name"]: v for v in variants}
     rows = []
     for pv in profile.variants:
@@ -296,8 +298,11 @@ def baseline_rows(profile: Any, variants: list[dict[str, Any]], baseline: dict[s
             row["top1"] = (meas.get("accuracy") or {}).get("top1")
             row["measured_on"] = meas.get("measured_on", "local")
             row["timing"] = meas.get("timing")
+            row["peak_memory_mb"] = (meas.get("memory") or {}).get("peak_rss_mb")
             lat = meas.get("latency_ms") or {}
             if meas.get("host_only") or meas.get("emulated"):
+                row["host_check" if meas.get("host_only") else "emulated"] = True
+                row["peak_memory_mb"] = None  # the host's or the emulator's, not the device's
                 row["note"] = "latency not the device's (host check or emulator): no latency ratio"
             elif lat:
                 first = lat[min(lat, key=int)]

@@ -51,22 +51,48 @@ BASELINE_HEADER = ["Variant", "Uncompressed p50 ms", "Compressed p50 ms", "Speed
                    "Top-1 uncompressed", "Top-1 compressed"]
 BASELINE_TEXT = ("The uncompressed reference exported on each variant's backend and precision and measured in the "
                  "same run (same bundle, timed with the variants). Speedup = uncompressed p50 / compressed p50 at "
-                 "batch 1; Size, Params, GFLOPs = compressed / uncompressed. Reference rows only: never gated, "
-                 "never recommended.")
+                 "batch 1; Size, Params, GFLOPs = compressed / uncompressed. Reference rows: never gated; the "
+                 "decision recommends shipping one only when compression did not measure more than 5% faster.")
+
+
+def _baseline_host_check(b: dict[str, Any], v: dict[str, Any]) -> bool:
+    """Was this uncompressed row measured only as a host check (not on the device)? Older
+    report.json files lack the flag: their row is a host check when its variant is one."""
+    return bool(b.get("host_check")) or (bool(v.get("host_check")) and b.get("measured_on") == "local"
+                                         and b["latency_ms"].get("p50") is None)
 
 
 def baseline_table(report: dict[str, Any]) -> list[list[str]]:
-    """One row per variant: its uncompressed twin's numbers and the ratios (report['baselines'])."""
+    """One row per variant: its uncompressed twin's numbers and the ratios (report['baselines']).
+    A cell never holds a reason (baseline_notes gives each once) and the device columns never
+    hold a host check's top-1 (that goes to the host-check table)."""
     by = {v["name"]: v for v in report["variants"]}
     rows = []
     for b in report.get("baselines") or []:
         v, r = by.get(b["of"]) or {}, b.get("ratios") or {}
-        rows.append([b["of"], _f(b["latency_ms"].get("p50")) + ("" if b["latency_ms"].get("p50") is not None
-                                                                 else f" ({b['note']})" if b.get("note") else ""),
+        p50 = b["latency_ms"].get("p50")
+        rows.append([b["of"], _f(p50) if p50 is not None else "not measured" if b.get("note") else "-",
                      _f((v.get("latency_ms") or {}).get("p50")), _f(r.get("latency_speedup"), "{:.2f}x"),
                      _f(r.get("size"), "{:.2f}x"), _f(r.get("params"), "{:.2f}x"), _f(r.get("gflops"), "{:.2f}x"),
-                     _f(b.get("top1")), _f(v.get("top1"))])
+                     "-" if _baseline_host_check(b, v) else _f(b.get("top1")), _f(v.get("top1"))])
     return rows
+
+
+def baseline_notes(report: dict[str, Any]) -> list[str]:
+    """Why uncompressed rows have no device latency: each distinct reason once, with the
+    variants it applies to (a skip reason repeated in every cell buried the table)."""
+    by = {v["name"]: v for v in report["variants"]}
+    reasons: dict[str, list[str]] = {}
+    hosts = [b["of"] for b in report.get("baselines") or [] if _baseline_host_check(b, by.get(b["of"]) or {})]
+    for b in report.get("baselines") or []:
+        if b.get("note") and b["latency_ms"].get("p50") is None and b["of"] not in hosts:
+            reasons.setdefault(b["note"], []).append(b["of"])
+    out = [f"Uncompressed not measured on {report['device']} ({', '.join(names)}): {note}."
+           for note, names in reasons.items()]
+    if hosts:
+        out.append(f"Uncompressed {', '.join(hosts)}: checked on this host only, not on a {report['device']} (no "
+                   "device latency, so no speedup); its top-1 is with the host checks below.")
+    return out
 
 
 def conditions_lines(report: dict[str, Any]) -> list[str]:
@@ -81,7 +107,7 @@ def conditions_lines(report: dict[str, Any]) -> list[str]:
     if h:
         load = h.get("load_avg_1_5_15")
         out.append(f"Host: {h.get('cpu_model') or '?'} ({m.get('machine') or '?'}), {h.get('logical_cores')} logical cores, "
-                   f"{h.get('usable_cores')} usable, runtime threads {h.get('threads') or 'default'}; load average "
+                   f"{h.get('usable_cores')} usable, {_threads_text(report, h)}; load average "
                    f"(1/5/15 min) {' / '.join(f'{x:.2f}' for x in load) if load else '?'} before"
                    + (f", {h['load_avg_after'][0]:.2f} after" if h.get("load_avg_after") else "") + ".")
     noisy = [v["name"] for v in report["variants"] if v.get("latency_noisy")]
@@ -91,6 +117,22 @@ def conditions_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _threads_text(report: dict[str, Any], h: dict[str, Any]) -> str:
+    """'runtime threads N', saying when N is the profile's setting for another device (a
+    report for a Jetson checked on this host) and when it exceeds the cores this host let
+    the runner use (then threads share cores and latency suffers)."""
+    threads, usable = h.get("threads"), h.get("usable_cores")
+    text = f"runtime threads {threads or 'default'}"
+    notes = []
+    foreign = any(v.get("host_check") for v in report["variants"]) or any(
+        b.get("host_check") for b in report.get("baselines") or [])
+    if threads and foreign:
+        notes.append(f"the {report['device']} profile's setting for the device, not chosen for this host")
+    if threads and usable and int(threads) > int(usable):
+        notes.append(f"more than the {usable} usable cores{' here' if foreign else ''}: threads shared cores")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def compute_lines(report: dict[str, Any]) -> list[str]:
     """Achieved GFLOP/s per variant at batch 1 and at its best batch (report/roofline.py)."""
     out = []
@@ -98,8 +140,13 @@ def compute_lines(report: dict[str, Any]) -> list[str]:
         c = v.get("compute")
         if not c:
             continue
-        def part(r: dict[str, Any]) -> str:
-            frac = f" ({100 * r['fraction_of_peak']:.1f}% of peak)" if r.get("fraction_of_peak") is not None else ""
+        which = c.get("peak_precision")  # older reports: not recorded
+        label = f"{which} peak" if which else "peak"
+        if which and which != v["precision"]:
+            label += f"; the profile gives no {v['precision']} peak"
+
+        def part(r: dict[str, Any], label: str = label) -> str:
+            frac = f" ({100 * r['fraction_of_peak']:.1f}% of {label})" if r.get("fraction_of_peak") is not None else ""
             return f"{r['gflops_per_s']:.3g} GFLOP/s at batch {r['batch']}{frac}"
         out.append(f"- {v['name']} ({v['precision']}): {part(c['batch1'])}"
                    + (f"; {part(c['best'])}" if c["best"]["batch"] != c["batch1"]["batch"] else ""))
@@ -179,7 +226,12 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def decision_lines(report: dict[str, Any]) -> list[str]:
     d = report.get("decision") or {}
-    if d.get("recommended"):
+    if d.get("recommended") and d.get("ship_uncompressed"):
+        out = [f"**Ship the uncompressed `{d['recommended']}`** (`{d.get('uncompressed')}`, the reference without "
+               f"compression): {d['why']}."]
+        if d.get("runner_up"):
+            out.append(f"Runner-up among the compressed variants: `{d['runner_up']}` ({d['runner_up_why']}).")
+    elif d.get("recommended"):
         out = [f"**Ship `{d['recommended']}`**: {d['why']}."]
         if d.get("runner_up"):
             out.append(f"Runner-up: `{d['runner_up']}` ({d['runner_up_why']}).")
@@ -191,19 +243,32 @@ def decision_lines(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _host_baselines(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Uncompressed rows measured only as host checks, by variant name."""
+    by = {v["name"]: v for v in report["variants"]}
+    return {b["of"]: b for b in report.get("baselines") or [] if _baseline_host_check(b, by.get(b["of"]) or {})}
+
+
 def host_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
+    base = _host_baselines(report)
     for v in report["variants"]:
         h = v.get("host_check")
         if not h:
             continue
         delta = None if h.get("top1_drop") is None else 0.0 - float(h["top1_drop"])
         rows.append([v["name"], h["status"].upper(), _f(h.get("top1")), _f(delta, "{:+.2f}"),
-                     _f(h.get("agreement"), "{:.1f}%"), h.get("arch") or "this host"])
+                     _f(h.get("agreement"), "{:.1f}%"), h.get("arch") or "this host"]
+                    + ([_f((base.get(v["name"]) or {}).get("top1"))] if base else []))
     return rows
 
 
 HOST_HEADER = ["Variant", "Host check", "Top-1", "ΔTop-1", "Agreement", "Host arch"]
+
+
+def host_header(report: dict[str, Any]) -> list[str]:
+    """HOST_HEADER, plus the uncompressed twin's host-check top-1 when the report has one."""
+    return HOST_HEADER + (["Uncompressed top-1 (host)"] if _host_baselines(report) else [])
 
 
 def emulated_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -270,13 +335,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
     if report.get("baselines"):
         lines += ["", "## Compressed vs uncompressed", "", BASELINE_TEXT, "",
-                  *_md_table(BASELINE_HEADER, baseline_table(report))]
+                  *_md_table(BASELINE_HEADER, baseline_table(report)),
+                  *[x for line in baseline_notes(report) for x in ("", line)]]
     hrows = host_rows(report)
     if hrows:
         lines += ["", "## Host checks (NOT device numbers)", "",
                   f"Checked on this host, not on a {report['device']}: accuracy only. These rows say the artifact "
                   "computes the right thing; they say nothing about the device's latency or memory.", "",
-                  *_md_table(HOST_HEADER, hrows)]
+                  *_md_table(host_header(report), hrows)]
     erows = emulated_rows(report)
     if erows:
         lines += ["", "## Emulated device runs (latency NOT the device's)", "", EMU_TEXT, "",
@@ -415,11 +481,13 @@ def render_html(report: dict[str, Any]) -> str:
         return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", e(t)))
 
     decision = "".join(f"<p>{md_inline(line)}</p>" for line in decision_lines(report))
+    sel = selection_lines(report)  # the same lines report.md has under the decision
+    decision += ("<ul>" + "".join(f"<li>{md_inline(line.removeprefix('- '))}</li>" for line in sel) + "</ul>") if sel else ""
     gates = _html_table(["Variant", "Status"] + [gate_header(report, k) for k in gate_columns(report)], gate_rows(report))
     meas = _html_table([h.strip() for h in HEADER.strip("|").split("|")], table_rows(report))
     hrows = host_rows(report)
     host = (f"<h2>Host checks (NOT device numbers)</h2><p>Checked on this host, not on a {e(report['device'])}: accuracy "
-            f"only; nothing here describes the device's latency or memory.</p>{_html_table(HOST_HEADER, hrows)}") if hrows else ""
+            f"only; nothing here describes the device's latency or memory.</p>{_html_table(host_header(report), hrows)}") if hrows else ""
     erows = emulated_rows(report)
     host += (f"<h2>Emulated device runs (latency NOT the device's)</h2><p>{e(EMU_TEXT)}</p>"
              f"{_html_table(EMU_HEADER, erows)}") if erows else ""
@@ -447,7 +515,8 @@ def render_html(report: dict[str, Any]) -> str:
             + "".join(f"<p>{e(line)}</p>" for line in conditions_lines(report))
             + meas
             + (f"<h2>Compressed vs uncompressed</h2><p>{e(BASELINE_TEXT)}</p>"
-               f"{_html_table(BASELINE_HEADER, baseline_table(report))}" if report.get("baselines") else "")
+               f"{_html_table(BASELINE_HEADER, baseline_table(report))}"
+               + "".join(f"<p>{e(line)}</p>" for line in baseline_notes(report)) if report.get("baselines") else "")
             + f"{host}<h2>Reasons</h2><ul>{reasons}</ul>"
             + ("<h2>Achieved compute</h2><ul>" + "".join(f"<li>{e(x[2:])}</li>" for x in compute_lines(report)) + "</ul>"
                if compute_lines(report) else "")
@@ -519,7 +588,10 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     if speed:  # what compression bought, measured in the same run (report.md: every ratio)
         c.print("vs uncompressed (p50 speedup at batch 1): " + ", ".join(speed), markup=False, highlight=False)
     d = report.get("decision") or {}
-    if d.get("recommended"):
+    if d.get("recommended") and d.get("ship_uncompressed"):
+        c.print(f"ship the uncompressed {d['recommended']}: compression gave {d['compression_speedup']:.2f}x here",
+                markup=False, highlight=False)
+    elif d.get("recommended"):
         c.print(f"ship {d['recommended']}" + (f" (runner-up {d['runner_up']})" if d.get("runner_up") else ""),
                 markup=False, highlight=False)
     if any(v["status"] == "skipped" for v in report["variants"]) and report.get("bundle"):
