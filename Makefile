@@ -38,8 +38,15 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check edgeskel tests
 
+# make exits 2 whenever a command fails, whatever its code; edgeskel's own exit code (1 FAILED,
+# 2 usage, 3 NOT MEASURED) is printed, and scripts run $(BIN)/edgeskel directly to read it.
+EXPORT_CMD = $(BIN)/edgeskel export --device $(DEVICE) --recipe $(RECIPE) $(ARGS)
 export: $(STAMP)
-	$(BIN)/edgeskel export --device $(DEVICE) --recipe $(RECIPE) $(ARGS)
+	@echo "$(EXPORT_CMD)"
+	@$(EXPORT_CMD); rc=$$?; if [ $$rc -ne 0 ]; then \
+	  echo "edgeskel exited $$rc (1 FAILED, 2 usage/input error, 3 NOT MEASURED);" >&2; \
+	  echo "make turns it into 2: to read it in a script, run" >&2; \
+	  echo "  $(EXPORT_CMD)" >&2; fi; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/edgeskel bench $(ARGS)

@@ -112,6 +112,10 @@ class ExportSection(BaseModel):
     opset: int = Field(17, ge=17, le=21)
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calib_samples: int = Field(128, ge=8, le=100_000)
+    agreement_samples: int = Field(
+        512, ge=0, le=100_000,
+        description="INT8 gates: unlabelled clips (training clips outside calibration, then augmented training "
+                    "views) on which INT8 may flip at most max_top1_drop of the float model's predictions; 0: off")
     percentiles: list[float] = Field(
         default_factory=lambda: [99.999],
         description="percentile calibration: candidates tried in order until the INT8 accuracy gate passes "

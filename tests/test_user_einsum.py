@@ -163,6 +163,11 @@ def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path):
     assert rc in (0, 1)  # measured; a gate may fail on 16 test clips, an export may not
     ort_onnx = onnx.load(str(run / "export" / "ort-fp32" / "model.onnx"))
     assert any(n.op_type == "Einsum" for n in ort_onnx.graph.node)  # ORT runs Einsum: kept
+    int8 = json.loads((run / "export" / "ort-int8" / "export.json").read_text())
+    # INT8 also judged on unlabelled training clips (held out of calibration, then augmented views)
+    assert int8["accuracy_gate"]["gate"]["unlabelled"]["samples"] == 512
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["export"]["result"]["unlabelled"]["augmented"] > 0
     check = json.loads((run / "check" / "check.json").read_text())
     assert check["passed"] and check["source"].startswith("user model")
 

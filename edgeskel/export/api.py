@@ -90,8 +90,13 @@ def export_variant(
     calib: np.ndarray | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     options: dict[str, Any] | None = None,
+    unlabelled: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Produce the artifacts of one variant in `out_dir`, check parity, write export.json.
+
+    `unlabelled` (N, C, T, V, M) clips without labels (not the calibration clips): INT8 gates
+    also require INT8 to flip at most max_drop of the float model's predictions there
+    (validate/agreement.py), since a small labelled slice cannot resolve a 1-point gate.
 
     `calib` (N,C,T,V,M) is required for int8. `val` = (x, y) is used for parity (else calib,
     else seeded random inputs) and, with options["max_drop"] (top-1 drop allowed, in percentage
@@ -130,6 +135,10 @@ def export_variant(
     if px.ndim != 5 or tuple(px.shape[1:]) != tuple(spec.input_shape):
         raise ExportError(f"{parity_source} data has shape {px.shape}; the model expects (N, {', '.join(map(str, spec.input_shape))})")
     ref = torch_logits(model, px)
+    ux = None
+    if precision == "int8" and unlabelled is not None and len(unlabelled) and opts.get("max_drop") is not None:
+        ux = np.ascontiguousarray(unlabelled, dtype=np.float32)
+        opts["_unlabelled"] = (ux, torch_logits(model, ux))
     val_xy = None
     if val is not None:
         val_xy = (np.asarray(val[0], np.float32), np.asarray(val[1]).astype(np.int64).reshape(-1))
@@ -137,7 +146,8 @@ def export_variant(
     record: dict[str, Any] = {
         "status": "running", "backend": backend, "precision": precision,
         "model": spec.name, "num_classes": spec.num_classes, "input_shape": list(spec.input_shape),
-        "parity_source": parity_source, "options": {k: v for k, v in opts.items() if k != "tolerances"},
+        "parity_source": parity_source,
+        "options": {k: v for k, v in opts.items() if k != "tolerances" and not k.startswith("_")},
         "versions": _versions(backend),
     }
     files: list[Path] = []
@@ -232,7 +242,8 @@ def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndar
         vx, vy = val_xy  # same samples as the parity inputs, so `ref` is their torch reference
         res = quantize_with_fallback(onnx_fp32, out, calib, vx, vy, ref, _drop_fraction(opts),
                                      min_agreement=opts.get("min_agreement"), percentiles=opts.get("percentiles"),
-                                     max_rounds=6 if opts.get("int8_fallback", True) else 0, **kw)
+                                     max_rounds=6 if opts.get("int8_fallback", True) else 0,
+                                     unlabelled=opts.get("_unlabelled"), **kw)
         record["calibration"] = res["settings"]
         record["accuracy_gate"] = {k: v for k, v in res.items() if k != "settings"}
         if res["status"] != "passed":
@@ -272,19 +283,24 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
             record["calibration"] = quantize_nncf(
                 onnx_fp32, out_dir / "model.int8.xml", calib, vx, vy, _drop_fraction(opts),
                 subset_size=int(opts.get("subset_size", 300)), preset=opts.get("preset", "performance"),
-                ranges=opts.get("nncf_ranges") or ("minmax",))
+                ranges=opts.get("nncf_ranges") or ("minmax",),
+                unlabelled=(opts.get("_unlabelled") or (None,))[0])
             xml, run_prec = out_dir / "model.int8.xml", "fp32"
             cal = record["calibration"]
             if "top1_int8" in cal:
                 drop = cal["top1_fp32"] - cal["top1_int8"]
-                ok = drop <= _drop_fraction(opts) + 1e-12
+                u = cal.get("unlabelled")
+                ok = drop <= _drop_fraction(opts) + 1e-12 and (u is None or u["passed"])
                 record["accuracy_gate"] = {"status": "passed" if ok else "failed", "drop": drop,
-                                           "max_drop": _drop_fraction(opts), "max_drop_points": opts["max_drop"]}
+                                           "max_drop": _drop_fraction(opts), "max_drop_points": opts["max_drop"],
+                                           **({"unlabelled": u} if u is not None else {})}
                 if not ok:
                     files += [xml, xml.with_suffix(".bin")]
                     tried = ", ".join(a["activation_ranges"] for a in cal.get("attempts", []))
-                    raise ExportError(f"{xml}: INT8 accuracy gate not met: top-1 drop {100 * drop:.2f} points > "
-                                      f"max_drop {opts['max_drop']} points with activation ranges {tried} "
+                    flips = (f"; {100 * u['flip_rate']:.2f}% of {u['samples']} unlabelled predictions flipped "
+                             f"(max {opts['max_drop']}%)" if u is not None else "")
+                    raise ExportError(f"{xml}: INT8 accuracy gate not met: top-1 drop {100 * drop:.2f} points "
+                                      f"(max_drop {opts['max_drop']} points){flips} with activation ranges {tried} "
                                       "and NNCF accuracy control")
         files += [xml, xml.with_suffix(".bin")]
         record["openvino"] = {"compress_to_fp16": precision == "fp16",

@@ -23,7 +23,7 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 
 # Bump when a code change alters what the export stage produces from the same inputs (e.g. the
 # INT8 fallback's search): finished runs then re-export instead of keeping stale artifacts.
-EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache, torch.einsum exported (was refused); 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
+EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache, torch.einsum exported (was refused), INT8 gated on unlabelled agreement too; 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
 # Bumped when the fail-fast export check (export/check.py) changes what it checks.
@@ -172,6 +172,20 @@ def run_pipeline(
         from edgeskel.train.metrics import predict_logits
 
         # ---- export every variant -----------------------------------------------------------
+        unlabelled: dict[str, Any] = {}
+
+        def unlabelled_clips() -> np.ndarray | None:
+            """Clips for the INT8 agreement gate (steps.unlabelled_array), made once per run and
+            only when a variant is INT8; deterministic from the data, so the stage keys (data
+            hash, rec.export) already cover them."""
+            if not any(v.precision == "int8" for v in profile.variants) or rec.export.agreement_samples <= 0:
+                return None
+            if "x" not in unlabelled:
+                unlabelled["x"], unlabelled["info"] = steps.unlabelled_array(
+                    dataset, steps.recipe_preprocess(rec, dataset), rec.export.calib_samples,
+                    rec.export.agreement_samples, rec.train)
+            return unlabelled["x"]
+
         def export_stage(d: Path, model: Any = model, spec: Any = spec, prefix: str = "",
                          stage: str = "export") -> dict[str, Any]:
             from edgeskel.export import export_variant
@@ -186,14 +200,16 @@ def run_pipeline(
                     options.update(export_options_for(profile, v))  # route, DLA core, engine per batch
                 key = prefix + v.key
                 res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / key,
-                                           calib=calib_x, val=(val_x, val_y), options=options)
+                                           calib=calib_x, val=(val_x, val_y), options=options,
+                                           unlabelled=unlabelled_clips() if v.precision == "int8" else None)
                 kill_point(stage, f"after_{v.key}")
                 if err is not None:
                     results[key] = {"status": "error", "reason": err}
                     continue
                 results[key] = _jsonable(res)
                 outputs += [str(Path(key) / f) for f in _artifact_files(d / key)]
-            return {"variants": results, "outputs": outputs}
+            return {"variants": results, "outputs": outputs,
+                    **({"unlabelled": unlabelled["info"]} if "info" in unlabelled else {})}
 
         exp_res = run.run_stage("export", export_stage_inputs(profile, rec, deploy_ckpt, run.output_hash("data")),
                                 export_stage, log)

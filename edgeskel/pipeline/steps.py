@@ -84,6 +84,45 @@ def split_arrays(dataset: Any, pre: Preprocess, calib_samples: int, val_cap: int
     return out
 
 
+def unlabelled_array(dataset: Any, pre: Preprocess, calib_samples: int, n: int, train_cfg: Any,
+                     seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Up to `n` clips for the INT8 agreement gate (validate/agreement.py), never calibration or
+    validation clips: first the training clips `split_arrays` did not take for calibration (same
+    seeded permutation), then training-time views of training clips (the recipe's random crop,
+    rotation and scaling; seeded) until `n`. Labels are not used."""
+    from edgeskel.data.splits import holdout
+    from edgeskel.data.torch_dataset import SkeletonTorchDataset
+    from edgeskel.train.api import prepare_arrays
+
+    split = holdout(dataset)
+    n_train = len(split.train)
+    perm = np.random.default_rng(seed + 1).permutation(n_train)  # split_arrays' calibration draw
+    rest = np.sort(perm[min(calib_samples, n_train):][:n])
+    parts, info = [], {"held_out_train": int(len(rest)), "augmented": 0}
+    if len(rest):
+        parts.append(prepare_arrays(split.train.subset(rest), dataset.layout, pre)[0])
+    need = n - int(len(rest))
+    if need > 0 and n_train:
+        views = SkeletonTorchDataset(split.train, dataset.layout, pre, train=True, seed=seed + 7,
+                                     rotate_deg=getattr(train_cfg, "rotate_deg", 0.0),
+                                     scale_jitter=getattr(train_cfg, "scale_jitter", 0.0))
+        order = np.random.default_rng(seed + 2).permutation(n_train)
+        epoch, xs = 0, []
+        while len(xs) < need:
+            views.set_epoch(epoch)
+            for i in order[: need - len(xs)]:
+                xs.append(views[int(i)][0].numpy())
+            epoch += 1
+        parts.append(np.stack(xs).astype(np.float32))
+        info["augmented"] = len(xs)
+    x = np.concatenate(parts) if parts else np.zeros((0, *pre_shape(dataset, pre)), np.float32)
+    return x, info
+
+
+def pre_shape(dataset: Any, pre: Preprocess) -> tuple[int, int, int, int]:
+    return (dataset.layout.channels, pre.num_frames, dataset.layout.num_joints, pre.num_person)
+
+
 def holdout_names(dataset: Any) -> list[str]:
     """Sample names of the validation split the pipeline selects on (for checks and reports)."""
     from edgeskel.data.splits import holdout

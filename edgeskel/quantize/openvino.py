@@ -86,6 +86,12 @@ def _top1(compiled, items) -> float:
     return hits / max(total, 1)
 
 
+def _logits(compiled, x: np.ndarray, b: int) -> np.ndarray:
+    """Logits of a compiled model for every full batch of `b` in `x` (the model's batch may be fixed)."""
+    out = compiled.output(0)
+    return np.concatenate([np.asarray(compiled(x[i : i + b])[out], np.float32) for i in range(0, len(x) - b + 1, b)])
+
+
 # Activation range estimators the OpenVINO INT8 search may try ("minmax" = NNCF's default).
 # Why more than one: on SBU Kinect the default min-max ranges let a few outlier activations
 # stretch every range, and any single ST-GCN block in INT8 flipped 2-3% of predictions
@@ -121,8 +127,14 @@ def quantize_nncf(
     ranking_subset_size: int = 32,
     max_iterations: int = 16,
     ranges: Sequence[str] = ("minmax",),
+    unlabelled: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """NNCF post-training INT8 of an ONNX file or an IR, saved as IR at `out_xml`.
+
+    `unlabelled` (clips without labels): the float model's predictions there become their
+    labels, so a candidate must also keep its flip rate on them within `max_drop`
+    (validate/agreement.py), and accuracy control restores accuracy on the labelled and
+    unlabelled clips together (more clips than a small validation slice can resolve).
 
     With `val_x`, `val_y` and `max_drop`, the activation range estimators in `ranges` are tried
     in order (whole model INT8, top-1 of the compiled model on the validation data) until one
@@ -170,34 +182,57 @@ def quantize_nncf(
             val_items = [(val_x[i : i + b], val_y[i : i + b]) for i in range(0, len(val_x) - b + 1, b)]
             core = ov.Core()
             cfg = {"INFERENCE_PRECISION_HINT": "f32"}
-            top1_fp32 = _top1(core.compile_model(ov_model, "CPU", cfg), val_items)
+            float_compiled = core.compile_model(ov_model, "CPU", cfg)
+            top1_fp32 = _top1(float_compiled, val_items)
+            u_items, u_float = [], None
+            if unlabelled is not None and len(unlabelled) >= b:
+                ux = np.ascontiguousarray(unlabelled, dtype=np.float32)
+                u_float = _logits(float_compiled, ux, b)
+                u_items = [(ux[i : i + b], u_float[i : i + b].argmax(1)) for i in range(0, len(ux) - b + 1, b)]
+
+            def judge(model) -> dict[str, Any]:
+                compiled = core.compile_model(model, "CPU", cfg)
+                top1 = _top1(compiled, val_items)
+                res = {"top1_int8": top1, "drop": top1_fp32 - top1}
+                if u_float is not None:
+                    from edgeskel.validate.agreement import agreement_gate
+
+                    n = len(u_items) * b
+                    res["unlabelled"] = agreement_gate(_logits(compiled, ux[:n], b), u_float[:n], max_drop)
+                res["passed"] = res["drop"] <= max_drop + 1e-12 and res.get("unlabelled", {}).get("passed", True)
+                res["worst"] = max(res["drop"], res.get("unlabelled", {}).get("flip_rate", 0.0))
+                return res
+
             attempts, qmodel, best = [], None, None
             for rng in ranges:
                 candidate = quantize(rng)
-                top1 = _top1(core.compile_model(candidate, "CPU", cfg), val_items)
-                attempts.append({"activation_ranges": rng, "top1_int8": top1, "drop": top1_fp32 - top1})
-                if best is None or top1 > best[1]:
-                    best = (rng, top1, candidate)
-                if top1_fp32 - top1 <= max_drop + 1e-12:
-                    qmodel = candidate
+                res = judge(candidate)
+                attempts.append({"activation_ranges": rng, **{k: v for k, v in res.items() if k != "worst"}})
+                if best is None or res["worst"] < best[1]:
+                    best = (rng, res["worst"], candidate)
+                if res["passed"]:
+                    qmodel, final = candidate, res
                     break
             assert best is not None
             settings.update(activation_ranges=best[0], attempts=attempts, max_drop=max_drop, val_samples=len(val_items) * b)
             if qmodel is None:  # no range estimator held the gate: revert the most harmful layers to float
                 from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
+                restore_items = val_items + u_items  # unlabelled clips carry the float model's predictions
                 restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=max_iterations,
-                                                              ranking_subset_size=min(ranking_subset_size, len(val_items)))
+                                                              ranking_subset_size=min(ranking_subset_size, len(restore_items)))
                 extra = {"advanced_quantization_parameters": params[best[0]]} if params[best[0]] is not None else {}
                 qmodel = nncf.quantize_with_accuracy_control(
-                    ov_model, calib_ds, nncf.Dataset(val_items, lambda item: item[0]), validation_fn=_top1,
+                    ov_model, calib_ds, nncf.Dataset(restore_items, lambda item: item[0]), validation_fn=_top1,
                     max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, preset=presets[preset], subset_size=subset,
                     advanced_accuracy_restorer_parameters=restorer, **extra)
                 settings.update(tool="nncf.quantize_with_accuracy_control",
-                                ranking_subset_size=restorer.ranking_subset_size, max_iterations=max_iterations)
-                settings["top1_int8"] = _top1(core.compile_model(qmodel, "CPU", cfg), val_items)
-            else:
-                settings["top1_int8"] = attempts[-1]["top1_int8"]
+                                ranking_subset_size=restorer.ranking_subset_size, max_iterations=max_iterations,
+                                restore_samples=len(restore_items) * b)
+                final = judge(qmodel)
+            settings["top1_int8"] = final["top1_int8"]
+            if "unlabelled" in final:
+                settings["unlabelled"] = final["unlabelled"]
             settings["top1_fp32"] = top1_fp32
         else:
             qmodel = quantize(ranges[0])

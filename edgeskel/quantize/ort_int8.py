@@ -290,7 +290,10 @@ def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _gate(logits: np.ndarray, val_y: np.ndarray, ref_logits: np.ndarray, max_drop: float,
-          min_agreement: float | None) -> dict[str, Any]:
+          min_agreement: float | None, unlabelled: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Top-1 drop on the labelled validation clips, and with `unlabelled` = (INT8 logits, float
+    logits) on unlabelled clips, the share of predictions INT8 flips there: it must not exceed
+    `max_drop` either (a flip is the most a prediction can cost; validate/agreement.py)."""
     ref_acc = float((ref_logits.argmax(1) == val_y).mean())
     acc = float((logits.argmax(1) == val_y).mean())
     agreement = float((logits.argmax(1) == ref_logits.argmax(1)).mean())
@@ -300,8 +303,20 @@ def _gate(logits: np.ndarray, val_y: np.ndarray, ref_logits: np.ndarray, max_dro
     ok = new_nonfinite == 0 and ref_acc - acc <= max_drop + 1e-12
     if min_agreement is not None:
         ok = ok and agreement >= min_agreement
-    return {"top1_ref": ref_acc, "top1": acc, "drop": ref_acc - acc, "agreement": agreement,
-            "nonfinite_new": new_nonfinite, "passed": bool(ok)}
+    gate = {"top1_ref": ref_acc, "top1": acc, "drop": ref_acc - acc, "agreement": agreement,
+            "nonfinite_new": new_nonfinite}
+    if unlabelled is not None:
+        from edgeskel.validate.agreement import agreement_gate
+
+        u = agreement_gate(unlabelled[0], unlabelled[1], max_drop)
+        gate["unlabelled"] = u
+        ok = ok and u["passed"]
+    return {**gate, "passed": bool(ok)}
+
+
+def _worst(gate: dict[str, Any]) -> float:
+    """The larger of the labelled drop and the unlabelled flip rate: what the search minimises."""
+    return max(gate["drop"], (gate.get("unlabelled") or {}).get("flip_rate", 0.0))
 
 
 SENSITIVITY_SAMPLES = 4
@@ -406,9 +421,12 @@ def quantize_with_fallback(
     min_agreement: float | None = None,
     max_rounds: int = 6,
     percentiles: Sequence[float] | None = None,
+    unlabelled: tuple[np.ndarray, np.ndarray] | None = None,
     **quant_kwargs: Any,
 ) -> dict[str, Any]:
     """INT8 quantize; if top-1 drop (vs `ref_logits` on `val_x`/`val_y`) exceeds `max_drop`,
+    or, with `unlabelled` = (clips, float logits), INT8 flips more than `max_drop` of those
+    clips' predictions,
     first try the other calibration `percentiles` (percentile method only), then, from the best
     of them, exclude the most damaged nodes from quantization in growing groups (1, 2, 4, ...
     tensors by SQNR) until the gate passes, every candidate is excluded, or `max_rounds` is
@@ -452,7 +470,8 @@ def quantize_with_fallback(
 
         def attempt(excluded: list[str], pct: float) -> tuple[dict, dict]:
             settings, logits = measure(excluded, pct)
-            gate = _gate(logits, val_y, ref_logits, max_drop, min_agreement)
+            u = (_ort_logits(out, unlabelled[0]), unlabelled[1]) if unlabelled is not None else None
+            gate = _gate(logits, val_y, ref_logits, max_drop, min_agreement, u)
             rounds.append({"excluded": len(excluded), **({"percentile": pct} if method == "percentile" else {}), **gate})
             return settings, gate
 
@@ -460,7 +479,7 @@ def quantize_with_fallback(
         tried = []
         for pct in candidates:
             settings, gate = attempt(excluded, pct)
-            tried.append((gate["drop"], -gate["agreement"], pct))
+            tried.append((_worst(gate), -gate["agreement"], pct))
             if gate["passed"]:
                 break
         if not gate["passed"]:  # lowest drop, then highest agreement; ties: the earlier candidate
@@ -499,7 +518,9 @@ def quantize_with_fallback(
         "settings": {**settings, **({"percentile_candidates": candidates} if method == "percentile" else {})},
     }
     if status == "failed":
-        result["reason"] = (f"top-1 drop {gate['drop']:.4f} vs max_drop {max_drop} (agreement {gate['agreement']:.3f}, "
+        flips = (f", {100 * gate['unlabelled']['flip_rate']:.2f}% of {gate['unlabelled']['samples']} unlabelled "
+                 "predictions flipped" if gate.get("unlabelled") else "")
+        result["reason"] = (f"top-1 drop {gate['drop']:.4f} vs max_drop {max_drop}{flips} (agreement {gate['agreement']:.3f}, "
                             f"{gate['nonfinite_new']} new non-finite logits) "
                             f"after excluding {len(result['excluded_nodes'])} nodes in {len(rounds)} rounds")
     return result
