@@ -140,7 +140,7 @@ def _profile(tmp_path: Path, device: str, **update) -> Path:
     return path
 
 
-def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path):
+def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path, capsys):
     """Done-when of issue 26: entrypoint + checkpoint of an einsum GCN through `export --device
     cpu` (every variant of the profile measured) and `--device jetson-orin` (a bundle whose
     TensorRT ONNX has no Einsum, lint clean, built and run by the TensorRT contract doubles)."""
@@ -153,9 +153,12 @@ def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path):
     recipe = _write_recipe(tmp_path, {"entrypoint": EXAMPLE, "kwargs": {"hidden": 16},
                                       "checkpoint": str(tmp_path / "weights.pt")})
     out = tmp_path / "runs"
-    rc = main(["export", "--device", str(_profile(tmp_path, "cpu")), "--recipe", str(recipe), "--out", str(out),
-               "--quiet"])
+    rc = main(["export", "--device", str(_profile(tmp_path, "cpu")), "--recipe", str(recipe), "--out", str(out)])
+    log = capsys.readouterr().out
     run = out / "einsum-user" / "cpu"
+    # 4 validation clips: one clip is 25 points, far above the 1-point gate; the log and the report say so
+    assert "warning: validation is too small" in " ".join(log.split())
+    assert "**Warning:** validation is too small for the 1-point accuracy gates" in (run / "report.md").read_text()
     rep = json.loads((run / "report.json").read_text())
     cpu_profile = yaml.safe_load((REPO / "devices" / "cpu.yaml").read_text())
     assert {v["name"] for v in rep["variants"]} == {f"{v['backend']}-{v['precision']}" for v in cpu_profile["variants"]}

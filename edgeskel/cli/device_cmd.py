@@ -37,8 +37,10 @@ def devices_list(ctx: typer.Context) -> None:
                   f"{p.gates.p99_latency_ms:g}" if p.gates.p99_latency_ms else "-", f"{p.gates.max_top1_drop:g}",
                   where(p))
     Console().print(t)
+    from edgeskel.invocation import edgeskel_command
+
     Console().print("Where: here = measured on this machine; ssh = on the device over SSH; by hand = run the "
-                    "bundle on the device, then `edgeskel results import`.", markup=False, highlight=False)
+                    f"bundle on the device, then `{edgeskel_command()} results import`.", markup=False, highlight=False)
 
 
 def where(p: Any, host_arch: str | None = None) -> str:

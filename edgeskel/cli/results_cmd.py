@@ -30,7 +30,7 @@ def results_import(
     if not quiet:
         from edgeskel.report import print_report
 
-        print_report(report)
+        print_report(report, run_dir=run_dir)
     Console().print(f"reports: {run_dir / 'report.md'}  {run_dir / 'report.html'}  {run_dir / 'report.json'}",
                     markup=False, highlight=False)
     if report["exit_code"]:

@@ -33,7 +33,7 @@ VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
-REPORT_LOGIC_VERSION = 7  # 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
+REPORT_LOGIC_VERSION = 8  # 8 = validation warnings (saturated / too small to decide); 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
 
 
 def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
@@ -165,6 +165,13 @@ def run_pipeline(
 
             comp_res = run.run_stage("compress", compress_stage_inputs(rec, profile.rank_multiple, run.output_hash("reference")),
                                      comp_stage, log)
+            from edgeskel.validate.resolution import validation_warnings
+
+            import textwrap
+
+            for w in validation_warnings(data_res.get("num_val"), comp_res.get("selection"), None):
+                for line in textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  "):
+                    log(line)  # the report says it again, under the decision
             deploy_ckpt = run.root / "compress" / "compressed.ckpt"
 
         model, spec, _ = load_checkpoint(deploy_ckpt)
@@ -262,7 +269,7 @@ def run_pipeline(
         if not quiet:
             from edgeskel.report import print_report
 
-            print_report(report)
+            print_report(report, run_dir=_as_typed(run.root))
         return report
 
 
@@ -279,7 +286,8 @@ def run_report_stage(run: RunDir, profile: Any, recipe_name: str, res: dict[str,
         from edgeskel.report import write_reports
 
         report = assemble_report(profile, recipe_name, res["data"], res["reference"], res["compress"], res["export"],
-                                 res["validate"], deployed_stats, library_versions(), baseline=res.get("baseline"))
+                                 res["validate"], deployed_stats, library_versions(), baseline=res.get("baseline"),
+                                 run_root=run.root)
         paths = write_reports(report, run.root)
         kill_point("report", "after_json")
         for name in ("report.json", "report.md", "report.html"):
@@ -289,6 +297,14 @@ def run_report_stage(run: RunDir, profile: Any, recipe_name: str, res: dict[str,
 
     return run.run_stage("report", {"validate": run.output_hash("validate"), "report_logic": REPORT_LOGIC_VERSION},
                          report_stage, log)
+
+
+def _as_typed(path: Path) -> str:
+    """`path` relative to the current folder when it is below it (what a person types), else absolute."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.absolute())
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

@@ -185,9 +185,12 @@ def measurement_conditions(doc: dict[str, Any]) -> dict[str, Any]:
 def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
                     comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
                     deployed_stats: dict[str, Any], libraries: dict[str, Any],
-                    baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+                    baseline: dict[str, Any] | None = None, run_root: Path | None = None) -> dict[str, Any]:
     """report.json per the schema in edgeskel.report.schema, with the verdict and decision
-    (edgeskel.report.verdict): `passed` only when every variant passed on the device."""
+    (edgeskel.report.verdict): `passed` only when every variant passed on the device.
+    `run_root`: the run folder, where the device steps are typed (they name this edgeskel as a
+    person can type it there, e.g. ../../../.venv/bin/edgeskel: `make` does not put it on PATH)."""
+    from edgeskel.invocation import edgeskel_command
     from edgeskel.report.roofline import achieved_compute
     from edgeskel.report.schema import make_variant_entry
     ref_top1 = float(ref_res["top1"])
@@ -247,6 +250,15 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     }
     if val_res.get("conditions"):
         report["measurement"] = val_res["conditions"]
+    from edgeskel.validate.resolution import validation_warnings
+
+    has_int8 = any(v.precision == "int8" for v in profile.variants)
+    unlabelled = exp_res.get("unlabelled") or {}
+    warnings = validation_warnings(data_res.get("num_val"), (comp_res or {}).get("selection"),
+                                   profile.gates.max_top1_drop if has_int8 else None,
+                                   sum(unlabelled.values()) if unlabelled else None)
+    if warnings:
+        report["validation_warnings"] = warnings
     if baseline:
         report["baselines"] = baseline_rows(profile, variants, baseline, val_res, ref_res)
     if val_res.get("bundle"):
@@ -259,7 +271,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
             f"scp -r {val_res['bundle']} <device>:",
             f"ssh <device> 'cd {name} && python3 device_runner.py . --out results.json'",
             f"scp <device>:{name}/results.json results.json",
-            "edgeskel results import . results.json",
+            f"{edgeskel_command(run_root)} results import . results.json",
         ]
         report["device_command"] = " && ".join(report["device_steps"][:2])
     if val_res.get("imported"):

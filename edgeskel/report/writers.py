@@ -164,7 +164,9 @@ def device_command(report: dict[str, Any]) -> str:
 def device_steps(report: dict[str, Any]) -> list[str]:
     """Commands (run in the report's folder) that measure the bundle on the device and bring
     the results back into this report."""
-    return report.get("device_steps") or [device_command(report), "edgeskel results import . results.json"]
+    from edgeskel.invocation import edgeskel_command
+
+    return report.get("device_steps") or [device_command(report), f"{edgeskel_command()} results import . results.json"]
 
 
 def _gate_cell(c: dict[str, Any] | None) -> str:
@@ -300,6 +302,7 @@ def selection_lines(report: dict[str, Any]) -> list[str]:
     sel = (report.get("compressed") or {}).get("selection")
     if sel:
         lines.append(f"- Deployed model: **{sel['deployed']}** ({sel['note']}; chosen on the validation split).")
+    lines += [f"- **Warning:** {w}." for w in report.get("validation_warnings") or []]
     ranks = (report.get("compressed") or {}).get("ranks") or {}
     if ranks.get("timed_on"):  # policy 'latency': ranks from measured layer latencies
         dense = ranks.get("kept_dense") or []
@@ -561,8 +564,9 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def print_report(report: dict[str, Any], console: Any = None) -> None:
-    """Summary for a terminal or a log: fits 80 columns, never cuts a variant name."""
+def print_report(report: dict[str, Any], console: Any = None, run_dir: str | Path | None = None) -> None:
+    """Summary for a terminal or a log: fits 80 columns, never cuts a variant name. `run_dir`:
+    the run folder as the user can `cd` to it (the device steps are typed there)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -594,9 +598,11 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     elif d.get("recommended"):
         c.print(f"ship {d['recommended']}" + (f" (runner-up {d['runner_up']})" if d.get("runner_up") else ""),
                 markup=False, highlight=False)
+    for w in report.get("validation_warnings") or []:
+        c.print(f"warning: {w}", markup=False, highlight=False)
     if any(v["status"] == "skipped" for v in report["variants"]) and report.get("bundle"):
         c.print("to measure on the device, in the run folder:", markup=False, highlight=False)
-        for step in device_steps(report):
+        for step in ([f"cd {run_dir}"] if run_dir is not None else []) + device_steps(report):
             c.print(f"  {step}", markup=False, highlight=False, soft_wrap=True)
     from rich.text import Text
 

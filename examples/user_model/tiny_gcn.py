@@ -3,8 +3,9 @@
 Any function returning a torch.nn.Module that maps (N, C, T, V, M) skeletons to (N, K) logits
 works. edgeskel passes the recipe's `model.kwargs`, plus whichever of `num_classes`,
 `num_joints`, `in_channels`, `num_person`, `layout` the function's signature names.
-Write the forward export-first (no data-dependent Python, no Einsum) so ONNX Runtime,
-OpenVINO and TensorRT can run it.
+Avoid Python that depends on input values in forward (the ONNX trace freezes it);
+`torch.einsum` is fine (see einsum_gcn.py), and `edgeskel check` tells in seconds whether every
+backend of a device takes the model.
 """
 
 from __future__ import annotations
