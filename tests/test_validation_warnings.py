@@ -3,11 +3,12 @@ saturated (both candidates 100%), a tie within one clip, or one clip larger than
 
 from __future__ import annotations
 
+from test_report_verdict import PROFILE, exported, meas
+
 from edgeskel.pipeline.validation import assemble_report
 from edgeskel.report import write_reports
 from edgeskel.report.writers import print_report
 from edgeskel.validate.resolution import validation_warnings
-from test_report_verdict import PROFILE, exported, meas
 
 
 def _sel(a: float, b: float | None) -> dict:

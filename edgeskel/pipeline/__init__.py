@@ -165,9 +165,9 @@ def run_pipeline(
 
             comp_res = run.run_stage("compress", compress_stage_inputs(rec, profile.rank_multiple, run.output_hash("reference")),
                                      comp_stage, log)
-            from edgeskel.validate.resolution import validation_warnings
-
             import textwrap
+
+            from edgeskel.validate.resolution import validation_warnings
 
             for w in validation_warnings(data_res.get("num_val"), comp_res.get("selection"), None):
                 for line in textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  "):
