@@ -1,0 +1,88 @@
+"""`streaming.json`: everything a runtime needs to drive a step graph, beside the artifact.
+
+    {"format": "edgeskel-streaming/1",
+     "frame_input": "frame", "frame_shape": [1, C, stride, V, M],
+     "logits_output": "logits",
+     "state": [{"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}, ...],
+     "stride": S, "window": W*S, "valid_from": F, "delay": D, ...}
+
+A caller starts every state at `initial` (a fill value for the whole tensor), feeds `stride`
+raw frames per call (oldest first; camera-space joints, missing joints/persons as zeros), and
+after each call replaces every state input by the matching output. `logits` is then the
+decision for the stream so far (docs/STREAMING.md); decisions from `valid_from` frames on
+average a full `window`. Nothing else is needed: no edgeskel import, no preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeskel.errors import ExportError
+from edgeskel.io import atomic_path
+
+FORMAT = "edgeskel-streaming/1"
+FILE = "streaming.json"
+FRAME_INPUT = "frame"
+LOGITS_OUTPUT = "logits"
+REQUIRED = ("frame_input", "logits_output", "state", "stride", "window", "valid_from")
+
+
+def state_names(i: int) -> tuple[str, str]:
+    return f"s{i}", f"s{i}_out"
+
+
+def make_contract(step, files: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    plan = step.plan
+    spec = step.spec
+    states = []
+    for i, shape in enumerate(step.state_shapes()):
+        inp, out = state_names(i)
+        states.append({"input": inp, "output": out, "shape": list(shape), "dtype": "float32", "initial": 0.0})
+    return {
+        "format": FORMAT,
+        "frame_input": FRAME_INPUT,
+        "frame_shape": list(step.frame_shape()),
+        "frame_layout": "N C S V M (S = stride frames, oldest first)",
+        "logits_output": LOGITS_OUTPUT,
+        "state": states,
+        "stride": plan.stride,
+        "window": plan.window,
+        "valid_from": plan.valid_from,
+        "delay": plan.delay,
+        "window_outputs": plan.window_outputs,
+        "stride_mode": plan.stride_mode,
+        "hold_on_empty": True,
+        "model": plan.model,
+        "num_classes": plan.num_classes,
+        "class_names": list(spec.class_names),
+        "layout": spec.layout.name,
+        "preprocess": spec.preprocess.to_dict(),
+        "files": dict(files),
+        "semantics": "docs/STREAMING.md",
+        **(extra or {}),
+    }
+
+
+def write_contract(out_dir: str | Path, contract: dict[str, Any]) -> Path:
+    path = Path(out_dir) / FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(contract, indent=2) + "\n")
+    return path
+
+
+def read_contract(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILE
+    if not path.is_file():
+        raise ExportError(f"{path}: streaming contract not found")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: not a readable streaming contract: {exc}") from None
+    missing = [k for k in REQUIRED if k not in data] if isinstance(data, dict) else list(REQUIRED)
+    if missing:
+        raise ExportError(f"{path}: streaming contract lacks {missing}")
+    return data

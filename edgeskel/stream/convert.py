@@ -1,0 +1,229 @@
+"""Module surgery: a trained (possibly factorized) network becomes its streaming form.
+
+The network keeps its own forward code; only the modules that look along T are swapped:
+a temporal Conv2d/MaxPool2d becomes `StreamConv`/`StreamMaxPool` (state = its last input
+frames), and wherever branches meet (a block's residual, the branches of a multi-scale TCN)
+the earlier branches get a `Delay` so every branch sees the same frames. Per-frame modules
+(1x1 convs, BN, activations, the PYSKL graph convolution) stay as they are. Factorized
+temporal convs (Tucker-2 1x1 -> k x 1 -> 1x1, SVD k x 1 -> 1x1, low-rank strided 1x1) are
+Sequentials of Conv2d, so the same rules cover them.
+
+Rules are per module class; a module the rules do not know is refused (`NotStreamable`)
+rather than guessed, because an unknown forward may mix frames (a mean over T, attention).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from edgeskel.errors import EdgeskelError
+from edgeskel.stream.layers import Delay, StreamContext, StreamConv, StreamMaxPool, Timeline
+
+
+class NotStreamable(EdgeskelError):
+    """The model (or one of its modules) has no streaming form; the message says why."""
+
+
+STRIDE_MODES = ("keep", "remove")
+
+
+def temporal_stride(module: nn.Module) -> int:
+    if isinstance(module, nn.Conv2d):
+        return int(module.stride[0])
+    if isinstance(module, nn.MaxPool2d):
+        st = module.stride if module.stride is not None else module.kernel_size
+        return int(st[0] if isinstance(st, (tuple, list)) else st)
+    return 1
+
+
+def remove_strides(model: nn.Module) -> nn.Module:
+    """CoST-GCN's second option: every temporal stride set to 1 (a deep copy). Padding stays:
+    in a stream it only matters at frame 0, where it is the zeros before the first frame.
+    The network then computes a different function and needs fine-tuning (docs/STREAMING.md)."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.stride[0] != 1:
+            m.stride = (1, m.stride[1])
+        elif isinstance(m, nn.MaxPool2d) and temporal_stride(m) != 1:
+            st = m.stride if isinstance(m.stride, (tuple, list)) else (m.stride, m.stride)
+            m.stride = (1, st[1])
+    return model
+
+
+def total_stride(model: nn.Module) -> int:
+    """Product of the strides along the network's main path (the largest product any chain of
+    strided layers reaches is what the converter checks; this is the frames-per-output)."""
+    s = 1
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and temporal_stride(m) > 1:
+            s = max(s, temporal_stride(m))
+    return s
+
+
+class Converter:
+    """Rewrites modules in place (call on a deep copy) and tracks timelines.
+
+    `channels`: output channel count per module id, from one shape probe of the original."""
+
+    def __init__(self, ctx: StreamContext, channels: dict[int, int], in_channels: dict[int, int]):
+        self.ctx = ctx
+        self.channels = channels
+        self.in_channels = in_channels
+        self.rules: list[tuple[tuple[type, ...], Callable[[nn.Module, Timeline], tuple[nn.Module, Timeline]]]] = []
+        self._builtin_rules()
+
+    # -- dispatch -------------------------------------------------------------------------
+    def convert(self, module: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        for types, rule in self.rules:
+            if type(module) in types:
+                return rule(module, tl)
+        if isinstance(module, nn.Sequential):  # Tucker2Conv, LowRankConvK, ... (Sequential subclasses)
+            return self._chain(module, tl)
+        raise NotStreamable(f"{type(module).__module__}.{type(module).__name__}: edgeskel does not know whether "
+                            "this module mixes frames (no streaming rule for it)")
+
+    def add_rule(self, types: tuple[type, ...], rule) -> None:
+        self.rules.insert(0, (types, rule))
+
+    # -- generic rules ----------------------------------------------------------------------
+    def _builtin_rules(self) -> None:
+        from edgeskel.models.blocks import MultiScaleTemporalConv, UnitTCN
+        from edgeskel.models.pyskl_units import MSTCN, MSTCNpp, TemporalConvNoBN, UnitGCN
+        from edgeskel.models.stgcn import STGCNBlock
+
+        pointwise = (nn.BatchNorm2d, nn.ReLU, nn.Identity, nn.Dropout, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Hardswish,
+                     nn.SiLU, nn.LeakyReLU)
+        self.rules = [
+            (pointwise, lambda m, tl: (m, tl)),
+            ((nn.Conv2d,), self._conv),
+            ((nn.MaxPool2d,), self._maxpool),
+            ((nn.Sequential, UnitTCN, TemporalConvNoBN), self._chain),
+            ((UnitGCN,), self._per_frame),
+            ((STGCNBlock,), self._block),
+            ((MSTCNpp,), lambda m, tl: self._branches(m, tl, ("transform", "bn"))),
+            ((MSTCN,), lambda m, tl: self._branches(m, tl, ("act",), residual="residual")),
+            ((MultiScaleTemporalConv,), lambda m, tl: self._branches(m, tl, ())),
+        ]
+
+    def _conv(self, m: nn.Conv2d, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        if m.kernel_size[0] == 1 and m.stride[0] == 1 and m.padding[0] == 0:
+            return m, tl
+        if isinstance(m.padding, str) or m.padding_mode != "zeros":
+            raise NotStreamable(f"temporal Conv2d with padding={m.padding!r}, padding_mode={m.padding_mode!r}: "
+                                "only zero padding has a streaming form")
+        new = StreamConv(m, tl, self.ctx)
+        return new, new.timeline
+
+    def _maxpool(self, m: nn.MaxPool2d, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        ks = m.kernel_size if isinstance(m.kernel_size, (tuple, list)) else (m.kernel_size, m.kernel_size)
+        pd = m.padding if isinstance(m.padding, (tuple, list)) else (m.padding, m.padding)
+        if ks[0] == 1 and temporal_stride(m) == 1 and pd[0] == 0:
+            return m, tl
+        new = StreamMaxPool(m, tl, self.ctx, self.in_channels[id(m)])
+        return new, new.timeline
+
+    def _chain(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """Children applied one after another in registration order (nn.Sequential, unit_tcn)."""
+        for name, child in list(m.named_children()):
+            new, tl = self.convert(child, tl)
+            if new is not child:
+                setattr(m, name, new)
+        return m, tl
+
+    def _per_frame(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """A module whose forward works frame by frame (checked: it holds no temporal layer)."""
+        for sub in m.modules():
+            if isinstance(sub, (nn.Conv2d, nn.MaxPool2d)):
+                ks = sub.kernel_size if isinstance(sub.kernel_size, (tuple, list)) else (sub.kernel_size,) * 2
+                if ks[0] != 1 or temporal_stride(sub) != 1:
+                    raise NotStreamable(f"{type(m).__name__} holds a temporal layer ({sub}); no streaming rule for it")
+        return m, tl
+
+    def _delay(self, branch: nn.Module, frames: int, channels: int) -> nn.Module:
+        if frames < 0:
+            raise NotStreamable(f"branch {type(branch).__name__} would need a negative delay ({frames})")
+        if frames == 0:
+            return branch
+        return nn.Sequential(branch, Delay(frames, channels, self.ctx))
+
+    def _align(self, parts: list[tuple[nn.Module, Timeline, int]], what: str) -> tuple[list[nn.Module], Timeline]:
+        """Delay every branch to the largest lag; all must deliver the same frames per call."""
+        if len({tl.n for _, tl, _ in parts}) != 1:
+            raise NotStreamable(f"{what}: branches deliver different frame rates {[tl.n for _, tl, _ in parts]}")
+        lag = max(tl.lag for _, tl, _ in parts)
+        out = [self._delay(mod, lag - tl.lag, ch) for mod, tl, ch in parts]
+        first = parts[0][1]
+        return out, Timeline(first.n, lag, first.length)
+
+    def _out_channels(self, m: nn.Module) -> int:
+        if id(m) not in self.channels:
+            raise NotStreamable(f"{type(m).__name__}: its output channels are unknown (never called on a probe)")
+        return self.channels[id(m)]
+
+    # -- model-specific structure -------------------------------------------------------------
+    def _branches(self, m: nn.Module, tl: Timeline, tail: tuple[str, ...], residual: str | None = None):
+        """`torch.cat([b(x) for b in m.branches], 1)` (+ `m.<residual>(x)`), then per-frame `tail`."""
+        parts = []
+        for b in m.branches:
+            ch = self._out_channels(b)
+            new, btl = self.convert(b, tl)
+            parts.append((new, btl, ch))
+        res = getattr(m, residual) if residual else None
+        if res is not None:
+            ch = self._out_channels(res)
+            new, rtl = self.convert(res, tl)
+            parts.append((new, rtl, ch))
+        mods, out = self._align(parts, type(m).__name__)
+        for i in range(len(m.branches)):
+            m.branches[i] = mods[i]
+        if res is not None:
+            setattr(m, residual, mods[-1])
+        for name in tail:
+            sub = getattr(m, name)
+            new, out2 = self.convert(sub, out)
+            if out2 != out:
+                raise NotStreamable(f"{type(m).__name__}.{name} is not per-frame")
+            setattr(m, name, new)
+        return m, out
+
+    def _block(self, m: nn.Module, tl: Timeline):
+        """STGCNBlock: relu(tcn(gcn(x)) + residual(x))."""
+        m.gcn, gtl = self.convert(m.gcn, tl)
+        m.tcn, ttl = self.convert(m.tcn, gtl)
+        if m.residual is not None:
+            ch = self._out_channels(m.residual)
+            res, rtl = self.convert(m.residual, tl)
+            (m.tcn, m.residual), ttl = self._align([(m.tcn, ttl, self._out_channels_after(m)), (res, rtl, ch)],
+                                                   "STGCNBlock")
+        return m, ttl
+
+    def _out_channels_after(self, block: nn.Module) -> int:
+        return self.channels[id(block)]
+
+
+def probe_channels(model: nn.Module, x) -> tuple[dict[int, int], dict[int, int]]:
+    """Output and input channel counts (dim 1) of every module, from one forward of `x`."""
+    import torch
+
+    out: dict[int, int] = {}
+    inp: dict[int, int] = {}
+    hooks = []
+
+    def hook(mod, args, res):
+        if isinstance(res, torch.Tensor) and res.dim() >= 2:
+            out[id(mod)] = int(res.shape[1])
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 2:
+            inp[id(mod)] = int(args[0].shape[1])
+
+    for m in model.modules():
+        hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, inp

@@ -1,0 +1,128 @@
+"""Step graph export: DIR/model.onnx (+ DIR/model.xml/.bin for OpenVINO) and DIR/streaming.json.
+
+The step model is exported with the legacy TorchScript exporter at opset 17 (as the windowed
+export, edgeskel/export/onnx.py) and cleaned with onnxslim; every state is a graph input
+`s<i>` and output `s<i>_out`, batch 1. Before anything is written as "ok", the graph is replayed
+frame by frame on the backend and compared, decision by decision, with the PyTorch step model
+(which the equivalence tests tie to the full-history definition, semantics.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+
+from edgeskel import __version__
+from edgeskel.checkpoint import ModelSpec
+from edgeskel.errors import ConfigError, ExportError, ParityError
+from edgeskel.io import atomic_path
+from edgeskel.stream.contract import FRAME_INPUT, LOGITS_OUTPUT, make_contract, state_names, write_contract
+from edgeskel.stream.step import StepModel, build_step_model, run_stream
+
+BACKENDS = ("ort", "onnx", "openvino")
+PRECISIONS = {"ort": ("fp32",), "onnx": ("fp32",), "openvino": ("fp32",)}
+
+
+def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify: bool = True) -> Path:
+    out = Path(out)
+    states = step.initial_states()
+    frame = torch.zeros(step.frame_shape())
+    ins = [FRAME_INPUT] + [state_names(i)[0] for i in range(len(states))]
+    outs = [LOGITS_OUTPUT] + [state_names(i)[1] for i in range(len(states))]
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(step, (frame, *states), buf, dynamo=False, opset_version=opset, input_names=ins,
+                              output_names=outs, do_constant_folding=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types; one clear line
+        raise ExportError(f"{out}: step graph export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    got_in = [i.name for i in proto.graph.input]
+    got_out = [o.name for o in proto.graph.output]
+    if got_in != ins or got_out != outs:
+        raise ExportError(f"{out}: step graph lost its named inputs/outputs (inputs {got_in[:4]}..., outputs {got_out[:4]}...)")
+    props = {"edgeskel_version": __version__, "torch_version": torch.__version__, "form": "streaming",
+             "streaming_plan": json.dumps(step.plan.to_dict()), "spec": json.dumps(step.spec.to_dict(), default=str)}
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    proto.producer_name, proto.producer_version = "edgeskel", __version__
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{out}: step graph failed onnx.checker: {str(exc).splitlines()[0]}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    return out
+
+
+def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0) -> np.ndarray:
+    """A raw test stream (C, L, V, M): past `valid_from`, person 1 absent at first, one empty call."""
+    p = step.plan
+    calls = -(-p.valid_from // p.stride) + extra_calls
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(p.channels, calls * p.stride, p.joints, p.persons)).astype(np.float32)
+    if p.persons > 1:
+        x[:, : 3 * p.stride, :, 1:] = 0
+    x[:, 4 * p.stride: 5 * p.stride] = 0  # an empty call: the state must hold
+    return x
+
+
+def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str = "fp32",
+                  frames: np.ndarray | None = None) -> dict[str, Any]:
+    from edgeskel.stream.replay import session_for
+    from edgeskel.validate.parity import check_parity
+
+    frames = parity_sequence(step) if frames is None else frames
+    ref = run_stream(step, torch.from_numpy(frames)).numpy()
+    got = session_for(out_dir, backend, threads=1, precision=precision).replay(frames)
+    res = check_parity(ref, got, precision)
+    res["calls"] = int(len(ref))
+    return res
+
+
+def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision: str, out_dir: str | Path,
+                     stride_mode: str = "keep", opset: int = 17, check: bool = True) -> dict[str, Any]:
+    """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
+    Raises NotStreamable (with the reason) for models without a streaming form."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(BACKENDS)}")
+    if precision not in PRECISIONS[backend]:
+        raise ConfigError(f"--form streaming: precision {precision!r} on {backend} is not supported yet "
+                          f"(supported: {list(PRECISIONS[backend])}; INT8/bf16 step graphs are a later part of issue 29)")
+    out_dir = Path(out_dir)
+    step = build_step_model(model, spec, stride_mode)
+    onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
+    files = {"onnx": onnx_path.name}
+    if backend == "openvino":
+        from edgeskel.quantize.openvino import to_openvino_ir
+
+        files["openvino"] = to_openvino_ir(onnx_path, out_dir / "model.xml").name
+    contract = make_contract(step, files, {"backend": backend, "precision": precision})
+    result: dict[str, Any] = {"status": "ok", "files": [str(out_dir / f) for f in files.values()],
+                              "plan": step.plan.to_dict(), "parity": {}}
+    write_contract(out_dir, contract)
+    if check:
+        for b in ("ort", "openvino") if backend == "openvino" else ("ort",):
+            res = check_backend(step, out_dir, b, precision)
+            result["parity"][b] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed")}
+            if not res["passed"]:
+                result["status"] = "failed"
+    result["files"].append(str(out_dir / "streaming.json"))
+    if result["status"] != "ok":
+        bad = {k: v for k, v in result["parity"].items() if not v["passed"]}
+        raise ParityError(f"{out_dir}: step graph does not match the PyTorch step model: {bad}")
+    return result

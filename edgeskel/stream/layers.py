@@ -1,0 +1,180 @@
+"""Streaming primitives: the stateful modules the conversion puts where a network looks along T.
+
+Every tensor inside a step model carries a *timeline* (`Timeline`): each call delivers `n`
+consecutive frames of that tensor, and at call `c` (0-based) the first of them has index
+`c * n - lag` in the windowed network's own frame index of that tensor. A temporal layer with
+kernel k, dilation d, padding p and stride s needs input index `s*j - p + d*(k-1)` for output
+j, so its output lags its input (`conv_timeline`); its state is the last `buffer` input frames
+(never the partial sums CoST-GCN's continual convolutions keep: (k-1) x fewer floats).
+Branches that meet (Add, Concat) are aligned by `Delay`s to the largest lag.
+
+Indices below 0 do not exist in the windowed network (there the layer sees its zero padding,
+or -inf for max pooling). The step model's state starts at zeros, so early calls carry values
+at negative indices; each temporal layer replaces its inputs at negative indices by its
+padding value (a mask computed from the shared call counter), which makes the stream equal to
+the network run from frame 0 (docs/STREAMING.md). After `settle` calls every mask is all ones.
+
+All modules read their state from, and write their next state to, a `StreamContext` that the
+step model fills before each call; in ONNX the states become graph inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """`n` frames per call; at call c the first has index c*n - lag; `length`: how many frames
+    this tensor has in the windowed network run on `window` input frames."""
+
+    n: int
+    lag: int
+    length: int
+
+
+@dataclass
+class StreamContext:
+    """Per-call exchange between the step model and its stateful modules."""
+
+    count: torch.Tensor | None = None  # (1,) float32: calls already made (saturates)
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    outputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # per slot, batch dim excluded
+    batch_dims: list[str] = field(default_factory=list)  # per slot: "n" (streams) or "nm" (streams x persons)
+    settle: int = 0  # calls after which every mask is all ones
+    joints: int = 0  # V of every (N*M, C, T, V) tensor in the network
+
+    def new_slot(self, shape: tuple[int, ...], batch: str) -> int:
+        self.shapes.append(tuple(int(s) for s in shape))
+        self.batch_dims.append(batch)
+        return len(self.shapes) - 1
+
+
+class _Stateful(nn.Module):
+    """Holds a reference to the shared context (not a submodule: plain attribute)."""
+
+    def bind(self, ctx: StreamContext, slot: int) -> None:
+        self.__dict__["_ctx"] = ctx
+        self.slot = slot
+
+    @property
+    def ctx(self) -> StreamContext:
+        return self.__dict__["_ctx"]
+
+    def _state(self) -> torch.Tensor:
+        return self.ctx.inputs[self.slot]
+
+    def _set(self, value: torch.Tensor) -> None:
+        self.ctx.outputs[self.slot] = value
+
+
+def conv_out_length(length: int, k: int, s: int, p: int, d: int) -> int:
+    return (length + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_timeline(tl: Timeline, k: int, s: int, p: int, d: int) -> tuple[Timeline, int]:
+    """(output timeline, buffer) of a temporal layer. `buffer` >= 0: input frames kept in the
+    state; < 0: that many leading frames of each chunk are not needed (1x1 strided convs)."""
+    if tl.n % s:
+        raise ValueError(f"a stride-{s} temporal layer gets {tl.n} frames per call (not a multiple of {s})")
+    e = d * (k - 1) - p  # look-ahead: output j is complete when input s*j + e arrives
+    lag = (tl.lag + e) // s
+    buffer = s * lag + p - tl.lag
+    return Timeline(tl.n // s, lag, conv_out_length(tl.length, k, s, p, d)), buffer
+
+
+class _Temporal(_Stateful):
+    """Common part of StreamConv / StreamMaxPool: buffer, chunk, mask of negative indices."""
+
+    pad_value = 0.0
+
+    def _setup(self, tl: Timeline, k: int, s: int, p: int, d: int, channels: int, ctx: StreamContext) -> Timeline:
+        out, self.buffer = conv_timeline(tl, k, s, p, d)
+        self.n_in, self.lag_in = tl.n, tl.lag
+        if self.buffer > 0:
+            self.bind(ctx, ctx.new_slot((channels, self.buffer, ctx.joints), "nm"))
+        else:
+            self.__dict__["_ctx"] = ctx
+            self.slot = -1
+        # first index of the frames this layer convolves at call 0 (< 0 means a mask is needed)
+        self.first = -tl.lag - self.buffer
+        self.masked = self.first < 0
+        if self.masked:
+            ctx.settle = max(ctx.settle, math.ceil(-self.first / tl.n))
+        return out
+
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        if self.buffer > 0:
+            h = torch.cat([self._state(), x], 2)
+            self._set(h[:, :, h.shape[2] - self.buffer:])
+        elif self.buffer < 0:
+            h = x[:, :, -self.buffer:]
+        else:
+            h = x
+        if self.masked:
+            pos = self.ctx.count * float(self.n_in) + torch.arange(h.shape[2], dtype=h.dtype) + float(self.first)
+            keep = (pos >= 0).reshape(1, 1, -1, 1)
+            h = torch.where(keep, h, torch.full_like(h, self.pad_value))
+        return h
+
+
+class StreamConv(_Temporal):
+    """A (k x 1) temporal Conv2d run on [state, new frames] with no temporal padding."""
+
+    def __init__(self, conv: nn.Conv2d, tl: Timeline, ctx: StreamContext):
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"temporal conv with padding {conv.padding!r}/{conv.padding_mode!r} is not supported")
+        self.conv = conv
+        k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+        self.timeline = self._setup(tl, k, s, p, d, conv.in_channels, ctx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        return F.conv2d(self._window(x), c.weight, c.bias, (c.stride[0], c.stride[1]), (0, c.padding[1]),
+                        c.dilation, c.groups)
+
+
+class StreamMaxPool(_Temporal):
+    """A (k x 1) temporal MaxPool2d; inputs at negative indices count as -inf (its padding)."""
+
+    pad_value = float("-inf")
+
+    def __init__(self, pool: nn.MaxPool2d, tl: Timeline, ctx: StreamContext, channels: int):
+        super().__init__()
+        ks = _pair(pool.kernel_size)
+        st = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        pd, dl = _pair(pool.padding), _pair(pool.dilation)
+        if pool.ceil_mode or pool.return_indices:
+            raise ValueError("MaxPool2d with ceil_mode/return_indices is not supported")
+        self.kernel, self.stride, self.spatial_pad, self.dilation = ks, st, pd[1], dl
+        self.timeline = self._setup(tl, ks[0], st[0], pd[0], dl[0], channels, ctx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(self._window(x), self.kernel, self.stride, (0, self.spatial_pad), self.dilation)
+
+
+class Delay(_Stateful):
+    """Output = input `frames` calls' worth of frames ago (aligns a branch with a later one)."""
+
+    def __init__(self, frames: int, channels: int, ctx: StreamContext):
+        super().__init__()
+        if frames < 1:
+            raise ValueError(f"a delay of {frames} frames")
+        self.frames = int(frames)
+        self.bind(ctx, ctx.new_slot((channels, self.frames, ctx.joints), "nm"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self._state(), x], 2)
+        self._set(h[:, :, x.shape[2]:])
+        return h[:, :, : x.shape[2]]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))

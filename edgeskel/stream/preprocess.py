@@ -1,0 +1,81 @@
+"""The windowed preprocessing (`edgeskel.data.preprocess`) made causal, inside the step graph.
+
+A pose source gives raw frames: camera-space joints, a missing joint or person as zeros. The
+windowed pipeline drops all-zero frames, keeps the most active persons, centres on the origin
+joint of person 0 at its first valid frame, resamples to `num_frames` and derives the stream.
+In a stream:
+
+- all-zero frames: the step model keeps its state and repeats its last decision (step.py);
+- persons: kept in the order the source gives them (a tracker's order); choosing the "most
+  active" persons needs the whole clip;
+- centring: the origin is taken at the first frame where person 0 is present and kept in the
+  state; a person absent in a frame stays zero (as in `center`);
+- no resampling: frames arrive at the source's rate (training for streams is part 3);
+- bone: per frame; motion (x[t+1] - x[t]): needs the next frame, so it is one frame late
+  (lag 1) and keeps the previous frame in the state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from edgeskel.checkpoint import Preprocess
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.stream.layers import StreamContext, Timeline, _Stateful
+
+
+class CausalPreprocess(_Stateful):
+    """(N, C, S, V, M) raw frames -> (N, C, S, V, M) model input, and its timeline."""
+
+    def __init__(self, layout: SkeletonLayout, cfg: Preprocess, tl: Timeline, ctx: StreamContext):
+        super().__init__()
+        self.__dict__["_ctx"] = ctx
+        c, v, m = layout.channels, layout.num_joints, cfg.num_person
+        self.stride = tl.n
+        self.center = bool(cfg.center)
+        self.origin_joint = int(layout.origin_joint)
+        if self.center:
+            self.origin_slot = ctx.new_slot((c, 1, 1, 1), "n")
+            self.have_slot = ctx.new_slot((1, 1, 1, 1), "n")
+        stream = cfg.streams
+        self.bone = stream in ("bone", "bone_motion")
+        self.motion = stream in ("motion", "bone_motion")
+        bmat = torch.eye(v)
+        if self.bone:
+            bmat = torch.zeros(v, v)
+            for child, parent in layout.bones:
+                bmat[child, child] = 1.0
+                bmat[parent, child] -= 1.0
+        self.register_buffer("bone_matrix", bmat, persistent=False)
+        if self.motion:
+            self.prev_slot = ctx.new_slot((c, 1, v, m), "n")
+        self.timeline = Timeline(tl.n, tl.lag + (1 if self.motion else 0), tl.length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        present = (x != 0).any(dim=3, keepdim=True).any(dim=1, keepdim=True)  # (N, 1, S, 1, M)
+        if self.center:
+            origin, have = ctx.inputs[self.origin_slot], ctx.inputs[self.have_slot]
+            frames = []
+            for s in range(self.stride):  # S is small (frames per call); unrolled
+                p0 = present[:, :, s:s + 1, :, 0:1]
+                cand = x[:, :, s:s + 1, self.origin_joint:self.origin_joint + 1, 0:1]
+                origin = torch.where(have > 0, origin, torch.where(p0, cand, origin))
+                have = torch.maximum(have, p0.to(have.dtype))
+                xs = x[:, :, s:s + 1]
+                frames.append(torch.where(present[:, :, s:s + 1], xs - origin, torch.zeros_like(xs)))
+            x = frames[0] if len(frames) == 1 else torch.cat(frames, 2)
+            ctx.outputs[self.origin_slot], ctx.outputs[self.have_slot] = origin, have
+        if self.bone:
+            x = torch.matmul(x.transpose(3, 4), self.bone_matrix).transpose(3, 4)
+        if self.motion:
+            h = torch.cat([ctx.inputs[self.prev_slot], x], 2)
+            ctx.outputs[self.prev_slot] = h[:, :, h.shape[2] - 1:]
+            x = h[:, :, 1:] - h[:, :, :-1]
+        return x
+
+
+def empty_chunk(x: torch.Tensor) -> torch.Tensor:
+    """0-d bool: no joint of any person in any frame of the chunk is non-zero."""
+    return ~(x != 0).any()
+

@@ -1,0 +1,67 @@
+"""What a step model computes, written down once, and the reference that tests hold it to.
+
+Definitions (docs/STREAMING.md repeats them for users):
+
+- The *network* is the trained model, unchanged (`stride_mode="keep"`), or with every
+  temporal stride set to 1 (`"remove"`, CoST-GCN's second option; needs fine-tuning).
+- `S` (`stride`): frames per call. keep: the product of the network's temporal strides (an
+  output every S frames, CoST-GCN's first option); remove: 1.
+- The *history* after k calls is the k*S raw frames fed so far, minus every call whose S
+  frames were all zero (such a call changes nothing and repeats the last decision; with S=1
+  this is the windowed pipeline's "drop all-zero frames").
+- Causal preprocessing of the history: centring on person 0's origin joint at its first
+  frame with person 0 present (edgeskel.data.preprocess.center), then the stream (joint,
+  bone, motion). No person reordering, no resampling.
+- Run the network over the whole preprocessed history exactly as in training: its own
+  temporal padding, i.e. zeros (-inf for max pools) before frame 0 at every layer. Let
+  f_tau be its final feature map at output frame tau (before the average pool) and
+  l_tau = head(mean over joints and persons of f_tau) the logits of that single frame.
+- f_tau is *complete* after call c when no frame it depends on (through every layer's
+  look-ahead, i.e. its right padding) is later than the history: tau <= c - lag, where
+  `lag` is fixed by the architecture (plan.lag; plan.delay = lag*S frames).
+- The decision after call c is the mean of l_tau over the last min(W, c - lag + 1) complete
+  output frames (zeros while there is none), W = `window_outputs`: the number of output
+  frames the windowed model averages for T = preprocess.num_frames input frames. Because the
+  head is affine, that equals head(mean of the features), i.e. the windowed model's global
+  average pool as a running mean over the last W outputs.
+- `valid_from` = (W + lag) * S frames: from then on every decision averages a full window.
+
+So a decision is the windowed network's decision for a clip of `window` frames ending
+`delay` frames ago, except that its temporal receptive field sees the real frames before the
+clip instead of zero padding, and frames arrive at the source's rate without resampling.
+The equality the tests check is with the full-history computation above (`reference_logits`),
+to float error, after every call, for PyTorch, ONNX Runtime and OpenVINO.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgeskel.data.preprocess import center, to_stream
+
+
+def reference_logits(step, frames: np.ndarray) -> np.ndarray:
+    """The decision the step model must give after being fed raw `frames` (C, L, V, M),
+    L a multiple of plan.stride, computed from scratch by the definitions above: (K,)."""
+    plan, spec = step.plan, step.spec
+    s = plan.stride
+    x = np.asarray(frames, dtype=np.float32)
+    if x.shape[1] % s:
+        raise ValueError(f"history of {x.shape[1]} frames is not a whole number of calls (stride {s})")
+    chunks = [x[:, i:i + s] for i in range(0, x.shape[1], s)]
+    kept = [ch for ch in chunks if np.any(ch != 0)]
+    calls = len(kept)
+    valid = min(max(calls - plan.lag, 0), plan.window_outputs)
+    if valid == 0:
+        return np.zeros(plan.num_classes, np.float32)
+    h = np.concatenate(kept, axis=1)
+    if spec.preprocess.center:
+        h = center(h, spec.layout)
+    h = to_stream(h, spec.layout, spec.preprocess.streams)
+    net, fam = step.reference_model, step.family
+    with torch.no_grad():
+        feats = fam.features(net, torch.from_numpy(np.ascontiguousarray(h))[None])
+        last = calls - 1 - plan.lag
+        per_tau = [fam.head(net, feats[:, :, tau], 1, plan.persons)[0] for tau in range(last - valid + 1, last + 1)]
+    return torch.stack(per_tau).mean(0).numpy()

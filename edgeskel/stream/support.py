@@ -1,0 +1,98 @@
+"""Which registered models stream, and why the others do not (yet).
+
+Streaming needs every op that looks along T to be local in time (a temporal conv or pool of
+finite extent). One global temporal op anywhere before the final average pool -- a mean over
+the whole window feeding back into the features, attention across frames -- makes the
+output at frame t depend on frames that a stream has not seen or has already dropped.
+
+Each streamable family says how to find its frames-per-output, how to convert its temporal
+path, and how to compute per-output-frame features for the reference (semantics.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from edgeskel.stream.convert import Converter, NotStreamable, temporal_stride
+from edgeskel.stream.layers import Timeline
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one architecture streams."""
+
+    stride: Callable[[nn.Module], int]  # frames per final output (keep-stride)
+    convert: Callable[[Converter, nn.Module, Timeline], Timeline]  # rewrites the temporal path in place
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (N, C, T, V, M) -> (N*M, C', T', V)
+    head: Callable[[nn.Module, torch.Tensor, int, int], torch.Tensor]  # (N*M, C', V) one frame -> (N, K)
+
+
+# ---- ST-GCN / ST-GCN++ (PYSKL STGCN class) ---------------------------------------------------
+def _stgcn_stride(net: nn.Module) -> int:
+    s = 1
+    for block in net.gcn:
+        s *= max((temporal_stride(m) for m in block.modules()), default=1)
+    return s
+
+
+def _stgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+    for i in range(len(net.gcn)):
+        net.gcn[i], tl = conv.convert(net.gcn[i], tl)
+    return tl
+
+
+def _stgcn_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from edgeskel.models.blocks import mvc_data_bn, vc_data_bn
+
+    x = vc_data_bn(net.data_bn, x) if net.data_bn_type == "VC" else mvc_data_bn(net.data_bn, x)
+    for block in net.gcn:
+        x = block(x)
+    return x
+
+
+def _stgcn_head(net: nn.Module, feat: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    return net.fc(net.drop_out(feat.reshape(n, m, feat.shape[1], -1).mean(3).mean(1)))
+
+
+STGCN_FAMILY = Family(_stgcn_stride, _stgcn_convert, _stgcn_features, _stgcn_head)
+
+FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY}
+
+# Why the other registered models refuse. "cannot": a global temporal op is part of the
+# architecture (a stream must replace it by a causal one, which changes the function and
+# needs fine-tuning); "not yet": the temporal structure is local, the converter is not written.
+REFUSALS: dict[str, str] = {
+    "ctrgcn": "cannot stream as trained: CTR-GCN refines its topology from a mean over the whole window "
+              "(CTRGC: conv1/conv2 outputs averaged over T); a stream needs a causal replacement (a running "
+              "mean kept in the state) and fine-tuning, which is not implemented yet",
+    "pyskl_ctrgcn": "cannot stream as trained: PYSKL CTR-GCN refines its topology from a mean over the whole "
+                    "window (CTRGC averages over T); a causal replacement (running mean + fine-tuning) is not "
+                    "implemented yet",
+    "aagcn": "cannot stream as trained: AAGCN's adaptive graph is a product over all T frames "
+             "(conv_a^T conv_b / (inter*T)) and its temporal and channel attention average over the whole window",
+    "efficientgcn": "cannot stream as trained: EfficientGCN's spatial-temporal attention averages over the whole "
+                    "window (x.mean over T) inside every block",
+    "hyperformer": "not yet: Hyperformer's attention is within a frame and its temporal part is local, but its "
+                   "streaming converter is not written yet",
+    "msg3d": "not yet: MS-G3D's G3D windows and MS-TCNs are local in time, but its streaming converter is not "
+             "written yet",
+    "shiftgcn": "not yet: Shift-GCN's temporal shifts are local depthwise convolutions, but its streaming "
+                "converter is not written yet",
+    "user": "not yet: edgeskel cannot tell where your module pools over time (its forward is your code), so it "
+            "cannot build the reference a stream must match; streaming user modules is planned",
+}
+
+
+def family_for(name: str) -> Family:
+    if name in FAMILIES:
+        return FAMILIES[name]
+    reason = REFUSALS.get(name, "no streaming converter for this architecture")
+    raise NotStreamable(f"model {name!r} has no streaming form: {reason}")
+
+
+def streamable_models() -> list[str]:
+    return sorted(FAMILIES)
