@@ -119,7 +119,7 @@ def build_from_spec(spec: ModelSpec) -> nn.Module:
 
     model = models.build(spec.name, spec.num_classes, spec.layout, **spec.kwargs)
     if spec.compression:
-        from edgeskel.compress import apply_plan
+        from edgeskel.models.lowrank import apply_plan
 
         apply_plan(model, spec.compression)
     return model

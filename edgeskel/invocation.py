@@ -23,16 +23,20 @@ def edgeskel_executable() -> Path | None:
 
 def edgeskel_command(typed_in: str | Path | None = None) -> str:
     """`edgeskel` if PATH finds this environment's script, else the script's path relative to
-    `typed_in` (default: the current folder), else `python -m edgeskel` with this interpreter."""
+    `typed_in` (default: the current folder) when they share a folder below the root (the clone),
+    else its absolute path; `python -m edgeskel` with this interpreter when there is no script."""
     exe = edgeskel_executable()
     on_path = shutil.which("edgeskel")
     if exe is not None and on_path and Path(on_path).absolute() == exe.absolute():
         return "edgeskel"
     if exe is None:
         return f"{sys.executable} -m edgeskel"
-    start = Path(typed_in) if typed_in is not None else Path.cwd()
+    start = (Path(typed_in) if typed_in is not None else Path.cwd()).absolute()
     try:
-        rel = os.path.relpath(exe.absolute(), start.absolute())
+        common = Path(os.path.commonpath([exe.absolute(), start]))
+        rel = os.path.relpath(exe.absolute(), start)
     except ValueError:  # another drive (Windows)
+        return str(exe.absolute())
+    if common == Path(common.anchor):  # nothing shared but the root: a relative path would climb to /
         return str(exe.absolute())
     return rel if rel.startswith("..") or "/" in rel else f"./{rel}"

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from edgeskel.compress import CompressionConfig
 from edgeskel.compress import decompose as D
 from edgeskel.compress.datasvd import collect_input_stats, whitening_factor
-from edgeskel.compress.layers import LowRankConv1x1, LowRankConvK, LowRankLinear, Tucker2Conv, layer_kind
 from edgeskel.compress.policies import round_rank
+from edgeskel.models.lowrank import LowRankConv1x1, LowRankConvK, LowRankLinear, Tucker2Conv, layer_kind
 
 torch.manual_seed(0)
 

@@ -73,7 +73,8 @@ def test_separate_out_reuses_the_finished_reference(tmp_path, monkeypatch):
     first = run_pipeline(str(cfg / "deva.yaml"), str(cfg / "recipe.yaml"), out_root="runs", quiet=True,
                          log=first_logs.append)
     # the shared training and the per-device copy are two stages: each names itself once
-    assert [ln for ln in first_logs if ln.endswith("running")][:3] == ["[data] running", "[reference] running",
+    assert [ln for ln in first_logs if ln.endswith("running")][:4] == ["[data] running", "[check] running",
+                                                                        "[reference] running",
                                                                         "[shared reference] running"], first_logs
     logs: list[str] = []
     second = run_pipeline(str(cfg / "devb.yaml"), str(cfg / "recipe.yaml"), out_root=tmp_path / "elsewhere", quiet=True,

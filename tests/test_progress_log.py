@@ -40,10 +40,10 @@ def test_pipeline_logs_each_stage(tmp_path: Path) -> None:
     pp.write_text(yaml.safe_dump(prof))
     logs: list[str] = []
     run_pipeline(str(pp), str(rp), out_root=tmp_path / "runs", quiet=True, log=logs.append)
-    stages = ("data", "reference", "export", "validate", "report")
+    stages = ("data", "check", "reference", "export", "validate", "report")
     # the reference is trained in the recipe's shared folder ("shared reference") and copied
     # into the device's run ("reference"): two stages, each logged once under its own name
     running = [s for s in logs if s.endswith("running")]
-    assert running == ["[data] running", "[reference] running", "[shared reference] running",
-                       *[f"[{s}] running" for s in stages[2:]]], running
+    assert running == ["[data] running", "[check] running", "[reference] running", "[shared reference] running",
+                       *[f"[{s}] running" for s in stages[3:]]], running
     assert all(any(s.startswith(f"[{st}] done in ") for s in logs) for st in stages), logs

@@ -17,10 +17,10 @@ from edgeskel import models
 from edgeskel.checkpoint import ModelSpec, Preprocess
 from edgeskel.compress import compress_model
 from edgeskel.compress.config import CompressionConfig
-from edgeskel.compress.layers import LowRankConv1x1
 from edgeskel.export.onnx import export_onnx
 from edgeskel.layouts import get_layout
 from edgeskel.models.export_form import original_forms
+from edgeskel.models.lowrank import LowRankConv1x1
 from edgeskel.models.pyskl_units import UnitGCN
 
 torch.set_num_threads(1)

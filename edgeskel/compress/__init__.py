@@ -5,7 +5,8 @@
 reloads without the recipe (used by `edgeskel.checkpoint.build_from_spec`).
 """
 
-from edgeskel.compress.api import PLAN_FORMAT, apply_plan, compress_model
+from edgeskel.compress.api import compress_model
 from edgeskel.compress.config import CompressionConfig
+from edgeskel.models.lowrank import PLAN_FORMAT, apply_plan
 
 __all__ = ["CompressionConfig", "PLAN_FORMAT", "apply_plan", "compress_model"]

@@ -21,7 +21,6 @@ from edgeskel.compress import decompose as D
 from edgeskel.compress.config import CompressionConfig
 from edgeskel.compress.costs import LayerInfo, count_flops, count_params, profile_layers
 from edgeskel.compress.datasvd import collect_input_stats, whitening_factor
-from edgeskel.compress.layers import build_factorized, layer_kind, layer_shape, unsupported_reason
 from edgeskel.compress.policies import (
     Decision,
     LayerLatency,
@@ -31,9 +30,14 @@ from edgeskel.compress.policies import (
     choose_method,
     worth_it,
 )
-from edgeskel.errors import CheckpointError, ConfigError
-
-PLAN_FORMAT = "edgeskel-lowrank-plan/1"
+from edgeskel.errors import ConfigError
+from edgeskel.models.lowrank import (
+    PLAN_FORMAT,
+    layer_kind,
+    layer_shape,
+    replace_module,
+    unsupported_reason,
+)
 
 
 def compress_model(
@@ -97,7 +101,7 @@ def compress_model(
             continue
         new, rec = fact.build(info, d.method, d.ranks)
         new.train(info.module.training)
-        _replace(work, info.name, new)
+        replace_module(work, info.name, new)
         rel, act = D.errors(info.module, info.kind, rec, covs.get(info.name))
         e["params_after"], e["flops_after"] = info.cost(d.method, d.ranks)
         e.update(status="factorized", reason="", method=d.method, **_rank_fields(d.ranks), rel_error=rel)
@@ -145,42 +149,6 @@ def _default_latency_table(cfg: CompressionConfig) -> LayerLatency:
         raise ConfigError(f"compression: latency_on 'device' times layers on device {cfg.latency_profile!r} over SSH; "
                           "run it with that device profile (make export DEVICE=..., edgeskel tune --device ...)")
     return LatencyTable.from_config(cfg)
-
-
-def apply_plan(model: nn.Module, plan: list[dict] | dict) -> nn.Module:
-    """Rebuild the factorized structure described by `plan` in place (weights uninitialised).
-
-    Accepts the plan dict from a report (`report["plan"]`), its `layers` list, or a dict that
-    holds a `plan` key. Checks every target exists with the recorded kind and weight shape.
-    """
-    entries = _plan_entries(plan)
-    for i, entry in enumerate(entries):
-        try:
-            name, kind, method, ranks = entry["name"], entry["kind"], entry["method"], dict(entry["ranks"])
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"compression plan entry {i}: missing field {exc}") from None
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            raise CheckpointError(
-                f"compression plan: layer {name!r} does not exist in {type(model).__name__}"
-            ) from None
-        actual = layer_kind(module)
-        if actual != kind:
-            raise CheckpointError(
-                f"compression plan: layer {name!r} is {type(module).__name__} ({actual}), plan expects {kind}"
-            )
-        if "shape" in entry and list(entry["shape"]) != layer_shape(module):
-            raise CheckpointError(
-                f"compression plan: layer {name!r} weight shape {layer_shape(module)} != plan {list(entry['shape'])}"
-            )
-        try:
-            new = build_factorized(module, kind, method, {k: int(v) for k, v in ranks.items()})
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"compression plan: layer {name!r}: bad method/ranks ({exc})") from None
-        new.train(module.training)
-        _replace(model, name, new)
-    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,20 +228,3 @@ def _rank_fields(ranks: dict[str, int]) -> dict[str, Any]:
     return {"rank": ranks["rank"]} if "rank" in ranks else {"ranks": dict(ranks)}
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-def _plan_entries(plan: list[dict] | dict) -> list[dict]:
-    if isinstance(plan, dict) and "plan" in plan:
-        plan = plan["plan"]
-    if isinstance(plan, dict):
-        fmt = plan.get("format", PLAN_FORMAT)
-        if fmt != PLAN_FORMAT:
-            raise CheckpointError(f"compression plan format {fmt!r} is not supported (expected {PLAN_FORMAT})")
-        plan = plan.get("layers", [])
-    if not isinstance(plan, list):
-        raise CheckpointError(f"compression plan must be a list of layer entries, got {type(plan).__name__}")
-    return plan

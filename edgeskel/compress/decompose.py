@@ -159,7 +159,7 @@ def factorize(
     `chols` (one whitening factor per group, see datasvd) makes the SVD data-aware; Tucker-2
     is always weight-space.
     """
-    from edgeskel.compress.layers import build_factorized, layer_kind
+    from edgeskel.models.lowrank import build_factorized, layer_kind
 
     kind = layer_kind(module)
     if kind is None:

@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 
 from edgeskel.compress.costs import LayerInfo
-from edgeskel.compress.layers import build_factorized, layer_shape
 from edgeskel.io import atomic_write_json, sha256_json
+from edgeskel.models.lowrank import build_factorized, layer_shape
 
 CACHE_FORMAT = "edgeskel-latency-table/1"
 RUNTIME_LIBS = {"ort": ("onnxruntime",), "openvino": ("openvino",)}

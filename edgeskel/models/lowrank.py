@@ -1,4 +1,10 @@
-"""Factorized replacements built only from standard layers (Linear, Conv2d).
+"""Factorized (low-rank) layers and the plan that rebuilds them: model layers, not a stage.
+
+Why here: loading a compressed checkpoint only needs to rebuild its structure (`apply_plan`),
+which must not pull in the compression stage (its policies, latency tables, exporters and
+runtimes); `checkpoint.build_from_spec` uses this module, `compress/` fills in the factors.
+
+Factorized replacements are built only from standard layers (Linear, Conv2d).
 
 Why only standard layers: every backend (ORT, OpenVINO, TensorRT, INT8 quantizers) runs
 Conv/Gemm fast, while einsum or custom ops fall off the fast path. Each class is an
@@ -16,6 +22,9 @@ from collections import OrderedDict
 
 import torch.nn as nn
 
+from edgeskel.errors import CheckpointError
+
+PLAN_FORMAT = "edgeskel-lowrank-plan/1"
 KINDS = ("linear", "conv1x1", "conv_k")
 METHODS = ("svd", "tucker2")
 
@@ -171,3 +180,59 @@ def build_factorized(module: nn.Module, kind: str, method: str, ranks: dict[str,
         raise ValueError(f"unknown factorization kind={kind!r} method={method!r}")
     w = module.weight
     return new.to(device=w.device, dtype=w.dtype)
+
+
+def apply_plan(model: nn.Module, plan: list[dict] | dict) -> nn.Module:
+    """Rebuild the factorized structure described by `plan` in place (weights uninitialised).
+
+    Accepts the plan dict from a report (`report["plan"]`), its `layers` list, or a dict that
+    holds a `plan` key. Checks every target exists with the recorded kind and weight shape.
+    """
+    entries = _plan_entries(plan)
+    for i, entry in enumerate(entries):
+        try:
+            name, kind, method, ranks = entry["name"], entry["kind"], entry["method"], dict(entry["ranks"])
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"compression plan entry {i}: missing field {exc}") from None
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise CheckpointError(
+                f"compression plan: layer {name!r} does not exist in {type(model).__name__}"
+            ) from None
+        actual = layer_kind(module)
+        if actual != kind:
+            raise CheckpointError(
+                f"compression plan: layer {name!r} is {type(module).__name__} ({actual}), plan expects {kind}"
+            )
+        if "shape" in entry and list(entry["shape"]) != layer_shape(module):
+            raise CheckpointError(
+                f"compression plan: layer {name!r} weight shape {layer_shape(module)} != plan {list(entry['shape'])}"
+            )
+        try:
+            new = build_factorized(module, kind, method, {k: int(v) for k, v in ranks.items()})
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"compression plan: layer {name!r}: bad method/ranks ({exc})") from None
+        new.train(module.training)
+        replace_module(model, name, new)
+    return model
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put `new` where the submodule `name` is."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _plan_entries(plan: list[dict] | dict) -> list[dict]:
+    if isinstance(plan, dict) and "plan" in plan:
+        plan = plan["plan"]
+    if isinstance(plan, dict):
+        fmt = plan.get("format", PLAN_FORMAT)
+        if fmt != PLAN_FORMAT:
+            raise CheckpointError(f"compression plan format {fmt!r} is not supported (expected {PLAN_FORMAT})")
+        plan = plan.get("layers", [])
+    if not isinstance(plan, list):
+        raise CheckpointError(f"compression plan must be a list of layer entries, got {type(plan).__name__}")
+    return plan

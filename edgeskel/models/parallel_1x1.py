@@ -4,7 +4,7 @@ Why: CTR-GCN applies the same small 1x1 convolutions once per graph subset (3 su
 convs per block); at batch 1 on CPU backends each kernel costs ~15 us of overhead whatever its
 size, so 12 convolutions cost more than their arithmetic. Stacking the subsets' weights gives
 one convolution per stage. It must also work after compression, where a conv may be replaced
-by a factorized chain of 1x1 convs (`compress.layers.LowRankConv1x1`, possibly of other ranks per
+by a factorized chain of 1x1 convs (`models.lowrank.LowRankConv1x1`, possibly of other ranks per
 subset): intermediate channels are zero-padded to the largest rank and later stages become
 grouped convolutions (one group per map), so the factorization's savings stay. Weights are
 built from the parameters with Pad/Concat, which the exporter's constant folding turns into
