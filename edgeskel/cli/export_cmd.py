@@ -13,7 +13,8 @@ from edgeskel.cli.app import app
 from edgeskel.errors import ConfigError
 
 # Options of one mode only: giving one in the other mode is an error, never silently ignored.
-SINGLE_ONLY = ("backend", "precision", "calib_data", "calibration", "calib_samples")
+SINGLE_ONLY = ("backend", "precision", "calib_data", "calibration", "calib_samples", "form", "stride_mode")
+FORMS = ("windowed", "streaming")
 PIPELINE_ONLY = ("recipe", "data")
 
 
@@ -37,6 +38,10 @@ def export_cmd(
     calib_data: str | None = typer.Option(None, "--calib-data", help="single export: dataset spec for calibration/parity"),
     calibration: str = typer.Option("minmax", "--calibration", help="INT8 calibration: minmax | entropy | percentile"),
     calib_samples: int = typer.Option(128, "--calib-samples"),
+    form: str = typer.Option("windowed", "--form", help="single export: windowed (T-frame clips) | streaming "
+                             "(a step graph fed frame by frame + streaming.json; docs/STREAMING.md)"),
+    stride_mode: str = typer.Option("keep", "--stride-mode", help="--form streaming: keep (a decision every 2^s "
+                                    "frames) | remove (every frame; the network changes: fine-tune it first)"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Export a checkpoint for one backend/precision, or run the full pipeline for a device."""
@@ -59,6 +64,19 @@ def export_cmd(
         return
     if checkpoint is None or backend is None:
         raise ConfigError("give --device D (full pipeline) or --checkpoint C --backend B [--precision P] (one artifact)")
+    if form not in FORMS:
+        raise ConfigError(f"--form {form!r}: choose one of {list(FORMS)}")
+    if form != "streaming" and _given(ctx, ("stride_mode",)):
+        raise ConfigError("--stride-mode: only for --form streaming")
+    if form == "streaming":
+        unused = _given(ctx, ("calib_data", "calibration", "calib_samples"))
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: not used by --form streaming (its fp32 step graphs need no data)")
+        from edgeskel.stream.export import export_streaming_checkpoint
+
+        res = export_streaming_checkpoint(checkpoint, backend, precision, out or Path("export"), stride_mode=stride_mode)
+        print(json.dumps({k: res.get(k) for k in ("status", "files", "parity", "plan")}, indent=2, default=str))
+        return
     from edgeskel.export.single import export_single
 
     res = export_single(checkpoint, backend, precision, out or Path("export"), calib_data=calib_data,

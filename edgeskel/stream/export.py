@@ -126,3 +126,12 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         bad = {k: v for k, v in result["parity"].items() if not v["passed"]}
         raise ParityError(f"{out_dir}: step graph does not match the PyTorch step model: {bad}")
     return result
+
+
+def export_streaming_checkpoint(checkpoint: str | Path, backend: str, precision: str, out_dir: str | Path,
+                                stride_mode: str = "keep") -> dict[str, Any]:
+    """`edgeskel export --checkpoint C --backend B --precision P --form streaming --out DIR`."""
+    from edgeskel.checkpoint import load_checkpoint
+
+    model, spec, _ = load_checkpoint(checkpoint)
+    return export_streaming(model, spec, backend, precision, out_dir, stride_mode=stride_mode)

@@ -1,0 +1,274 @@
+"""Streaming inference (issue 29, part 1): the step model equals its written definition
+(edgeskel/stream/semantics.py, docs/STREAMING.md) after every call, in PyTorch, ONNX Runtime
+and OpenVINO; streaming.json alone drives the exported graph; unstreamable models refuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgeskel import models
+from edgeskel.checkpoint import ModelSpec, Preprocess, save_checkpoint
+from edgeskel.compress.layers import LowRankConv1x1, LowRankConvK, Tucker2Conv
+from edgeskel.layouts import get_layout
+from edgeskel.stream import NotStreamable, build_step_model, run_stream
+from edgeskel.stream.export import export_streaming, parity_sequence
+from edgeskel.stream.semantics import reference_logits
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convs on a shared 2-core box: extra torch threads only spin (1 s per call measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-looking numbers: BN statistics and affine terms away from identity, a head with
+    unit-scale logits (PYSKL's init gives 0.01-scale ones, which would hide errors)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        elif isinstance(m, nn.Linear):
+            m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) * 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return net.eval()
+
+
+def _factorize(net: nn.Module) -> nn.Module:
+    """Swap every temporal conv for edgeskel's factorized structures (compress/layers.py): the
+    first k x 1 conv SVD (k x 1 -> 1x1), the others Tucker-2 (1x1 -> k x 1 -> 1x1), strided
+    1x1 convs low-rank (strided 1x1 -> 1x1). Weights are random: structure is what is tested."""
+    first = True
+    for mod in list(net.modules()):
+        for name, c in list(mod.named_children()):
+            if type(c) is not nn.Conv2d:
+                continue
+            if c.kernel_size[0] > 1:
+                if first:
+                    new = LowRankConvK(c.in_channels, c.out_channels, c.kernel_size, 3, c.stride, c.padding, c.dilation)
+                    first = False
+                else:
+                    new = Tucker2Conv(c.in_channels, c.out_channels, c.kernel_size, max(1, c.in_channels // 2),
+                                      max(1, c.out_channels // 2), c.stride, c.padding, c.dilation)
+            elif c.stride[0] > 1:
+                new = LowRankConv1x1(c.in_channels, c.out_channels, max(1, c.out_channels // 2), 1, c.stride, c.padding)
+            else:
+                continue
+            setattr(mod, name, new)
+    return net
+
+
+def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: str = "joint", factorized: bool = False,
+           num_classes: int = 5, **kw) -> tuple[nn.Module, ModelSpec]:
+    layout = get_layout("ntu25")
+    kwargs = {"width": 0.125, "num_stages": 5, **kw}
+    net = models.build(name, num_classes, layout, num_person=persons, **kwargs)
+    if factorized:
+        _factorize(net)
+    spec = ModelSpec(name, num_classes, layout, {"num_person": persons, **kwargs},
+                     preprocess=Preprocess(num_frames=frames, num_person=persons, streams=stream))
+    return _randomize(net), spec
+
+
+def _stream(step, extra_calls: int = 5, seed: int = 1) -> np.ndarray:
+    return parity_sequence(step, extra_calls=extra_calls, seed=seed)
+
+
+CASES = {
+    "stgcn-keep-stride": dict(),
+    "stgcn-remove-stride-motion": dict(stream="motion", stride_mode="remove"),
+    "stgcn-mvc-bone-1person": dict(persons=1, stream="bone", data_bn_type="MVC"),
+    "stgcn-factorized": dict(factorized=True),
+    "stgcnpp-keep-stride": dict(name="stgcnpp"),
+    "stgcnpp-factorized-bone_motion": dict(name="stgcnpp", factorized=True, stream="bone_motion"),
+    "stgcn-10-stages-stride-4": dict(num_stages=10, width=0.0625, frames=12),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_step_model_equals_full_history_definition(case):
+    """After every call the step model's decision equals the definition computed from scratch:
+    the unchanged network over the whole (causally preprocessed) history, mean of the per-frame
+    logits of the last W complete output frames. Covers the pre-start masks (first calls),
+    the delayed residual/branches, strides kept (stride 2 and 4), strides removed, an empty
+    call (held), an absent second person, and factorized temporal convs."""
+    kw = dict(CASES[case])
+    mode = kw.pop("stride_mode", "keep")
+    net, spec = _model(**kw)
+    step = build_step_model(net, spec, mode)
+    x = _stream(step)
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    s = step.plan.stride
+    ref = np.stack([reference_logits(step, x[:, : (i + 1) * s]) for i in range(len(got))])
+    assert np.abs(ref).max() > 0.1  # non-trivial logits
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max()), np.abs(got - ref).max(axis=1)
+    first = -(-step.plan.valid_from // s) - 1  # the first call whose decision averages a full window
+    assert np.all(ref[: step.plan.lag] == 0) and np.all(ref[first:] != 0)
+
+
+def test_plan_matches_the_receptive_field():
+    """Independent of the lag algebra: ST-GCN's temporal look-ahead is the sum of its 9x1
+    convs' paddings in input frames; 5 blocks (the 5th with stride 2) see 4*4 + 4 = 20 frames
+    ahead, so a keep-stride stream (a decision every 2 frames) averages W = 8 outputs and the
+    stride-removed one 16 outputs, 20 frames (+1 for motion) late."""
+    net, spec = _model()
+    plan = build_step_model(net, spec, "keep").plan
+    assert (plan.stride, plan.delay, plan.window_outputs, plan.window, plan.valid_from) == (2, 20, 8, 16, 36)
+    net, spec = _model(stream="motion")
+    plan = build_step_model(net, spec, "remove").plan
+    assert (plan.stride, plan.delay, plan.window_outputs, plan.valid_from) == (1, 21, 16, 37)
+
+
+def test_empty_frames_hold_the_state_and_the_decision():
+    net, spec = _model()
+    step = build_step_model(net, spec, "remove")
+    x = _stream(step)
+    states = step.initial_states()
+    with torch.no_grad():
+        for i in range(30):
+            out = step(torch.from_numpy(x[:, i:i + 1]).unsqueeze(0), *states)
+            states = list(out[1:])
+        held = step(torch.zeros(step.frame_shape()), *states)
+    assert torch.equal(held[0], out[0])
+    assert all(torch.equal(a, b) for a, b in zip(held[1:], states, strict=True))
+
+
+def test_windowed_model_is_not_changed():
+    net, spec = _model()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(1, 3, 16, 25, 2)
+    y0 = net(x)
+    build_step_model(net, spec, "remove")
+    assert torch.equal(net(x), y0) and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized"])
+def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
+    """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
+    model (export_streaming's own parity gate), which equals the definition (test above); here
+    also checked directly against the definition at the last calls."""
+    from edgeskel.stream.replay import session_for
+
+    kw = dict(CASES[case])
+    net, spec = _model(**kw)
+    res = export_streaming(net, spec, "openvino", "fp32", tmp_path)
+    assert res["status"] == "ok"
+    assert res["parity"]["ort"]["passed"] and res["parity"]["openvino"]["passed"], res["parity"]
+    assert res["parity"]["ort"]["scale"] > 0.1
+    step = build_step_model(net, spec, "keep")
+    x = _stream(step, seed=3)
+    s = step.plan.stride
+    for backend in ("ort", "openvino"):
+        got = session_for(tmp_path, backend, threads=1).replay(x)
+        for i in (len(got) - 2, len(got) - 1):
+            ref = reference_logits(step, x[:, : (i + 1) * s])
+            assert np.abs(got[i] - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max()), backend
+    assert {"model.onnx", "model.xml", "model.bin", "streaming.json"} <= {p.name for p in tmp_path.iterdir()}
+
+
+STANDALONE = textwrap.dedent("""
+    # A deployment: numpy + onnxruntime + streaming.json, nothing else.
+    import json, sys
+    sys.modules["edgeskel"] = None  # any edgeskel import would fail
+    import numpy as np
+    import onnxruntime as ort
+    d = sys.argv[1]
+    c = json.load(open(d + "/streaming.json"))
+    sess = ort.InferenceSession(d + "/" + c["files"]["onnx"], providers=["CPUExecutionProvider"])
+    states = {s["input"]: np.full(s["shape"], s["initial"], dtype=s["dtype"]) for s in c["state"]}
+    frames = np.load(sys.argv[2])  # (C, L, V, M) raw
+    outs = [s["output"] for s in c["state"]]
+    decisions = []
+    for i in range(0, frames.shape[1], c["stride"]):
+        feeds = {c["frame_input"]: frames[None, :, i:i + c["stride"]].astype(np.float32), **states}
+        res = sess.run([c["logits_output"]] + outs, feeds)
+        decisions.append(res[0][0])
+        states = {s["input"]: v for s, v in zip(c["state"], res[1:])}
+    np.save(sys.argv[3], np.stack(decisions))
+""")
+
+
+def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
+    net, spec = _model(stream="motion")
+    export_streaming(net, spec, "ort", "fp32", tmp_path / "art", stride_mode="remove", check=False)
+    contract = json.loads((tmp_path / "art" / "streaming.json").read_text())
+    for key in ("frame_input", "logits_output", "state", "stride", "window", "valid_from"):
+        assert key in contract
+    assert contract["state"][0] == {"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}
+    step = build_step_model(net, spec, "remove")
+    x = _stream(step, seed=5)
+    np.save(tmp_path / "frames.npy", x)
+    (tmp_path / "run.py").write_text(STANDALONE)
+    subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "art"), str(tmp_path / "frames.npy"),
+                    str(tmp_path / "out.npy")], check=True, timeout=120)
+    got = np.load(tmp_path / "out.npy")
+    ref = run_stream(step, torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name, says", [
+    ("ctrgcn", "mean over the whole window"),
+    ("pyskl_ctrgcn", "mean over the whole"),
+    ("aagcn", "product over all T frames"),
+    ("efficientgcn", "averages over the whole"),
+    ("hyperformer", "not yet"),
+    ("msg3d", "not yet"),
+    ("shiftgcn", "not yet"),
+])
+def test_unstreamable_models_refuse_with_the_reason(name, says):
+    entry = models.model_entry(name)
+    tiny = dict(entry.tiny or {})
+    layout = get_layout(tiny.pop("layout", "ntu25"))
+    net = models.build(name, 4, layout, **tiny)
+    spec = ModelSpec(name, 4, layout, tiny)
+    with pytest.raises(NotStreamable, match=says):
+        build_step_model(net, spec)
+
+
+def test_a_module_with_no_streaming_rule_is_refused():
+    class MeanOverT(nn.Module):  # a global temporal op hidden in a block
+        def forward(self, x):
+            return x - x.mean(2, keepdim=True)
+
+    net, spec = _model()
+    net.gcn[1].tcn = nn.Sequential(net.gcn[1].tcn, MeanOverT())
+    with pytest.raises(NotStreamable, match="MeanOverT"):
+        build_step_model(net, spec)
+
+
+def test_cli_export_form_streaming(tmp_path, capsys):
+    from edgeskel.cli import main
+
+    net, spec = _model()
+    ckpt = save_checkpoint(tmp_path / "m.pt", net, spec)
+    rc = main(["export", "--checkpoint", str(ckpt), "--backend", "ort", "--precision", "fp32", "--form", "streaming",
+               "--out", str(tmp_path / "s")])
+    assert rc in (0, None)
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["plan"]["stride"] == 2
+    c = json.loads((tmp_path / "s" / "streaming.json").read_text())
+    assert (c["stride"], c["window"], c["valid_from"], c["files"]) == (2, 16, 36, {"onnx": "model.onnx"})
+
+    other = models.build("ctrgcn", 4, get_layout("kinect20"), width=0.125, num_stages=5)
+    bad = save_checkpoint(tmp_path / "c.pt", other, ModelSpec("ctrgcn", 4, get_layout("kinect20"),
+                                                              {"width": 0.125, "num_stages": 5}))
+    rc = main(["export", "--checkpoint", str(bad), "--backend", "ort", "--form", "streaming", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "CTR-GCN refines its topology" in err[0]
+    rc = main(["export", "--checkpoint", str(ckpt), "--backend", "ort", "--stride-mode", "remove", "--out",
+               str(tmp_path / "w")])
+    assert rc == 2 and "only for --form streaming" in capsys.readouterr().err
