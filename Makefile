@@ -18,7 +18,9 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 setup: $(STAMP)
 
+# The layer contracts (pyproject [tool.importlinter], docs/DESIGN.md "Layers") are part of the tests.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
 
 test-slow: $(STAMP)
@@ -37,6 +39,7 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgeskel tests
+	$(BIN)/lint-imports --no-cache
 
 # make exits 2 whenever a command fails, whatever its code; edgeskel's own exit code (1 FAILED,
 # 2 usage, 3 NOT MEASURED) is printed, and scripts run $(BIN)/edgeskel directly to read it.

@@ -20,8 +20,9 @@ from edgeskel import __version__
 from edgeskel.errors import CheckpointError, EdgeskelError
 from edgeskel.io import torch_load_safe, torch_save_atomic
 from edgeskel.layouts import BUILTIN_LAYOUTS, SkeletonLayout, get_layout
+from edgeskel.weights import EDGESKEL_FORMAT
 
-FORMAT = "edgeskel-checkpoint/1"
+FORMAT = EDGESKEL_FORMAT  # the weights layer recognises it too (weights.sniff, models.user)
 
 
 @dataclass
@@ -140,7 +141,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, extra: 
 def load_checkpoint(path: str | Path, layout: str | SkeletonLayout | None = None) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
     """Rebuild and load a model from an edgeskel checkpoint. Returns (model in eval mode, spec, extra).
     `layout` is needed only for old checkpoints that stored a custom layout's name alone."""
-    from edgeskel.models.importers.formats import describe, sniff
+    from edgeskel.weights import describe, sniff  # noqa: I001
 
     fmt = sniff(path)  # before torch.load: a TFLite/ONNX/Paddle file gets a message naming it
     if fmt not in ("torch-zip", "torch-legacy"):

@@ -105,18 +105,18 @@ class SSHSpec(_Strict):
     options: dict[str, str] = Field(default_factory=dict)
 
     # Profiles are untrusted: a host like `-oProxyCommand=...` would run a local command, and
-    # most ssh options can (see edgeskel/remote/ssh_policy.py for the allow-list).
+    # most ssh options can (see edgeskel/ssh_policy.py for the allow-list).
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        from edgeskel.remote.ssh_policy import check_host
+        from edgeskel.ssh_policy import check_host
 
         return check_host(v)
 
     @field_validator("user")
     @classmethod
     def _user(cls, v: str | None) -> str | None:
-        from edgeskel.remote.ssh_policy import check_user
+        from edgeskel.ssh_policy import check_user
 
         return check_user(v)
 
@@ -140,7 +140,7 @@ class SSHSpec(_Strict):
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, str]) -> dict[str, str]:
-        from edgeskel.remote.ssh_policy import check_options
+        from edgeskel.ssh_policy import check_options
 
         return check_options(v)
 
@@ -253,7 +253,7 @@ def _check_ssh_files(profile: DeviceProfile, source: Path) -> None:
             raise ConfigError(f"{source}: invalid device profile: ssh.{key}: file {value} not found "
                               f"(allowed: an existing file, or null to use ~/.ssh/config and ssh-agent)")
     if profile.ssh.config_file:
-        from edgeskel.remote.ssh_policy import check_config_file
+        from edgeskel.ssh_policy import check_config_file
 
         check_config_file(profile.ssh.config_file)  # held to the same option allow-list
 

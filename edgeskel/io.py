@@ -57,7 +57,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def save_figure_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
@@ -71,7 +71,7 @@ def save_figure_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.generic):
@@ -154,7 +154,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_json(obj: Any) -> str:
-    return sha256_bytes(json.dumps(obj, sort_keys=True, default=_json_default).encode())
+    return sha256_bytes(json.dumps(obj, sort_keys=True, default=json_default).encode())
 
 
 def torch_save_atomic(obj: Any, path: str | Path) -> Path:

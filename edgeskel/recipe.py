@@ -80,7 +80,7 @@ class ModelSection(BaseModel):
     def _check_source(cls, v: str | None) -> str | None:
         if v is None or v == "auto":
             return v
-        from edgeskel.models.importers import available_sources
+        from edgeskel.importers import available_sources
 
         if v not in available_sources():
             raise ValueError(f"unknown import source {v!r}{did_you_mean(v, available_sources())}; "

@@ -19,8 +19,9 @@ from test_tune_latency import SHAPE, FakeTimer, _cfg, _low_rank_model, _tiny_rec
 
 from edgeskel.compress import compress_model
 from edgeskel.compress.device_latency import latency_table_for
-from edgeskel.compress.latency_table import LatencyTable, export_layer
+from edgeskel.compress.latency_table import LatencyTable
 from edgeskel.errors import ConfigError
+from edgeskel.export.onnx import export_layer
 from edgeskel.remote.bundle import make_layer_bundle
 from edgeskel.remote.device_runner import run_bundle
 

@@ -14,7 +14,7 @@ from edgeskel import models
 from edgeskel.checkpoint import ModelSpec, Preprocess
 from edgeskel.errors import DataError
 from edgeskel.layouts import get_layout
-from edgeskel.models.predict import check_input_shape
+from edgeskel.predict import check_input_shape
 
 torch.set_num_threads(1)
 NAMES = models.available_models()

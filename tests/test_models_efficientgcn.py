@@ -206,7 +206,7 @@ def test_paddle_port_imports_through_the_restricted_unpickler(tmp_path):
     import pickle
     from collections import OrderedDict
 
-    from edgeskel.models.importers import import_checkpoint
+    from edgeskel.importers import import_checkpoint
 
     d = fixture()
     paddle = OrderedDict()
@@ -228,7 +228,7 @@ def test_paddle_port_imports_through_the_restricted_unpickler(tmp_path):
 def test_adapter_reports_a_foreign_graph(tmp_path):
     """The stored graphs A must be the one our layout builds (else the spec lies)."""
     from edgeskel.errors import CheckpointError
-    from edgeskel.models.importers import import_checkpoint
+    from edgeskel.importers import import_checkpoint
 
     state = dict(official_state())
     state["main_stream.block-0_scn.conv.A"] = state["main_stream.block-0_scn.conv.A"].flip(-1)

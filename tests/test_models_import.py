@@ -17,9 +17,9 @@ from edgeskel import models
 from edgeskel.checkpoint import Preprocess, load_checkpoint, save_checkpoint
 from edgeskel.cli import main
 from edgeskel.errors import CheckpointError, ConfigError
+from edgeskel.importers import available_sources, get_importer, import_checkpoint, import_official
 from edgeskel.layouts import get_layout
 from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
-from edgeskel.models.importers import available_sources, get_importer, import_checkpoint, import_official
 
 _PYSKL_NTU_EDGES = edges_to_kwarg(NTU25_HANDS_TO_WRIST_EDGES)
 

@@ -21,7 +21,7 @@ from edgeskel import models
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.cli import main
 from edgeskel.errors import CheckpointError
-from edgeskel.models.importers import import_checkpoint, sniff
+from edgeskel.importers import import_checkpoint, sniff
 
 torch.set_num_threads(1)
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"

@@ -215,7 +215,7 @@ def test_cli_import_without_flags_then_predict(tmp_path):
 
 
 def test_adapter_detects_and_imports_other_configurations(tmp_path):
-    from edgeskel.models.importers import import_checkpoint
+    from edgeskel.importers import import_checkpoint
 
     net = models.build("shiftgcn", 9, "kinect20", num_person=1, base_channels=8, num_stages=5, shift_radius=4)
     net = _calibrated(net, torch.randn(2, 3, 12, 20, 1))
@@ -229,7 +229,7 @@ def test_adapter_detects_and_imports_other_configurations(tmp_path):
 
 
 def test_adapter_lists_unmatched_keys(tmp_path):
-    from edgeskel.models.importers import import_checkpoint
+    from edgeskel.importers import import_checkpoint
 
     state = dict(torch.load(fixture() / "checkpoint.pt", weights_only=True))
     state.pop("l4.tcn1.bn2.running_var")

@@ -279,7 +279,7 @@ def test_fuzz_ssh_blocks(host: str, user: str | None, options: dict) -> None:
     follows `--` and whose options are all allow-listed."""
     from edgeskel.devices import load_profile
     from edgeskel.remote import SSHTarget
-    from edgeskel.remote.ssh_policy import ALLOWED_OPTIONS
+    from edgeskel.ssh_policy import ALLOWED_OPTIONS
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "dev.yaml"

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeskel.data.safe_pickle import safe_load, safe_loads
 from edgeskel.errors import CheckpointError, ConfigError, DataError
+from edgeskel.safe_pickle import safe_load, safe_loads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ FIFO_LOADERS = {
     "ctrgcn": "from edgeskel.data import load_dataset; load_dataset('ctrgcn:' + P)",
     "json": "from edgeskel.data.readers.common import read_json; from pathlib import Path; read_json(Path(P))",
     "text": "from edgeskel.data.readers.common import read_text; from pathlib import Path; read_text(Path(P))",
-    "safe_load": "from edgeskel.data.safe_pickle import safe_load; safe_load(P)",
+    "safe_load": "from edgeskel.safe_pickle import safe_load; safe_load(P)",
     "checkpoint": "from edgeskel.io import torch_load_safe; torch_load_safe(P)",
 }
 FIFO_NAMES = {"pyskl": "a.pkl", "ntu": "S001C001P001R001A001.skeleton", "ctrgcn": "NTU60_CS.npz", "json": "a.json",

@@ -88,7 +88,7 @@ def test_restricted_unpickler_keeps_plain_data(protocol):
 def test_checkpoint_with_code_is_refused(tmp_path, payload):
     """An edgeskel checkpoint, a trainer resume state, and an official checkpoint handed to an
     importer are all loaded with weights_only=True: the payload never runs."""
-    from edgeskel.models.importers import import_official
+    from edgeskel.importers import import_official
 
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.ckpt"

@@ -298,7 +298,7 @@ def test_ssh_options_outside_the_allow_list_are_refused(option, value, tmp_path,
 def test_allowed_ssh_options_and_the_command_line():
     """Allow-listed options pass (canonical spelling); `--` ends the options right before the
     destination; the safety options come before anything the profile sets."""
-    from edgeskel.remote.ssh_policy import ALLOWED_OPTIONS
+    from edgeskel.ssh_policy import ALLOWED_OPTIONS
 
     t = SSHTarget(name="cpu", host="jetson-7.lab", user="ubuntu", port=2222,
                   options={"proxyjump": "admin@bastion:22,[fe80::1%eth0]:2200", "Compression": "yes",

@@ -8,56 +8,13 @@ timing variant A for a minute and then variant B would measure the drift, not th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgeskel.remote.device_runner import latency_stats, time_infer
+from edgeskel.validate.latency import batch_from, interleaved_latency, progress_bar  # noqa: F401 - bench's timing is validate's
 
 TARGETS = {"speedup_vs_torch": 3.0, "speedup_vs_best_baseline": 1.5, "max_top1_drop": 1.0, "size_reduction_vs_onnx": 4.0}
-
-
-def batch_from(x: np.ndarray, n: int) -> np.ndarray:
-    """The first n test samples (wrapping around), so every variant sees the same inputs."""
-    idx = np.arange(n) % len(x)
-    return np.ascontiguousarray(x[idx], dtype=np.float32)
-
-
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=not enabled, transient=True)
-
-
-def interleaved_latency(infers: dict[str, Callable[[np.ndarray], np.ndarray]], batches: dict[int, np.ndarray],
-                        rounds: int, runs: int, warmup: int, max_seconds: float | None, progress: bool = True,
-                        label: str = "latency") -> dict[str, dict[str, dict[str, Any]]]:
-    """{variant: {str(batch): latency_stats over all rounds + per-round p50s}}."""
-    names = list(infers)
-    samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
-    round_p50: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
-    with progress_bar(progress) as bar:
-        task = bar.add_task(label, total=rounds * len(names) * len(batches))
-        for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]  # rotate: no variant always runs first
-            for b, x in batches.items():
-                for n in order:
-                    t = time_infer(infers[n], x, warmup=warmup, runs=runs, max_seconds=max_seconds,
-                                   min_runs=min(10, runs), warmup_seconds=None if max_seconds is None else max_seconds / 4)
-                    samples[n][b] += t
-                    round_p50[n][b].append(float(np.median(t)))
-                    bar.advance(task)
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for n in names:
-        out[n] = {}
-        for b in batches:
-            st = latency_stats(samples[n][b], b)
-            st.pop("samples_ms", None)
-            st["round_p50"] = [round(v, 4) for v in round_p50[n][b]]
-            st["rounds"] = rounds
-            out[n][str(b)] = st
-    return out
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeskel.bench.measure import interleaved_latency
 from edgeskel.io import atomic_write_json
+from edgeskel.validate.latency import interleaved_latency
 
 
 def _session(path: Path, threads: int, disabled: list[str], optimized_out: Path | None = None) -> Any:

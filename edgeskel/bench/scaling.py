@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeskel.bench.measure import batch_from, interleaved_latency
 from edgeskel.bench.variants import BenchVariant, _cached, plain_onnx_export, spec_at_frames
+from edgeskel.validate.latency import batch_from, interleaved_latency
 
 
 def t_scaling(orig_model: Any, comp_model: Any, spec: Any, cspec: Any, best_ort: BenchVariant | None, dataset: Any,

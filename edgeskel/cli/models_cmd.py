@@ -92,8 +92,8 @@ def import_cmd(
     into an edgeskel checkpoint; source, model, layout and sizes are detected. With
     --entrypoint, wrap the weights of your own model instead."""
     from edgeskel.checkpoint import Preprocess, save_checkpoint
+    from edgeskel.importers import import_checkpoint
     from edgeskel.io import sha256_file
-    from edgeskel.models.importers import import_checkpoint
     from edgeskel.models.profile import count_params
 
     names = _read_class_names(class_names)
@@ -130,9 +130,10 @@ def _import_user_model(file: Path, entrypoint: str, model_kwargs: str | None, la
     """`edgeskel import WEIGHTS --entrypoint pkg.mod:build`: the user's module with their weights."""
     from edgeskel.checkpoint import Preprocess
     from edgeskel.errors import ConfigError
+    from edgeskel.importers.user import load_user_reference
     from edgeskel.layouts import get_layout
-    from edgeskel.models.importers.formats import sniff
-    from edgeskel.models.user import load_user_reference, trust_entrypoint
+    from edgeskel.models.user import trust_entrypoint
+    from edgeskel.weights import sniff
 
     if layout is None or num_classes is None:
         raise ConfigError("--entrypoint needs --layout and --num-classes (a user model's sizes are not detected)")
@@ -151,7 +152,7 @@ def _import_user_model(file: Path, entrypoint: str, model_kwargs: str | None, la
 @app.command("import-sources")
 def import_sources_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the code bases `edgeskel import` reads and the models each provides."""
-    from edgeskel.models.importers import get_importer, sources
+    from edgeskel.importers import get_importer, sources
 
     rows = [{"source": s, "models": list(m), "description": get_importer(s).description} for s, m in sources().items()]
     if as_json:
@@ -174,7 +175,7 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Run a checkpoint on a raw canonical tensor and save the logits."""
-    from edgeskel.models.predict import predict_file
+    from edgeskel.predict import predict_file
 
     res = predict_file(checkpoint, input, out, batch_size)
     if as_json:

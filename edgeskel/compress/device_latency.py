@@ -2,7 +2,7 @@
 
 Why: the rank policy 'latency' keeps a layer dense unless its factorized form measures faster,
 and what is faster on this host's x86 cores says little about an Orin's ARM cores or another
-runtime build. The forms are exported here exactly as for host timing (latency_table.export_layer),
+runtime build. The forms are exported here exactly as for host timing (export.onnx.export_layer),
 shipped as ONE layer bundle (remote/bundle.make_layer_bundle) per policy run, and timed by the
 same standalone device runner that measures whole models, forms of a layer interleaved. The
 device's runtime versions (asked over SSH) become part of the table's cache key.
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeskel.compress.latency_table import Job, export_layer
+from edgeskel.compress.latency_table import Job
 from edgeskel.errors import RemoteError
+from edgeskel.export.onnx import export_layer
 
 
 class DeviceLayerTimer:

@@ -237,8 +237,9 @@ class LatencyTable:
 
     def _time(self, info: LayerInfo, modules: dict[str, nn.Module], x: torch.Tensor) -> dict[str, float]:
         """Export each form to ONNX and time them interleaved with the backend's Runner."""
-        from edgeskel.bench.measure import interleaved_latency
+        from edgeskel.export.onnx import export_layer
         from edgeskel.runtime import get_runner
+        from edgeskel.validate.latency import interleaved_latency
 
         runners = {}
         with tempfile.TemporaryDirectory(prefix="edgeskel-lat-") as td:
@@ -264,18 +265,6 @@ class LatencyTable:
                 "batch_sizes": self.batch_sizes, "cache_file": str(self.cache_file) if self.cache_file else None,
                 "cache_hits": self.hits, "measured": self.measured, "versions": self.versions,
                 "timer": self.timed_by}
-
-
-def export_layer(module: nn.Module, x: torch.Tensor, path: Path) -> Path:
-    """One layer form alone as ONNX, exported exactly like whole models (legacy exporter,
-    opset 17, static shape, onnxslim), so its timing reflects the graph the model will have."""
-    import onnx
-
-    from edgeskel.export.onnx import _export_proto, _slim
-
-    proto = _slim(_export_proto(module.float(), x, 17, dynamic=False, out=path), path)
-    onnx.save(proto, str(path))
-    return path
 
 
 def _shape_hook(seen: dict[str, tuple[int, ...]], name: str) -> Callable[..., None]:

@@ -30,6 +30,7 @@ from edgeskel import __version__
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import ExportError
 from edgeskel.io import atomic_path
+from edgeskel.onnx_graph import iter_nodes  # noqa: F401 - public here too
 
 INPUT_NAME = "skeleton"
 OUTPUT_NAME = "logits"
@@ -181,18 +182,6 @@ def _refuse_einsum(proto: onnx.ModelProto, out: Path) -> None:
         )
 
 
-def iter_nodes(graph: onnx.GraphProto):
-    """All nodes including those inside If/Loop/Scan subgraphs."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from iter_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from iter_nodes(g)
-
-
 def _opset(proto: onnx.ModelProto) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
@@ -205,7 +194,7 @@ def _set_metadata(proto: onnx.ModelProto, spec: ModelSpec, opset: int) -> None:
         "num_classes": str(spec.num_classes),
         "class_names": json.dumps(list(spec.class_names)),
         "preprocess": json.dumps(spec.preprocess.to_dict()),
-        "spec": json.dumps(spec.to_dict(), default=_json_default),
+        "spec": json.dumps(spec.to_dict(), default=_metadata_default),
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "input_layout": "NCTVM",
@@ -220,7 +209,7 @@ def _set_metadata(proto: onnx.ModelProto, spec: ModelSpec, opset: int) -> None:
     proto.producer_version = __version__
 
 
-def _json_default(obj: Any) -> Any:
+def _metadata_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, (np.ndarray, tuple)):
@@ -248,3 +237,11 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
         if key in meta:
             meta[key] = int(meta[key])
     return meta
+
+
+def export_layer(module: nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """One layer form alone as ONNX, exported exactly like whole models (legacy exporter,
+    opset 17, static shape, onnxslim), so its timing reflects the graph the model will have."""
+    proto = _slim(_export_proto(module.float(), x, 17, dynamic=False, out=path), path)
+    onnx.save(proto, str(path))
+    return path

@@ -151,40 +151,10 @@ def check_user_model(net: nn.Module, num_classes: int, input_shape: tuple[int, i
 def is_edgeskel_checkpoint(path: str | Path) -> bool:
     """True for a checkpoint edgeskel wrote (it carries its spec); False for the user's own
     weights file (a plain state_dict in any format `edgeskel import` reads)."""
-    from edgeskel.checkpoint import FORMAT
     from edgeskel.io import torch_load_safe
-    from edgeskel.models.importers.formats import sniff
+    from edgeskel.weights import EDGESKEL_FORMAT, sniff
 
     if sniff(path) not in ("torch-zip", "torch-legacy"):
         return False
     payload = torch_load_safe(path)
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
-
-
-def load_user_reference(
-    entrypoint: str, kwargs: dict[str, Any], checkpoint: str | Path | None, num_classes: int,
-    layout: SkeletonLayout, preprocess: Any, class_names: list[str],
-) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model, spec, extra) for a user model: an edgeskel checkpoint of it, or the user's module
-    with weights from their own file (any format `edgeskel import` reads, loaded safely and
-    strictly), or untrained when `checkpoint` is None (the caller trains it)."""
-    from edgeskel.checkpoint import ModelSpec, load_checkpoint, load_state_strict
-    from edgeskel.models.importers.formats import read_checkpoint
-    from edgeskel.models.registry import build
-
-    if checkpoint is not None and is_edgeskel_checkpoint(checkpoint):
-        net, spec, extra = load_checkpoint(checkpoint)
-        if spec.name != "user" or spec.kwargs.get("entrypoint") != entrypoint:
-            raise ConfigError(f"{checkpoint}: an edgeskel checkpoint of {spec.kwargs.get('entrypoint') or spec.name!r}, "
-                              f"not of the recipe's entrypoint {entrypoint!r}")
-        return net, spec, extra
-    spec = ModelSpec(name="user", num_classes=num_classes, layout=layout,
-                     kwargs={"entrypoint": entrypoint, "kwargs": dict(kwargs), "num_person": preprocess.num_person},
-                     class_names=list(class_names), preprocess=preprocess)
-    net = build("user", num_classes, layout, **spec.kwargs)
-    check_user_model(net, num_classes, spec.input_shape, f"entrypoint {entrypoint!r}")
-    extra: dict[str, Any] = {}
-    if checkpoint is not None:
-        load_state_strict(net, read_checkpoint(checkpoint).state, source=f"{checkpoint} (user model {entrypoint})")
-        extra["user_weights"] = str(checkpoint)
-    return net.eval(), spec, extra
+    return isinstance(payload, dict) and payload.get("format") == EDGESKEL_FORMAT

@@ -104,17 +104,17 @@ def run_pipeline(
             pre = steps.recipe_preprocess(rec, dataset)
             arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
             for k, v in arrays.items():
-                _save_npy(d / f"{k}.npy", v)
+                save_npy(d / f"{k}.npy", v)
                 kill_point("data", f"after_{k}")
             return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
                     "num_test": int(len(arrays["test_y"])), "validation": validation,
                     "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
                     "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
-                    "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
+                    "info": jsonable(dataset.info), "skipped": len(dataset.skipped)}
 
         data_res = run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"),
                                           "export": rec.export.model_dump(mode="json"),
-                                          "dataset": _dataset_fingerprint(dataset)}, data_stage, log)
+                                          "dataset": dataset_fingerprint(dataset)}, data_stage, log)
         # val_*: the validation split (selection, INT8 gates); test_*: the report's accuracy only.
         val_x = np.load(run.root / "data" / "val_x.npy")
         val_y = np.load(run.root / "data" / "val_y.npy")
@@ -144,7 +144,7 @@ def run_pipeline(
             from edgeskel.train.metrics import accuracy_summary, predict_logits
 
             logits = predict_logits(model, test_x)
-            _save_npy(d / "ref_logits.npy", logits)
+            save_npy(d / "ref_logits.npy", logits)
             return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, test_y),
                           **steps.model_stats(model, spec)}
 
@@ -213,7 +213,7 @@ def run_pipeline(
                 if err is not None:
                     results[key] = {"status": "error", "reason": err}
                     continue
-                results[key] = _jsonable(res)
+                results[key] = jsonable(res)
                 outputs += [str(Path(key) / f) for f in _artifact_files(d / key)]
             return {"variants": results, "outputs": outputs,
                     **({"unlabelled": unlabelled["info"]} if "info" in unlabelled else {})}
@@ -307,7 +307,7 @@ def _as_typed(path: Path) -> str:
         return str(path.absolute())
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
+def save_npy(path: Path, arr: np.ndarray) -> None:
     import io
 
     from edgeskel.io import atomic_write_bytes
@@ -327,7 +327,7 @@ def _artifact_files(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _dataset_fingerprint(dataset: Any) -> str:
+def dataset_fingerprint(dataset: Any) -> str:
     """Content hash of the raw samples and labels (so changed data re-runs every stage)."""
     import hashlib
 
@@ -341,12 +341,12 @@ def _dataset_fingerprint(dataset: Any) -> str:
     return h.hexdigest()
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     import json
 
-    from edgeskel.io import _json_default
+    from edgeskel.io import json_default
 
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 __all__ = ["EdgeskelError", "run_pipeline", "run_report_stage"]

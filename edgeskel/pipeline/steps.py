@@ -138,14 +138,14 @@ def reference_candidate(recipe: Recipe, dataset: Any) -> tuple[nn.Module, ModelS
     reference stage trains the last; the fail-fast export check uses any of them as they are."""
     m = recipe.model
     if m.entrypoint and m.checkpoint:  # the user's own module with their weights
-        from edgeskel.models.user import load_user_reference
+        from edgeskel.importers.user import load_user_reference
 
         model, spec, extra = load_user_reference(m.entrypoint, m.kwargs, m.checkpoint, len(dataset.class_names),
                                                  dataset.layout, recipe_preprocess(recipe, dataset),
                                                  list(dataset.class_names))
         return model, spec, extra, f"user model ({m.entrypoint})"
     if m.checkpoint and m.import_from:
-        from edgeskel.models.importers import import_official
+        from edgeskel.importers import import_official
 
         pre = recipe_preprocess(recipe, dataset)
         model, spec = import_official(m.import_from, m.checkpoint, m.name, dataset.layout,

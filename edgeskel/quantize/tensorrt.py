@@ -60,7 +60,7 @@ QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
 def _nodes(graph: onnx.GraphProto):
-    from edgeskel.export.onnx import iter_nodes
+    from edgeskel.onnx_graph import iter_nodes
 
     return list(iter_nodes(graph))
 

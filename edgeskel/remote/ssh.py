@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeskel.errors import ConfigError, RemoteError
-from edgeskel.remote.ssh_policy import SAFETY_OPTIONS, check_config_file, check_host, check_options, check_user
+from edgeskel.ssh_policy import SAFETY_OPTIONS, check_config_file, check_host, check_options, check_user
 
 __all__ = ["SAFETY_OPTIONS", "SSHTarget", "rpath"]
 

@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeskel.errors import ConfigError
-
 
 class Runner(ABC):
     """Runs one artifact. `infer` takes a float32 (N, C, T, V, M) batch and returns (N, K) logits."""
@@ -55,17 +53,3 @@ def register_runner(name: str) -> Callable[[type[Runner]], type[Runner]]:
         return cls
 
     return deco
-
-
-def get_runner(backend: str, artifact: str | Path, **kwargs: Any) -> Runner:
-    import edgeskel.runtime  # noqa: F401 - registers built-in runners
-
-    if backend not in _RUNNERS:
-        raise ConfigError(f"unknown backend {backend!r}; available: {sorted(_RUNNERS)}")
-    return _RUNNERS[backend](artifact, **kwargs)
-
-
-def available_runners() -> list[str]:
-    import edgeskel.runtime  # noqa: F401
-
-    return sorted(_RUNNERS)

@@ -53,7 +53,7 @@ def make_contract(step, files: dict[str, str], extra: dict[str, Any] | None = No
         "delay": plan.delay,
         "window_outputs": plan.window_outputs,
         "stride_mode": plan.stride_mode,
-        "hold_on_empty": True,
+        "hold_on_empty": bool(step.hold_empty),
         "model": plan.model,
         "num_classes": plan.num_classes,
         "class_names": list(spec.class_names),

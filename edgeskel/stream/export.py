@@ -69,15 +69,17 @@ def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify
     return out
 
 
-def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0) -> np.ndarray:
-    """A raw test stream (C, L, V, M): past `valid_from`, person 1 absent at first, one empty call."""
+def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0, hold: bool = True) -> np.ndarray:
+    """A raw test stream (C, L, V, M): past `valid_from`, person 1 absent at first, one empty call
+    (`hold`: only for graphs that hold on empty calls)."""
     p = step.plan
     calls = -(-p.valid_from // p.stride) + extra_calls
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(p.channels, calls * p.stride, p.joints, p.persons)).astype(np.float32)
     if p.persons > 1:
         x[:, : 3 * p.stride, :, 1:] = 0
-    x[:, 4 * p.stride: 5 * p.stride] = 0  # an empty call: the state must hold
+    if hold:
+        x[:, 4 * p.stride: 5 * p.stride] = 0  # an empty call: the state must hold
     return x
 
 
@@ -86,7 +88,7 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
     from edgeskel.stream.replay import session_for
     from edgeskel.validate.parity import check_parity
 
-    frames = parity_sequence(step) if frames is None else frames
+    frames = parity_sequence(step, hold=step.hold_empty) if frames is None else frames
     ref = run_stream(step, torch.from_numpy(frames)).numpy()
     got = session_for(out_dir, backend, threads=1, precision=precision).replay(frames)
     res = check_parity(ref, got, precision)
@@ -95,7 +97,8 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
 
 
 def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision: str, out_dir: str | Path,
-                     stride_mode: str = "keep", opset: int = 17, check: bool = True) -> dict[str, Any]:
+                     stride_mode: str = "keep", opset: int = 17, check: bool = True,
+                     hold_empty: bool = True) -> dict[str, Any]:
     """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
     Raises NotStreamable (with the reason) for models without a streaming form."""
     if backend not in BACKENDS:
@@ -104,7 +107,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         raise ConfigError(f"--form streaming: precision {precision!r} on {backend} is not supported yet "
                           f"(supported: {list(PRECISIONS[backend])}; INT8/bf16 step graphs are a later part of issue 29)")
     out_dir = Path(out_dir)
-    step = build_step_model(model, spec, stride_mode)
+    step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty)
     onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
     files = {"onnx": onnx_path.name}
     if backend == "openvino":

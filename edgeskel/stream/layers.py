@@ -90,9 +90,14 @@ def conv_timeline(tl: Timeline, k: int, s: int, p: int, d: int) -> tuple[Timelin
 
 
 class _Temporal(_Stateful):
-    """Common part of StreamConv / StreamMaxPool: buffer, chunk, mask of negative indices."""
+    """Common part of StreamConv / StreamMaxPool: buffer, chunk, mask of negative indices.
+
+    Convs mask only the incoming chunk (their zero initial state already is their padding, and
+    what enters the state was masked on arrival); max pools, whose padding is -inf, mask the
+    whole window. A mask is `count >= threshold` per frame: one compare and one Where."""
 
     pad_value = 0.0
+    mask_window = False
 
     def _setup(self, tl: Timeline, k: int, s: int, p: int, d: int, channels: int, ctx: StreamContext) -> Timeline:
         out, self.buffer = conv_timeline(tl, k, s, p, d)
@@ -102,14 +107,24 @@ class _Temporal(_Stateful):
         else:
             self.__dict__["_ctx"] = ctx
             self.slot = -1
-        # first index of the frames this layer convolves at call 0 (< 0 means a mask is needed)
-        self.first = -tl.lag - self.buffer
-        self.masked = self.first < 0
-        if self.masked:
-            ctx.settle = max(ctx.settle, math.ceil(-self.first / tl.n))
+        # index of frame i of what is masked, at call c: c * n_in + first + i; kept once >= 0
+        if self.mask_window:
+            first, size = -tl.lag - self.buffer, self.buffer + tl.n
+        else:
+            first, size = -tl.lag, tl.n
+        thr = [max(0, math.ceil(-(first + i) / tl.n)) for i in range(size)]
+        self.masked = max(thr) > 0
+        self.register_buffer("threshold", torch.tensor(thr, dtype=torch.float32).reshape(1, 1, -1, 1),
+                             persistent=False)
+        ctx.settle = max(ctx.settle, max(thr))
         return out
 
+    def _mask(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.ctx.count >= self.threshold, h, torch.full_like(h, self.pad_value))
+
     def _window(self, x: torch.Tensor) -> torch.Tensor:
+        if self.masked and not self.mask_window:
+            x = self._mask(x)
         if self.buffer > 0:
             h = torch.cat([self._state(), x], 2)
             self._set(h[:, :, h.shape[2] - self.buffer:])
@@ -117,10 +132,8 @@ class _Temporal(_Stateful):
             h = x[:, :, -self.buffer:]
         else:
             h = x
-        if self.masked:
-            pos = self.ctx.count * float(self.n_in) + torch.arange(h.shape[2], dtype=h.dtype) + float(self.first)
-            keep = (pos >= 0).reshape(1, 1, -1, 1)
-            h = torch.where(keep, h, torch.full_like(h, self.pad_value))
+        if self.masked and self.mask_window:
+            h = self._mask(h)
         return h
 
 
@@ -145,6 +158,7 @@ class StreamMaxPool(_Temporal):
     """A (k x 1) temporal MaxPool2d; inputs at negative indices count as -inf (its padding)."""
 
     pad_value = float("-inf")
+    mask_window = True
 
     def __init__(self, pool: nn.MaxPool2d, tl: Timeline, ctx: StreamContext, channels: int):
         super().__init__()

@@ -47,8 +47,9 @@ class StreamPlan:
 
 class StepModel(nn.Module):
     def __init__(self, prefix: CausalPreprocess, net: nn.Module, ctx: StreamContext, plan: StreamPlan,
-                 ring_slot: int, cap: int):
+                 ring_slot: int, cap: int, hold_empty: bool = True):
         super().__init__()
+        self.hold_empty = hold_empty
         self.prefix, self.net = prefix, net
         self.__dict__["ctx"] = ctx
         self.plan, self.ring_slot, self.cap = plan, ring_slot, cap
@@ -82,8 +83,11 @@ class StepModel(nn.Module):
         ring = torch.cat([states[self.ring_slot][:, :, 1:], logit.unsqueeze(-1)], -1)
         ctx.outputs[self.ring_slot] = ring
         ctx.outputs[0] = torch.clamp(count + 1.0, max=float(self.cap))
-        hold = empty_chunk(frame)  # an empty frame changes nothing (the windowed pipeline drops it)
-        new = [torch.where(hold, states[i], ctx.outputs[i]) for i in range(len(states))]
+        if self.hold_empty:  # an empty call changes nothing (the windowed pipeline drops empty frames)
+            hold = empty_chunk(frame)
+            new = [torch.where(hold, states[i], ctx.outputs[i]) for i in range(len(states))]
+        else:
+            new = [ctx.outputs[i] for i in range(len(states))]
         w = self.plan.window_outputs
         valid = torch.clamp(new[0] - float(self.plan.lag), min=0.0, max=float(w))  # (1,)
         weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - valid).to(frame.dtype)  # newest `valid`
@@ -92,8 +96,10 @@ class StepModel(nn.Module):
         return (logits, *new)
 
 
-def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep") -> StepModel:
-    """The streaming form of `model` (left unchanged). Raises NotStreamable with the reason."""
+def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep", hold_empty: bool = True) -> StepModel:
+    """The streaming form of `model` (left unchanged). Raises NotStreamable with the reason.
+    `hold_empty=False`: the graph does not check for empty calls; the caller must not feed them
+    (saves one Where per state; streaming.json says which applies)."""
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name)
@@ -120,7 +126,7 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     plan = StreamPlan(model=spec.name, stride_mode=stride_mode, stride=stride, window_outputs=w, window=w * stride,
                       lag=tl.lag, delay=tl.lag * stride, valid_from=(w + tl.lag) * stride,
                       num_classes=spec.num_classes, channels=c, joints=v, persons=m)
-    step = StepModel(prefix, net, ctx, plan, ring_slot, cap).eval()
+    step = StepModel(prefix, net, ctx, plan, ring_slot, cap, hold_empty).eval()
     step.__dict__["reference_model"] = base
     step.__dict__["family"] = family
     step.__dict__["spec"] = spec

@@ -34,7 +34,7 @@ from edgeskel.compress.config import CompressionConfig
 from edgeskel.compress.device_latency import latency_table_for
 from edgeskel.errors import ConfigError, DataError, EdgeskelError
 from edgeskel.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, sha256_json
-from edgeskel.pipeline import _dataset_fingerprint, _jsonable, _save_npy, export_stage_inputs, steps
+from edgeskel.pipeline import dataset_fingerprint, export_stage_inputs, jsonable, save_npy, steps
 from edgeskel.pipeline.rundir import RunDir, library_versions
 from edgeskel.progress_log import plain_progress
 from edgeskel.recipe import load_recipe, with_overrides
@@ -70,7 +70,7 @@ def compression_options(rec: Any, profile: Any, budgets: list[float], energies: 
 
 def _interleaved(rounds: int, runs: int, warmup: int, progress: bool, log: Callable[[str], None]) -> Measure:
     """bench/measure.py's interleaved timing, one batch size at a time so a log gets a line per step."""
-    from edgeskel.bench.measure import interleaved_latency
+    from edgeskel.validate.latency import interleaved_latency
 
     def measure(infers: dict[str, Any], batches: dict[int, np.ndarray]) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {cid: {} for cid in infers}
@@ -267,15 +267,15 @@ def _data_stage(run: RunDir, rec: Any, dataset: Any, log: Callable[[str], None])
         pre = steps.recipe_preprocess(rec, dataset)
         arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
         for k, v in arrays.items():
-            _save_npy(d / f"{k}.npy", v)
+            save_npy(d / f"{k}.npy", v)
         return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
                 "num_test": int(len(arrays["test_y"])), "validation": validation,
                 "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
                 "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
-                "info": _jsonable(dataset.info), "skipped": len(dataset.skipped)}
+                "info": jsonable(dataset.info), "skipped": len(dataset.skipped)}
 
     run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"), "export": rec.export.model_dump(mode="json"),
-                           "dataset": _dataset_fingerprint(dataset)}, data_stage, log)
+                           "dataset": dataset_fingerprint(dataset)}, data_stage, log)
     return {k: np.load(run.root / "data" / f"{k}.npy") for k in ("val_x", "val_y", "test_x", "test_y", "calib_x")}
 
 
@@ -402,8 +402,8 @@ def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], pro
                    log: Callable[[str], None]) -> dict[str, Any]:
     """Latency of every measured candidate at the profile's batch sizes, interleaved: here with
     `measure`, or (measure None) on the device over SSH, which also returns the device's top-1."""
-    from edgeskel.bench.measure import batch_from
     from edgeskel.runtime import get_runner
+    from edgeskel.validate.latency import batch_from
 
     ok = {cid: c for cid, c in cands.items() if c["status"] == "ok"}
 
@@ -538,8 +538,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     if chosen is not None:
         recipe_path = _write_recipe(run.root / "recipe.yaml", device, run.root / "reference" / "reference.ckpt", rec,
                                     profile, chosen, options, decision)
-    from edgeskel.bench.measure import batch_from
     from edgeskel.tune import opcompare
+    from edgeskel.validate.latency import batch_from
 
     base = next((c for c in cands if c["id"] == decision.get("best_uncompressed")), None)
     # per-op kernel times come from this host's profilers: shown only when the timing was local
@@ -563,7 +563,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "pareto_front": fr, "decision": decision, "op_profiles": profiles,
               "recipe_file": str(recipe_path) if recipe_path else None,
               "wall_time_s": round(wall_s, 1), "stages_wall_time_s": round(stage_s, 1), "libraries": library_versions(), "table": header + "\n" + cost + "\n" + text}
-    result = _jsonable(result)
+    result = jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
     md = [f"# {header}", "", cost, "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
     if decision.get("test_top1") is not None:

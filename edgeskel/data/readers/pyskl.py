@@ -17,8 +17,8 @@ import numpy as np
 
 from edgeskel.data.classes import ntu_class_names
 from edgeskel.data.registry import ReaderResult, ReadRequest, register_reader
-from edgeskel.data.safe_pickle import safe_load
 from edgeskel.errors import DataError
+from edgeskel.safe_pickle import safe_load
 
 _NTU_NAME = re.compile(r"^S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}")
 

@@ -17,8 +17,7 @@ import torch
 import torch.nn as nn
 
 from edgeskel.checkpoint import ModelSpec, Preprocess
-from edgeskel.layouts import SkeletonLayout
-from edgeskel.models.importers.base import (
+from edgeskel.importers.base import (
     ImporterAdapter,
     Inferred,
     RawCheckpoint,
@@ -26,15 +25,16 @@ from edgeskel.models.importers.base import (
     get_importer,
     register_importer,
 )
-from edgeskel.models.importers.core import detect, import_checkpoint
-from edgeskel.models.importers.formats import read_checkpoint, sniff
+from edgeskel.importers.core import detect, import_checkpoint
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.weights import read_checkpoint, sniff
 
 _INFRA = {"base", "core", "formats", "known"}
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in _INFRA and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-from edgeskel.models.importers.hyperformer_official import HYPERFORMER_UCLA_PARTS  # noqa: E402
+from edgeskel.importers.hyperformer_official import HYPERFORMER_UCLA_PARTS  # noqa: E402
 
 
 def sources() -> dict[str, tuple[str, ...]]:

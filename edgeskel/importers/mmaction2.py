@@ -9,8 +9,8 @@ PYSKL's (`backbone.*`); its `GCNHead` names the classifier `fc` instead of `fc_c
 
 from __future__ import annotations
 
-from edgeskel.models.importers.base import RawCheckpoint, register_importer
-from edgeskel.models.importers.pyskl import PysklImporter
+from edgeskel.importers.base import RawCheckpoint, register_importer
+from edgeskel.importers.pyskl import PysklImporter
 
 
 @register_importer

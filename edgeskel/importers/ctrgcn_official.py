@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from edgeskel.models.importers.base import (
+from edgeskel.importers.base import (
     ImporterAdapter,
     Inferred,
     RawCheckpoint,

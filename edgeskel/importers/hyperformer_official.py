@@ -12,9 +12,7 @@ from typing import Any
 
 import torch
 
-from edgeskel.layouts import SkeletonLayout
-from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
-from edgeskel.models.importers.base import (
+from edgeskel.importers.base import (
     ImporterAdapter,
     Inferred,
     RawCheckpoint,
@@ -24,6 +22,8 @@ from edgeskel.models.importers.base import (
     register_importer,
     shape_of,
 )
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
 
 # Hyperformer config/ucla/joint.yaml joint_label (torso/head, arms, legs)
 HYPERFORMER_UCLA_PARTS = (0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2)

@@ -35,6 +35,7 @@ import re
 import stat
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,28 @@ import numpy as np
 import torch
 
 from edgeskel.errors import CheckpointError, DataError
-from edgeskel.models.importers.base import RawCheckpoint
 
 ACCEPTED = ("PyTorch state_dict checkpoints (torch.save, zip or legacy format), safetensors, .npz, "
             "and pickles of numpy arrays such as Paddle .pdparams")
 EDGESKEL_FORMAT = "edgeskel-checkpoint/1"
+
+
+@dataclass
+class RawCheckpoint:
+    """A safely loaded weights file (see `read_checkpoint`)."""
+
+    path: Path
+    format: str  # "torch-zip", "torch-legacy", "safetensors", "paddle", "pickle", "npz"
+    framework: str  # "torch", "paddle" or "numpy": how 2-D Linear weights are laid out
+    state: dict[str, torch.Tensor]  # flat, unwrapped, `module.` stripped
+    wrapper: str | None = None  # top-level key the state_dict came from ("state_dict", "model", ...)
+    top_keys: list[str] = field(default_factory=list)  # top-level keys of the file (for messages)
+    ignored: list[str] = field(default_factory=list)  # pickled classes replaced by inert placeholders
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
 
 _TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _PADDLE_MARKER = b"StructuredToParameterName@@"
@@ -270,7 +288,7 @@ def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _numpy_pickle_load(path: Path, fmt: str) -> Any:
-    from edgeskel.data.safe_pickle import safe_load
+    from edgeskel.safe_pickle import safe_load
 
     label = "Paddle checkpoint (.pdparams pickle)" if fmt == "paddle" else "pickle"
     try:

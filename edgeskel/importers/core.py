@@ -17,11 +17,11 @@ import torch.nn as nn
 
 from edgeskel.checkpoint import ModelSpec, Preprocess, load_state_strict
 from edgeskel.errors import CheckpointError, ConfigError
+from edgeskel.importers.base import ImporterAdapter, RawCheckpoint, all_importers, get_importer
+from edgeskel.importers.known import identify
 from edgeskel.layouts import BUILTIN_LAYOUTS, SkeletonLayout, get_layout
-from edgeskel.models.importers.base import ImporterAdapter, RawCheckpoint, all_importers, get_importer
-from edgeskel.models.importers.formats import read_checkpoint
-from edgeskel.models.importers.known import identify
 from edgeskel.models.registry import build
+from edgeskel.weights import read_checkpoint
 
 
 def detect(ckpt: RawCheckpoint, source: str | None = None) -> tuple[ImporterAdapter, str]:

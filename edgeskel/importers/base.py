@@ -3,13 +3,13 @@
 CONTRACT (read this before adding a source)
 ===========================================
 A *source* is one training code base whose checkpoints edgeskel imports (official CTR-GCN,
-PYSKL, mmaction2, Shift-GCN, ...). Adding one is ONE FILE in `edgeskel/models/importers/`
+PYSKL, mmaction2, Shift-GCN, ...). Adding one is ONE FILE in `edgeskel/importers/`
 defining a subclass of `ImporterAdapter` decorated with `@register_importer`. The package
 imports every module in its folder (pkgutil), so no other file names the new source: the
 CLI (`--from` choices), the recipe check (`model.import_from`), auto-detection and the docs
 table all read the registry.
 
-The generic import flow (`edgeskel.models.importers.core.import_checkpoint`) is:
+The generic import flow (`edgeskel.importers.core.import_checkpoint`) is:
 
 1. `formats.read_checkpoint(path)` sniffs the file format from its bytes and loads it safely
    (torch `weights_only=True`, safetensors, or the restricted unpickler for numpy-array
@@ -50,7 +50,6 @@ in the source's key naming, import, compare) per model the adapter provides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -58,23 +57,7 @@ import torch.nn as nn
 
 from edgeskel.errors import ConfigError
 from edgeskel.layouts import SkeletonLayout
-
-
-@dataclass
-class RawCheckpoint:
-    """A safely loaded weights file (see `formats.read_checkpoint`)."""
-
-    path: Path
-    format: str  # "torch-zip", "torch-legacy", "safetensors", "paddle", "pickle", "npz"
-    framework: str  # "torch", "paddle" or "numpy": how 2-D Linear weights are laid out
-    state: dict[str, torch.Tensor]  # flat, unwrapped, `module.` stripped
-    wrapper: str | None = None  # top-level key the state_dict came from ("state_dict", "model", ...)
-    top_keys: list[str] = field(default_factory=list)  # top-level keys of the file (for messages)
-    ignored: list[str] = field(default_factory=list)  # pickled classes replaced by inert placeholders
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
+from edgeskel.weights import RawCheckpoint  # noqa: F401 - importers take it from here
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from edgeskel.models.importers.base import ImporterAdapter, Inferred, RawCheckpoint, register_importer
+from edgeskel.importers.base import ImporterAdapter, Inferred, RawCheckpoint, register_importer
 from edgeskel.models.shiftgcn import from_official_keys, infer_shiftgcn, to_official_keys
 
 

@@ -23,9 +23,7 @@ from typing import Any
 
 import torch
 
-from edgeskel.layouts import SkeletonLayout
-from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
-from edgeskel.models.importers.base import (
+from edgeskel.importers.base import (
     ImporterAdapter,
     Inferred,
     RawCheckpoint,
@@ -36,6 +34,8 @@ from edgeskel.models.importers.base import (
     register_importer,
     shape_of,
 )
+from edgeskel.layouts import SkeletonLayout
+from edgeskel.models.graph import NTU25_HANDS_TO_WRIST_EDGES, edges_to_kwarg
 
 
 def backbone_model(keys: set[str]) -> str | None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from edgeskel.importers.base import ImporterAdapter, Inferred, RawCheckpoint, register_importer
 from edgeskel.models.efficientgcn import infer_efficientgcn
-from edgeskel.models.importers.base import ImporterAdapter, Inferred, RawCheckpoint, register_importer
 
 
 @register_importer

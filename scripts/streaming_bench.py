@@ -1,0 +1,128 @@
+"""Per-decision latency: the exported step graph vs the windowed graph, same backend, batch 1.
+
+Usage: .venv/bin/python scripts/streaming_bench.py [--model stgcn] [--layout ntu25] [--frames 64]
+       [--persons 1] [--backend ort|openvino] [--threads 1] [--rounds 15] [--block 30] [--out FILE.json]
+
+For each stride mode (remove: a decision every frame; keep: every 2^s frames) it exports the
+model's step graph and the windowed graph (T = --frames) and times one decision of each:
+windowed = one run on a (1, C, T, V, M) clip (what recomputing the window costs per decision),
+streaming = one step call (its stride frames + every state in, logits + states out, states fed
+back as a deployment does). Timing is interleaved in rounds (a short re-warm, then `block`
+consecutive calls per graph, start rotated), as the device runner does, because this host's
+speed drifts. Weights are random (latency does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="stgcn")
+    ap.add_argument("--layout", default="ntu25")
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--persons", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=60)
+    ap.add_argument("--backend", default="ort", choices=("ort", "openvino"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--block", type=int, default=30)
+    ap.add_argument("--modes", default="remove,keep")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+
+    from edgeskel import models
+    from edgeskel.checkpoint import ModelSpec, Preprocess
+    from edgeskel.export.onnx import export_onnx
+    from edgeskel.layouts import get_layout
+    from edgeskel.runtime import get_runner
+    from edgeskel.stream.export import export_streaming
+    from edgeskel.stream.replay import session_for
+
+    layout = get_layout(args.layout)
+    net = models.build(args.model, args.classes, layout, num_person=args.persons).eval()
+    spec = ModelSpec(args.model, args.classes, layout, {"num_person": args.persons},
+                     preprocess=Preprocess(num_frames=args.frames, num_person=args.persons))
+    rng = np.random.default_rng(0)
+    results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args) | {"out": str(args.out)},
+                     "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+                                 "load_avg_start": os.getloadavg()}, "modes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        win_path = export_onnx(net, spec, Path(tmp) / "windowed.onnx", batch=1)
+        win = get_runner(args.backend, win_path, threads=args.threads).load()
+        clip = rng.normal(size=(1, *spec.input_shape)).astype(np.float32)
+        fns = {"windowed": lambda: win.infer(clip)}
+        plans = {}
+        for mode in [m for m in args.modes.split(",") if m]:
+            d = Path(tmp) / f"stream-{mode}"
+            res = export_streaming(net, spec, "openvino" if args.backend == "openvino" else "ort", "fp32", d,
+                                   stride_mode=mode)
+            plans[mode] = res["plan"]
+            sess = session_for(d, args.backend, threads=args.threads)
+            frames = rng.normal(size=(spec.input_shape[0], res["plan"]["stride"], layout.num_joints,
+                                      args.persons)).astype(np.float32)
+            fns[f"streaming-{mode}"] = (lambda s=sess, f=frames: s.step(f))
+        times = interleaved(fns, args.rounds, args.block)
+    results["windowed"] = _stats(times["windowed"])
+    for mode, plan in plans.items():
+        st = _stats(times[f"streaming-{mode}"])
+        results["modes"][mode] = {"plan": plan, "step": st, "decision_every_frames": plan["stride"],
+                                  "speedup_per_decision_p50": results["windowed"]["p50_ms"] / st["p50_ms"],
+                                  "speedup_per_frame_p50": results["windowed"]["p50_ms"] * plan["stride"] / st["p50_ms"]}
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    text = json.dumps(results, indent=2, default=str)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+def interleaved(fns: dict, rounds: int, block: int, warm: int = 3) -> dict[str, list[float]]:
+    names = list(fns)
+    for fn in fns.values():  # first calls allocate
+        for _ in range(10):
+            fn()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            fn = fns[n]
+            for _ in range(warm):
+                fn()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                out[n].append(time.perf_counter() - t0)
+    return out
+
+
+def _stats(ts: list[float]) -> dict:
+    a = np.asarray(ts) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "n": int(a.size)}
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
