@@ -53,16 +53,6 @@ def remove_strides(model: nn.Module) -> nn.Module:
     return model
 
 
-def total_stride(model: nn.Module) -> int:
-    """Product of the strides along the network's main path (the largest product any chain of
-    strided layers reaches is what the converter checks; this is the frames-per-output)."""
-    s = 1
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and temporal_stride(m) > 1:
-            s = max(s, temporal_stride(m))
-    return s
-
-
 class Converter:
     """Rewrites modules in place (call on a deep copy) and tracks timelines.
 
