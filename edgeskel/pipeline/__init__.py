@@ -12,7 +12,7 @@ import numpy as np
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.errors import DataError, EdgeskelError
 from edgeskel.io import sha256_file, sha256_json
-from edgeskel.pipeline import steps
+from edgeskel.pipeline import stages, steps
 from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
 from edgeskel.pipeline.validation import BASELINE_PREFIX
 from edgeskel.recipe import load_recipe, with_overrides
@@ -26,8 +26,6 @@ HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64
 EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache, torch.einsum exported (was refused), INT8 gated on unlabelled agreement too; 3 = TensorRT routes by version, one engine per batch, variant's own dla_core;
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
-# Bumped when the fail-fast export check (export/check.py) changes what it checks.
-CHECK_LOGIC_VERSION = 1
 # Bumped when how the validate stage measures changes, so finished runs are re-measured.
 VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
@@ -45,16 +43,6 @@ def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: st
             "export": rec.export.model_dump(mode="json"),
             "model": sha256_file(deploy_ckpt), "data": data_hash, "export_logic": EXPORT_LOGIC_VERSION,
             "parity": DEFAULT_TOLERANCES}  # a changed parity rule re-judges the artifacts
-
-
-def check_stage_inputs(profile: Any, rec: Any, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
-    """What the fail-fast export check depends on: the model as the recipe builds it, the
-    profile's routes, the opset and the check's own logic."""
-    return {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash, "data": data_hash,
-            "variants": [v.model_dump(mode="json") for v in profile.variants],
-            "input": profile.input.model_dump(mode="json"),
-            "tensorrt": profile.tensorrt.model_dump(mode="json") if profile.tensorrt else None,
-            "opset": rec.export.opset, "check_logic": CHECK_LOGIC_VERSION}
 
 
 def run_pipeline(
@@ -100,55 +88,27 @@ def run_pipeline(
                         "validation": validation})
 
         # ---- data: preprocess validation + calibration arrays once, hash them -------------
-        def data_stage(d: Path) -> dict[str, Any]:
-            pre = steps.recipe_preprocess(rec, dataset)
-            arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
-            for k, v in arrays.items():
-                save_npy(d / f"{k}.npy", v)
-                kill_point("data", f"after_{k}")
-            return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
-                    "num_test": int(len(arrays["test_y"])), "validation": validation,
-                    "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
-                    "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
-                    "info": jsonable(dataset.info), "skipped": len(dataset.skipped)}
-
-        data_res = run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"),
-                                          "export": rec.export.model_dump(mode="json"),
-                                          "dataset": dataset_fingerprint(dataset)}, data_stage, log)
         # val_*: the validation split (selection, INT8 gates); test_*: the report's accuracy only.
-        val_x = np.load(run.root / "data" / "val_x.npy")
-        val_y = np.load(run.root / "data" / "val_y.npy")
-        test_x = np.load(run.root / "data" / "test_x.npy")
-        test_y = np.load(run.root / "data" / "test_y.npy")
-        calib_x = np.load(run.root / "data" / "calib_x.npy")
+        data_res, arrays = stages.data_stage(run, rec, dataset, log)
+        val_x, val_y, test_x, test_y, calib_x = (arrays[k] for k in stages.DATA_ARRAYS)
 
         # ---- fail fast: every backend route takes the model (before any training) ----------
-        run.run_stage("check", check_stage_inputs(profile, rec, ckpt_hash, run.output_hash("data")),
-                      lambda d: steps.export_check(rec, dataset, profile, d, where=str(rec_path), log=log), log)
+        stages.check_stage(run, profile, rec, dataset, ckpt_hash, str(rec_path), log)
 
         # ---- reference model --------------------------------------------------------------
-        ref_inputs = {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
-                      "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
-                      "data": run.output_hash("data")}
-
-        def ref_stage(d: Path) -> dict[str, Any]:
-            # The reference model does not depend on the device: build it once per recipe in a
-            # shared, locked run folder (runs/<recipe>/_shared) that every device reuses.
-            # Other devices' runs wait for it; another --out reuses a finished one (pipeline/shared.py).
-            from edgeskel.pipeline.shared import shared_reference
-
-            res = shared_reference(run.root.parent / "_shared", Path(out_root), rec.name, ref_inputs, lambda sd: {
-                **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, d / "reference.ckpt", log)
-            res = {k: v for k, v in res.items() if k != "outputs"}
-            model, spec, _ = load_checkpoint(d / "reference.ckpt")
+        # Built once per recipe in runs/<recipe>/_shared (pipeline/shared.py) that every device
+        # and tune reuse; this run records the test logits and accuracy beside its copy.
+        def with_test_accuracy(d: Path, res: dict[str, Any]) -> dict[str, Any]:
             from edgeskel.train.metrics import accuracy_summary, predict_logits
 
+            model, spec, _ = load_checkpoint(d / "reference.ckpt")
             logits = predict_logits(model, test_x)
-            save_npy(d / "ref_logits.npy", logits)
+            stages.save_npy(d / "ref_logits.npy", logits)
             return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, test_y),
                           **steps.model_stats(model, spec)}
 
-        ref_res = run.run_stage("reference", ref_inputs, ref_stage, log)
+        ref_res = stages.reference_stage(run, rec, dataset, Path(out_root), ckpt_hash, quiet, log,
+                                         finish=with_test_accuracy)
 
         # ---- compress + fine-tune ---------------------------------------------------------
         deploy_ckpt = run.root / "reference" / "reference.ckpt"
@@ -213,7 +173,7 @@ def run_pipeline(
                 if err is not None:
                     results[key] = {"status": "error", "reason": err}
                     continue
-                results[key] = jsonable(res)
+                results[key] = stages.jsonable(res)
                 outputs += [str(Path(key) / f) for f in _artifact_files(d / key)]
             return {"variants": results, "outputs": outputs,
                     **({"unlabelled": unlabelled["info"]} if "info" in unlabelled else {})}
@@ -307,16 +267,6 @@ def _as_typed(path: Path) -> str:
         return str(path.absolute())
 
 
-def save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    from edgeskel.io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _copy(src: Path, dst: Path) -> None:
     from edgeskel.io import atomic_write_bytes
 
@@ -325,28 +275,6 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _artifact_files(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
-def dataset_fingerprint(dataset: Any) -> str:
-    """Content hash of the raw samples and labels (so changed data re-runs every stage)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for split in (dataset.train, dataset.test, *([dataset.val] if getattr(dataset, "val", None) is not None else [])):
-        h.update(np.asarray(split.labels, np.int64).tobytes())
-        for s in split.samples:
-            h.update(np.ascontiguousarray(s, np.float32).tobytes())
-    h.update(dataset.layout.fingerprint().encode())  # the full definition, not the name
-    h.update("\n".join(dataset.class_names).encode())  # names from a --class-names file change the model too
-    return h.hexdigest()
-
-
-def jsonable(obj: Any) -> Any:
-    import json
-
-    from edgeskel.io import json_default
-
-    return json.loads(json.dumps(obj, default=json_default))
 
 
 __all__ = ["EdgeskelError", "run_pipeline", "run_report_stage"]

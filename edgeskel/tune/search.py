@@ -29,18 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from edgeskel.backends import backend_names
 from edgeskel.checkpoint import load_checkpoint, save_checkpoint
 from edgeskel.compress.config import CompressionConfig
 from edgeskel.compress.device_latency import latency_table_for
 from edgeskel.errors import ConfigError, DataError, EdgeskelError
 from edgeskel.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, sha256_json
-from edgeskel.pipeline import dataset_fingerprint, export_stage_inputs, jsonable, save_npy, steps
+from edgeskel.pipeline import export_stage_inputs, stages, steps
 from edgeskel.pipeline.rundir import RunDir, library_versions
 from edgeskel.progress_log import plain_progress
 from edgeskel.recipe import load_recipe, with_overrides
 from edgeskel.tune import front
 
-MEASURABLE = ("ort", "openvino")  # backends timed on this host (TensorRT: by the device runner, not yet)
+MEASURABLE = tuple(backend_names(runs_here=True))  # timed on this host (edgeskel/backends/; TensorRT: on the device)
 TUNE_LOGIC_VERSION = 1
 # (infers {id: fn}, batches {b: x}) -> {id: {str(b): latency stats}}; tests inject a fake.
 Measure = Callable[[dict[str, Callable[[np.ndarray], Any]], dict[int, np.ndarray]], dict[str, dict[str, dict[str, Any]]]]
@@ -149,9 +150,11 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         except DataError as exc:
             raise type(exc)(exc.path, f"{exc.problem} (dataset of {rec_path}: data.spec {rec.data.spec!r})",
                             exc.sample) from None
-        arrays = _data_stage(run, rec, dataset, log)
-        val_x, val_y, test_x, test_y, calib_x = (arrays[k] for k in ("val_x", "val_y", "test_x", "test_y", "calib_x"))
-        ref_ckpt = _reference_stage(run, rec, dataset, out_root, ckpt_hash, quiet, log)
+        _, arrays = stages.data_stage(run, rec, dataset, log)  # the pipeline's own stages: same keys,
+        val_x, val_y, test_x, test_y, calib_x = (arrays[k] for k in stages.DATA_ARRAYS)  # so the shared
+        stages.check_stage(run, profile, rec, dataset, ckpt_hash, str(rec_path), log)  # reference is reused
+        stages.reference_stage(run, rec, dataset, out_root, ckpt_hash, quiet, log)
+        ref_ckpt = run.root / "reference" / "reference.ckpt"
         teacher, spec, _ = load_checkpoint(ref_ckpt)
         spec = steps.apply_profile_input(spec, profile)
         from edgeskel.train.metrics import accuracy_summary, predict_logits
@@ -159,7 +162,7 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         ref_top1 = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
         # The layer latency table times ORT/OpenVINO layers where the candidates are timed: on this
         # host, or on the SSH device by the device runner (compress/device_latency.py).
-        table_backends = sorted({v.backend for v in wanted if v.backend in MEASURABLE})
+        table_backends = sorted({v.backend for v in wanted} & set(backend_names(layer_timing=True)))
         options = compression_options(rec, profile, list(budgets), list(energies), table_backends,
                                       out_root / "_latency", on_device=remote)
 
@@ -257,45 +260,6 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
 
 
 # ----------------------------------------------------------------------------------- stages
-def _data_stage(run: RunDir, rec: Any, dataset: Any, log: Callable[[str], None]) -> dict[str, np.ndarray]:
-    """The pipeline's data stage (same inputs and outputs, so the shared reference is the same)."""
-    from edgeskel.data.splits import holdout
-
-    validation = holdout(dataset).info
-
-    def data_stage(d: Path) -> dict[str, Any]:
-        pre = steps.recipe_preprocess(rec, dataset)
-        arrays = steps.split_arrays(dataset, pre, rec.export.calib_samples, rec.data.val_samples)
-        for k, v in arrays.items():
-            save_npy(d / f"{k}.npy", v)
-        return {"outputs": [f"{k}.npy" for k in arrays], "num_val": int(len(arrays["val_y"])),
-                "num_test": int(len(arrays["test_y"])), "validation": validation,
-                "num_calib": int(len(arrays["calib_x"])), "classes": list(dataset.class_names),
-                "layout": dataset.layout.name, "layout_definition": dataset.layout.to_dict(),
-                "info": jsonable(dataset.info), "skipped": len(dataset.skipped)}
-
-    run.run_stage("data", {"recipe_data": rec.data.model_dump(mode="json"), "export": rec.export.model_dump(mode="json"),
-                           "dataset": dataset_fingerprint(dataset)}, data_stage, log)
-    return {k: np.load(run.root / "data" / f"{k}.npy") for k in ("val_x", "val_y", "test_x", "test_y", "calib_x")}
-
-
-def _reference_stage(run: RunDir, rec: Any, dataset: Any, out_root: Path, ckpt_hash: str | None, quiet: bool,
-                     log: Callable[[str], None]) -> Path:
-    from edgeskel.pipeline.shared import shared_reference
-
-    ref_inputs = {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
-                  "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None,
-                  "data": run.output_hash("data")}
-
-    def ref_stage(d: Path) -> dict[str, Any]:
-        res = shared_reference(run.root.parent / "_shared", out_root, rec.name, ref_inputs, lambda sd: {
-            **steps.get_reference(rec, dataset, sd, quiet=quiet), "outputs": ["reference.ckpt"]}, d / "reference.ckpt", log)
-        return {k: v for k, v in res.items() if k != "outputs"} | {"outputs": ["reference.ckpt"]}
-
-    run.run_stage("reference", ref_inputs, ref_stage, log)
-    return run.root / "reference" / "reference.ckpt"
-
-
 def _finetune(run: RunDir, rec: Any, rec_k: Any, profile: Any, ref_ckpt: Path, dataset: Any, val_x: np.ndarray,
               val_y: np.ndarray, calib_x: np.ndarray, test: tuple[np.ndarray, np.ndarray], d: Path, quiet: bool,
               log: Callable[[str], None]) -> dict[str, Any]:
@@ -547,8 +511,8 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     profiles = [] if on_device else opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     # the search's cost: every stage's own time, so a resumed run still reports what the search took
-    stages = run.manifest.get("stages") or {}
-    stage_s = sum(float((stages.get(n) or {}).get("wall_time_s") or 0.0) for n in run.used_stages)
+    stage_recs = run.manifest.get("stages") or {}
+    stage_s = sum(float((stage_recs.get(n) or {}).get("wall_time_s") or 0.0) for n in run.used_stages)
     stage_s = max(stage_s, wall_s)
     timed_on = sorted({c["measured_on"] for c in cands if c.get("measured_on")}) or ["local"]
     header = (f"tune {rec.name} on {profile.name} (timed: {', '.join(timed_on)}): reference top-1 {ref_top1:.2f} "
@@ -563,7 +527,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
               "pareto_front": fr, "decision": decision, "op_profiles": profiles,
               "recipe_file": str(recipe_path) if recipe_path else None,
               "wall_time_s": round(wall_s, 1), "stages_wall_time_s": round(stage_s, 1), "libraries": library_versions(), "table": header + "\n" + cost + "\n" + text}
-    result = jsonable(result)
+    result = stages.jsonable(result)
     atomic_write_json(run.root / "tune.json", result)
     md = [f"# {header}", "", cost, "", "```", text, "```", "", f"**Chosen:** {decision['why']}", ""]
     if decision.get("test_top1") is not None:
