@@ -1,7 +1,8 @@
 """Per-decision latency: the exported step graph vs the windowed graph, same backend, batch 1.
 
 Usage: .venv/bin/python scripts/streaming_bench.py [--model stgcn] [--layout ntu25] [--frames 64]
-       [--persons 1] [--backend ort|openvino] [--threads 1] [--rounds 15] [--block 30] [--out FILE.json]
+       [--persons 1] [--backend ort|openvino] [--threads 1] [--rounds 15] [--block 30] [--no-hold]
+       [--out FILE.json]
 
 For each stride mode (remove: a decision every frame; keep: every 2^s frames) it exports the
 model's step graph and the windowed graph (T = --frames) and times one decision of each:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--block", type=int, default=30)
     ap.add_argument("--modes", default="remove,keep")
+    ap.add_argument("--no-hold", action="store_true", help="step graphs without the in-graph empty-frame hold")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in [m for m in args.modes.split(",") if m]:
             d = Path(tmp) / f"stream-{mode}"
             res = export_streaming(net, spec, "openvino" if args.backend == "openvino" else "ort", "fp32", d,
-                                   stride_mode=mode)
+                                   stride_mode=mode, hold_empty=not args.no_hold)
             plans[mode] = res["plan"]
             sess = session_for(d, args.backend, threads=args.threads)
             frames = rng.normal(size=(spec.input_shape[0], res["plan"]["stride"], layout.num_joints,

@@ -21,14 +21,17 @@ import torch
 import torch.nn as nn
 
 from edgeskel import __version__
+from edgeskel.backends import all_backends, get_backend
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import ConfigError, ExportError, ParityError
 from edgeskel.io import atomic_path
 from edgeskel.stream.contract import FRAME_INPUT, LOGITS_OUTPUT, make_contract, state_names, write_contract
 from edgeskel.stream.step import StepModel, build_step_model, run_stream
 
-BACKENDS = ("ort", "onnx", "openvino")
-PRECISIONS = {"ort": ("fp32",), "onnx": ("fp32",), "openvino": ("fp32",)}
+
+def streaming_precisions() -> dict[str, tuple[str, ...]]:
+    """{backend: precisions of its step graph} (edgeskel/backends/ `streaming_precisions`)."""
+    return {s.name: s.streaming_precisions for s in all_backends() if s.streaming_precisions}
 
 
 def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify: bool = True) -> Path:
@@ -101,11 +104,12 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
                      hold_empty: bool = True) -> dict[str, Any]:
     """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
     Raises NotStreamable (with the reason) for models without a streaming form."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(BACKENDS)}")
-    if precision not in PRECISIONS[backend]:
+    supported = streaming_precisions()
+    if backend not in supported:
+        raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(supported)}")
+    if precision not in supported[backend]:
         raise ConfigError(f"--form streaming: precision {precision!r} on {backend} is not supported yet "
-                          f"(supported: {list(PRECISIONS[backend])}; INT8/bf16 step graphs are a later part of issue 29)")
+                          f"(supported: {list(supported[backend])}; INT8/bf16 step graphs are a later part of issue 29)")
     out_dir = Path(out_dir)
     step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty)
     onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
@@ -119,7 +123,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
                               "plan": step.plan.to_dict(), "parity": {}}
     write_contract(out_dir, contract)
     if check:
-        for b in ("ort", "openvino") if backend == "openvino" else ("ort",):
+        for b in dict.fromkeys(["ort", get_backend(backend).runner]):  # ORT replays the ONNX; OpenVINO its IR
             res = check_backend(step, out_dir, b, precision)
             result["parity"][b] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed")}
             if not res["passed"]:

@@ -73,11 +73,12 @@ def openvino_run(path: str | Path, threads: int | None = None, precision: str = 
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"{path}: OpenVINO cannot load the step graph: {str(exc).splitlines()[0]}") from None
     request = compiled.create_infer_request()
-    outputs = [(o, o.get_any_name()) for o in compiled.outputs]
+    names = [o.get_any_name() for o in compiled.outputs]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        res = request.infer(feeds)
-        return {name: np.array(res[o]) for o, name in outputs}
+        # inputs shared (no copy in); outputs copied out, since they come back as inputs next call
+        res = request.infer(feeds, share_inputs=True, share_outputs=False)
+        return dict(zip(names, res.to_tuple(), strict=True))
 
     return run
 
