@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeskel.config_errors import did_you_mean, name_list, read_yaml_mapping
 from edgeskel.errors import ConfigError
 
-Backend = Literal["ort", "openvino", "tensorrt", "torch"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 
@@ -28,10 +27,17 @@ class _Strict(BaseModel):
 class Variant(_Strict):
     """One (backend, precision) combination to export, measure and gate."""
 
-    backend: Backend
+    backend: str  # a backend a profile may list (edgeskel/backends/, `in_profiles`)
     precision: Precision
     options: dict[str, Any] = Field(default_factory=dict)
     name: str | None = None  # defaults to "<backend>-<precision>"
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, v: Any) -> Any:
+        from edgeskel.backends import check_choice
+
+        return check_choice(v, in_profiles=True)  # "'x' is not one of: ..." as a Literal would say
 
     @field_validator("name")
     @classmethod

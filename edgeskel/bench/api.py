@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from edgeskel.bench.settings import BenchSettings
 from edgeskel.errors import ConfigError, EdgeskelError
 from edgeskel.io import atomic_write_json, sha256_file
 from edgeskel.pipeline import EXPORT_LOGIC_VERSION
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 RESULTS_FORMAT = "edgeskel-bench/1"
 
@@ -59,7 +62,7 @@ def _model_stats(model: Any, spec: Any) -> dict[str, Any]:
     return {"params": count_params(model), "gflops": count_flops(model, (1, *spec.input_shape)) / 1e9}
 
 
-def bench_model(name: str, settings: BenchSettings, profile: Any, machine: dict[str, Any], log: Any,
+def bench_model(name: str, settings: BenchSettings, profile: DeviceProfile, machine: dict[str, Any], log: Any,
                 progress: bool = True) -> dict[str, Any]:
     """Everything measured for one model (see the module docstring)."""
     from edgeskel.bench.models import pipeline_export_dir, prepare_model

@@ -12,13 +12,16 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeskel.errors import ConfigError, DataError
 from edgeskel.io import atomic_write_json, sha256_file, sha256_json
 from edgeskel.recipe import Recipe, load_recipe, with_overrides
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 
 @dataclass
@@ -160,7 +163,7 @@ def _pipeline_compressed(rec: Recipe, ref_sha: str, rank_multiple: int, settings
     return run.root / "compress" / "compressed.ckpt", meta
 
 
-def pipeline_export_dir(prep: Prepared, profile: Any) -> Path | None:
+def pipeline_export_dir(prep: Prepared, profile: DeviceProfile) -> Path | None:
     """The export folder of the finished pipeline run that made `prep`'s compressed model, if
     its export stage is up to date for this profile and recipe and used the same arrays."""
     from edgeskel.pipeline import export_stage_inputs

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeskel.bench.variants import BenchVariant, _cached, plain_onnx_export, spec_at_frames
 from edgeskel.validate.latency import batch_from, interleaved_latency
 
+if TYPE_CHECKING:
+    from edgeskel.recipe import Recipe
+
 
 def t_scaling(orig_model: Any, comp_model: Any, spec: Any, cspec: Any, best_ort: BenchVariant | None, dataset: Any,
-              t_grid: list[int], root: Path, settings: Any, recipe: Any, log: Any) -> dict[str, Any]:
+              t_grid: list[int], root: Path, settings: Any, recipe: Recipe, log: Any) -> dict[str, Any]:
     """{"rows": [{T, variant, p50, p99}], "errors": {...}} at batch 1, interleaved per T."""
     from edgeskel.bench.models import arrays_at_frames
     from edgeskel.export import export_variant

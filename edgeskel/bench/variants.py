@@ -188,11 +188,13 @@ def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: A
     with the options the pipeline uses (INT8 accuracy gate = the profile's max top-1 drop).
     `pipeline_export`: the export folder of the pipeline run the compressed model came from;
     its passed variants are reused instead of exported again."""
+    from edgeskel.backends import backend_names
     from edgeskel.export import export_variant
 
+    timed_here = backend_names(runs_here=True)  # TensorRT variants are timed on the device only
     out = []
     for v in profile.variants:
-        if v.backend not in ("ort", "openvino"):
+        if v.backend not in timed_here:
             continue
         options = {**v.options, **recipe.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
                    "threads": 2}

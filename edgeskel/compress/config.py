@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from edgeskel.keyed_model import KeyedModel
 
@@ -51,7 +51,7 @@ class CompressionConfig(KeyedModel):
     max_positions: Annotated[int, Field(ge=16)] = 4096  # im2col rows sampled per calibration call
     seed: int = 0
     # policy 'latency' only (edgeskel tune writes these from the device profile):
-    latency_backend: Literal["ort", "openvino"] = "ort"
+    latency_backend: str = "ort"  # a backend with `layer_timing` (edgeskel/backends/)
     latency_threads: Annotated[int, Field(ge=1)] | None = None
     latency_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1])
     latency_profile: str = "local"  # device profile name: part of the cache key
@@ -61,3 +61,10 @@ class CompressionConfig(KeyedModel):
     latency_cache: str | None = None  # JSON cache of measured layer latencies (reused); None = not kept
     latency_min_gain: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     latency_candidates: Annotated[int, Field(ge=1)] = 4  # ranks timed per layer (plus dense)
+
+    @field_validator("latency_backend", mode="before")
+    @classmethod
+    def _timed_backend(cls, v: object) -> object:
+        from edgeskel.backends import check_choice
+
+        return check_choice(v, layer_timing=True)

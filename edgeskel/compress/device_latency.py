@@ -14,17 +14,20 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeskel.compress.latency_table import Job
 from edgeskel.errors import RemoteError
 from edgeskel.export.onnx import export_layer
 
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
+
 
 class DeviceLayerTimer:
     """`LatencyTable(device=...)`: times layer forms with the device runner on `profile`'s SSH target."""
 
-    def __init__(self, profile: Any, backend: str, rounds: int = 3, runs: int = 30, warmup: int = 5,
+    def __init__(self, profile: DeviceProfile, backend: str, rounds: int = 3, runs: int = 30, warmup: int = 5,
                  max_seconds: float | None = 0.3, log: Callable[[str], None] | None = None):
         from edgeskel.remote.ssh import SSHTarget
 
@@ -89,7 +92,7 @@ class DeviceLayerTimer:
         return out
 
 
-def latency_table_for(cfg: Any, profile: Any, log: Callable[[str], None] | None = None) -> Any:
+def latency_table_for(cfg: Any, profile: DeviceProfile, log: Callable[[str], None] | None = None) -> Any:
     """The layer table policy 'latency' uses in a run on `profile`: None (compress_model builds the
     host table from the config) unless the config says `latency_on: device`; then one timed on
     this profile's SSH device, which must be the device the ranks were chosen for."""

@@ -35,12 +35,22 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgeskel.backends import all_backends
 from edgeskel.compress.costs import LayerInfo
 from edgeskel.io import atomic_write_json, sha256_json
 from edgeskel.models.lowrank import build_factorized, layer_shape
 
 CACHE_FORMAT = "edgeskel-latency-table/1"
-RUNTIME_LIBS = {"ort": ("onnxruntime",), "openvino": ("openvino",)}
+
+
+def runtime_libs(backend: str) -> tuple[str, ...]:
+    """The distributions whose version keys a backend's cached timings (edgeskel/backends/:
+    backends with `layer_timing`). Raises ValueError for a backend the table cannot time."""
+    timed = {s.name: s.dists for s in all_backends(layer_timing=True)}
+    if backend not in timed:
+        raise ValueError(f"latency table: backend {backend!r} cannot be timed here; use one of {sorted(timed)}")
+    return timed[backend]
+
 
 Form = tuple[str | None, dict[str, int] | None]  # (None, None) = dense
 # Injected timing (tests): (layer, {form key: module}, input tensor) -> {form key: ms}
@@ -85,6 +95,13 @@ def _lib_versions(libs: tuple[str, ...]) -> dict[str, str | None]:
     return out
 
 
+def _runtime_version(dists: tuple[str, ...]) -> dict[str, str | None]:
+    """{first dist: version of the first installed one} (ORT's GPU build reports as onnxruntime, as
+    the cache keys always named it)."""
+    found = [v for v in _lib_versions(dists).values() if v is not None]
+    return {dists[0]: found[0] if found else None}
+
+
 class LatencyTable:
     """Measured p50 latency (ms) of layers in dense and factorized forms on one backend.
 
@@ -97,8 +114,7 @@ class LatencyTable:
                  profile: str = "local", cache_file: str | Path | None = None, timer: Timer | None = None,
                  rounds: int = 3, runs: int = 30, warmup: int = 5, max_seconds: float | None = 0.3,
                  log: Callable[[str], None] | None = None, device: DeviceTimer | None = None):
-        if backend not in RUNTIME_LIBS:
-            raise ValueError(f"latency table: backend {backend!r} cannot be timed here; use one of {sorted(RUNTIME_LIBS)}")
+        runtime_libs(backend)  # ValueError if the table cannot time it
         self.backend, self.threads, self.profile = backend, threads, profile
         self.batch_sizes = sorted({1, *(int(b) for b in batch_sizes)})
         self.cache_file = Path(cache_file) if cache_file is not None else None
@@ -146,7 +162,7 @@ class LatencyTable:
         (asked over SSH once, on first use: an unreachable device fails here, before any work)."""
         if self._versions is None:
             export = _lib_versions(("torch", "onnx", "onnxslim"))
-            runtime = self.device.versions() if self.device is not None else _lib_versions(RUNTIME_LIBS[self.backend])
+            runtime = self.device.versions() if self.device is not None else _runtime_version(runtime_libs(self.backend))
             self._versions = {**export, **runtime}
         return self._versions
 

@@ -26,18 +26,14 @@ import torch
 import torch.nn as nn
 
 from edgeskel import __version__
+from edgeskel.backends import backend_names, get_backend, precisions
 from edgeskel.checkpoint import ModelSpec
+from edgeskel.config_errors import did_you_mean
 from edgeskel.errors import ConfigError, ExportError, ParityError
 from edgeskel.export.onnx import export_onnx
 from edgeskel.io import atomic_write_json, sha256_file
 from edgeskel.validate.parity import check_parity, format_parity
 
-PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "int8"),
-    "ort": ("fp32", "int8"),
-    "openvino": ("fp32", "fp16", "bf16", "int8"),
-    "tensorrt": ("fp16", "int8"),
-}
 _QUANT_KEYS = ("method", "per_channel", "symmetric_activations", "exclude_nodes", "calib_batch", "percentile",
                "quantize_bias", "op_types")
 
@@ -112,10 +108,11 @@ def export_variant(
     Raises ParityError (after writing export.json with status "failed") on a parity miss.
     """
     opts = _normalise_options(options)
-    if backend not in PRECISIONS:
-        raise ConfigError(f"unknown export backend {backend!r}; available: {sorted(PRECISIONS)}")
-    if precision not in PRECISIONS[backend]:
-        raise ConfigError(f"backend {backend!r} supports precisions {list(PRECISIONS[backend])}, not {precision!r}")
+    exported = backend_names(exported=True)  # precisions per backend: edgeskel/backends/<backend>.py
+    if backend not in exported:
+        raise ConfigError(f"unknown export backend {backend!r}{did_you_mean(backend, exported)}; available: {exported}")
+    if precision not in precisions(backend):
+        raise ConfigError(f"backend {backend!r} supports precisions {list(precisions(backend))}, not {precision!r}")
     if precision == "int8" and (calib is None or len(calib) == 0):
         raise ExportError(f"{backend} int8 needs calibration data (calib: (N, C, T, V, M) array)")
     out_dir = Path(out_dir)
@@ -261,7 +258,7 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
     """Create the variant's artifact; returns (artifact, runner backend, runner precision, parity precision)."""
     if val_xy is not None and len(val_xy[0]) > len(px):  # INT8 gates use the same samples as parity
         val_xy = (val_xy[0][: len(px)], val_xy[1][: len(px)])
-    if backend in ("onnx", "ort"):
+    if get_backend(backend).runner == "ort":  # plain ONNX, run by ONNX Runtime (ort, portable onnx)
         if precision == "fp32":
             return onnx_fp32, "ort", "fp32", "fp32"
         out = _ort_int8(onnx_fp32, out_dir / "model.int8.onnx", calib, val_xy, px, ref, opts, record,
@@ -307,7 +304,8 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
                               "inference_precision_hint": {"fp32": "f32", "bf16": "bf16"}[run_prec]}
         return xml, "openvino", run_prec, precision
 
-    # tensorrt
+    if backend != "tensorrt":  # registered in edgeskel/backends/ but no export path written here yet
+        raise ConfigError(f"backend {backend!r} has no export path yet (edgeskel/export/api.py _make_artifact)")
     from edgeskel.quantize.tensorrt import prepare_tensorrt
 
     qdq = None

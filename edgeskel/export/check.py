@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch.nn as nn
@@ -27,6 +27,9 @@ import torch.nn as nn
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import EdgeskelError, ExportError
 from edgeskel.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Route:
         return self.backend + (" (DLA)" if self.dla else "")
 
 
-def profile_routes(profile: Any, opset: int) -> list[Route]:
+def profile_routes(profile: DeviceProfile, opset: int) -> list[Route]:
     """The distinct routes of a profile's variants (several precisions share one route)."""
     from edgeskel.export.api import einsum_mode
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,10 @@ from edgeskel.pipeline.rundir import RunDir, kill_point, library_versions
 from edgeskel.pipeline.validation import BASELINE_PREFIX
 from edgeskel.recipe import load_recipe, with_overrides
 from edgeskel.validate.parity import DEFAULT_TOLERANCES
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
+    from edgeskel.recipe import Recipe
 
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
 
@@ -34,7 +38,7 @@ VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round
 REPORT_LOGIC_VERSION = 8  # 8 = validation warnings (saturated / too small to decide); 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
 
 
-def export_stage_inputs(profile: Any, rec: Any, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
+def export_stage_inputs(profile: DeviceProfile, rec: Recipe, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:
     """What the export stage's artifacts depend on (its skip key; the benchmark checks it too
     before reusing a run's artifacts)."""
     return {"variants": [v.model_dump(mode="json") for v in profile.variants],
@@ -233,7 +237,7 @@ def run_pipeline(
         return report
 
 
-def run_report_stage(run: RunDir, profile: Any, recipe_name: str, res: dict[str, Any],
+def run_report_stage(run: RunDir, profile: DeviceProfile, recipe_name: str, res: dict[str, Any],
                      deployed_stats: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """The report stage, from the finished stages recorded in the run's manifest. Shared by the
     pipeline and `edgeskel results import` (which updates the validate stage first), so an

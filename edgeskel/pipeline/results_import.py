@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeskel.errors import ConfigError
 from edgeskel.io import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeskel.remote.device_runner import RESULTS_FORMAT
 from edgeskel.validate.emulation import emulation_tags
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 IMPORTED_FILE = "imported-results.json"
 MAX_RESULTS_MB = 64
@@ -69,7 +72,7 @@ def _run_state(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def check_results(run_dir: Path, results_path: Path, doc: dict[str, Any], meta: dict[str, Any],
-                  val_result: dict[str, Any], profile: Any) -> None:
+                  val_result: dict[str, Any], profile: DeviceProfile) -> None:
     """Every reason to refuse `doc` as this run's device results (ConfigError, one line)."""
     bundle = run_dir / val_result["bundle"]
     want_id = val_result.get("bundle_id") or meta.get("bundle_id")

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeskel.io import sha256_json
 from edgeskel.pipeline.rundir import RunDir
+
+if TYPE_CHECKING:
+    from edgeskel.recipe import Recipe
 
 DEFAULT_ROOT = Path("runs")
 
@@ -30,14 +33,14 @@ def finished_run(recipe_name: str, device: str, root: Path = DEFAULT_ROOT) -> Ru
     return run
 
 
-def compress_stage_inputs(rec: Any, rank_multiple: int, reference_hash: str) -> dict[str, Any]:
+def compress_stage_inputs(rec: Recipe, rank_multiple: int, reference_hash: str) -> dict[str, Any]:
     """The pipeline's compress stage inputs (the pipeline and its readers build them here only)."""
     return {"compress": rec.compress.model_dump(mode="json") if rec.compress else None,
             "finetune": rec.finetune.model_dump(mode="json") if rec.finetune else None,
             "rank_multiple": rank_multiple, "reference": reference_hash}
 
 
-def finished_compress(rec: Any, device: str, reference_sha: str, rank_multiple: int,
+def finished_compress(rec: Recipe, device: str, reference_sha: str, rank_multiple: int,
                       data_outputs: dict[str, str] | None = None,
                       root: Path = DEFAULT_ROOT) -> tuple[RunDir, dict[str, Any]] | None:
     """(run, compression.json) of a finished pipeline run whose compressed model is what

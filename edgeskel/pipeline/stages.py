@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeskel.pipeline import steps
 from edgeskel.pipeline.rundir import RunDir, kill_point
 
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
+    from edgeskel.recipe import Recipe
+
 DATA_ARRAYS = ("val_x", "val_y", "test_x", "test_y", "calib_x")
 # Bumped when the fail-fast export check (export/check.py) changes what it checks.
 CHECK_LOGIC_VERSION = 1
 
 
-def data_stage(run: RunDir, rec: Any, dataset: Any, log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def data_stage(run: RunDir, rec: Recipe, dataset: Any, log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Validation, test and calibration arrays, preprocessed once and hashed: (stage result, arrays)."""
     from edgeskel.data.splits import holdout
 
@@ -45,7 +49,7 @@ def data_stage(run: RunDir, rec: Any, dataset: Any, log: Callable[[str], None]) 
     return res, {k: np.load(run.root / "data" / f"{k}.npy") for k in DATA_ARRAYS}
 
 
-def check_stage_inputs(profile: Any, rec: Any, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
+def check_stage_inputs(profile: DeviceProfile, rec: Recipe, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
     """What the fail-fast export check depends on: the model as the recipe builds it, the
     profile's routes, the opset and the check's own logic."""
     return {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash, "data": data_hash,
@@ -55,20 +59,20 @@ def check_stage_inputs(profile: Any, rec: Any, ckpt_hash: str | None, data_hash:
             "opset": rec.export.opset, "check_logic": CHECK_LOGIC_VERSION}
 
 
-def check_stage(run: RunDir, profile: Any, rec: Any, dataset: Any, ckpt_hash: str | None, where: str,
+def check_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any, ckpt_hash: str | None, where: str,
                 log: Callable[[str], None]) -> dict[str, Any]:
     """Fail fast: every backend route of the profile takes the model, before any training."""
     return run.run_stage("check", check_stage_inputs(profile, rec, ckpt_hash, run.output_hash("data")),
                          lambda d: steps.export_check(rec, dataset, profile, d, where=where, log=log), log)
 
 
-def reference_inputs(rec: Any, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
+def reference_inputs(rec: Recipe, ckpt_hash: str | None, data_hash: str) -> dict[str, Any]:
     """The reference stage's key (the shared reference is reused only under the same key)."""
     return {"model": rec.model.model_dump(mode="json"), "checkpoint": ckpt_hash,
             "train": rec.train.model_dump(mode="json") if not rec.model.checkpoint else None, "data": data_hash}
 
 
-def reference_stage(run: RunDir, rec: Any, dataset: Any, out_root: Path, ckpt_hash: str | None, quiet: bool,
+def reference_stage(run: RunDir, rec: Recipe, dataset: Any, out_root: Path, ckpt_hash: str | None, quiet: bool,
                     log: Callable[[str], None],
                     finish: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """`run/reference/reference.ckpt`, copied from the recipe's shared reference (trained or

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from edgeskel.train import distributed as dist_
 from edgeskel.train.config import TrainConfig
 from edgeskel.train.device import Runtime
 from edgeskel.train.metrics import accuracy_summary, predict_logits
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 
 # ------------------------------------------------------------------------------ data
@@ -201,7 +204,7 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     return {"source": "trained", "best_epoch": res["best_epoch"], "train_wall_time_s": res["wall_time_s"]}
 
 
-def export_check(recipe: Recipe, dataset: Any, profile: Any, out_dir: Path, where: str,
+def export_check(recipe: Recipe, dataset: Any, profile: DeviceProfile, out_dir: Path, where: str,
                  log: Any = None) -> dict[str, Any]:
     """The fail-fast stage: the reference as it exists before training (`reference_candidate`)
     exported and run once per backend route of the profile (export/check.py). A route that
@@ -348,7 +351,7 @@ def _save_on_main(target: Path, model: nn.Module, spec: ModelSpec, extra: dict[s
     dist_.barrier()
 
 
-def apply_profile_input(spec: ModelSpec, profile: Any) -> ModelSpec:
+def apply_profile_input(spec: ModelSpec, profile: DeviceProfile) -> ModelSpec:
     """Device profiles may fix T or M; GCNs/transformers pool globally, so weights still fit."""
     pre = spec.preprocess
     t = profile.input.num_frames or pre.num_frames

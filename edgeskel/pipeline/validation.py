@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeskel.errors import EdgeskelError, RemoteError
 from edgeskel.pipeline.rundir import kill_point
 from edgeskel.validate.emulation import emulated_entry, emulation_tags
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 BASELINE_PREFIX = "baseline-"  # the uncompressed reference's rows: baseline/<prefix><variant>/, same name in the bundle
 
@@ -98,7 +101,7 @@ def runnable_here(backend: str) -> tuple[bool, str]:
     return reason is None, reason or ""
 
 
-def validate_variants(profile: Any, spec: Any, export_root: Path, export_results: dict[str, Any],
+def validate_variants(profile: DeviceProfile, spec: Any, export_root: Path, export_results: dict[str, Any],
                       val_x: np.ndarray, val_y: np.ndarray, torch_logits: np.ndarray, out_dir: Path,
                       host_arch: str, quiet: bool = False, baselines: dict[str, Any] | None = None,
                       baseline_root: Path | None = None) -> dict[str, Any]:
@@ -182,7 +185,7 @@ def measurement_conditions(doc: dict[str, Any]) -> dict[str, Any]:
                            "emulation": env.get("emulation")}}
 
 
-def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
+def assemble_report(profile: DeviceProfile, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
                     comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
                     deployed_stats: dict[str, Any], libraries: dict[str, Any],
                     baseline: dict[str, Any] | None = None, run_root: Path | None = None) -> dict[str, Any]:
@@ -281,7 +284,7 @@ def assemble_report(profile: Any, recipe: str, data_res: dict[str, Any], ref_res
     return summarize(report)
 
 
-def baseline_rows(profile: Any, variants: list[dict[str, Any]], baseline: dict[str, Any], val_res: dict[str, Any],
+def baseline_rows(profile: DeviceProfile, variants: list[dict[str, Any]], baseline: dict[str, Any], val_res: dict[str, Any],
                   ref_res: dict[str, Any]) -> list[dict[str, Any]]:
     """Reference rows: the uncompressed model on each variant's backend and precision, measured
     in the same run, with compressed/uncompressed ratios (latency speedup at batch 1, size,
@@ -339,7 +342,7 @@ def _ratio(a: Any, b: Any) -> float | None:
     return None if a is None or b in (None, 0) else round(float(a) / float(b), 4)
 
 
-def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any, ref_top1: float) -> dict[str, Any]:
+def host_check_entry(e: dict[str, Any], meas: dict[str, Any], profile: DeviceProfile, ref_top1: float) -> dict[str, Any]:
     """A variant measured on this host although the profile's device is another machine (e.g.
     ORT fp32 of a Jetson profile on an x86 laptop). Its accuracy is checked here, but none of its
     numbers are the device's: the row stays 'not measured on <device>' (no top-1, latency or

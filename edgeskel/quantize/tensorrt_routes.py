@@ -47,12 +47,15 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from edgeskel.errors import ConfigError, ExportError
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.1/6.2
 STRONG_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear-19: float16 scales and inputs
@@ -394,7 +397,7 @@ def layer_precision_spec(layers: list[str]) -> tuple[dict[str, str], list[str]]:
     return ok, [n for n in layers if n not in ok]
 
 
-def export_options_for(profile: Any, variant: Any) -> dict[str, Any]:
+def export_options_for(profile: DeviceProfile, variant: Any) -> dict[str, Any]:
     """Export options of one TensorRT variant of a profile. The variant's own `dla_core` wins
     over the profile's `use_dla` default (a DLA variant once silently became a GPU one)."""
     trt = profile.tensorrt

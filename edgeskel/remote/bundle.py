@@ -1,7 +1,9 @@
 """Self-contained bundles: everything a device needs to measure the variants, nothing else.
 
 A bundle folder holds the artifacts, the validation inputs/labels/reference logits as .npy,
-`bundle.json` (what to run and how) and a copy of the standalone `device_runner.py`. It
+`bundle.json` (what to run and how, and `backends`: each backend's runtime modules, version
+distributions and whether it may be timed interleaved, from edgeskel/backends/, since the
+runner cannot import edgeskel) and a copy of the standalone `device_runner.py`. It
 needs only numpy and the runtime on the device, and never contains hostnames, users or keys.
 Its id (`<name>-<hash>`) changes whenever any file in it changes.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgeskel import __version__
+from edgeskel.backends import device_records
 from edgeskel.errors import ConfigError, ExportError
 from edgeskel.io import atomic_write_json, sha256_bytes, sha256_file
 from edgeskel.names import NAME_RULE, is_safe_name
@@ -155,6 +158,7 @@ def make_bundle(
                      "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:])},
             "variants": variants,
             "model": model,  # what the inputs mean: layout (full definition), classes, preprocessing
+            "backends": device_records(),  # what each backend needs: the runner cannot import edgeskel.backends
         }
         _seal(tmp, meta, out_dir)
     finally:
@@ -190,7 +194,7 @@ def make_layer_bundle(out_dir: str | Path, forms: list[dict[str, Any]], profile:
             "format": BUNDLE_FORMAT, "kind": "layers", "name": out_dir.name, "device": profile.name,
             "arch": profile.arch, "created_by": f"edgeskel {__version__}", "threads": profile.threads,
             "measure": {"warmup": warmup, "runs": runs, "rounds": rounds, "max_seconds": max_seconds},
-            "variants": variants,
+            "variants": variants, "backends": device_records(),
         }
         _seal(tmp, meta, out_dir)
     finally:

@@ -46,7 +46,16 @@ import numpy as np
 
 RESULTS_FORMAT = "edgeskel-device-results/1"
 BUNDLE_FORMAT = "edgeskel-bundle/1"
-RUNTIME_MODULES = {"ort": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+# What each backend needs here comes from the bundle (bundle.json `backends`, written from
+# edgeskel/backends/ by remote/bundle.py): this file cannot import edgeskel. LEGACY_BACKENDS is
+# ONLY the fallback for bundles made before bundle.json had `backends`; never extend it (a new
+# backend is a file in edgeskel/backends/ plus, to run here, an infer class in RUNTIMES below).
+LEGACY_BACKENDS: dict[str, dict[str, Any]] = {
+    "ort": {"runtime_modules": ["onnxruntime"], "dists": ["onnxruntime", "onnxruntime-gpu"], "interleavable": True},
+    "openvino": {"runtime_modules": ["openvino"], "dists": ["openvino"], "interleavable": True},
+    "tensorrt": {"runtime_modules": ["tensorrt"], "dists": ["tensorrt"], "interleavable": False},
+    "torch": {"runtime_modules": ["torch"], "dists": ["torch"], "interleavable": False},
+}
 # Exit status of `device_runner.py BUNDLE` (module docstring). 3, not 1: a Python traceback exits
 # 1, and a caller must tell "results.json written, some variants errored" from a crashed runner.
 EXIT_OK = 0
@@ -245,6 +254,8 @@ def peak_rss_mb() -> float:
 
 
 class _OrtInfer:
+    backend = "ort"
+
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import onnxruntime as ort
 
@@ -267,6 +278,7 @@ class _OpenVinoInfer:
     # computes like bf16 instead (EfficientGCN-B0 on NW-UCLA: 73.28 vs 72.41 top-1), so the
     # variant measured was not the one judged.
     HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f32", "bf16": "bf16"}
+    backend = "openvino"
 
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import openvino as ov
@@ -298,6 +310,8 @@ class TensorRTInfer:
     Inputs of any batch are split into chunks of the engine's profile maximum and a short last
     chunk is padded to the profile minimum: engines here have static shapes (one per batch size,
     as DLA requires), so a batch the engine was not built for must never reach it."""
+
+    backend = "tensorrt"
 
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import tensorrt as trt
@@ -375,7 +389,8 @@ class TensorRTInfer:
 
 
 _TensorRTInfer = TensorRTInfer  # older name
-RUNTIMES = {"ort": _OrtInfer, "openvino": _OpenVinoInfer, "tensorrt": TensorRTInfer}
+# The backends this runner can run: per-backend code, one infer class each (its `backend` names it).
+RUNTIMES: dict[str, Any] = {cls.backend: cls for cls in (_OrtInfer, _OpenVinoInfer, TensorRTInfer)}
 
 
 def layer_placement(log_text: str) -> dict[str, int] | None:
@@ -427,6 +442,14 @@ def build_engines(bundle: Path, v: dict[str, Any], log: Callable[[str], None]) -
 # ----------------------------------------------------------------------------- driver
 
 
+def backend_info(meta: dict[str, Any] | None, backend: str) -> dict[str, Any]:
+    """What the bundle says `backend` needs: {runtime_modules, dists, interleavable} (bundle.json
+    `backends`; LEGACY_BACKENDS for older bundles). An unknown backend needs a module of its name."""
+    table = (meta or {}).get("backends")
+    table = table if isinstance(table, dict) else LEGACY_BACKENDS
+    return {"runtime_modules": [backend], "dists": [backend], "interleavable": False, **(table.get(backend) or {})}
+
+
 def load_bundle(bundle: Path) -> dict[str, Any]:
     path = bundle / "bundle.json"
     if not path.is_file():
@@ -448,8 +471,8 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
     res: dict[str, Any] = {k: v.get(k) for k in ("name", "backend", "precision")}
     res.update(status="ok", error=None)
     try:
-        module = RUNTIME_MODULES.get(v["backend"], v["backend"])
-        __import__(module)
+        for module in backend_info(meta, v["backend"])["runtime_modules"]:
+            __import__(module)
         if v["backend"] not in RUNTIMES:
             raise RuntimeError(f"backend {v['backend']!r} cannot run in the standalone device runner")
         baseline = peak_rss_mb()
@@ -483,10 +506,11 @@ def _batch_sizes(meta: dict[str, Any], v: dict[str, Any]) -> list[int]:
     return [int(static)] if static else [int(b) for b in (v.get("batch_sizes") or meta.get("batch_sizes") or [1])]
 
 
-def interleavable(v: dict[str, Any]) -> bool:
-    """ORT and OpenVINO sessions can share one process; TensorRT engines (one per batch size,
-    built on the device, a crash takes the process down) are timed in their own process."""
-    return v.get("backend") in ("ort", "openvino")
+def interleavable(v: dict[str, Any], meta: dict[str, Any] | None = None) -> bool:
+    """Whether the variant's sessions may share one process with others (the bundle's `backends`:
+    ORT and OpenVINO can; TensorRT engines, one per batch size, built on the device, a crash
+    taking the process down, are timed in their own process)."""
+    return bool(backend_info(meta, str(v.get("backend"))).get("interleavable")) and v.get("backend") in RUNTIMES
 
 
 def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str, Any]],
@@ -649,40 +673,49 @@ def _is_double() -> bool:
     return bool(getattr(mod, "__edgeskel_contract_double__", False))
 
 
-def environment() -> dict[str, Any]:
-    """What ran the measurement (no hostname, user or paths)."""
+def environment(meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ran the measurement (no hostname, user or paths): the runtime version of every backend
+    the bundle lists (`meta["backends"]`; LEGACY_BACKENDS for older bundles or no bundle)."""
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "system": platform.system(), "numpy": np.__version__, "runtimes": {},
                            "emulation": emulation()}
-    from importlib import metadata, util
+    from importlib import metadata
 
-    dists = {"ort": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",), "tensorrt": ("tensorrt",),
-             "torch": ("torch",)}
-    for backend, names in dists.items():  # package metadata only: importing torch etc. is slow
+    table = (meta or {}).get("backends")
+    for backend in (table if isinstance(table, dict) else LEGACY_BACKENDS):
+        info = backend_info(meta, backend)
+        module = info["runtime_modules"][0]
         version = None
-        for dist in names:
+        for dist in info["dists"]:  # package metadata only: importing torch etc. is slow
             try:
                 version = metadata.version(dist)
                 break
             except metadata.PackageNotFoundError:
                 continue
-        if version is None and util.find_spec(RUNTIME_MODULES[backend]) is not None:
+        if version is None and _has_module(module):
             version = "installed (version unknown)"  # e.g. JetPack's apt-installed tensorrt
+            try:  # such bindings have no pip metadata, but a __version__
+                mod = __import__(module)
+                version = str(mod.__version__) + (
+                    f" (contract double, not the real {module})" if getattr(mod, "__edgeskel_contract_double__", False) else "")
+            except Exception:  # noqa: BLE001 - never fail a run over a version string
+                pass
         env["runtimes"][backend] = version
-    if util.find_spec("tensorrt") is not None and env["runtimes"]["tensorrt"] == "installed (version unknown)":
-        try:  # JetPack's apt-installed bindings have no pip metadata, but a __version__
-            import tensorrt
-
-            env["runtimes"]["tensorrt"] = str(tensorrt.__version__) + (
-                " (contract double, not TensorRT)" if _is_double() else "")
-        except Exception:  # noqa: BLE001 - never fail a run over a version string
-            pass
     if _is_double():  # the tests' stand-in: its logits are ONNX Runtime's, its timing is not TensorRT's
         env["emulation"] = env.get("emulation") or "TensorRT contract double (tests): not TensorRT, timing not gated"
     tegra = Path("/etc/nv_tegra_release")
     if tegra.is_file():
         env["l4t"] = tegra.read_text().splitlines()[0][:120]
     return env
+
+
+def _has_module(name: str) -> bool:
+    from importlib import util
+
+    try:
+        return util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -767,7 +800,7 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
         results = run_layer_bundle(bundle, meta, variants, log)
         timing_doc: dict[str, Any] = {"method": "layer forms interleaved round-robin per layer and batch size"}
         return _write_results(bundle, meta, variants, results, timing_doc, host_before, out)
-    pooled = [v for v in variants if interleavable(v)] if interleave else []
+    pooled = [v for v in variants if interleavable(v, meta)] if interleave else []
     pooled = pooled if len(pooled) >= 2 else []
     results = []
     for v in variants:
@@ -805,7 +838,7 @@ def run_bundle(bundle: str | Path, out: str | Path | None = None, only: list[str
 
 def _write_results(bundle: Path, meta: dict[str, Any], variants: list[dict[str, Any]], results: list[dict[str, Any]],
                    timing_doc: dict[str, Any], host_before: dict[str, Any], out: str | Path | None) -> dict[str, Any]:
-    env = environment()
+    env = environment(meta)
     env["host"] = {**host_before, "load_avg_after": host_info()["load_avg_1_5_15"]}
     doc = {"format": RESULTS_FORMAT, "kind": meta.get("kind", "model"), "bundle_id": meta["bundle_id"],
            "device": meta.get("device"), "environment": env, "timing": timing_doc, "variants": results,

@@ -18,22 +18,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeskel.backends import registry
 from edgeskel.errors import RemoteError
 from edgeskel.io import atomic_write_json, atomic_write_text
 from edgeskel.remote.bundle import read_bundle
 from edgeskel.remote.device_runner import EXIT_OK, EXIT_VARIANT_ERRORS, RESULTS_FORMAT
 from edgeskel.remote.ssh import SSHTarget, rpath
 
-# Python modules each backend needs on the device, and how to install each one.
-BACKEND_MODULES = {"ort": ["onnxruntime"], "openvino": ["openvino"], "tensorrt": ["tensorrt", "cuda"], "torch": ["torch"]}
-INSTALL_HINTS = {
-    "numpy": "pip install numpy",
-    "onnxruntime": "pip install onnxruntime",
-    "openvino": "pip install openvino",
-    "tensorrt": "the TensorRT Python bindings come with JetPack (sudo apt install python3-libnvinfer; use the system python3)",
-    "cuda": "pip install cuda-python (matching the device's CUDA major version)",
-    "torch": "install the PyTorch wheel for this device",
-}
+
+def backend_modules(backend: str) -> list[str]:
+    """Python modules `backend` needs on the device (edgeskel/backends/ `runtime_modules`); an
+    unknown name is taken as a module name."""
+    reg = registry()
+    return list(reg[backend].runtime_modules) if backend in reg else [backend]
+
+
+def install_hint(module: str) -> str:
+    """How to install a runtime module on a device (the backends' `install_hints`)."""
+    hints = {"numpy": "pip install numpy"}
+    for spec in registry().values():
+        hints.update(spec.install_hints)
+    return hints.get(module, f"pip install {module}")
+
+
 _CHECK = (
     "import importlib, json, platform, sys\n"
     "missing = {}\n"
@@ -52,7 +59,7 @@ def check_runtimes(target: SSHTarget, backends: list[str], arch: str | None = No
     """RemoteError naming each missing module and its install command; also checks the
     remote python exists and the machine architecture matches the profile's. Returns
     {machine, python, versions: {module: __version__}} of the device."""
-    mods = ["numpy"] + sorted({m for b in backends for m in BACKEND_MODULES.get(b, [b])})
+    mods = ["numpy"] + sorted({m for b in backends for m in backend_modules(b)})
     cmd = f"{shlex.quote(target.python)} -c {shlex.quote(_CHECK)} {' '.join(mods)}"
     res = target.run(cmd, timeout=target.connect_timeout_s + 60, what="runtime check", check=False)
     err = res.stderr.decode(errors="replace")
@@ -64,7 +71,7 @@ def check_runtimes(target: SSHTarget, backends: list[str], arch: str | None = No
     except (json.JSONDecodeError, IndexError):
         raise RemoteError(f"runtime check failed on device {target.name!r} (exit {res.returncode}): {err.strip()[-500:]}") from None
     if info["missing"]:
-        lines = [f"{m} is not installed on the device {target.name!r} (python {target.python}): {INSTALL_HINTS.get(m, 'pip install ' + m)}"
+        lines = [f"{m} is not installed on the device {target.name!r} (python {target.python}): {install_hint(m)}"
                  f" [{why}]" for m, why in info["missing"].items()]
         raise RemoteError("\n".join(lines))
     if arch and info["machine"] not in (arch, {"aarch64": "arm64"}.get(arch, arch)):

@@ -19,11 +19,14 @@ Reports never contain hostnames, users or key paths: `measured_on` names the pro
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeskel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 
 class LatencySummary(BaseModel):
@@ -78,7 +81,7 @@ def make_variant_entry(
     precision: str,
     measurement: dict[str, Any] | None,
     reference_top1: float,
-    profile: Any,
+    profile: DeviceProfile,
     measured_on: str,
     size_mb: float | None = None,
     params: int | None = None,

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 
 def bundle_name(candidate_id: str) -> str:
@@ -23,7 +26,7 @@ def bundle_name(candidate_id: str) -> str:
     return candidate_id.replace("/", "__")
 
 
-def measure_on_device(cands: dict[str, dict[str, Any]], profile: Any, val_x: np.ndarray, val_y: np.ndarray,
+def measure_on_device(cands: dict[str, dict[str, Any]], profile: DeviceProfile, val_x: np.ndarray, val_y: np.ndarray,
                       runs: int, out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Ship every candidate to the device in one bundle and run it there. Returns
     {"latency": {cid: {str(batch): stats}}, "top1": {cid: device top-1}, "errors": {cid: why},

@@ -12,7 +12,10 @@ its accuracy gates is still NOT MEASURED on the device: timing needs the real bo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 # Report fields that hold timing/memory numbers: under emulation they are not the device's.
 _TIMING = ("latency_ms", "latency_batch_size", "latency_samples_ms", "latency_by_batch", "throughput_fps",
@@ -27,7 +30,7 @@ def emulation_tags(results: dict[str, Any]) -> dict[str, Any]:
     return {"emulated": str(emu), "emulated_machine": env.get("machine")} if emu else {}
 
 
-def emulated_entry(e: dict[str, Any], meas: dict[str, Any], profile: Any) -> dict[str, Any]:
+def emulated_entry(e: dict[str, Any], meas: dict[str, Any], profile: DeviceProfile) -> dict[str, Any]:
     """A report row measured under emulation: accuracy stays (real kernels), timing moves to
     `emulation` (labelled, never gated), and a variant that passed its accuracy gates becomes
     'skipped' (not measured on the device) so the verdict cannot say PASSED on emulated timing."""

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgeskel.backends import registry
 from edgeskel.errors import EdgeskelError
-from edgeskel.remote.device_runner import RUNTIME_MODULES, latency_stats, make_batch, time_infer
+from edgeskel.remote.device_runner import latency_stats, make_batch, time_infer
 from edgeskel.runtime.base import Runner
 
 
@@ -62,6 +63,11 @@ def measure_latency(
                                on_step=lambda t=task: bar.advance(t))
             out[str(bs)] = latency_stats(times, int(bs))
     return out
+
+
+def _runtime_module(backend: str) -> str | None:
+    spec = registry().get(backend)
+    return spec.runtime_modules[0] if spec is not None else None
 
 
 _CHILD = r"""
@@ -100,7 +106,7 @@ def measure_peak_memory(runner: Runner, sample: np.ndarray, batch_size: int = 1,
         np.save(inp, make_batch(sample, batch_size))
         spec = {"module": cls.__module__, "qualname": cls.__qualname__, "artifact": str(runner.artifact),
                 "precision": runner.precision, "threads": runner.threads, "options": runner.options,
-                "input": str(inp), "repeats": repeats, "runtime": RUNTIME_MODULES.get(runner.backend)}
+                "input": str(inp), "repeats": repeats, "runtime": _runtime_module(runner.backend)}
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         try:
             proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, text=True,
