@@ -73,14 +73,14 @@ def _factorize(net: nn.Module) -> nn.Module:
 
 
 def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: str = "joint", factorized: bool = False,
-           num_classes: int = 5, **kw) -> tuple[nn.Module, ModelSpec]:
+           num_classes: int = 5, center: bool = True, **kw) -> tuple[nn.Module, ModelSpec]:
     layout = get_layout("ntu25")
     kwargs = {"width": 0.125, "num_stages": 5, **kw}
     net = models.build(name, num_classes, layout, num_person=persons, **kwargs)
     if factorized:
         _factorize(net)
     spec = ModelSpec(name, num_classes, layout, {"num_person": persons, **kwargs},
-                     preprocess=Preprocess(num_frames=frames, num_person=persons, streams=stream))
+                     preprocess=Preprocess(num_frames=frames, num_person=persons, streams=stream, center=center))
     return _randomize(net), spec
 
 
@@ -95,6 +95,7 @@ CASES = {
     "stgcn-factorized": dict(factorized=True),
     "stgcnpp-keep-stride": dict(name="stgcnpp"),
     "stgcnpp-factorized-bone_motion": dict(name="stgcnpp", factorized=True, stream="bone_motion"),
+    "stgcnpp-remove-stride-no-centring": dict(name="stgcnpp", stride_mode="remove", center=False),
     "stgcn-10-stages-stride-4": dict(num_stages=10, width=0.0625, frames=12),
 }
 
