@@ -19,9 +19,10 @@ def plain_progress() -> bool:
 
 
 def epoch_line(row: dict[str, Any], epochs: int, best_top1: float, best_epoch: int, label: str = "train") -> str:
-    """`train epoch 3/30: loss 1.234, train top-1 45.0, val top-1 40.0 (best 41.2 at 2), 12.3 s`."""
-    return (f"{label} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train top-1 {row['train_top1']:.1f}, "
-            f"val top-1 {row['val_top1']:.1f} (best {best_top1:.1f} at {best_epoch}), {row['time_s']:.1f} s")
+    """`train epoch 3/30: loss 1.234, train 45.0 val 40.0 best 41.2@2, 12 s` (top-1 in percent):
+    within 80 columns for any label edgeskel uses, so a log file reads without wrapping."""
+    return (f"{label} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4g}, train {row['train_top1']:.1f} "
+            f"val {row['val_top1']:.1f} best {best_top1:.1f}@{best_epoch}, {row['time_s']:.0f} s")
 
 
 def print_line(text: str) -> None:

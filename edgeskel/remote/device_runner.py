@@ -534,7 +534,11 @@ def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str
             for bs in _batch_sizes(meta, v):
                 by_batch.setdefault(bs, []).append(v["name"])
     for bs, names in sorted(by_batch.items()):
-        log(f"  timing batch {bs} interleaved: {', '.join(names)}")
+        import textwrap  # a log line per 78 columns, however many variants
+
+        for line in textwrap.wrap(f"timing batch {bs} interleaved ({len(names)}): {', '.join(names)}", 76,
+                                  initial_indent="  ", subsequent_indent="    "):
+            log(line)
         times = time_round_robin({n: infers[n] for n in names}, make_batch(x[0], bs), int(m.get("warmup", 10)),
                                  int(m.get("runs", 100)), m.get("max_seconds"))
         for n, t in times.items():
