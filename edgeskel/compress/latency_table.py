@@ -264,7 +264,7 @@ class LatencyTable:
                     path = export_layer(mod, x, Path(td) / f"{len(runners)}.onnx")
                     runners[k] = get_runner(self.backend, path, precision="fp32", threads=self.threads).load()
                 xb = {int(x.shape[0]): np.ascontiguousarray(x.numpy(), dtype=np.float32)}
-                infers = {k: _raw_infer(r) for k, r in runners.items()}
+                infers = {k: r.raw() for k, r in runners.items()}
                 stats = interleaved_latency(infers, xb, rounds=self.rounds, runs=self.runs, warmup=self.warmup,
                                             max_seconds=self.max_seconds, progress=False)
             finally:
@@ -292,10 +292,3 @@ def _shape_hook(seen: dict[str, tuple[int, ...]], name: str) -> Callable[..., No
     return hook
 
 
-def _raw_infer(runner: Any) -> Callable[[np.ndarray], Any]:
-    """The loaded runner's session call without the (N, C, T, V, M) input check: a layer's
-    input is (N*M, C, T, V) or (N, L, C). Sessions are built by the runners themselves, so
-    threads and optimisation settings are exactly the model's."""
-    if getattr(runner, "session", None) is not None:  # ONNX Runtime
-        return lambda a: runner.session.run(None, {runner.input_name: a})
-    return lambda a: runner.request.infer({0: a})  # OpenVINO

@@ -31,7 +31,7 @@ EXPORT_LOGIC_VERSION = 6  # 6 = TensorRT 10.x DLA INT8 from calib.cache, torch.e
 # 4 = Hyperformer MHSA export form (issue 20 item 4: fewer Transposes, same math)
 # 5 = PYSKL unit_gcn exported aggregate-first (ST-GCN, ST-GCN++: no ReduceSum, BN folded)
 # Bumped when how the validate stage measures changes, so finished runs are re-measured.
-VALIDATE_LOGIC_VERSION = 3  # 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
+VALIDATE_LOGIC_VERSION = 4  # 4 = one backend stack: device runner sessions get the host runners' ORT log level and OpenVINO LATENCY hint; 2 = variants timed interleaved in blocks per round; 3 = openvino fp16 runs with the f32 hint export judged
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.

@@ -253,46 +253,69 @@ def peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------- runtimes
 
 
-class _OrtInfer:
+def ort_session_options(threads: int | None = None) -> Any:
+    """The SessionOptions of every edgeskel ORT session, here and on the device (runners, the
+    layer latency table, the op profiler, the INT8 study): all graph optimizations, `threads`
+    intra-op threads and one inter-op thread (the box is shared), warnings off."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+class OrtInfer:
+    """ONNX Runtime: the one implementation (edgeskel's host Runner wraps this class too)."""
+
     backend = "ort"
 
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = options.get("providers") or ["CPUExecutionProvider"]
-        self.sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-        self.input = self.sess.get_inputs()[0].name
+        self.sess = ort.InferenceSession(str(path), sess_options=ort_session_options(threads), providers=providers)
+        inp = self.sess.get_inputs()[0]
+        self.input = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input: x})[0]
 
 
-class _OpenVinoInfer:
-    # fp16 = the IR's weights stored in fp16, computed in f32: what export's parity check ran
-    # (its record says runtime precision fp32). With the f16 hint, a CPU without native fp16
-    # computes like bf16 instead (EfficientGCN-B0 on NW-UCLA: 73.28 vs 72.41 top-1), so the
-    # variant measured was not the one judged.
+class OpenVinoInfer:
+    """OpenVINO: the one implementation (edgeskel's host Runner wraps this class too), so the
+    precision hint is decided here once. fp16 = the IR's weights stored in fp16, computed in f32:
+    what export's parity check ran (its record says runtime precision fp32). With the f16 hint, a
+    CPU without native fp16 computes like bf16 instead (EfficientGCN-B0 on NW-UCLA: 73.28 vs 72.41
+    top-1), so the variant measured was not the one judged. Without an explicit hint this CPU
+    runs OpenVINO in bf16 (TOOLCHAIN.md)."""
+
     HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f32", "bf16": "bf16"}
     backend = "openvino"
 
     def __init__(self, path: Path, precision: str, threads: int | None, options: dict[str, Any]):
         import openvino as ov
 
+        if precision not in self.HINTS:
+            raise ValueError(f"unsupported OpenVINO precision {precision!r}; use one of {', '.join(self.HINTS)}")
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": self.HINTS.get(precision, "f32")}
+        config = {"INFERENCE_PRECISION_HINT": self.HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         config.update(options.get("config") or {})
+        self.config = config
         self.compiled = core.compile_model(core.read_model(str(path)), options.get("device", "CPU"), config)
+        self.request = self.compiled.create_infer_request()
         self.out = self.compiled.output(0)
+        shape = self.compiled.input(0).get_partial_shape()
+        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.compiled(x)[self.out]
+        return np.asarray(self.request.infer({0: x})[self.out])
 
 
 class TensorRTInfer:
@@ -390,7 +413,7 @@ class TensorRTInfer:
 
 _TensorRTInfer = TensorRTInfer  # older name
 # The backends this runner can run: per-backend code, one infer class each (its `backend` names it).
-RUNTIMES: dict[str, Any] = {cls.backend: cls for cls in (_OrtInfer, _OpenVinoInfer, TensorRTInfer)}
+RUNTIMES: dict[str, Any] = {cls.backend: cls for cls in (OrtInfer, OpenVinoInfer, TensorRTInfer)}
 
 
 def layer_placement(log_text: str) -> dict[str, int] | None:

@@ -33,6 +33,11 @@ class Runner(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; returns float32 logits."""
 
+    def raw(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The loaded backend's call without the (N, C, T, V, M) checks and batching: what the
+        layer latency table times (a layer's input is (N*M, C, T, V) or (N, L, C))."""
+        raise NotImplementedError(f"{type(self).__name__} has no raw timing path")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free resources."""
 

@@ -1,28 +1,26 @@
-"""OpenVINO CPU runner for IR (.xml + .bin) or ONNX files.
-
-Precision: this CPU runs OpenVINO in bf16 by default (TOOLCHAIN.md), so we always pass an
-explicit INFERENCE_PRECISION_HINT: f32 unless `precision` is 'bf16' or 'fp16'. Note that an
-IR saved with compressed fp16 weights still computes in f32 with the f32 hint.
-"""
+"""OpenVINO runner for IR (.xml + .bin) or ONNX files: the checks and batching of a Runner around
+the device runner's `OpenVinoInfer`, the one OpenVINO implementation here and on devices (which
+decides the precision hint: see its docstring)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from edgeskel.errors import ExportError
+from edgeskel.remote.device_runner import OpenVinoInfer
 from edgeskel.runtime._common import as_batch, check_file, check_onnx, run_chunked
 from edgeskel.runtime.base import Runner, register_runner
 
-HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
+HINTS = OpenVinoInfer.HINTS
 
 
 @register_runner("openvino")
 class OpenVinoRunner(Runner):
-    compiled = None
+    impl: OpenVinoInfer | None = None
 
     def load(self) -> OpenVinoRunner:
-        import openvino as ov
-
         suffix = self.artifact.suffix.lower()
         if suffix == ".onnx":
             check_onnx(self.artifact)
@@ -32,34 +30,28 @@ class OpenVinoRunner(Runner):
         else:
             raise ExportError(f"{self.artifact}: OpenVINO runner needs a .xml IR or an .onnx file")
         if self.precision not in HINTS:
-            raise ExportError(f"{self.artifact}: unsupported OpenVINO precision {self.precision!r}; use {sorted(HINTS)}")
-        config = {"INFERENCE_PRECISION_HINT": self.options.get("hint", HINTS[self.precision]),
-                  "PERFORMANCE_HINT": "LATENCY"}
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        core = ov.Core()
+            raise ExportError(f"{self.artifact}: unsupported OpenVINO precision {self.precision!r}; "
+                              f"use one of {', '.join(sorted(HINTS))}")
+        options = dict(self.options)
+        if "hint" in options:  # an explicit hint for one study (bench), never the default
+            options["config"] = {**(options.get("config") or {}), "INFERENCE_PRECISION_HINT": options.pop("hint")}
         try:
-            model = core.read_model(str(self.artifact))
-            self.compiled = core.compile_model(model, "CPU", config)
+            self.impl = OpenVinoInfer(self.artifact, self.precision, self.threads, options)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise ExportError(f"{self.artifact}: OpenVINO cannot load the model: {str(exc).splitlines()[0]}") from None
-        self.request = self.compiled.create_infer_request()
-        shape = self.compiled.input(0).get_partial_shape()
-        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
-        self.config = config
+        self.fixed_batch, self.config = self.impl.fixed_batch, self.impl.config
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.compiled is None:
+        if self.impl is None:
             self.load()
-        x = as_batch(batch, self.artifact)
+        run = self.raw()
+        return run_chunked(lambda b: np.array(run(b), dtype=np.float32), as_batch(batch, self.artifact), self.fixed_batch)
 
-        def run(b: np.ndarray) -> np.ndarray:
-            res = self.request.infer({0: b})
-            return np.array(res[self.compiled.output(0)], dtype=np.float32)
-
-        return run_chunked(run, x, self.fixed_batch)
+    def raw(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.impl is None:
+            self.load()
+        return self.impl
 
     def close(self) -> None:
-        self.compiled = None
-        self.request = None
+        self.impl = None

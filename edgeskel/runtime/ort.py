@@ -1,55 +1,43 @@
-"""ONNX Runtime CPU runner (fp32 and QDQ INT8 graphs)."""
+"""ONNX Runtime runner (fp32 and QDQ INT8 graphs): the checks and batching of a Runner around the
+device runner's `OrtInfer`, the one ORT implementation here and on devices."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from edgeskel.errors import ExportError
+from edgeskel.remote.device_runner import OrtInfer
+from edgeskel.remote.device_runner import ort_session_options as cpu_session_options  # noqa: F401 - public name
 from edgeskel.runtime._common import as_batch, check_onnx, run_chunked
 from edgeskel.runtime.base import Runner, register_runner
 
 
-def cpu_session_options(threads: int | None = None):
-    """SessionOptions every edgeskel ORT session uses (runner, op profiler, INT8 study), so what
-    the diagnostics time is what the runner runs: all graph optimizations, `threads` intra-op
-    threads and one inter-op thread (the box is shared), warnings off."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return so
-
-
 @register_runner("ort")
 class OrtRunner(Runner):
-    """CPUExecutionProvider, all graph optimizations, `threads` intra-op threads."""
+    """CPUExecutionProvider (or options["providers"]), all graph optimizations, `threads` threads."""
 
-    session = None
+    impl: OrtInfer | None = None
 
     def load(self) -> OrtRunner:
-        import onnxruntime as ort
-
         check_onnx(self.artifact)
         try:
-            self.session = ort.InferenceSession(str(self.artifact), cpu_session_options(self.threads),
-                                                providers=["CPUExecutionProvider"])
+            self.impl = OrtInfer(self.artifact, self.precision, self.threads, self.options)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             raise ExportError(f"{self.artifact}: onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        first = inp.shape[0]
-        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+        self.fixed_batch = self.impl.fixed_batch
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.session is None:
+        if self.impl is None:
             self.load()
-        x = as_batch(batch, self.artifact)
-        return run_chunked(lambda b: self.session.run(None, {self.input_name: b})[0], x, self.fixed_batch)
+        return run_chunked(self.raw(), as_batch(batch, self.artifact), self.fixed_batch)
+
+    def raw(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.impl is None:
+            self.load()
+        return self.impl
 
     def close(self) -> None:
-        self.session = None
+        self.impl = None
