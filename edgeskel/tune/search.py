@@ -24,8 +24,9 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +41,10 @@ from edgeskel.pipeline.rundir import RunDir, library_versions
 from edgeskel.progress_log import plain_progress
 from edgeskel.recipe import load_recipe, with_overrides
 from edgeskel.tune import front
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
+    from edgeskel.recipe import Recipe
 
 MEASURABLE = tuple(backend_names(runs_here=True))  # timed on this host (edgeskel/backends/; TensorRT: on the device)
 TUNE_LOGIC_VERSION = 1
@@ -88,6 +93,84 @@ def _interleaved(rounds: int, runs: int, warmup: int, progress: bool, log: Calla
     return measure
 
 
+@dataclass
+class _Search:
+    """What every step of one tune run reads: the run folder, recipe, profile, variants searched,
+    the data arrays, the reference and how candidates are timed. Steps add to `cands`,
+    `option_info`, `options` and `models`."""
+
+    run: RunDir
+    rec: Recipe
+    profile: DeviceProfile
+    wanted: list[Any]
+    dataset: Any
+    arrays: dict[str, np.ndarray]
+    ref_ckpt: Path
+    spec: Any
+    ref_top1: float
+    measure: Measure | None
+    measure_tag: dict[str, Any]
+    runs: int
+    quiet: bool
+    log: Callable[[str], None]
+    over_budget: Callable[[], bool]
+    cands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    option_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Path] = field(default_factory=dict)
+
+    def export(self, key: str) -> None:
+        """Export option `key`'s model for every searched variant; add the candidates."""
+        a = self.arrays
+        self.cands.update(_export_option(self.run, key, self.models[key], self.profile, self.rec, self.wanted,
+                                         a["calib_x"], a["val_x"], a["val_y"], self.log))
+
+    def time(self, name: str, cands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Time `cands` in one interleaved run (stage `name`) and record the timings on them."""
+        return _apply_timing(self.cands, _latency_stage(self.run, name, cands, self.profile, self.measure,
+                                                        self.measure_tag, self.arrays["val_x"], self.arrays["val_y"],
+                                                        self.runs, self.log))
+
+
+def searched_variants(profile: DeviceProfile, variants: list[str] | None, timed_on_device: bool) -> tuple[list[Any], list[str]]:
+    """(variants tune times, profile variants it skips): backends that run on this host, and
+    TensorRT when candidates are timed on the device (its engines exist only there)."""
+    from edgeskel.pipeline import HOST_ARCH
+
+    # Latency is timed on THIS host, or on the device over SSH when the profile names one.
+    if profile.ssh is None and profile.arch != HOST_ARCH:
+        raise ConfigError(f"device profile {profile.name!r} is for {profile.arch}, this host is {HOST_ARCH}: tune times "
+                          "candidates here, which would not be that device's latency; add an `ssh:` block to the "
+                          "profile so tune times them on the device (see README, Devices)")
+    timeable = MEASURABLE + (("tensorrt",) if timed_on_device else ())
+    wanted = [v for v in profile.variants if v.backend in timeable and (not variants or v.key in variants)]
+    if variants:
+        unknown = sorted(set(variants) - {v.key for v in profile.variants})
+        if unknown:
+            raise ConfigError(f"--variants {','.join(unknown)}: not in device profile {profile.name!r} "
+                              f"(it has {[v.key for v in profile.variants]})")
+    if not wanted:
+        raise ConfigError(f"device profile {profile.name!r}: no variant tune can time here (backends {list(timeable)}; "
+                          "TensorRT variants need the device: add an `ssh:` block to the profile)")
+    return wanted, [v.key for v in profile.variants if v.backend not in timeable]
+
+
+def timing_setup(profile: DeviceProfile, measure: Measure | None, rounds: int, runs: int, progress: bool,
+                 log: Callable[[str], None]) -> tuple[Measure | None, dict[str, Any], bool]:
+    """(measure, its tag for the latency stages' keys, timed on the device?). An injected
+    measure wins (tests) and is never reused as a real timing; None = the device runner times."""
+    remote = measure is None and profile.ssh is not None
+    if measure is not None:
+        tag = {"kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
+    elif remote:
+        tag = {"kind": "device", "profile": profile.name, "runs": runs, "warmup": profile.measure.warmup}
+    else:
+        tag = {"kind": "interleaved", "rounds": rounds, "runs": runs}
+    if not remote:
+        measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
+    return measure, tag, remote
+
+
 def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None, data: str | None = None,
              out_root: str | Path = "runs", budgets: tuple[float, ...] = (0.75, 0.5), energies: tuple[float, ...] = (0.9,),
              variants: list[str] | None = None, time_budget_s: float | None = None, max_recovery: float = 10.0,
@@ -101,38 +184,10 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
     profile = load_profile(device)
     rec, rec_path = load_recipe(recipe)
     rec = with_overrides(rec, checkpoint, data, source=rec_path)
-    from edgeskel.pipeline import HOST_ARCH
-
-    # Latency is timed on THIS host, or on the device over SSH when the profile names one.
-    if profile.ssh is None and profile.arch != HOST_ARCH:
-        raise ConfigError(f"device profile {profile.name!r} is for {profile.arch}, this host is {HOST_ARCH}: tune times "
-                          "candidates here, which would not be that device's latency; add an `ssh:` block to the "
-                          "profile so tune times them on the device (see README, Devices)")
-    # TensorRT engines exist only on the device: its variants are candidates when tune times there
-    timeable = MEASURABLE + (("tensorrt",) if profile.ssh is not None and measure is None else ())
-    wanted = [v for v in profile.variants if v.backend in timeable and (not variants or v.key in variants)]
-    if variants:
-        unknown = sorted(set(variants) - {v.key for v in profile.variants})
-        if unknown:
-            raise ConfigError(f"--variants {','.join(unknown)}: not in device profile {profile.name!r} "
-                              f"(it has {[v.key for v in profile.variants]})")
-    if not wanted:
-        raise ConfigError(f"device profile {profile.name!r}: no variant tune can time here (backends {list(timeable)}; "
-                          "TensorRT variants need the device: add an `ssh:` block to the profile)")
-    skipped_variants = [v.key for v in profile.variants if v.backend not in timeable]
+    wanted, skipped_variants = searched_variants(profile, variants, profile.ssh is not None and measure is None)
     out_root = Path(out_root)
     runs = runs or profile.measure.runs
-    progress = not quiet and not plain_progress()
-    # what produced the timings is part of the latency stages' keys (an injected measure is never reused as real)
-    remote = measure is None and profile.ssh is not None  # timed on the device; an injected measure wins (tests)
-    if measure is not None:
-        measure_tag = {"kind": "injected", "name": getattr(measure, "__name__", type(measure).__name__)}
-    elif remote:
-        measure_tag = {"kind": "device", "profile": profile.name, "runs": runs, "warmup": profile.measure.warmup}
-    else:
-        measure_tag = {"kind": "interleaved", "rounds": rounds, "runs": runs}
-    if not remote:  # None = timed on the device (_latency_stage)
-        measure = measure or _interleaved(rounds, runs, profile.measure.warmup, progress, log)
+    measure, measure_tag, remote = timing_setup(profile, measure, rounds, runs, not quiet and not plain_progress(), log)
 
     def over_budget() -> bool:
         return time_budget_s is not None and time.monotonic() - t_start > time_budget_s
@@ -150,105 +205,32 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         except DataError as exc:
             raise type(exc)(exc.path, f"{exc.problem} (dataset of {rec_path}: data.spec {rec.data.spec!r})",
                             exc.sample) from None
-        _, arrays = stages.data_stage(run, rec, dataset, log)  # the pipeline's own stages: same keys,
-        val_x, val_y, test_x, test_y, calib_x = (arrays[k] for k in stages.DATA_ARRAYS)  # so the shared
-        stages.check_stage(run, profile, rec, dataset, ckpt_hash, str(rec_path), log)  # reference is reused
+        # ---- 1. the pipeline's own data, check and reference stages (same keys: the shared reference is reused)
+        _, arrays = stages.data_stage(run, rec, dataset, log)
+        stages.check_stage(run, profile, rec, dataset, ckpt_hash, str(rec_path), log)
         stages.reference_stage(run, rec, dataset, out_root, ckpt_hash, quiet, log)
         ref_ckpt = run.root / "reference" / "reference.ckpt"
         teacher, spec, _ = load_checkpoint(ref_ckpt)
         spec = steps.apply_profile_input(spec, profile)
         from edgeskel.train.metrics import accuracy_summary, predict_logits
 
-        ref_top1 = accuracy_summary(predict_logits(teacher, val_x), val_y)["top1"]
-        # The layer latency table times ORT/OpenVINO layers where the candidates are timed: on this
-        # host, or on the SSH device by the device runner (compress/device_latency.py).
-        table_backends = sorted({v.backend for v in wanted} & set(backend_names(layer_timing=True)))
-        options = compression_options(rec, profile, list(budgets), list(energies), table_backends,
-                                      out_root / "_latency", on_device=remote)
-
-        # ---- 2. factorize (no fine-tuning) + export every option x variant ----------------------
-        cands: dict[str, dict[str, Any]] = {}
-        option_info: dict[str, dict[str, Any]] = {}
-        if not table_backends:
-            option_info["latency"] = {"status": "skipped", "policy": None, "reason": (
-                "the layer latency table times ONNX Runtime/OpenVINO layers; this search has only "
-                f"{sorted({v.backend for v in wanted})} variants")}
-        models: dict[str, Path] = {"none": ref_ckpt}
-        for key, cfg in options.items():
-            if cfg is not None:
-                if over_budget():
-                    option_info[key] = {"status": "skipped", "reason": "time budget spent"}
-                    continue
-                try:
-                    res = run.run_stage(f"factorize-{key}", {"cfg": cfg.model_dump(mode="json"),
-                                                             "reference": run.output_hash("reference"),
-                                                             "logic": TUNE_LOGIC_VERSION},
-                                        lambda d, cfg=cfg: _factorize(ref_ckpt, cfg, spec, calib_x, val_x, val_y, d,
-                                                                      latency_table_for(cfg, profile, log)), log)
-                except ConfigError as exc:  # e.g. an infeasible budget for this model: that option only
-                    option_info[key] = {"status": "error", "policy": cfg.policy, "reason": str(exc)}
-                    log(f"[tune] {key}: {exc}")
-                    continue
-                option_info[key] = {"status": "ok", "policy": cfg.policy, "top1_factorized": res["top1"],
-                                    "totals": res["totals"], "latency_policy": res.get("latency")}
-                if res.get("factorized_layers") == 0:  # every layer kept dense: it IS the uncompressed model
-                    option_info[key].update(status="same as none", reason="every layer stayed dense (nothing to time twice)")
-                    log(f"[tune] {key}: every layer stayed dense, same model as 'none'")
-                    continue
-                models[key] = run.root / f"factorize-{key}" / "model.ckpt"
-            else:
-                option_info[key] = {"status": "ok", "policy": None, "top1_factorized": ref_top1}
-            cands.update(_export_option(run, key, models[key], profile, rec, wanted, calib_x, val_x, val_y, log))
-
-        # ---- 3. time every exported candidate, interleaved ---------------------------------------
-        _apply_timing(cands, _latency_stage(run, "latency", cands, profile, measure, measure_tag, val_x, val_y, runs, log))
-
-        # ---- 4. prune, then fine-tune only what can still win -------------------------------------
-        max_drop, p99_budget = profile.gates.max_top1_drop, profile.gates.p99_latency_ms
-        for c in cands.values():
-            c["judged"] = front.judge(c, ref_top1, max_drop, p99_budget)
-        base_ok = [c for c in cands.values() if c["compression"] == "none" and c["judged"]["passed"]]
-        to_beat = min((front.p50(c) for c in base_ok), default=None)
-        plan = _prune(cands, option_info, to_beat, ref_top1, max_drop, max_recovery, rec.finetune is not None)
-        for key in sorted(plan, key=lambda k: plan[k]):  # fastest first
-            if over_budget():
-                option_info[key].update(finetune="skipped", finetune_reason="time budget spent")
-                continue
-            cfg = options[key]
-            rec_k = rec.model_copy(update={"compress": cfg})
-            res = run.run_stage(f"finetune-{key}", {"cfg": cfg.model_dump(mode="json"), "finetune": rec.finetune.model_dump(mode="json"),
-                                                    "reference": run.output_hash("reference"), "data": run.output_hash("data")},
-                                lambda d, rec_k=rec_k: _finetune(run, rec, rec_k, profile, ref_ckpt, dataset, val_x, val_y,
-                                                                 calib_x, (test_x, test_y), d, quiet, log), log)
-            option_info[key].update(finetune="done", selection=res["selection"], finetune_info=res["finetune"])
-            ft_key = f"{key}-ft"
-            option_info[ft_key] = {"status": "ok", "policy": cfg.policy, "fine_tuned_from": key}
-            options[ft_key] = cfg
-            models[ft_key] = run.root / f"finetune-{key}" / "compressed.ckpt"
-            cands.update(_export_option(run, ft_key, models[ft_key], profile, rec, wanted, calib_x, val_x, val_y, log))
-
-        # ---- 5. one interleaved run: uncompressed vs final compressed candidates -------------------
-        fine_tuned = {k for k in plan if option_info[k].get("finetune") == "done"}
-
-        def final(c: dict[str, Any]) -> bool:
-            comp = c["compression"]
-            if c["status"] != "ok":
-                return False
-            if comp == "none" or comp.endswith("-ft"):
-                return True
-            return comp not in fine_tuned and option_info[comp].get("finetune") == "not needed"
-
+        ref_top1 = accuracy_summary(predict_logits(teacher, arrays["val_x"]), arrays["val_y"])["top1"]
+        search = _Search(run, rec, profile, wanted, dataset, arrays, ref_ckpt, spec, ref_top1, measure, measure_tag,
+                         runs, quiet, log, over_budget, models={"none": ref_ckpt})
+        # ---- 2. factorize (no fine-tuning) + export every option x variant
+        _factorize_options(search, list(budgets), list(energies), out_root / "_latency", remote)
+        # ---- 3. time every exported candidate, interleaved
+        search.time("latency", search.cands)
+        # ---- 4. prune, then fine-tune only what can still win
+        fine_tuned = _finetune_promising(search, max_recovery)
+        # ---- 5. one interleaved run: uncompressed vs final compressed candidates
         if fine_tuned:
-            second = _apply_timing(cands, _latency_stage(run, "final-latency", {cid: c for cid, c in cands.items() if final(c)},
-                                                         profile, measure, measure_tag, val_x, val_y, runs, log))
-            for c in cands.values():
-                if c["status"] == "ok" and c["id"] not in second:
-                    why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
-                           else option_info[c["compression"]].get("finetune_reason", "not in the final run"))
-                    c.update(status="pruned", reason=why)
+            _final_round(search, fine_tuned)
+        test_x, test_y = arrays["test_x"], arrays["test_y"]
         ref_test_top1 = accuracy_summary(predict_logits(teacher, test_x), test_y)["top1"]  # reported, never chosen on
-        result = _finish(run, device, rec, profile, spec, list(cands.values()), options, option_info, models, ref_top1,
-                         test_x, test_y, skipped_variants, time.monotonic() - t_start, ref_test_top1, len(val_y))
+        result = _finish(run, device, rec, profile, spec, list(search.cands.values()), search.options,
+                         search.option_info, search.models, ref_top1, test_x, test_y, skipped_variants,
+                         time.monotonic() - t_start, ref_test_top1, len(arrays["val_y"]))
     if not quiet:
         import textwrap
 
@@ -257,6 +239,101 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         if result["decision"].get("caution"):
             print(textwrap.fill(f"caution: {result['decision']['caution']}", width=80, subsequent_indent="  "))
     return result
+
+
+def _factorize_options(search: _Search, budgets: list[float], energies: list[float], cache_dir: Path,
+                       remote: bool) -> None:
+    """Factorize every compression option (no fine-tuning) and export each for every variant.
+    The layer latency table times ORT/OpenVINO layers where the candidates are timed: on this
+    host, or on the SSH device by the device runner (compress/device_latency.py)."""
+    s, a = search, search.arrays
+    table_backends = sorted({v.backend for v in s.wanted} & set(backend_names(layer_timing=True)))
+    s.options.update(compression_options(s.rec, s.profile, budgets, energies, table_backends, cache_dir,
+                                         on_device=remote))
+    if not table_backends:
+        s.option_info["latency"] = {"status": "skipped", "policy": None, "reason": (
+            "the layer latency table times ONNX Runtime/OpenVINO layers; this search has only "
+            f"{sorted({v.backend for v in s.wanted})} variants")}
+    for key, cfg in s.options.items():
+        if cfg is None:
+            s.option_info[key] = {"status": "ok", "policy": None, "top1_factorized": s.ref_top1}
+            s.export(key)
+            continue
+        if s.over_budget():
+            s.option_info[key] = {"status": "skipped", "reason": "time budget spent"}
+            continue
+        try:
+            res = s.run.run_stage(f"factorize-{key}", {"cfg": cfg.model_dump(mode="json"),
+                                                       "reference": s.run.output_hash("reference"),
+                                                       "logic": TUNE_LOGIC_VERSION},
+                                  lambda d, cfg=cfg: _factorize(s.ref_ckpt, cfg, s.spec, a["calib_x"], a["val_x"],
+                                                                a["val_y"], d, latency_table_for(cfg, s.profile, s.log)),
+                                  s.log)
+        except ConfigError as exc:  # e.g. an infeasible budget for this model: that option only
+            s.option_info[key] = {"status": "error", "policy": cfg.policy, "reason": str(exc)}
+            s.log(f"[tune] {key}: {exc}")
+            continue
+        s.option_info[key] = {"status": "ok", "policy": cfg.policy, "top1_factorized": res["top1"],
+                              "totals": res["totals"], "latency_policy": res.get("latency")}
+        if res.get("factorized_layers") == 0:  # every layer kept dense: it IS the uncompressed model
+            s.option_info[key].update(status="same as none", reason="every layer stayed dense (nothing to time twice)")
+            s.log(f"[tune] {key}: every layer stayed dense, same model as 'none'")
+            continue
+        s.models[key] = s.run.root / f"factorize-{key}" / "model.ckpt"
+        s.export(key)
+
+
+def _finetune_promising(search: _Search, max_recovery: float) -> set[str]:
+    """Judge every candidate, prune what cannot win, fine-tune the rest (fastest first) and export
+    the fine-tuned models; returns the options fine-tuned."""
+    s, a = search, search.arrays
+    max_drop, p99_budget = s.profile.gates.max_top1_drop, s.profile.gates.p99_latency_ms
+    for c in s.cands.values():
+        c["judged"] = front.judge(c, s.ref_top1, max_drop, p99_budget)
+    base_ok = [c for c in s.cands.values() if c["compression"] == "none" and c["judged"]["passed"]]
+    to_beat = min((front.p50(c) for c in base_ok), default=None)
+    plan = _prune(s.cands, s.option_info, to_beat, s.ref_top1, max_drop, max_recovery, s.rec.finetune is not None)
+    for key in sorted(plan, key=lambda k: plan[k]):  # fastest first
+        if s.over_budget():
+            s.option_info[key].update(finetune="skipped", finetune_reason="time budget spent")
+            continue
+        cfg = s.options[key]
+        rec_k = s.rec.model_copy(update={"compress": cfg})
+        res = s.run.run_stage(f"finetune-{key}", {"cfg": cfg.model_dump(mode="json"),
+                                                  "finetune": s.rec.finetune.model_dump(mode="json"),
+                                                  "reference": s.run.output_hash("reference"),
+                                                  "data": s.run.output_hash("data")},
+                              lambda d, rec_k=rec_k: _finetune(s.run, s.rec, rec_k, s.profile, s.ref_ckpt, s.dataset,
+                                                               a["val_x"], a["val_y"], a["calib_x"],
+                                                               (a["test_x"], a["test_y"]), d, s.quiet, s.log), s.log)
+        s.option_info[key].update(finetune="done", selection=res["selection"], finetune_info=res["finetune"])
+        ft_key = f"{key}-ft"
+        s.option_info[ft_key] = {"status": "ok", "policy": cfg.policy, "fine_tuned_from": key}
+        s.options[ft_key] = cfg
+        s.models[ft_key] = s.run.root / f"finetune-{key}" / "compressed.ckpt"
+        s.export(ft_key)
+    return {k for k in plan if s.option_info[k].get("finetune") == "done"}
+
+
+def _final_round(search: _Search, fine_tuned: set[str]) -> None:
+    """Time the uncompressed candidates against the final compressed ones in one interleaved
+    run; candidates left out are marked pruned, with the reason."""
+    s = search
+
+    def final(c: dict[str, Any]) -> bool:
+        comp = c["compression"]
+        if c["status"] != "ok":
+            return False
+        if comp == "none" or comp.endswith("-ft"):
+            return True
+        return comp not in fine_tuned and s.option_info[comp].get("finetune") == "not needed"
+
+    second = s.time("final-latency", {cid: c for cid, c in s.cands.items() if final(c)})
+    for c in s.cands.values():
+        if c["status"] == "ok" and c["id"] not in second:
+            why = ("superseded by its fine-tuned version" if c["compression"] in fine_tuned
+                   else s.option_info[c["compression"]].get("finetune_reason", "not in the final run"))
+            c.update(status="pruned", reason=why)
 
 
 # ----------------------------------------------------------------------------------- stages
