@@ -18,7 +18,7 @@ import edgeskel.train.trainer as trainer
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.pipeline import run_pipeline, steps
 from edgeskel.recipe import Recipe
-from edgeskel.report.writers import selection_lines
+from edgeskel.report.lines import selection_lines
 from edgeskel.train.metrics import accuracy_summary, predict_logits
 
 

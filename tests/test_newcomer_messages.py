@@ -131,7 +131,7 @@ def test_all_zero_sequence_error_names_skip_bad(tmp_path):
 
 
 def test_gates_table_parity_column_has_unit_and_bound():
-    from edgeskel.report.writers import gate_header, gate_rows
+    from edgeskel.report.lines import gate_header, gate_rows
 
     gates = [{"gate": "parity", "label": "parity vs PyTorch", "unit": "", "bound": "max", "threshold": 6.2,
               "measured": 1.9, "passed": True, "detail": ""},

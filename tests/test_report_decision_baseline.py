@@ -16,8 +16,9 @@ from test_report_verdict import exported, meas
 from edgeskel.devices import profile_from_dict
 from edgeskel.pipeline.validation import assemble_report
 from edgeskel.report import write_reports
+from edgeskel.report.console import print_report
+from edgeskel.report.lines import compute_lines
 from edgeskel.report.verdict import decide
-from edgeskel.report.writers import compute_lines, print_report
 
 GATES = {"max_top1_drop": 1.0, "p99_latency_ms": 20.0, "max_memory_mb": 500.0}
 
@@ -198,7 +199,7 @@ def test_jetson_report_keeps_reasons_out_of_cells_and_host_checks_out_of_device_
 
 def test_threads_above_usable_cores_on_the_device_itself_are_noted():
     rep = {"device": "cpu", "variants": [], "measurement": {"host": {"usable_cores": 2, "threads": 4, "logical_cores": 4}}}
-    from edgeskel.report.writers import conditions_lines
+    from edgeskel.report.lines import conditions_lines
 
     line = conditions_lines(rep)[0]
     assert "runtime threads 4 (more than the 2 usable cores: threads shared cores)" in line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeskel.report.writers import scatter_figure
+from edgeskel.report.plots import scatter_figure
 
 
 def _report(top1s: list[float], p99s: list[float], budget: float = 50.0) -> dict:

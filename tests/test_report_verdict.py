@@ -11,8 +11,8 @@ import json
 from edgeskel.devices import profile_from_dict
 from edgeskel.pipeline.validation import assemble_report
 from edgeskel.report import write_reports
+from edgeskel.report.console import print_report
 from edgeskel.report.verdict import EXIT_CODES, decide
-from edgeskel.report.writers import print_report
 
 VARIANTS = [{"backend": "ort", "precision": "fp32"}, {"backend": "ort", "precision": "int8"},
             {"backend": "openvino", "precision": "fp32"},

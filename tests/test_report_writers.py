@@ -11,8 +11,9 @@ from edgeskel.devices import load_profile
 from edgeskel.errors import ConfigError
 from edgeskel.remote.ssh import SSHTarget
 from edgeskel.report import make_variant_entry, validate_report, write_reports
+from edgeskel.report.console import print_report
+from edgeskel.report.lines import HEADER
 from edgeskel.report.roofline import achieved_compute
-from edgeskel.report.writers import HEADER, print_report
 from edgeskel.runtime import get_runner
 from edgeskel.validate.accuracy import evaluate_runner
 from edgeskel.validate.latency import measure_latency
@@ -141,7 +142,7 @@ def test_int8_summary_names_the_float_modules_and_nncf_numbers():
 
 def test_int8_slower_than_fp32_on_its_backend_gets_a_note():
     from edgeskel.pipeline.validation import _note_slow_int8
-    from edgeskel.report.writers import render_markdown
+    from edgeskel.report.markdown import render_markdown
 
     def v(name, backend, precision, p50, summary=None):
         return {"name": name, "backend": backend, "precision": precision, "latency_ms": {"p50": p50},

@@ -7,7 +7,7 @@ from test_report_verdict import PROFILE, exported, meas
 
 from edgeskel.pipeline.validation import assemble_report
 from edgeskel.report import write_reports
-from edgeskel.report.writers import print_report
+from edgeskel.report.console import print_report
 from edgeskel.validate.resolution import validation_warnings
 
 
