@@ -61,7 +61,7 @@ def time_forms(files: dict[str, Path], x: np.ndarray, calib: np.ndarray | None, 
     the baseline of the ratios): each float (backend, precision), then, with `calib`, ORT
     quantize_static and NNCF INT8 of each form."""
     from edgeskel.quantize.openvino import quantize_nncf, to_openvino_ir
-    from edgeskel.quantize.ort_int8 import quantize_ort_int8
+    from edgeskel.quantize.ort_qdq import quantize_ort_int8
     from edgeskel.runtime import get_runner
 
     lat: dict[str, dict[str, dict[str, float]]] = {}

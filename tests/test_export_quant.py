@@ -19,7 +19,8 @@ from edgeskel.export.api import export_variant
 from edgeskel.export.onnx import export_onnx, read_onnx_metadata
 from edgeskel.io import sha256_file
 from edgeskel.layouts import SkeletonLayout
-from edgeskel.quantize.ort_int8 import quantize_ort_int8, quantize_with_fallback
+from edgeskel.quantize.int8_search import quantize_with_fallback
+from edgeskel.quantize.ort_qdq import quantize_ort_int8
 from edgeskel.quantize.tensorrt import lint_tensorrt
 from edgeskel.runtime import get_runner
 from edgeskel.validate.parity import check_parity
@@ -237,7 +238,7 @@ def _scales(path: Path) -> dict[str, np.ndarray]:
 def test_strided_calibration_gives_the_ranges_of_the_whole_set(fp32_onnx, xs, tmp_path, monkeypatch, method):
     """Calibration in strides (bounded memory) must see every sample: min/max ranges equal a
     single pass; histogram ranges stay close."""
-    import edgeskel.quantize.ort_int8 as q
+    import edgeskel.quantize.ort_qdq as q
 
     calib = xs.copy()
     calib[-1] *= 50  # an outlier in the last stride: skipping strides would miss it
@@ -252,7 +253,7 @@ def test_strided_calibration_gives_the_ranges_of_the_whole_set(fp32_onnx, xs, tm
 
 
 def test_calib_stride_divides_the_batches():
-    from edgeskel.quantize.ort_int8 import calib_stride
+    from edgeskel.quantize.ort_qdq import calib_stride
 
     assert calib_stride(4, 8) is None  # 32 samples: one pass
     assert calib_stride(32, 8) == 4
@@ -263,13 +264,13 @@ def test_calib_stride_divides_the_batches():
 def test_long_sequences_calibrate_in_smaller_strides(fp32_onnx, tmp_path):
     """Memory per stride follows the input size: T=300 Hyperformer calibration in one 32-sample
     stride was OOM-killed at 24 GB."""
-    from edgeskel.quantize.ort_int8 import CALIB_STRIDE_SAMPLES, stride_samples
+    from edgeskel.quantize.ort_qdq import CALIB_STRIDE_SAMPLES, stride_samples
 
     assert stride_samples((3, 52, 20, 1)) == CALIB_STRIDE_SAMPLES
     assert stride_samples((3, 300, 20, 1)) == 5
     assert stride_samples((3, 64, 25, 2)) == 10  # NTU: two persons, 25 joints
     assert stride_samples((3, 100_000, 25, 2)) == 1
-    import edgeskel.quantize.ort_int8 as q
+    import edgeskel.quantize.ort_qdq as q
 
     xs = np.random.default_rng(1).standard_normal((12, 3, 16, 5, 1)).astype(np.float32)
     old = q.CALIB_STRIDE_INPUT_VALUES
@@ -349,9 +350,9 @@ def test_op_types_limit_what_is_quantized(fp32_onnx, xs, tmp_path):
 def test_ort_noise_is_filtered_but_other_warnings_kept(caplog):
     import logging
 
-    from edgeskel.quantize.ort_int8 import _quiet_ort_noise
+    from edgeskel.quantize.ort_qdq import quiet_ort_noise
 
-    with caplog.at_level(logging.WARNING), _quiet_ort_noise():
+    with caplog.at_level(logging.WARNING), quiet_ort_noise():
         logging.warning("Axis 1 is out-of-range for weight 'bn.weight' with rank 1")
         logging.error("Model Error in '/tmp/pre.onnx': weight tensor 'onnx::Conv_13270' not found!")
         logging.warning("something else")
@@ -401,7 +402,7 @@ def test_outlier_channel_int8_is_rescued_by_the_fallback(xs, tmp_path):
 def test_module_group_fallback_excludes_worst_modules_first(tmp_path):
     """`_group_fallback` on a fake quantizer: the damage of quantizing a module alone decides the
     order, whole modules are kept in float until the gate passes, never all of them."""
-    from edgeskel.quantize.ort_int8 import _group_fallback, module_group
+    from edgeskel.quantize.int8_search import _group_fallback, module_group
 
     assert module_group("/l10/tcn1/Conv") == "l10" and module_group("/Gemm") == "(top)" and module_group("") == "(top)"
     names = ["/a/Conv", "/a/Relu", "/b/Conv", "/c/Conv", "/Gemm"]

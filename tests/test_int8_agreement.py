@@ -12,7 +12,7 @@ from test_export_quant import SPEC, TinyNet, torch_ref
 
 from edgeskel.export.api import export_variant
 from edgeskel.export.onnx import export_onnx
-from edgeskel.quantize.ort_int8 import quantize_with_fallback
+from edgeskel.quantize.int8_search import quantize_with_fallback
 from edgeskel.validate.agreement import agreement_gate
 
 

@@ -14,8 +14,9 @@ import torch.nn as nn
 
 from edgeskel import models
 from edgeskel.errors import ConfigError
+from edgeskel.importers.efficientgcn_official import infer_efficientgcn
 from edgeskel.layouts import get_layout
-from edgeskel.models.efficientgcn import bone_parents, infer_efficientgcn, rescale_block
+from edgeskel.models.efficientgcn import bone_parents, rescale_block
 from edgeskel.models.profile import count_params
 
 torch.set_num_threads(1)

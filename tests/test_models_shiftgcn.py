@@ -13,8 +13,9 @@ import torch.nn as nn
 
 from edgeskel import models
 from edgeskel.errors import CheckpointError
+from edgeskel.importers.shiftgcn_official import from_official_keys, infer_shiftgcn, to_official_keys
 from edgeskel.models.profile import count_params
-from edgeskel.models.shiftgcn import Shift, from_official_keys, infer_shiftgcn, spatial_shift_index, to_official_keys
+from edgeskel.models.shiftgcn import Shift, spatial_shift_index
 
 torch.set_num_threads(1)
 

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from trt_doubles import DOUBLES, install
 
 from edgeskel.devices import load_profile
-from edgeskel.quantize.ort_int8 import quantize_ort_int8
+from edgeskel.quantize.ort_qdq import quantize_ort_int8
 from edgeskel.quantize.tensorrt import prepare_tensorrt, read_kit
 from edgeskel.quantize.tensorrt_routes import (
     calibration_cache_text,

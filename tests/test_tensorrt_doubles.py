@@ -22,7 +22,7 @@ from trt_doubles import DOUBLES, install
 
 from edgeskel.devices import load_profile, profile_from_dict
 from edgeskel.errors import ConfigError
-from edgeskel.quantize.ort_int8 import quantize_ort_int8
+from edgeskel.quantize.ort_qdq import quantize_ort_int8
 from edgeskel.quantize.tensorrt import prepare_tensorrt, read_kit
 from edgeskel.quantize.tensorrt_routes import calibration_cache_text, export_options_for, strip_qdq
 from edgeskel.remote.bundle import make_bundle

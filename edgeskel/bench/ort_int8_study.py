@@ -62,7 +62,7 @@ def ort_int8_study(onnx_fp32: Path, calib: np.ndarray, x: np.ndarray, out_dir: P
     Each variant is timed in consecutive runs after its own warm-up (`interleaved_latency`), never
     call-by-call alternation: ORT's idle worker threads spin for a while after a run and would
     steal the cores from the next session."""
-    from edgeskel.quantize.ort_int8 import quantize_ort_int8
+    from edgeskel.quantize.ort_qdq import quantize_ort_int8
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

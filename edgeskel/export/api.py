@@ -232,7 +232,8 @@ def _quant_kwargs(opts: dict[str, Any], **defaults: Any) -> dict[str, Any]:
 
 def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndarray, ref: np.ndarray,
               opts: dict[str, Any], record: dict[str, Any], **defaults: Any) -> Path:
-    from edgeskel.quantize.ort_int8 import quantize_ort_int8, quantize_with_fallback
+    from edgeskel.quantize.int8_search import quantize_with_fallback
+    from edgeskel.quantize.ort_qdq import quantize_ort_int8
 
     kw = _quant_kwargs(opts, **defaults)
     if opts.get("max_drop") is not None and val_xy is not None:

@@ -389,7 +389,7 @@ def int8_summary(exp: dict[str, Any]) -> str | None:
     gate, cal = exp.get("accuracy_gate") or {}, exp.get("calibration") or {}
     text = None
     if gate.get("rounds"):
-        from edgeskel.quantize.ort_int8 import module_group
+        from edgeskel.quantize.int8_search import module_group
 
         excluded = gate.get("excluded_nodes") or []
         text = f"INT8 gate met after {len(gate['rounds'])} quantization round(s)"
