@@ -60,7 +60,7 @@ def sensitivity_ranking(float_pre: Path, qdq: Path, x: np.ndarray, batch: int = 
         sqnr = float(compute_signal_to_quantization_noice_ratio(f, d))
         errors[name] = min(errors.get(name, np.inf), sqnr)
     ranking = []
-    for tensor, sqnr in sorted(errors.items(), key=lambda kv: kv[1]):
+    for tensor, sqnr in sorted(errors.items(), key=lambda kv: (kv[1], kv[0])):  # ties by name: reproducible
         # A tensor stays quantized while ANY node touching it is quantized (an Add, Concat or
         # MaxPool consumer keeps its Q/DQ pair even when the Conv beside it is excluded), so
         # keeping it in float means excluding its producer and every consumer. (Charging it to
