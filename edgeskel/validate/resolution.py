@@ -31,9 +31,11 @@ def validation_warnings(num_val: int | None, selection: dict[str, Any] | None,
                        f"{num_val} clips, so it cannot tell them apart (the {selection.get('deployed')} model was "
                        f"kept by the tie rule, not by the data); {ADVICE}")
         elif abs(a - b) <= clip + 1e-9:
+            why = ("kept by the tie rule" if abs(a - b) < 1e-9 else
+                   "chosen on a difference one clip can make")
             out.append(f"validation cannot decide factorized ({a:.2f}) vs fine-tuned ({b:.2f}): they differ by at "
                        f"most one of its {num_val} clips ({clip:.2f} points), so the {selection.get('deployed')} model "
-                       f"was kept on a tie; {ADVICE}")
+                       f"was {why}; {ADVICE}")
     if max_drop_points is not None and clip > max_drop_points + 1e-9:
         extra = (f"; INT8 is also held to at most {max_drop_points:g}% flipped predictions on {agreement_samples} "
                  "unlabelled clips (export.agreement_samples)" if agreement_samples else "")
