@@ -20,13 +20,17 @@ import logging
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from edgeskel.errors import EdgeskelError
 from edgeskel.io import atomic_path, atomic_write_json, sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
+    from edgeskel.recipe import Recipe
 
 BASELINE_LABELS = {
     "torch-fp32": "PyTorch eager fp32",
@@ -181,7 +185,7 @@ def pipeline_artifact(export_dir: Path | None, key: str) -> dict[str, Any] | Non
             "source": f"pipeline export {export_dir / key}"}
 
 
-def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: Any, recipe: Any, calib: np.ndarray,
+def edgeskel_variants(model: torch.nn.Module, spec: Any, profile: DeviceProfile, recipe: Recipe, calib: np.ndarray,
                       val: tuple[np.ndarray, np.ndarray], root: Path, log: Any,
                       pipeline_export: Path | None = None) -> list[BenchVariant]:
     """Every variant of the device profile, exported from the compressed model by `export_variant`

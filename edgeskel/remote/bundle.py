@@ -14,7 +14,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from edgeskel.errors import ConfigError, ExportError
 from edgeskel.io import atomic_write_json, sha256_bytes, sha256_file
 from edgeskel.names import NAME_RULE, is_safe_name
 from edgeskel.remote.device_runner import BUNDLE_FORMAT
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 RUNNER_SOURCE = Path(__file__).with_name("device_runner.py")
 _REQUIRED = ("name", "backend", "precision", "path")
@@ -78,7 +81,7 @@ def make_bundle(
     val_x: np.ndarray,
     val_y: np.ndarray,
     ref_logits: np.ndarray | None,
-    profile: Any,
+    profile: DeviceProfile,
     warmup: int = 10,
     runs: int = 100,
     max_seconds: float | None = None,
@@ -167,7 +170,7 @@ def make_bundle(
     return out_dir
 
 
-def make_layer_bundle(out_dir: str | Path, forms: list[dict[str, Any]], profile: Any, warmup: int = 5, runs: int = 30,
+def make_layer_bundle(out_dir: str | Path, forms: list[dict[str, Any]], profile: DeviceProfile, warmup: int = 5, runs: int = 30,
                       rounds: int = 3, max_seconds: float | None = 0.3) -> Path:
     """A layer-timing bundle (`kind: layers`): the per-layer latency table's forms, timed by the
     same device runner on the device. Each form: {name, path (the layer's ONNX), backend,

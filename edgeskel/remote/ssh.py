@@ -21,10 +21,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeskel.errors import ConfigError, RemoteError
 from edgeskel.ssh_policy import SAFETY_OPTIONS, check_config_file, check_host, check_options, check_user
+
+if TYPE_CHECKING:
+    from edgeskel.devices import DeviceProfile
 
 __all__ = ["SAFETY_OPTIONS", "SSHTarget", "rpath"]
 
@@ -61,7 +64,7 @@ class SSHTarget:
             check_config_file(self.config_file)
 
     @classmethod
-    def from_profile(cls, profile: Any) -> SSHTarget:
+    def from_profile(cls, profile: DeviceProfile) -> SSHTarget:
         if profile.ssh is None:
             raise ConfigError(f"device profile {profile.name!r} has no `ssh:` block: set ssh.host to measure remotely")
         return cls(name=profile.name, **profile.ssh.model_dump())

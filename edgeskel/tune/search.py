@@ -52,7 +52,7 @@ TUNE_LOGIC_VERSION = 1
 Measure = Callable[[dict[str, Callable[[np.ndarray], Any]], dict[int, np.ndarray]], dict[str, dict[str, dict[str, Any]]]]
 
 
-def compression_options(rec: Any, profile: Any, budgets: list[float], energies: list[float],
+def compression_options(rec: Recipe, profile: DeviceProfile, budgets: list[float], energies: list[float],
                         latency_backends: list[str], cache_dir: Path,
                         on_device: bool = False) -> dict[str, CompressionConfig | None]:
     """{option key: config}: 'none', one 'budget-<b>' per budget (params), one 'latency-<backend>[-e<E>]'
@@ -337,7 +337,7 @@ def _final_round(search: _Search, fine_tuned: set[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------- stages
-def _finetune(run: RunDir, rec: Any, rec_k: Any, profile: Any, ref_ckpt: Path, dataset: Any, val_x: np.ndarray,
+def _finetune(run: RunDir, rec: Recipe, rec_k: Recipe, profile: DeviceProfile, ref_ckpt: Path, dataset: Any, val_x: np.ndarray,
               val_y: np.ndarray, calib_x: np.ndarray, test: tuple[np.ndarray, np.ndarray], d: Path, quiet: bool,
               log: Callable[[str], None]) -> dict[str, Any]:
     """Compress + fine-tune one option (`rec_k`: the recipe with that option's `compress`), or copy
@@ -386,7 +386,7 @@ def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.nd
             "latency": rep.get("latency"), "factorized_layers": len(rep["plan"]["layers"])}
 
 
-def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wanted: list[Any], calib_x: np.ndarray,
+def _export_option(run: RunDir, key: str, ckpt: Path, profile: DeviceProfile, rec: Recipe, wanted: list[Any], calib_x: np.ndarray,
                    val_x: np.ndarray, val_y: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Export one model for every wanted variant (parity + INT8 gates as in the pipeline), with
     validation top-1 and artifact size. A failed variant is a candidate with status 'error'."""
@@ -438,7 +438,7 @@ def _export_option(run: RunDir, key: str, ckpt: Path, profile: Any, rec: Any, wa
     return cands
 
 
-def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], profile: Any, measure: Measure | None,
+def _latency_stage(run: RunDir, name: str, cands: dict[str, dict[str, Any]], profile: DeviceProfile, measure: Measure | None,
                    measure_tag: dict[str, Any], val_x: np.ndarray, val_y: np.ndarray, runs: int,
                    log: Callable[[str], None]) -> dict[str, Any]:
     """Latency of every measured candidate at the profile's batch sizes, interleaved: here with
@@ -548,7 +548,7 @@ def _caution(chosen: dict[str, Any], ref_top1: float, ref_test_top1: float, test
     return out
 
 
-def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
+def _finish(run: RunDir, device: str, rec: Recipe, profile: DeviceProfile, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
             option_info: dict[str, dict[str, Any]], models: dict[str, Path], ref_top1: float, test_x: np.ndarray,
             test_y: np.ndarray, skipped_variants: list[str], wall_s: float, ref_test_top1: float,
             n_val: int) -> dict[str, Any]:
@@ -629,7 +629,7 @@ def _finish(run: RunDir, device: str, rec: Any, profile: Any, spec: Any, cands: 
     return result
 
 
-def _write_recipe(path: Path, device: str, ref_ckpt: Path, rec: Any, profile: Any, chosen: dict[str, Any],
+def _write_recipe(path: Path, device: str, ref_ckpt: Path, rec: Recipe, profile: DeviceProfile, chosen: dict[str, Any],
                   options: dict[str, Any], decision: dict[str, Any]) -> Path:
     """The recipe that reproduces the choice with `make export`: the reference tune measured (its
     checkpoint in the tune folder), the same data, the chosen compression (none: no compress
