@@ -19,7 +19,7 @@ app = typer.Typer(
 # `edgeskel --help` lists commands in the order a user runs them (then the tools); a command
 # not named here (a new *_cmd.py) follows in registration order.
 PIPELINE_ORDER = ("data", "train", "eval", "import", "check", "compress", "tune", "export", "device-run", "results", "devices",
-                  "models", "predict", "sweep", "bench", "ort-int8-study", "half")
+                  "models", "predict", "stream", "sweep", "bench", "ort-int8-study", "half")
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,61 @@
+"""`edgeskel stream` replays a recorded sequence frame by frame (issue 29 item 5): from a
+checkpoint (PyTorch step model) and from an exported streaming artifact (ONNX Runtime, driven by
+streaming.json); both give the same decisions, and bad input is one error line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeskel import models
+from edgeskel.checkpoint import ModelSpec, Preprocess, save_checkpoint
+from edgeskel.layouts import get_layout
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    lay = get_layout("kinect20")
+    kwargs = {"num_person": 1, "width": 0.125, "num_stages": 3}
+    net = models.build("stgcn", 4, lay, **kwargs)
+    spec = ModelSpec(name="stgcn", num_classes=4, layout=lay, kwargs=kwargs, class_names=["wave", "clap", "kick", "bow"],
+                     preprocess=Preprocess(num_frames=16, num_person=1))
+    path = tmp_path_factory.mktemp("stream") / "m.ckpt"
+    save_checkpoint(path, net.eval(), spec)
+    return path
+
+
+def test_stream_from_checkpoint_and_from_artifact_agree(ckpt, tmp_path, capsys):
+    from edgeskel.cli import main
+
+    seq = np.random.default_rng(0).standard_normal((3, 40, 20, 1)).astype(np.float32)
+    np.save(tmp_path / "seq.npy", seq)
+    assert main(["stream", "--checkpoint", str(ckpt), "--input", str(tmp_path / "seq.npy"), "--json"]) == 0
+    torch_doc = json.loads(capsys.readouterr().out)
+    assert main(["export", "--checkpoint", str(ckpt), "--backend", "ort", "--precision", "fp32", "--form", "streaming",
+                 "--out", str(tmp_path / "art")]) == 0
+    capsys.readouterr()
+    assert main(["stream", "--artifact", str(tmp_path / "art"), "--input", str(tmp_path / "seq.npy"), "--json",
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    ort_doc = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert len(torch_doc["decisions"]) == len(ort_doc["decisions"]) == 40 // torch_doc["stride"]
+    assert [d["class"] for d in torch_doc["decisions"] if d["valid"]] == [d["class"] for d in ort_doc["decisions"] if d["valid"]]
+    assert any(d["valid"] for d in torch_doc["decisions"]) and torch_doc["decisions"][-1]["name"] in ["wave", "clap", "kick", "bow"]
+    assert main(["stream", "--checkpoint", str(ckpt), "--input", str(tmp_path / "seq.npy")]) == 0
+    text = capsys.readouterr().out
+    assert "last decision" in text and all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_stream_refuses_bad_input_with_one_line(ckpt, tmp_path, capsys):
+    from edgeskel.cli import main
+
+    np.save(tmp_path / "bad.npy", np.zeros((3, 40, 25, 1), np.float32))  # 25 joints for a 20-joint model
+    assert main(["stream", "--checkpoint", str(ckpt), "--input", str(tmp_path / "bad.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "V=20" in err and "Traceback" not in err
+    assert main(["stream", "--input", str(tmp_path / "bad.npy")]) == 2
