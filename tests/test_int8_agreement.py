@@ -82,3 +82,26 @@ def test_export_variant_records_the_unlabelled_gate_for_ort_and_openvino(tmp_pat
         u = gate["unlabelled"] if backend == "openvino" else gate["gate"]["unlabelled"]
         assert u["samples"] == 64 and u["max_flip_rate"] == 0.9 and u["passed"], u
         assert "_unlabelled" not in rec["options"] and res["status"] == "passed"
+
+
+def test_pipeline_and_tune_build_the_same_export_options_and_unlabelled_clips():
+    """One definition (pipeline/stages.py) for both: the TensorRT route options, the gate, and
+    the unlabelled clips only for INT8 and only when export.agreement_samples > 0."""
+    from edgeskel.devices import load_profile
+    from edgeskel.pipeline import stages, steps
+    from edgeskel.recipe import load_recipe, with_overrides
+
+    rec, path = load_recipe("default")
+    rec = with_overrides(rec, None, "synthetic?classes=3&per_class=6&test_per_class=2&frames=16", source=path)
+    prof = load_profile("jetson-orin")
+    dla = next(v for v in prof.variants if v.backend == "tensorrt" and v.precision == "int8"
+               and (v.options or {}).get("dla_core") is not None)
+    opts = stages.variant_export_options(prof, rec, dla)
+    assert opts["dla_core"] == dla.options["dla_core"] and opts["max_drop"] == prof.gates.max_top1_drop
+    ds = steps.load_data(rec)
+    clips = stages.UnlabelledClips(rec, ds, prof.variants)
+    assert clips("fp16") is None
+    x = clips("int8")
+    assert x is not None and len(x) == rec.export.agreement_samples and clips.info["augmented"] > 0
+    off = rec.model_copy(update={"export": rec.export.model_copy(update={"agreement_samples": 0})})
+    assert stages.UnlabelledClips(off, ds, prof.variants)("int8") is None

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_export_quant import SPEC, TinyNet
 
 from edgeskel.remote import device_runner as dr
 from edgeskel.runtime import get_runner
-from test_export_quant import SPEC, TinyNet
 
 
 @pytest.fixture(scope="module")

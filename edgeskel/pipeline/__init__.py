@@ -7,8 +7,6 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.errors import DataError, EdgeskelError
 from edgeskel.io import sha256_file, sha256_json
@@ -143,19 +141,7 @@ def run_pipeline(
         from edgeskel.train.metrics import predict_logits
 
         # ---- export every variant -----------------------------------------------------------
-        unlabelled: dict[str, Any] = {}
-
-        def unlabelled_clips() -> np.ndarray | None:
-            """Clips for the INT8 agreement gate (steps.unlabelled_array), made once per run and
-            only when a variant is INT8; deterministic from the data, so the stage keys (data
-            hash, rec.export) already cover them."""
-            if not any(v.precision == "int8" for v in profile.variants) or rec.export.agreement_samples <= 0:
-                return None
-            if "x" not in unlabelled:
-                unlabelled["x"], unlabelled["info"] = steps.unlabelled_array(
-                    dataset, steps.recipe_preprocess(rec, dataset), rec.export.calib_samples,
-                    rec.export.agreement_samples, rec.train)
-            return unlabelled["x"]
+        unlabelled = stages.UnlabelledClips(rec, dataset, profile.variants)
 
         def export_stage(d: Path, model: Any = model, spec: Any = spec, prefix: str = "",
                          stage: str = "export") -> dict[str, Any]:
@@ -163,16 +149,11 @@ def run_pipeline(
 
             results, outputs = {}, []
             for v in profile.variants:
-                options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
-                           "static_batch": 1 if profile.input.static_shapes else None}
-                if v.backend == "tensorrt" and profile.tensorrt is not None:
-                    from edgeskel.quantize.tensorrt_routes import export_options_for
-
-                    options.update(export_options_for(profile, v))  # route, DLA core, engine per batch
                 key = prefix + v.key
                 res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / key,
-                                           calib=calib_x, val=(val_x, val_y), options=options,
-                                           unlabelled=unlabelled_clips() if v.precision == "int8" else None)
+                                           calib=calib_x, val=(val_x, val_y),
+                                           options=stages.variant_export_options(profile, rec, v),
+                                           unlabelled=unlabelled(v.precision))
                 kill_point(stage, f"after_{v.key}")
                 if err is not None:
                     results[key] = {"status": "error", "reason": err}
@@ -180,7 +161,7 @@ def run_pipeline(
                 results[key] = stages.jsonable(res)
                 outputs += [str(Path(key) / f) for f in _artifact_files(d / key)]
             return {"variants": results, "outputs": outputs,
-                    **({"unlabelled": unlabelled["info"]} if "info" in unlabelled else {})}
+                    **({"unlabelled": unlabelled.info} if unlabelled.info else {})}
 
         exp_res = run.run_stage("export", export_stage_inputs(profile, rec, deploy_ckpt, run.output_hash("data")),
                                 export_stage, log)

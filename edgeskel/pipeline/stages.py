@@ -121,3 +121,37 @@ def jsonable(obj: Any) -> Any:
     from edgeskel.io import json_default
 
     return json.loads(json.dumps(obj, default=json_default))
+
+
+def variant_export_options(profile: DeviceProfile, rec: Recipe, variant: Any) -> dict[str, Any]:
+    """export_variant's options for one profile variant: its own options, the recipe's
+    quantization settings, the profile's accuracy gate and shapes, and for TensorRT the route,
+    DLA core and engines per batch. The pipeline and tune export with exactly these."""
+    options = {**variant.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
+               "static_batch": 1 if profile.input.static_shapes else None}
+    if variant.backend == "tensorrt" and profile.tensorrt is not None:
+        from edgeskel.quantize.tensorrt_routes import export_options_for
+
+        options.update(export_options_for(profile, variant))
+    return options
+
+
+class UnlabelledClips:
+    """Clips for the INT8 agreement gate (steps.unlabelled_array), made on first use and only
+    when a variant is INT8; deterministic from the data, so stage keys already cover them."""
+
+    def __init__(self, rec: Recipe, dataset: Any, variants: list[Any]):
+        self.rec, self.dataset = rec, dataset
+        self.needed = any(v.precision == "int8" for v in variants) and rec.export.agreement_samples > 0
+        self.x: np.ndarray | None = None
+        self.info: dict[str, Any] | None = None
+
+    def __call__(self, precision: str) -> np.ndarray | None:
+        if precision != "int8" or not self.needed:
+            return None
+        if self.x is None:
+            rec = self.rec
+            self.x, self.info = steps.unlabelled_array(self.dataset, steps.recipe_preprocess(rec, self.dataset),
+                                                       rec.export.calib_samples, rec.export.agreement_samples,
+                                                       rec.train)
+        return self.x

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from edgeskel.recipe import Recipe
 
 MEASURABLE = tuple(backend_names(runs_here=True))  # timed on this host (edgeskel/backends/; TensorRT: on the device)
-TUNE_LOGIC_VERSION = 1
+TUNE_LOGIC_VERSION = 2  # 2 = INT8 candidates gated on unlabelled agreement too (as the pipeline)
 # (infers {id: fn}, batches {b: x}) -> {id: {str(b): latency stats}}; tests inject a fake.
 Measure = Callable[[dict[str, Callable[[np.ndarray], Any]], dict[int, np.ndarray]], dict[str, dict[str, dict[str, Any]]]]
 
@@ -118,12 +118,15 @@ class _Search:
     option_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
+    unlabelled: stages.UnlabelledClips | None = None
 
     def export(self, key: str) -> None:
         """Export option `key`'s model for every searched variant; add the candidates."""
         a = self.arrays
+        if self.unlabelled is None:
+            self.unlabelled = stages.UnlabelledClips(self.rec, self.dataset, self.wanted)
         self.cands.update(_export_option(self.run, key, self.models[key], self.profile, self.rec, self.wanted,
-                                         a["calib_x"], a["val_x"], a["val_y"], self.log))
+                                         a["calib_x"], a["val_x"], a["val_y"], self.log, self.unlabelled))
 
     def time(self, name: str, cands: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Time `cands` in one interleaved run (stage `name`) and record the timings on them."""
@@ -387,9 +390,11 @@ def _factorize(ref_ckpt: Path, cfg: CompressionConfig, spec: Any, calib_x: np.nd
 
 
 def _export_option(run: RunDir, key: str, ckpt: Path, profile: DeviceProfile, rec: Recipe, wanted: list[Any], calib_x: np.ndarray,
-                   val_x: np.ndarray, val_y: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Export one model for every wanted variant (parity + INT8 gates as in the pipeline), with
-    validation top-1 and artifact size. A failed variant is a candidate with status 'error'."""
+                   val_x: np.ndarray, val_y: np.ndarray, log: Callable[[str], None],
+                   unlabelled: stages.UnlabelledClips | None = None) -> dict[str, dict[str, Any]]:
+    """Export one model for every wanted variant (parity + INT8 gates, unlabelled agreement
+    included, as in the pipeline: `stages.variant_export_options`), with validation top-1 and
+    artifact size. A failed variant is a candidate with status 'error'."""
     prof = profile.model_copy(update={"variants": wanted})
 
     def stage(d: Path) -> dict[str, Any]:
@@ -401,14 +406,10 @@ def _export_option(run: RunDir, key: str, ckpt: Path, profile: DeviceProfile, re
         spec = steps.apply_profile_input(spec, profile)
         out, outputs = {}, []
         for v in wanted:
-            options = {**v.options, **rec.export.quant_options(), "max_drop": profile.gates.max_top1_drop,
-                       "static_batch": 1 if profile.input.static_shapes else None}
-            if v.backend == "tensorrt" and profile.tensorrt is not None:  # the pipeline's route, DLA core, engines per batch
-                from edgeskel.quantize.tensorrt_routes import export_options_for
-
-                options.update(export_options_for(profile, v))
             res, err = steps.safe_call(export_variant, model, spec, v.backend, v.precision, d / v.key,
-                                       calib=calib_x, val=(val_x, val_y), options=options)
+                                       calib=calib_x, val=(val_x, val_y),
+                                       options=stages.variant_export_options(profile, rec, v),
+                                       unlabelled=unlabelled(v.precision) if unlabelled else None)
             if err is not None:
                 out[v.key] = {"status": "error", "reason": err.splitlines()[0][:300]}
                 log(f"[tune] {key}/{v.key}: export failed: {err.splitlines()[0][:120]}")
