@@ -16,8 +16,8 @@ import torch.nn as nn
 
 from edgeskel import models
 from edgeskel.checkpoint import ModelSpec, Preprocess, save_checkpoint
-from edgeskel.compress.layers import LowRankConv1x1, LowRankConvK, Tucker2Conv
 from edgeskel.layouts import get_layout
+from edgeskel.models.lowrank import LowRankConv1x1, LowRankConvK, Tucker2Conv
 from edgeskel.stream import NotStreamable, build_step_model, run_stream
 from edgeskel.stream.export import export_streaming, parity_sequence
 from edgeskel.stream.semantics import reference_logits
@@ -49,7 +49,7 @@ def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _factorize(net: nn.Module) -> nn.Module:
-    """Swap every temporal conv for edgeskel's factorized structures (compress/layers.py): the
+    """Swap every temporal conv for edgeskel's factorized structures (models/lowrank.py): the
     first k x 1 conv SVD (k x 1 -> 1x1), the others Tucker-2 (1x1 -> k x 1 -> 1x1), strided
     1x1 convs low-rank (strided 1x1 -> 1x1). Weights are random: structure is what is tested."""
     first = True

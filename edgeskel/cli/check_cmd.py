@@ -26,7 +26,6 @@ def check_cmd(
     Exit 0 when every route takes the model; otherwise one error line naming the backend, the
     problem (op, einsum equation, parity) and the fix, exit 2."""
     from edgeskel.devices import load_profile
-    from edgeskel.export.check import format_check
     from edgeskel.pipeline import steps
     from edgeskel.recipe import load_recipe, with_overrides
 
@@ -37,19 +36,20 @@ def check_cmd(
     with tempfile.TemporaryDirectory(prefix="edgeskel-check-") as tmp:
         d = Path(out) if out else Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
-        try:
+        try:  # a failing route raises one error line, after the summary is shown
             steps.export_check(rec, dataset, profile, d, where=str(rec_path))
-            ok = None
-        except Exception as exc:  # reported after the summary
-            ok = exc
-        summary = json.loads((d / "check.json").read_text()) if (d / "check.json").is_file() else None
-    if summary is not None:
-        if as_json:
-            print(json.dumps(summary, indent=2))
-        else:
-            print(f"{rec.name} on {profile.name}: model {summary['model']} ({summary.get('source', '')}), "
-                  f"input {tuple(summary['input_shape'])}")
-            for line in format_check(summary):
-                print(line)
-    if ok is not None:
-        raise ok
+        finally:
+            if (d / "check.json").is_file():
+                _show(json.loads((d / "check.json").read_text()), rec.name, profile.name, as_json)
+
+
+def _show(summary: dict, recipe: str, device: str, as_json: bool) -> None:
+    from edgeskel.export.check import format_check
+
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{recipe} on {device}: model {summary['model']} ({summary.get('source', '')}), "
+          f"input {tuple(summary['input_shape'])}")
+    for line in format_check(summary):
+        print(line)

@@ -132,10 +132,9 @@ def export_variant(
     if px.ndim != 5 or tuple(px.shape[1:]) != tuple(spec.input_shape):
         raise ExportError(f"{parity_source} data has shape {px.shape}; the model expects (N, {', '.join(map(str, spec.input_shape))})")
     ref = torch_logits(model, px)
-    ux = None
+    ux = None  # only an INT8 gate reads the unlabelled clips
     if precision == "int8" and unlabelled is not None and len(unlabelled) and opts.get("max_drop") is not None:
         ux = np.ascontiguousarray(unlabelled, dtype=np.float32)
-        opts["_unlabelled"] = (ux, torch_logits(model, ux))
     val_xy = None
     if val is not None:
         val_xy = (np.asarray(val[0], np.float32), np.asarray(val[1]).astype(np.int64).reshape(-1))
@@ -144,7 +143,7 @@ def export_variant(
         "status": "running", "backend": backend, "precision": precision,
         "model": spec.name, "num_classes": spec.num_classes, "input_shape": list(spec.input_shape),
         "parity_source": parity_source,
-        "options": {k: v for k, v in opts.items() if k != "tolerances" and not k.startswith("_")},
+        "options": {k: v for k, v in opts.items() if k != "tolerances"},
         "versions": _versions(backend),
     }
     files: list[Path] = []
@@ -156,7 +155,7 @@ def export_variant(
                       "dynamic_batch": opts.get("batch") is None, **onnx_info}
     try:
         artifact, run_backend, run_precision, judge = _make_artifact(
-            backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files)
+            backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files, ux)
         record["artifact"] = str(artifact.relative_to(out_dir))
         record["runtime"] = {"backend": run_backend, "precision": run_precision, "threads": threads}
         out = _run(run_backend, artifact, px, run_precision, threads)
@@ -231,7 +230,10 @@ def _quant_kwargs(opts: dict[str, Any], **defaults: Any) -> dict[str, Any]:
 
 
 def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndarray, ref: np.ndarray,
-              opts: dict[str, Any], record: dict[str, Any], **defaults: Any) -> Path:
+              opts: dict[str, Any], record: dict[str, Any],
+              unlabelled: tuple[np.ndarray, np.ndarray] | None = None, **defaults: Any) -> Path:
+    """ORT INT8 (QDQ); with a gate, the fallback search. `unlabelled`: (clips, their PyTorch
+    logits) for the agreement gate."""
     from edgeskel.quantize.int8_search import quantize_with_fallback
     from edgeskel.quantize.ort_qdq import quantize_ort_int8
 
@@ -241,7 +243,7 @@ def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndar
         res = quantize_with_fallback(onnx_fp32, out, calib, vx, vy, ref, _drop_fraction(opts),
                                      min_agreement=opts.get("min_agreement"), percentiles=opts.get("percentiles"),
                                      max_rounds=6 if opts.get("int8_fallback", True) else 0,
-                                     unlabelled=opts.get("_unlabelled"), **kw)
+                                     unlabelled=unlabelled, **kw)
         record["calibration"] = res["settings"]
         record["accuracy_gate"] = {k: v for k, v in res.items() if k != "settings"}
         if res["status"] != "passed":
@@ -255,14 +257,21 @@ def _ort_int8(onnx_fp32: Path, out: Path, calib: np.ndarray, val_xy, px: np.ndar
     return out
 
 
-def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files):
-    """Create the variant's artifact; returns (artifact, runner backend, runner precision, parity precision)."""
+def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy, ref, px, opts, record, files,
+                   ux=None):
+    """Create the variant's artifact; returns (artifact, runner backend, runner precision, parity precision).
+    `ux`: unlabelled clips for the INT8 agreement gate (NNCF takes its float predictions from the
+    fp32 IR itself; the ORT search compares with PyTorch's, computed here only for it)."""
+
+    def ort_unlabelled() -> tuple[np.ndarray, np.ndarray] | None:
+        return None if ux is None else (ux, torch_logits(model, ux))
+
     if val_xy is not None and len(val_xy[0]) > len(px):  # INT8 gates use the same samples as parity
         val_xy = (val_xy[0][: len(px)], val_xy[1][: len(px)])
     if get_backend(backend).runner == "ort":  # plain ONNX, run by ONNX Runtime (ort, portable onnx)
         if precision == "fp32":
             return onnx_fp32, "ort", "fp32", "fp32"
-        out = _ort_int8(onnx_fp32, out_dir / "model.int8.onnx", calib, val_xy, px, ref, opts, record,
+        out = _ort_int8(onnx_fp32, out_dir / "model.int8.onnx", calib, val_xy, px, ref, opts, record, ort_unlabelled(),
                         symmetric_activations=backend == "onnx")
         files.append(out)
         return out, "ort", "int8", "int8"
@@ -282,7 +291,7 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
                 onnx_fp32, out_dir / "model.int8.xml", calib, vx, vy, _drop_fraction(opts),
                 subset_size=int(opts.get("subset_size", 300)), preset=opts.get("preset", "performance"),
                 ranges=opts.get("nncf_ranges") or ("minmax",),
-                unlabelled=(opts.get("_unlabelled") or (None,))[0])
+                unlabelled=ux)
             xml, run_prec = out_dir / "model.int8.xml", "fp32"
             cal = record["calibration"]
             if "top1_int8" in cal:
@@ -312,7 +321,7 @@ def _make_artifact(backend, precision, model, onnx_fp32, out_dir, calib, val_xy,
     qdq = None
     if precision == "int8":
         qdq = _ort_int8(onnx_fp32, out_dir / "model.int8.trt.onnx", calib, val_xy, px, ref, opts, record,
-                        symmetric_activations=True, quantize_bias=False)
+                        ort_unlabelled(), symmetric_activations=True, quantize_bias=False)
         files.append(qdq)
     kit_dir = out_dir / "tensorrt"
     kit = prepare_tensorrt(onnx_fp32, kit_dir, precision, qdq_onnx=qdq, batch_sizes=opts.get("batch_sizes") or [1],

@@ -26,7 +26,6 @@ import torch.nn as nn
 
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import EdgeskelError, ExportError
-from edgeskel.io import atomic_write_json
 
 if TYPE_CHECKING:
     from edgeskel.devices import DeviceProfile
@@ -52,7 +51,7 @@ def profile_routes(profile: DeviceProfile, opset: int) -> list[Route]:
     """The distinct routes of a profile's variants (several precisions share one route)."""
     from edgeskel.export.api import einsum_mode
 
-    routes: dict[tuple, Route] = {}
+    routes: list[Route] = []
     batch = 1 if profile.input.static_shapes else None
     for v in profile.variants:
         dla, version = False, None
@@ -61,14 +60,14 @@ def profile_routes(profile: DeviceProfile, opset: int) -> list[Route]:
 
             opts = export_options_for(profile, v)
             dla, version = opts.get("dla_core") is not None, opts.get("tensorrt_version")
-        r = Route(v.backend, einsum_mode(v.backend, v.options), batch, int(v.options.get("opset", opset)), dla, version)
-        routes.setdefault((r.backend, r.einsum, r.dla, r.opset), r)
-    return list(routes.values())
+        routes.append(Route(v.backend, einsum_mode(v.backend, v.options), batch, int(v.options.get("opset", opset)),
+                            dla, version))
+    return list(dict.fromkeys(routes))
 
 
 def _hint(backend: str, message: str) -> str:
     """What the user can do about a failure, by its kind."""
-    if "Exporting the operator" in message or "is not supported" in message and "onnx" in message.lower():
+    if "Exporting the operator" in message or ("is not supported" in message and "onnx" in message.lower()):
         return ("replace that operator in the model's forward with standard tensor ops, or raise export.opset "
                 "(17-21) if a newer opset has it")
     if "einsum" in message.lower():
@@ -134,18 +133,16 @@ def _run_here(backend: str, onnx_path: Path, d: Path, x: np.ndarray, batch: int 
 
 def check_routes(model: nn.Module, spec: ModelSpec, routes: list[Route], out_dir: Path,
                  samples: int = 4) -> dict[str, Any]:
-    """Check every route; writes `out_dir/check.json` and returns it. Never raises for a route
-    that fails: the caller decides (`raise_on_failure`)."""
+    """Check every route (graphs under `out_dir`); returns the summary the caller writes as
+    check.json. Never raises for a route that fails: the caller decides (`raise_on_failure`)."""
     from edgeskel.export.api import torch_logits
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((samples, *spec.input_shape)).astype(np.float32)
     ref = torch_logits(model, x)
     results = {r.label: check_route(model, spec, r, out_dir, x, ref) for r in routes}
-    summary = {"model": spec.name, "input_shape": list(spec.input_shape),
-               "passed": all(r["status"] == "passed" for r in results.values()), "routes": results}
-    atomic_write_json(out_dir / "check.json", summary)
-    return summary
+    return {"model": spec.name, "input_shape": list(spec.input_shape),
+            "passed": all(r["status"] == "passed" for r in results.values()), "routes": results}
 
 
 def raise_on_failure(summary: dict[str, Any], where: str) -> None:

@@ -16,6 +16,7 @@ naming the equation.
 from __future__ import annotations
 
 import contextlib
+import math
 import string
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -84,17 +85,9 @@ def _pair(a: torch.Tensor, ai: str, b: torch.Tensor, bi: str, out: str) -> tuple
     b = b.permute([bi.index(c) for c in batch + contract + right])
     nb = len(batch)
     lsz, rsz = list(a.shape[nb:nb + len(left)]), list(b.shape[nb + len(contract):])
-    ksz = a.shape[nb + len(left):]
-    k = 1
-    for s in ksz:
-        k = k * s
-    lprod, rprod = 1, 1
-    for s in lsz:
-        lprod = lprod * s
-    for s in rsz:
-        rprod = rprod * s
-    a2 = a.reshape(*a.shape[:nb], lprod, k)
-    b2 = b.reshape(*b.shape[:nb], k, rprod)
+    k = math.prod(a.shape[nb + len(left):])
+    a2 = a.reshape(*a.shape[:nb], math.prod(lsz), k)
+    b2 = b.reshape(*b.shape[:nb], k, math.prod(rsz))
     y = torch.matmul(a2, b2)
     y = y.reshape(*y.shape[:nb], *lsz, *rsz)
     yi = "".join(batch + left + right)
