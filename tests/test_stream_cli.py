@@ -43,12 +43,18 @@ def test_stream_from_checkpoint_and_from_artifact_agree(ckpt, tmp_path, capsys):
                  "--plot", str(tmp_path / "p.png")]) == 0
     ort_doc = json.loads(capsys.readouterr().out)
     assert (tmp_path / "p.png").stat().st_size > 0
-    assert len(torch_doc["decisions"]) == len(ort_doc["decisions"]) == 40 // torch_doc["stride"]
+    plan_calls = 40 // torch_doc["stride"]
+    assert len(torch_doc["decisions"]) == len(ort_doc["decisions"]) > plan_calls  # + the calls that end it
+    ending = [d for d in torch_doc["decisions"] if d["ending"]]
+    assert ending and all(d["frame"] == 40 for d in ending) and ending[-1]["valid"]
     assert [d["class"] for d in torch_doc["decisions"] if d["valid"]] == [d["class"] for d in ort_doc["decisions"] if d["valid"]]
     assert any(d["valid"] for d in torch_doc["decisions"]) and torch_doc["decisions"][-1]["name"] in ["wave", "clap", "kick", "bow"]
     assert main(["stream", "--checkpoint", str(ckpt), "--input", str(tmp_path / "seq.npy")]) == 0
     text = capsys.readouterr().out
-    assert "last decision" in text and all(len(line) <= 80 for line in text.splitlines())
+    assert "stream ended, decision to its last frame (frame 40)" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert main(["stream", "--checkpoint", str(ckpt), "--input", str(tmp_path / "seq.npy"), "--no-end", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["decisions"]) == plan_calls
 
 
 def test_stream_refuses_bad_input_with_one_line(ckpt, tmp_path, capsys):

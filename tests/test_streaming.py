@@ -21,6 +21,7 @@ from edgeskel.models.lowrank import LowRankConv1x1, LowRankConvK, Tucker2Conv
 from edgeskel.stream import NotStreamable, build_step_model, run_stream
 from edgeskel.stream.export import export_streaming, parity_sequence
 from edgeskel.stream.semantics import reference_logits
+from edgeskel.stream.step import end_calls
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -121,6 +122,56 @@ def test_step_model_equals_full_history_definition(case):
     assert np.all(ref[: step.plan.lag] == 0) and np.all(ref[first:] != 0)
 
 
+END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
+             "stgcn-10-stages-stride-4"]
+
+
+@pytest.mark.parametrize("case", END_CASES)
+def test_ending_a_stream_equals_the_network_over_the_whole_clip(case):
+    """A stream that ends (leftover frames, then flush calls): after every call from the end
+    call on, the decision equals the definition; after `flush_calls` it equals, for a clip no
+    longer than the window, the windowed network's own forward over the (causally preprocessed)
+    clip at its length -- padding at both ends, mean over all its output frames -- for clip
+    lengths that end mid-call, on a call boundary, shorter than one call and of one frame."""
+    from edgeskel.data.preprocess import center, to_stream
+
+    kw = dict(CASES[case])
+    mode = kw.pop("stride_mode", "keep")
+    net, spec = _model(**kw)
+    step = build_step_model(net, spec, mode)
+    p = step.plan
+    x = parity_sequence(step, extra_calls=5, seed=7, hold=False)  # no empty call: the clip is all frames
+    for length in sorted({1, p.stride - 1 or 1, 2 * p.stride, 2 * p.stride + 1, p.window - 1, p.window + 3 * p.stride - 1}):
+        clip = x[:, :length]
+        got = run_stream(step, torch.from_numpy(clip), end=True).numpy()
+        whole = length // p.stride
+        ends = got[whole:]  # from the end call on
+        assert len(ends) == p.flush_calls
+        for k in range(1, len(ends) + 1):
+            ref = reference_logits(step, clip, end_calls=k)
+            assert np.abs(ends[k - 1] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max()), (length, k)
+        if length <= p.window:
+            h = clip.copy()
+            if spec.preprocess.center:
+                h = center(h, spec.layout)
+            h = to_stream(h, spec.layout, spec.preprocess.streams)
+            with torch.no_grad():
+                windowed = step.reference_model(torch.from_numpy(np.ascontiguousarray(h))[None])[0].numpy()
+            assert np.abs(got[-1] - windowed).max() <= 1e-5 * max(1.0, np.abs(windowed).max()), length
+    # extra flush calls change nothing
+    states = step.initial_states()
+    calls = end_calls(10, p.stride, p.flush_calls + 3)
+    outs = []
+    with torch.no_grad():
+        for first, real in calls:
+            chunk = torch.zeros(step.frame_shape())
+            chunk[0, :, :real] = torch.from_numpy(x[:, first:first + real])
+            res = step(chunk, torch.full((1,), float(real)), *states)
+            outs.append(res[0])
+            states = list(res[1:])
+    assert all(torch.equal(o, outs[-1]) for o in outs[-4:])
+
+
 def test_plan_matches_the_receptive_field():
     """Independent of the lag algebra: ST-GCN's temporal look-ahead is the sum of its 9x1
     convs' paddings in input frames; 5 blocks (the 5th with stride 2) see 4*4 + 4 = 20 frames
@@ -141,9 +192,9 @@ def test_empty_frames_hold_the_state_and_the_decision():
     states = step.initial_states()
     with torch.no_grad():
         for i in range(30):
-            out = step(torch.from_numpy(x[:, i:i + 1]).unsqueeze(0), *states)
+            out = step(torch.from_numpy(x[:, i:i + 1]).unsqueeze(0), step.full_valid(), *states)
             states = list(out[1:])
-        held = step(torch.zeros(step.frame_shape()), *states)
+        held = step(torch.zeros(step.frame_shape()), step.full_valid(), *states)
     assert torch.equal(held[0], out[0])
     assert all(torch.equal(a, b) for a, b in zip(held[1:], states, strict=True))
 
@@ -194,8 +245,14 @@ STANDALONE = textwrap.dedent("""
     frames = np.load(sys.argv[2])  # (C, L, V, M) raw
     outs = [s["output"] for s in c["state"]]
     decisions = []
-    for i in range(0, frames.shape[1], c["stride"]):
-        feeds = {c["frame_input"]: frames[None, :, i:i + c["stride"]].astype(np.float32), **states}
+    S = c["stride"]
+    calls = [(i, S) for i in range(0, frames.shape[1] - S + 1, S)]
+    left = frames.shape[1] % S
+    calls += [(frames.shape[1] - left, left)] + [(frames.shape[1], 0)] * (c["flush_calls"] - 1)  # end it
+    for i, valid in calls:
+        chunk = np.zeros((1, frames.shape[0], S) + frames.shape[2:], np.float32)
+        chunk[0, :, :valid] = frames[:, i:i + valid]
+        feeds = {c["frame_input"]: chunk, c["valid_input"]: np.full([1], valid, np.float32), **states}
         res = sess.run([c["logits_output"]] + outs, feeds)
         decisions.append(res[0][0])
         states = {s["input"]: v for s, v in zip(c["state"], res[1:])}
@@ -207,7 +264,8 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     net, spec = _model(stream="motion")
     export_streaming(net, spec, "ort", "fp32", tmp_path / "art", stride_mode="remove", check=False)
     contract = json.loads((tmp_path / "art" / "streaming.json").read_text())
-    for key in ("frame_input", "logits_output", "state", "stride", "window", "valid_from"):
+    for key in ("frame_input", "valid_input", "logits_output", "state", "stride", "window", "valid_from",
+                "flush_calls"):
         assert key in contract
     assert contract["state"][0] == {"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}
     step = build_step_model(net, spec, "remove")
@@ -217,7 +275,7 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "art"), str(tmp_path / "frames.npy"),
                     str(tmp_path / "out.npy")], check=True, timeout=120)
     got = np.load(tmp_path / "out.npy")
-    ref = run_stream(step, torch.from_numpy(x)).numpy()
+    ref = run_stream(step, torch.from_numpy(x), end=True).numpy()
     assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
 
 

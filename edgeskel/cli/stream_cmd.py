@@ -31,15 +31,21 @@ def _frames(path: Path, channels: int, joints: int, persons: int) -> np.ndarray:
     return np.ascontiguousarray(x[..., :persons], dtype=np.float32)
 
 
-def _decisions(logits: np.ndarray, stride: int, valid_from: int, names: list[str]) -> list[dict[str, Any]]:
+def _decisions(logits: np.ndarray, stride: int, valid_from: int, names: list[str], length: int,
+               end: bool) -> list[dict[str, Any]]:
+    """One row per call; with `end`, the calls from the end call on say `ending` (frame = the
+    stream's length), and the last one is the decision for the whole stream to its last frame."""
     out = []
+    whole = length // stride
     for i, row in enumerate(logits):
-        frame = (i + 1) * stride  # frames seen so far
+        ending = end and i >= whole
+        frame = length if ending else (i + 1) * stride  # frames seen so far
         p = np.exp(row - row.max())
         p = p / p.sum() if p.sum() > 0 else p
         k = int(np.argmax(row))
         out.append({"frame": frame, "class": k, "name": names[k] if k < len(names) else str(k),
-                    "probability": round(float(p[k]), 4), "valid": frame >= valid_from and bool(np.any(row))})
+                    "probability": round(float(p[k]), 4), "ending": ending,
+                    "valid": (frame >= valid_from or (ending and i == len(logits) - 1)) and bool(np.any(row))})
     return out
 
 
@@ -53,6 +59,8 @@ def stream_cmd(
     every: int = typer.Option(1, "--every", min=1, help="print every N-th decision"),
     plot: Path | None = typer.Option(None, "--plot", help="write a PNG of the top class probability per call"),
     as_json: bool = typer.Option(False, "--json", help="print every decision as JSON"),
+    end: bool = typer.Option(True, "--end/--no-end", help="end the stream after the last frame (flush), so the last "
+                             "decision covers the recording to its last frame"),
 ) -> None:
     """Replay a sequence frame by frame through a step model; one decision per call."""
     if (checkpoint is None) == (artifact is None):
@@ -67,7 +75,7 @@ def stream_cmd(
         step = build_step_model(model, spec, stride_mode=stride_mode)
         plan = step.plan
         frames = _frames(input, plan.channels, plan.joints, plan.persons)
-        logits = run_stream(step, torch.from_numpy(frames)).numpy()
+        logits = run_stream(step, torch.from_numpy(frames), end=end).numpy()
         stride, valid_from, names = plan.stride, plan.valid_from, list(spec.class_names)
         source = f"{checkpoint} (PyTorch step model, strides {stride_mode})"
     else:
@@ -77,10 +85,10 @@ def stream_cmd(
         c = session.contract
         _, ch, _, v, m = c["frame_shape"]
         frames = _frames(input, int(ch), int(v), int(m))
-        logits = session.replay(frames)
+        logits = session.replay(frames, end=end)
         stride, valid_from, names = int(c["stride"]), int(c["valid_from"]), list(c.get("class_names") or [])
         source = f"{artifact} ({backend} step graph)"
-    rows = _decisions(logits, stride, valid_from, names)
+    rows = _decisions(logits, stride, valid_from, names, frames.shape[1], end)
     if as_json:
         print(json.dumps({"source": source, "input": str(input), "stride": stride, "valid_from": valid_from,
                           "decisions": rows}, indent=2))
@@ -90,11 +98,12 @@ def stream_cmd(
         print(textwrap.fill(f"{source}: {frames.shape[1]} frames, a decision every {stride}, valid from frame "
                             f"{valid_from}", 80, subsequent_indent="  "))
         for r in rows[every - 1::every]:
-            mark = "" if r["valid"] else "  (warming up)"
+            mark = "  (ending)" if r["ending"] else "" if r["valid"] else "  (warming up)"
             print(f"  frame {r['frame']:>5}: {r['name']:<24.24} p={r['probability']:.2f}{mark}")
         if rows:
             last = rows[-1]
-            print(f"last decision (frame {last['frame']}): {last['name']} (p={last['probability']:.2f})")
+            what = "stream ended, decision to its last frame" if end else "last decision"
+            print(f"{what} (frame {last['frame']}): {last['name']} (p={last['probability']:.2f})")
     if plot is not None:
         _plot(rows, plot, source)
 

@@ -1,16 +1,19 @@
 """`streaming.json`: everything a runtime needs to drive a step graph, beside the artifact.
 
     {"format": "edgeskel-streaming/1",
-     "frame_input": "frame", "frame_shape": [1, C, stride, V, M],
+     "frame_input": "frame", "frame_shape": [1, C, stride, V, M], "valid_input": "valid",
      "logits_output": "logits",
      "state": [{"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}, ...],
-     "stride": S, "window": W*S, "valid_from": F, "delay": D, ...}
+     "stride": S, "window": W*S, "valid_from": F, "delay": D, "flush_calls": K, ...}
 
 A caller starts every state at `initial` (a fill value for the whole tensor), feeds `stride`
-raw frames per call (oldest first; camera-space joints, missing joints/persons as zeros), and
-after each call replaces every state input by the matching output. `logits` is then the
-decision for the stream so far (docs/STREAMING.md); decisions from `valid_from` frames on
-average a full `window`. Nothing else is needed: no edgeskel import, no preprocessing.
+raw frames per call (oldest first; camera-space joints, missing joints/persons as zeros) with
+`valid` = stride, and after each call replaces every state input by the matching output.
+`logits` is then the decision for the stream so far (docs/STREAMING.md); decisions from
+`valid_from` frames on average a full `window`. To end a stream (a recording, a tracked person
+leaving), feed the leftover r < stride frames with `valid` = r (0 if none), then
+`flush_calls` - 1 calls with `valid` = 0: the last decision covers the stream to its last frame.
+Nothing else is needed: no edgeskel import, no preprocessing.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from edgeskel.io import atomic_path
 FORMAT = "edgeskel-streaming/1"
 FILE = "streaming.json"
 FRAME_INPUT = "frame"
+VALID_INPUT = "valid"
 LOGITS_OUTPUT = "logits"
-REQUIRED = ("frame_input", "logits_output", "state", "stride", "window", "valid_from")
+REQUIRED = ("frame_input", "valid_input", "logits_output", "state", "stride", "window", "valid_from", "flush_calls")
 
 
 def state_names(i: int) -> tuple[str, str]:
@@ -45,12 +49,17 @@ def make_contract(step, files: dict[str, str], extra: dict[str, Any] | None = No
         "frame_input": FRAME_INPUT,
         "frame_shape": list(step.frame_shape()),
         "frame_layout": "N C S V M (S = stride frames, oldest first)",
+        "valid_input": VALID_INPUT,
+        "valid_shape": [1],
+        "valid_meaning": "real frames in this call: stride while the stream runs; r < stride (the leftover "
+                         "frames, first r of the call) ends it, then valid 0 for the flush calls",
         "logits_output": LOGITS_OUTPUT,
         "state": states,
         "stride": plan.stride,
         "window": plan.window,
         "valid_from": plan.valid_from,
         "delay": plan.delay,
+        "flush_calls": plan.flush_calls,
         "window_outputs": plan.window_outputs,
         "stride_mode": plan.stride_mode,
         "hold_on_empty": bool(step.hold_empty),

@@ -146,7 +146,9 @@ class Converter:
         lag = max(tl.lag for _, tl, _ in parts)
         out = [self._delay(mod, lag - tl.lag, ch) for mod, tl, ch in parts]
         first = parts[0][1]
-        return out, Timeline(first.n, lag, first.length)
+        if len({tuple(tl.length_for(f) for f in range(64)) for _, tl, _ in parts}) != 1:
+            raise NotStreamable(f"{what}: branches give different lengths for the same input")
+        return out, Timeline(first.n, lag, first.length, first.ops)
 
     def _out_channels(self, m: nn.Module) -> int:
         if id(m) not in self.channels:

@@ -31,11 +31,19 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class Timeline:
     """`n` frames per call; at call c the first has index c*n - lag; `length`: how many frames
-    this tensor has in the windowed network run on `window` input frames."""
+    this tensor has in the windowed network run on `window` input frames; `ops`: the (k, s, p, d)
+    of every length-changing temporal layer before it (its length for any input length)."""
 
     n: int
     lag: int
     length: int
+    ops: tuple[tuple[int, int, int, int], ...] = ()
+
+    def length_for(self, frames: int) -> int:
+        """This tensor's length in the network run on `frames` input frames (may be <= 0)."""
+        for k, s, p, d in self.ops:
+            frames = conv_out_length(frames, k, s, p, d)
+        return frames
 
 
 @dataclass
@@ -43,6 +51,12 @@ class StreamContext:
     """Per-call exchange between the step model and its stateful modules."""
 
     count: torch.Tensor | None = None  # (1,) float32: calls already made (saturates)
+    # end of stream (docs/STREAMING.md "Ending a stream"): this call's index relative to the
+    # end call (-1e6 while the stream has not ended) and the real frames in the end call, one-hot
+    end_call: torch.Tensor | None = None  # (1,)
+    end_frames: torch.Tensor | None = None  # (stride + 1,) one-hot of r
+    valid: torch.Tensor | None = None  # (1,): real frames in this call's chunk
+    stride: int = 1  # raw frames per call
     inputs: list[torch.Tensor] = field(default_factory=list)
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)
     shapes: list[tuple[int, ...]] = field(default_factory=list)  # per slot, batch dim excluded
@@ -86,15 +100,32 @@ def conv_timeline(tl: Timeline, k: int, s: int, p: int, d: int) -> tuple[Timelin
     e = d * (k - 1) - p  # look-ahead: output j is complete when input s*j + e arrives
     lag = (tl.lag + e) // s
     buffer = s * lag + p - tl.lag
-    return Timeline(tl.n // s, lag, conv_out_length(tl.length, k, s, p, d)), buffer
+    same = s == 1 and 2 * p == d * (k - 1)  # length unchanged: not recorded
+    ops = tl.ops if same else tl.ops + ((k, s, p, d),)
+    return Timeline(tl.n // s, lag, conv_out_length(tl.length, k, s, p, d), ops), buffer
+
+
+def end_length_table(tl: Timeline, stride: int) -> torch.Tensor:
+    """(stride + 1,) lengths of a tensor for r = 0..stride input frames. Because
+    conv_out_length(a*s + b) = a + conv_out_length(b), a stream that ends after c_e whole calls
+    and r more frames has this tensor at length c_e * tl.n + table[r]: the end is known per layer
+    from the end call's index and r alone (no absolute frame counter that could overflow)."""
+    return torch.tensor([float(tl.length_for(r)) for r in range(stride + 1)])
+
+
+def beyond_end(ctx: StreamContext, tl: Timeline, offsets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """True where frame `c*n + offset` of a tensor on timeline `tl` lies past the stream's end."""
+    length_r = (ctx.end_frames * table).sum()
+    return (ctx.end_call * float(tl.n) - length_r + offsets) >= 0
 
 
 class _Temporal(_Stateful):
-    """Common part of StreamConv / StreamMaxPool: buffer, chunk, mask of negative indices.
+    """Common part of StreamConv / StreamMaxPool: buffer, chunk, mask of indices outside the
+    stream (negative ones, and those past its end once it ended).
 
     Convs mask only the incoming chunk (their zero initial state already is their padding, and
     what enters the state was masked on arrival); max pools, whose padding is -inf, mask the
-    whole window. A mask is `count >= threshold` per frame: one compare and one Where."""
+    whole window. A mask is `count >= threshold` per frame, and not past the end."""
 
     pad_value = 0.0
     mask_window = False
@@ -116,14 +147,22 @@ class _Temporal(_Stateful):
         self.masked = max(thr) > 0
         self.register_buffer("threshold", torch.tensor(thr, dtype=torch.float32).reshape(1, 1, -1, 1),
                              persistent=False)
+        self.in_timeline = tl
+        self.register_buffer("offsets", torch.arange(first, first + size, dtype=torch.float32).reshape(1, 1, -1, 1),
+                             persistent=False)
+        self.register_buffer("end_table", end_length_table(tl, ctx.stride), persistent=False)
         ctx.settle = max(ctx.settle, max(thr))
         return out
 
     def _mask(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.ctx.count >= self.threshold, h, torch.full_like(h, self.pad_value))
+        ctx = self.ctx
+        keep = ~beyond_end(ctx, self.in_timeline, self.offsets, self.end_table)
+        if self.masked:
+            keep = keep & (ctx.count >= self.threshold)
+        return torch.where(keep, h, torch.full_like(h, self.pad_value))
 
     def _window(self, x: torch.Tensor) -> torch.Tensor:
-        if self.masked and not self.mask_window:
+        if not self.mask_window:
             x = self._mask(x)
         if self.buffer > 0:
             h = torch.cat([self._state(), x], 2)
@@ -132,7 +171,7 @@ class _Temporal(_Stateful):
             h = x[:, :, -self.buffer:]
         else:
             h = x
-        if self.masked and self.mask_window:
+        if self.mask_window:
             h = self._mask(h)
         return h
 

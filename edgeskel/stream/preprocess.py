@@ -21,7 +21,7 @@ import torch
 
 from edgeskel.checkpoint import Preprocess
 from edgeskel.layouts import SkeletonLayout
-from edgeskel.stream.layers import StreamContext, Timeline, _Stateful
+from edgeskel.stream.layers import StreamContext, Timeline, _Stateful, beyond_end
 
 
 class CausalPreprocess(_Stateful):
@@ -49,10 +49,16 @@ class CausalPreprocess(_Stateful):
         self.register_buffer("bone_matrix", bmat, persistent=False)
         if self.motion:
             self.prev_slot = ctx.new_slot((c, 1, v, m), "n")
-        self.timeline = Timeline(tl.n, tl.lag + (1 if self.motion else 0), tl.length)
+        # frames past `valid` (the end call's padding) are no frames; motion at the last frame is 0
+        self.register_buffer("frame_index", torch.arange(tl.n, dtype=torch.float32).reshape(1, 1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("end_table", torch.arange(tl.n + 1, dtype=torch.float32), persistent=False)
+        self.input_timeline = tl
+        self.timeline = Timeline(tl.n, tl.lag + (1 if self.motion else 0), tl.length, tl.ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
+        x = torch.where(self.frame_index < ctx.valid, x, torch.zeros_like(x))
         present = (x != 0).any(dim=3, keepdim=True).any(dim=1, keepdim=True)  # (N, 1, S, 1, M)
         if self.center:
             origin, have = ctx.inputs[self.origin_slot], ctx.inputs[self.have_slot]
@@ -72,6 +78,9 @@ class CausalPreprocess(_Stateful):
             h = torch.cat([ctx.inputs[self.prev_slot], x], 2)
             ctx.outputs[self.prev_slot] = h[:, :, h.shape[2] - 1:]
             x = h[:, :, 1:] - h[:, :, :-1]
+            # frame t (index c*S - 1 + i) is x[t+1] - x[t]; zero from the last frame E - 1 on
+            last = beyond_end(ctx, self.input_timeline, self.frame_index.reshape(1, 1, -1, 1, 1), self.end_table)
+            x = torch.where(last, torch.zeros_like(x), x)
         return x
 
 

@@ -27,20 +27,30 @@ class StreamSession:
     def reset(self) -> None:
         self.states = {s["input"]: np.full(s["shape"], s["initial"], dtype=s["dtype"]) for s in self.contract["state"]}
 
-    def step(self, frames: np.ndarray) -> np.ndarray:
-        """`frames` (C, stride, V, M) raw -> logits (K,)."""
+    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
+        """`frames` (C, stride, V, M) raw, `valid` of them real (default all) -> logits (K,)."""
         feeds = dict(self.states)
         feeds[self.contract["frame_input"]] = np.ascontiguousarray(frames[None], dtype=np.float32)
+        feeds[self.contract["valid_input"]] = np.full((1,), self.stride if valid is None else valid, np.float32)
         out = self.run(feeds)
         for s in self.contract["state"]:
             self.states[s["input"]] = out[s["output"]]
         return np.asarray(out[self.contract["logits_output"]])[0]
 
-    def replay(self, frames: np.ndarray) -> np.ndarray:
-        """Raw (C, L, V, M) -> (L // stride, K) decisions, one per call, from a fresh state."""
+    def replay(self, frames: np.ndarray, end: bool = False) -> np.ndarray:
+        """Raw (C, L, V, M) -> decisions, one per call, from a fresh state: L // stride calls, or
+        with `end` the whole calls, the end call with the leftover frames and the flush calls."""
         self.reset()
         s = self.stride
-        return np.stack([self.step(frames[:, i:i + s]) for i in range(0, frames.shape[1] - s + 1, s)])
+        whole = frames.shape[1] // s
+        out = [self.step(frames[:, i * s:(i + 1) * s]) for i in range(whole)]
+        if end:
+            left = frames[:, whole * s:]
+            pad = np.zeros((frames.shape[0], s) + frames.shape[2:], np.float32)
+            pad[:, : left.shape[1]] = left
+            out.append(self.step(pad, left.shape[1]))
+            out += [self.step(np.zeros_like(pad), 0) for _ in range(int(self.contract["flush_calls"]) - 1)]
+        return np.stack(out)
 
 
 def ort_run(path: str | Path, threads: int | None = None) -> RunFn:

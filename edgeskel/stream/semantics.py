@@ -25,6 +25,14 @@ Definitions (docs/STREAMING.md repeats them for users):
   head is affine, that equals head(mean of the features), i.e. the windowed model's global
   average pool as a running mean over the last W outputs.
 - `valid_from` = (W + lag) * S frames: from then on every decision averages a full window.
+- *Ending a stream*: a call with `valid` = r < S real frames (its first r frames; r may be 0) is
+  the end call; every later call is a flush call (valid 0, frames ignored). The history is then
+  final: the kept whole calls plus those r frames (kept even if all zero), E frames in all.
+  The network runs over it with its own padding at both ends (as the windowed model pads a
+  clip), giving T_out(E) output frames; output frames from T_out(E) on do not exist and never
+  enter the mean, and the count of complete ones stops there. After `flush_calls` calls
+  (counted from the end call) the decision is the mean over the last min(W, T_out(E)) output
+  frames: the network's decision for the stream's last `window` frames, up to its last frame.
 
 So a decision is the windowed network's decision for a clip of `window` frames ending
 `delay` frames ago, except that its temporal receptive field sees the real frames before the
@@ -41,19 +49,24 @@ import torch
 from edgeskel.data.preprocess import center, to_stream
 
 
-def reference_logits(step, frames: np.ndarray) -> np.ndarray:
+def reference_logits(step, frames: np.ndarray, end_calls: int = 0) -> np.ndarray:
     """The decision the step model must give after being fed raw `frames` (C, L, V, M),
-    L a multiple of plan.stride, computed from scratch by the definitions above: (K,)."""
+    computed from scratch by the definitions above: (K,). `end_calls` = 0: a running stream
+    (L a multiple of plan.stride); >= 1: the stream then ended, and this many calls were made
+    from the end call on (the end call with the L mod stride leftover frames, then flush calls)."""
     plan, spec = step.plan, step.spec
     s = plan.stride
     x = np.asarray(frames, dtype=np.float32)
-    if x.shape[1] % s:
+    whole = x.shape[1] // s
+    if not end_calls and x.shape[1] % s:
         raise ValueError(f"history of {x.shape[1]} frames is not a whole number of calls (stride {s})")
-    chunks = [x[:, i:i + s] for i in range(0, x.shape[1], s)]
-    kept = [ch for ch in chunks if np.any(ch != 0)]
+    kept = [ch for ch in (x[:, i * s:(i + 1) * s] for i in range(whole)) if np.any(ch != 0)]
     calls = len(kept)
-    valid = min(max(calls - plan.lag, 0), plan.window_outputs)
-    if valid == 0:
+    if end_calls:
+        kept.append(x[:, whole * s:])  # the leftover frames, kept even if all zero
+        calls += end_calls
+    frames_in = sum(ch.shape[1] for ch in kept)
+    if frames_in == 0:
         return np.zeros(plan.num_classes, np.float32)
     h = np.concatenate(kept, axis=1)
     if spec.preprocess.center:
@@ -62,6 +75,12 @@ def reference_logits(step, frames: np.ndarray) -> np.ndarray:
     net, fam = step.reference_model, step.family
     with torch.no_grad():
         feats = fam.features(net, torch.from_numpy(np.ascontiguousarray(h))[None])
-        last = calls - 1 - plan.lag
+    last = calls - 1 - plan.lag  # newest complete output frame
+    if end_calls:
+        last = min(last, feats.shape[2] - 1)  # frames past the end do not exist
+    valid = min(last + 1, plan.window_outputs)
+    if valid <= 0:
+        return np.zeros(plan.num_classes, np.float32)
+    with torch.no_grad():
         per_tau = [fam.head(net, feats[:, :, tau], 1, plan.persons)[0] for tau in range(last - valid + 1, last + 1)]
     return torch.stack(per_tau).mean(0).numpy()

@@ -19,7 +19,7 @@ import torch.nn as nn
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import ConfigError
 from edgeskel.stream.convert import STRIDE_MODES, Converter, NotStreamable, probe_channels, remove_strides
-from edgeskel.stream.layers import StreamContext, Timeline
+from edgeskel.stream.layers import StreamContext, Timeline, beyond_end, end_length_table
 from edgeskel.stream.preprocess import CausalPreprocess, empty_chunk
 from edgeskel.stream.support import Family, family_for
 
@@ -36,6 +36,7 @@ class StreamPlan:
     lag: int  # calls: the decision after call c averages output frames <= c - lag
     delay: int  # frames: lag * stride
     valid_from: int  # frames fed after which every decision averages a full window
+    flush_calls: int  # calls from the end call on (incl.) until the decision covers the last frame
     num_classes: int
     channels: int
     joints: int
@@ -47,12 +48,18 @@ class StreamPlan:
 
 class StepModel(nn.Module):
     def __init__(self, prefix: CausalPreprocess, net: nn.Module, ctx: StreamContext, plan: StreamPlan,
-                 ring_slot: int, cap: int, hold_empty: bool = True):
+                 slots: dict[str, int], out_timeline: Timeline, cap: int, hold_empty: bool = True):
         super().__init__()
         self.hold_empty = hold_empty
         self.prefix, self.net = prefix, net
         self.__dict__["ctx"] = ctx
-        self.plan, self.ring_slot, self.cap = plan, ring_slot, cap
+        self.plan, self.cap = plan, cap
+        self.ring_slot, self.filled_slot = slots["ring"], slots["filled"]
+        self.end_slot, self.end_r_slot = slots["since_end"], slots["end_frames"]
+        self.out_timeline = out_timeline
+        self.register_buffer("r_values", torch.arange(plan.stride + 1, dtype=torch.float32), persistent=False)
+        self.register_buffer("out_offset", torch.tensor([-float(out_timeline.lag)]), persistent=False)
+        self.register_buffer("out_table", end_length_table(out_timeline, plan.stride), persistent=False)
         self.reference_model: nn.Module | None = None  # set by build_step_model, not a submodule
         self.family: Family | None = None
 
@@ -73,27 +80,49 @@ class StepModel(nn.Module):
         return (1, p.channels, p.stride, p.joints, p.persons)
 
     # -- one call ---------------------------------------------------------------------------------
-    def forward(self, frame: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ctx = self.ctx
+    def forward(self, frame: torch.Tensor, valid: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`frame` (1, C, S, V, M) raw, `valid` (1,): how many of its S frames are real (S while
+        the stream runs; fewer or 0 ends it: "Ending a stream" in docs/STREAMING.md)."""
+        ctx, p = self.ctx, self.plan
         if len(states) != len(ctx.shapes):
             raise ValueError(f"step model takes {len(ctx.shapes)} states, got {len(states)}")
-        count = states[0]
+        count, since_end, end_r = states[0], states[self.end_slot], states[self.end_r_slot]
+        stride = float(p.stride)
+        ended_before = since_end > 0
+        ends_now = ~ended_before & (valid < stride)
+        since_new = torch.where(ended_before, torch.clamp(since_end + 1.0, max=float(self.cap)),
+                                ends_now.to(since_end.dtype))
+        end_r_new = torch.where(ends_now, valid, end_r)
         ctx.count, ctx.inputs, ctx.outputs = count, list(states), {}
+        ctx.end_call = torch.where(since_new > 0, since_new - 1.0, torch.full_like(since_new, -1e6))
+        ctx.end_frames = (end_r_new == self.r_values).to(frame.dtype)
+        ctx.valid = valid
         logit = self.net(self.prefix(frame))  # (1, K): the newest output frame's logits
-        ring = torch.cat([states[self.ring_slot][:, :, 1:], logit.unsqueeze(-1)], -1)
+        # the newest output frame enters the running mean if it exists: >= 0, before the end
+        push = (count >= float(p.lag)) & ~beyond_end(ctx, self.out_timeline, self.out_offset, self.out_table)
+        ring_in = states[self.ring_slot]
+        ring = torch.where(push, torch.cat([ring_in[:, :, 1:], logit.unsqueeze(-1)], -1), ring_in)
         ctx.outputs[self.ring_slot] = ring
+        ctx.outputs[self.filled_slot] = torch.clamp(states[self.filled_slot] + push.to(frame.dtype),
+                                                    max=float(p.window_outputs))
         ctx.outputs[0] = torch.clamp(count + 1.0, max=float(self.cap))
+        ctx.outputs[self.end_slot], ctx.outputs[self.end_r_slot] = since_new, end_r_new
         if self.hold_empty:  # an empty call changes nothing (the windowed pipeline drops empty frames)
-            hold = empty_chunk(frame)
+            hold = empty_chunk(frame) & (valid >= stride) & ~ended_before
             new = [torch.where(hold, states[i], ctx.outputs[i]) for i in range(len(states))]
         else:
             new = [ctx.outputs[i] for i in range(len(states))]
-        w = self.plan.window_outputs
-        valid = torch.clamp(new[0] - float(self.plan.lag), min=0.0, max=float(w))  # (1,)
-        weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - valid).to(frame.dtype)  # newest `valid`
-        logits = (new[self.ring_slot] * weights).sum(-1) / torch.clamp(valid, min=1.0)
+        w = p.window_outputs
+        filled = new[self.filled_slot]  # (1,): complete output frames in the ring, <= W
+        weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - filled).to(frame.dtype)  # newest `filled`
+        logits = (new[self.ring_slot] * weights).sum(-1) / torch.clamp(filled, min=1.0)
         ctx.inputs, ctx.outputs, ctx.count = [], {}, None
+        ctx.end_call = ctx.end_frames = ctx.valid = None
         return (logits, *new)
+
+    def full_valid(self) -> torch.Tensor:
+        """The `valid` input of a call whose frames are all real."""
+        return torch.full((1,), float(self.plan.stride))
 
 
 def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep", hold_empty: bool = True) -> StepModel:
@@ -111,8 +140,9 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     stride = family.stride(net)
     window = -(-t // stride) * stride
     out_ch, in_ch = probe_channels(net, torch.zeros(1, c, window, v, m))
-    ctx = StreamContext(joints=v)
+    ctx = StreamContext(joints=v, stride=stride)
     ctx.new_slot((1,), "none")  # slot 0: the call counter
+    slots = {"since_end": ctx.new_slot((1,), "none"), "end_frames": ctx.new_slot((1,), "none")}
     prefix = CausalPreprocess(spec.layout, spec.preprocess, Timeline(stride, 0, window), ctx)
     try:
         tl = family.convert(Converter(ctx, out_ch, in_ch), net, prefix.timeline)
@@ -121,26 +151,47 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     if tl.n != 1:
         raise NotStreamable(f"model {spec.name!r}: {tl.n} output frames per call (strides along its branches differ)")
     w = tl.length
-    ring_slot = ctx.new_slot((spec.num_classes, w), "n")
-    cap = max(ctx.settle, tl.lag + w) + 1
+    slots["filled"] = ctx.new_slot((1,), "none")
+    slots["ring"] = ctx.new_slot((spec.num_classes, w), "n")
+    flush = max(max(1, tl.length_for(r) + tl.lag) for r in range(stride))
+    cap = max(ctx.settle, tl.lag + w, flush) + 1
     plan = StreamPlan(model=spec.name, stride_mode=stride_mode, stride=stride, window_outputs=w, window=w * stride,
-                      lag=tl.lag, delay=tl.lag * stride, valid_from=(w + tl.lag) * stride,
+                      lag=tl.lag, delay=tl.lag * stride, valid_from=(w + tl.lag) * stride, flush_calls=flush,
                       num_classes=spec.num_classes, channels=c, joints=v, persons=m)
-    step = StepModel(prefix, net, ctx, plan, ring_slot, cap, hold_empty).eval()
+    step = StepModel(prefix, net, ctx, plan, slots, tl, cap, hold_empty).eval()
     step.__dict__["reference_model"] = base
     step.__dict__["family"] = family
     step.__dict__["spec"] = spec
     return step
 
 
-def run_stream(step: StepModel, frames: torch.Tensor) -> torch.Tensor:
-    """Feed raw frames (C, L, V, M), `stride` at a time; returns (L // stride, K) decisions."""
-    s = step.plan.stride
+def end_calls(frames: int, stride: int, flush_calls: int) -> list[tuple[int, int]]:
+    """(first frame, real frames) of every call for a stream of `frames` frames that then ends:
+    the whole calls, the end call (the r < stride leftover frames, or none), the flush calls."""
+    whole = frames // stride
+    calls = [(i * stride, stride) for i in range(whole)]
+    calls.append((whole * stride, frames - whole * stride))
+    calls += [(frames, 0)] * (flush_calls - 1)
+    return calls
+
+
+def run_stream(step: StepModel, frames: torch.Tensor, end: bool = False) -> torch.Tensor:
+    """Feed raw frames (C, L, V, M), `stride` at a time; returns one decision per call (K each).
+    `end`: then end the stream (the leftover frames, then `plan.flush_calls` calls in all): the
+    last decision covers the stream up to its last frame. Without it, L // stride calls."""
+    s, p = step.plan.stride, step.plan
+    c, length = frames.shape[0], frames.shape[1]
+    if end:
+        calls = end_calls(length, s, p.flush_calls)
+    else:
+        calls = [(i * s, s) for i in range(length // s)]
     states = step.initial_states()
     outs = []
     with torch.no_grad():
-        for i in range(frames.shape[1] // s):
-            res = step(frames[:, i * s:(i + 1) * s].unsqueeze(0), *states)
+        for first, real in calls:
+            chunk = torch.zeros((c, s) + tuple(frames.shape[2:]), dtype=torch.float32)
+            chunk[:, :real] = frames[:, first:first + real]
+            res = step(chunk.unsqueeze(0), torch.full((1,), float(real)), *states)
             outs.append(res[0][0])
             states = list(res[1:])
-    return torch.stack(outs) if outs else torch.zeros(0, step.plan.num_classes)
+    return torch.stack(outs) if outs else torch.zeros(0, p.num_classes)
