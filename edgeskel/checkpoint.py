@@ -33,13 +33,20 @@ class Preprocess:
     num_person: int = 1
     streams: str = "joint"  # joint | bone | motion | bone_motion
     center: bool = True
+    # False: clips resampled to num_frames (the usual windowed training). True: clips are
+    # windows of at most num_frames frames at the source's own rate, as a stream sees them
+    # (docs/STREAMING.md "Training for streams").
+    native_rate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.native_rate:  # left out at its default: checkpoints and stage keys as before
+            d.pop("native_rate")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(**{k: d[k] for k in ("num_frames", "num_person", "streams", "center") if k in d})
+        return cls(**{k: d[k] for k in ("num_frames", "num_person", "streams", "center", "native_rate") if k in d})
 
 
 @dataclass

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeskel.cli.app import app
+from edgeskel.errors import ConfigError
 from edgeskel.train.config import TrainConfig
 from edgeskel.train.device import DEVICE_HELP, Runtime, check_device_spec
 from edgeskel.train.distributed import is_main
@@ -17,7 +18,8 @@ from edgeskel.train.distributed import is_main
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Option(..., "--model", help="registered model name (see `edgeskel models`)"),
+    model: str | None = typer.Option(None, "--model", help="registered model name (see `edgeskel models`); "
+                                     "not with --init"),
     data: str = typer.Option("synthetic", "--data", help="dataset spec, e.g. synthetic, nw-ucla:DIR, ntu:DIR?benchmark=xsub"),
     out: Path = typer.Option(Path("runs/train"), "--out", help="output folder (best.ckpt, last.pt, history.json)"),
     epochs: int = typer.Option(30, "--epochs"),
@@ -46,11 +48,17 @@ def train_cmd(
                                    help="where the best epoch is chosen when the data has no validation split: a slice "
                                         "of train, or of test (the deployment domain; test top-1 then on the rest)"),
     validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="per-class fraction (default 0.1)"),
+    native_rate: bool = typer.Option(False, "--native-rate", help="train on windows of at most --frames frames at the "
+                                     "source's rate, as a stream sees them (no resampling; docs/STREAMING.md)"),
+    init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (architecture + weights): a "
+                                     "fine-tune, e.g. --init C --native-rate for streams"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
     from edgeskel.train.api import train
 
+    if (model is None) == (init is None):
+        raise ConfigError("give --model NAME (train from scratch) or --init CHECKPOINT (fine-tune it), not both")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,  # type: ignore[arg-type]
                       lr=lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-3),
                       weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
@@ -58,7 +66,7 @@ def train_cmd(
     res = train(model, data, out, cfg, layout=layout, num_frames=frames, num_person=persons, streams=streams,
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
-                validation=validation, validation_fraction=validation_fraction)
+                validation=validation, validation_fraction=validation_fraction, native_rate=native_rate, init=init)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

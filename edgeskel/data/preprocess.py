@@ -88,6 +88,21 @@ def resample(x: np.ndarray, num_frames: int, train: bool = False, rng: np.random
     return x[:, i0] * (1 - w) + x[:, i1] * w
 
 
+def native_window(x: np.ndarray, num_frames: int, train: bool = False,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """At most `num_frames` consecutive frames at the source's rate: for training a random
+    window, for evaluation the last one (what a stream's final decision covers)."""
+    length = x.shape[1]
+    if length <= num_frames:
+        return x
+    if train:
+        rng = rng if rng is not None else np.random.default_rng()
+        start = int(rng.integers(0, length - num_frames + 1))
+    else:
+        start = length - num_frames
+    return x[:, start:start + num_frames]
+
+
 def bones(x: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
     """Bone vectors x[child] - x[parent]; joints without a parent (roots) are zero."""
     out = np.zeros_like(x)
@@ -160,14 +175,26 @@ def preprocess_sample(
         x = center(x, layout)
     if train and (rotate_deg > 0 or scale_jitter > 0):
         x = _augment(x, rng if rng is not None else np.random.default_rng(), rotate_deg, scale_jitter)
-    x = resample(x, cfg.num_frames, train=train, rng=rng)
+    if cfg.native_rate:  # variable length (<= num_frames); preprocess_set pads, preprocess_list does not
+        x = native_window(x, cfg.num_frames, train=train, rng=rng)
+    else:
+        x = resample(x, cfg.num_frames, train=train, rng=rng)
     return np.ascontiguousarray(to_stream(x, layout, cfg.streams), dtype=np.float32)
 
 
 def preprocess_set(sset: SkeletonSet, layout: SkeletonLayout, cfg: Preprocess) -> np.ndarray:
     """Deterministic (eval) preprocessing of a whole split -> (N, C, T, V, M) float32."""
     check_config(cfg)
-    out = np.empty((len(sset), layout.channels, cfg.num_frames, layout.num_joints, cfg.num_person), np.float32)
+    out = np.zeros((len(sset), layout.channels, cfg.num_frames, layout.num_joints, cfg.num_person), np.float32)
     for i, (x, name) in enumerate(zip(sset.samples, sset.names, strict=True)):
-        out[i] = preprocess_sample(x, layout, cfg, train=False, name=name)
+        clip = preprocess_sample(x, layout, cfg, train=False, name=name)
+        out[i, :, : clip.shape[1]] = clip  # native rate: a shorter clip is followed by zero frames
     return out
+
+
+def preprocess_list(sset: SkeletonSet, layout: SkeletonLayout, cfg: Preprocess) -> list[np.ndarray]:
+    """Eval preprocessing that keeps each clip's own length (native rate: the exact input a
+    stream's final decision sees; resampled clips all have num_frames)."""
+    check_config(cfg)
+    return [preprocess_sample(x, layout, cfg, train=False, name=name)
+            for x, name in zip(sset.samples, sset.names, strict=True)]

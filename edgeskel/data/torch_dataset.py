@@ -41,6 +41,21 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.set)
 
+    # -- native-rate clips have their own lengths: batches of similar length, cropped to the shortest
+    def batch_sampler(self, generator: torch.Generator, batch: int, drop_last: bool, rank: int,
+                      world: int) -> torch.utils.data.Sampler[list[int]] | None:
+        """None for fixed-length clips (the trainer's default sampler applies)."""
+        if not (self.train and self.cfg.native_rate):
+            return None
+        lengths = np.minimum(self.set.lengths(), self.cfg.num_frames)
+        return LengthBatchSampler(lengths, batch, drop_last, rank, world, generator)
+
+    def collate(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack a batch; clips of different lengths are cut to the shortest (their first frames:
+        each clip already is a random window of the sequence)."""
+        short = min(x.shape[1] for x, _ in items)
+        return torch.stack([x[:, :short] for x, _ in items]), torch.tensor([y for _, y in items])
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         label = int(self.set.labels[i])
         if not self.train:
@@ -51,3 +66,34 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
         x = preprocess_sample(self.set.samples[i], self.layout, self.cfg, train=True, rng=rng,
                               rotate_deg=self.rotate_deg, scale_jitter=self.scale_jitter, name=self.set.names[i])
         return torch.from_numpy(x), label
+
+
+class LengthBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Global batches of clips of similar length, in random order; rank r of `world` takes
+    slice r of each (as the trainer's GlobalBatchSampler). Sorting a random permutation by
+    length breaks ties at random, so batches differ from epoch to epoch."""
+
+    def __init__(self, lengths: np.ndarray, batch: int, drop_last: bool, rank: int, world: int,
+                 generator: torch.Generator) -> None:
+        self.lengths, self.batch, self.drop_last = np.asarray(lengths), int(batch), drop_last
+        self.rank, self.world, self.generator = rank, world, generator
+
+    def _batches(self) -> list[list[int]]:
+        perm = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        order = sorted(perm, key=lambda i: int(self.lengths[i]))
+        out = [order[i:i + self.batch] for i in range(0, len(order), self.batch)]
+        if out and self.drop_last and len(out[-1]) < self.batch:
+            out.pop()
+        return [out[int(j)] for j in torch.randperm(len(out), generator=self.generator)]
+
+    def __iter__(self):
+        step = self.batch // self.world
+        for b in self._batches():
+            if len(b) == self.batch:
+                yield b[self.rank * step:(self.rank + 1) * step]
+            else:
+                yield np.array_split(np.asarray(b), self.world)[self.rank].tolist()
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch if self.drop_last else -(-n // self.batch)

@@ -29,15 +29,19 @@ def default_preprocess(dataset: Any, num_frames: int | None = None, num_person: 
     return Preprocess(num_frames=num_frames, num_person=num_person, streams=streams, center=True)
 
 
-def prepare_arrays(split: Any, layout: Any, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic eval-time preprocessing of a split to (N, C, T, V, M) + labels."""
-    from edgeskel.data.preprocess import preprocess_set
+def prepare_arrays(split: Any, layout: Any, pre: Preprocess) -> tuple[Any, np.ndarray]:
+    """Deterministic eval-time preprocessing of a split to (N, C, T, V, M) + labels; at native
+    rate a list of clips of their own lengths (each scored exactly as a stream ends it)."""
+    from edgeskel.data.preprocess import preprocess_list, preprocess_set
 
-    return preprocess_set(split, layout, pre), np.asarray(split.labels, dtype=np.int64)
+    labels = np.asarray(split.labels, dtype=np.int64)
+    if pre.native_rate:
+        return preprocess_list(split, layout, pre), labels
+    return preprocess_set(split, layout, pre), labels
 
 
 def train(
-    model: str,
+    model: str | None,
     data: str,
     out: str | Path,
     cfg: TrainConfig | None = None,
@@ -53,8 +57,13 @@ def train(
     class_names: str | Path | None = None,
     validation: str = "train",
     validation_fraction: float | None = None,
+    native_rate: bool = False,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
+    `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
+    streams). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
+    preprocessing is kept unless `num_frames` / `native_rate` say otherwise).
     `runtime` picks the device / mixed precision / loader workers (default: auto).
     `validation='test'` chooses the best epoch on a slice of the test split (the deployment
     domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
@@ -63,16 +72,31 @@ def train(
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
+    init_model = load_checkpoint(init) if init is not None else None
+    if init_model is not None and layout is None:
+        layout = init_model[1].layout
     ds = load_dataset(data, layout=layout, skip_bad=skip_bad, class_names=class_names)
     from edgeskel.data.splits import requested_validation
 
     ds = requested_validation(ds, validation, validation_fraction)
-    pre = default_preprocess(ds, num_frames, num_person, streams)
-    kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
     seed_everything(cfg.seed)
-    net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
-    spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
-                     class_names=list(ds.class_names), preprocess=pre)
+    if init_model is not None:
+        import dataclasses
+
+        net, spec, init_extra = init_model
+        check_compatible(spec, ds, str(init), init_extra)
+        pre = dataclasses.replace(spec.preprocess, native_rate=native_rate or spec.preprocess.native_rate,
+                                  num_frames=num_frames or spec.preprocess.num_frames)
+        spec = dataclasses.replace(spec, preprocess=pre)
+        model = spec.name
+    else:
+        pre = default_preprocess(ds, num_frames, num_person, streams)
+        if native_rate:
+            pre = Preprocess(pre.num_frames, pre.num_person, pre.streams, pre.center, native_rate=True)
+        kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
+        net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
+        spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
+                         class_names=list(ds.class_names), preprocess=pre)
     # Honest splits: the best epoch is chosen on the validation split, top-1 is reported on test.
     from edgeskel.data.splits import holdout
 
@@ -80,7 +104,8 @@ def train(
     val = prepare_arrays(split.val, ds.layout, pre)
     train_set = SkeletonTorchDataset.for_training(split.train, ds.layout, pre, cfg)
     result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet,
-                 extra={"data": data, "dataset_info": ds.info, "validation": split.info}, runtime=runtime)
+                 extra={"data": data, "dataset_info": ds.info, "validation": split.info,
+                        **({"init": str(init)} if init is not None else {})}, runtime=runtime)
     best, _, _ = load_checkpoint(result["best_checkpoint"])
     test_x, test_y = prepare_arrays(ds.test, ds.layout, pre)
     result.update({"model": model, "data": data, "num_classes": len(ds.class_names),

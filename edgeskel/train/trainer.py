@@ -98,7 +98,8 @@ def fit(
     quiet: bool = False,
     runtime: Runtime | None = None,
 ) -> dict[str, Any]:
-    """Train `model` on `train_set`, validate on `val` (preprocessed arrays) each epoch.
+    """Train `model` on `train_set`, validate on `val` (preprocessed arrays, or a list of clips of
+    their own lengths for native-rate training) each epoch.
 
     `cfg.batch_size` is the global batch: under torchrun each of the W ranks takes 1/W of every
     batch a 1-process run would take. Returns {"best_top1", "best_epoch", "history",
@@ -127,8 +128,12 @@ def fit(
         model = base_model
     gen = torch.Generator().manual_seed(cfg.seed)
     drop_last = len(train_set) > cfg.batch_size  # type: ignore[arg-type]
-    batches = dist_.GlobalBatchSampler(RandomSampler(train_set, generator=gen), cfg.batch_size, drop_last, rank, world)  # type: ignore[arg-type]
-    loader = DataLoader(train_set, batch_sampler=batches, generator=gen, **loader_settings(device, runtime.workers, world))
+    make_batches = getattr(train_set, "batch_sampler", None)  # clips of their own lengths bring their own
+    batches = make_batches(gen, cfg.batch_size, drop_last, rank, world) if make_batches else None
+    if batches is None:
+        batches = dist_.GlobalBatchSampler(RandomSampler(train_set, generator=gen), cfg.batch_size, drop_last, rank, world)  # type: ignore[arg-type]
+    loader = DataLoader(train_set, batch_sampler=batches, generator=gen, collate_fn=getattr(train_set, "collate", None),
+                        **loader_settings(device, runtime.workers, world))
     opt = make_optimizer(base_model, cfg)
     sched = make_scheduler(opt, cfg, len(loader))
     dtype = amp_dtype(device, runtime.amp)
@@ -159,6 +164,9 @@ def fit(
 
     val_x, val_y = val
     val_part = dist_.shard(len(val_x))
+    if not isinstance(val_x, np.ndarray):  # clips of their own lengths (a list)
+        val_x = np.empty(len(val_x), dtype=object)
+        val_x[:] = list(val[0])
     where = describe(device, runtime.amp) + (f" x {world} processes" if world > 1 else "")
     t0 = time.perf_counter()
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
