@@ -1,0 +1,93 @@
+"""Training for streams (issue 29 item 3): native-rate clips, length-bucketed batches, exact
+per-length evaluation, fine-tuning a checkpoint -- and the link to the stream: what training
+scores on a clip is what the step model decides when that clip is streamed and ended."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgeskel.checkpoint import Preprocess, load_checkpoint
+from edgeskel.data.preprocess import native_window, preprocess_list, preprocess_set
+from edgeskel.data.torch_dataset import LengthBatchSampler
+from edgeskel.train.metrics import predict_logits
+
+
+def test_native_window_is_a_window_at_the_source_rate():
+    x = np.arange(40, dtype=np.float32).reshape(1, 40, 1, 1)
+    assert native_window(x, 64).shape[1] == 40  # shorter clips stay whole
+    assert np.array_equal(native_window(x, 16)[0, :, 0, 0], np.arange(24, 40))  # eval: the last window
+    w = native_window(x, 16, train=True, rng=np.random.default_rng(3))[0, :, 0, 0]
+    assert len(w) == 16 and np.array_equal(np.diff(w), np.ones(15))  # consecutive frames, no resampling
+
+
+def test_length_batches_group_similar_lengths_and_cover_every_clip():
+    lengths = np.random.default_rng(0).integers(1, 60, size=101)
+    gen = torch.Generator().manual_seed(0)
+    batches = list(LengthBatchSampler(lengths, 8, False, 0, 1, gen))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(101)) and len(batches) == 13
+    spread = [int(lengths[b].max() - lengths[b].min()) for b in batches]
+    assert max(spread) <= 12, spread  # sorted buckets: a batch spans few lengths (random order: ~59)
+    again = list(LengthBatchSampler(lengths, 8, False, 0, 1, gen))
+    assert again != batches  # reshuffled each epoch
+    halves = [list(LengthBatchSampler(lengths, 8, True, r, 2, torch.Generator().manual_seed(1))) for r in (0, 1)]
+    assert all(len(a) == len(b) == 4 for a, b in zip(*halves, strict=True))  # each rank half of each batch
+
+
+def test_ragged_predictions_equal_each_clip_alone():
+    from edgeskel import models
+    from edgeskel.layouts import get_layout
+
+    torch.manual_seed(0)
+    net = models.build("stgcn", 3, get_layout("kinect20"), num_person=1, width=0.125).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(size=(3, t, 20, 1)).astype(np.float32) for t in (5, 9, 5, 17, 9)]
+    got = predict_logits(net, clips, batch_size=2)
+    with torch.no_grad():
+        one = np.stack([net(torch.from_numpy(c)[None])[0].numpy() for c in clips])
+    assert np.abs(got - one).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    from edgeskel.train.api import train
+    from edgeskel.train.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("native")
+    data = "synthetic?classes=4&per_class=8"
+    cfg = TrainConfig(epochs=1, batch_size=8, optimizer="adamw", lr=1e-3, threads=1)
+    base = train("stgcn", data, out / "base", cfg, num_frames=24, model_kwargs={"width": 0.125}, quiet=True)
+    res = train(None, data, out / "ft", cfg, num_frames=128, native_rate=True, init=base["best_checkpoint"], quiet=True)
+    return res, data
+
+
+def test_finetune_from_a_checkpoint_at_native_rate(finetuned):
+    res, _ = finetuned
+    model, spec, extra = load_checkpoint(res["best_checkpoint"])
+    assert spec.preprocess.native_rate and spec.preprocess.num_frames == 128
+    assert spec.name == "stgcn" and spec.kwargs.get("width") == 0.125 and extra["init"].endswith("best.ckpt")
+    assert Preprocess.from_dict(spec.preprocess.to_dict()) == spec.preprocess
+    assert "native_rate" not in Preprocess().to_dict()  # default left out: stage keys unchanged
+
+
+def test_what_training_scores_is_what_the_stream_decides(finetuned):
+    """Native-rate evaluation of a clip (its own length, no resampling) equals the step model's
+    final decision when the raw clip is streamed and the stream is ended."""
+    from edgeskel.data import load_dataset
+    from edgeskel.stream import build_step_model, run_stream
+    from edgeskel.stream.evaluate import as_stream_frames
+
+    res, data = finetuned
+    model, spec, _ = load_checkpoint(res["best_checkpoint"])
+    test = load_dataset(data, layout=spec.layout).test.subset(range(6))
+    assert max(test.lengths()) <= spec.preprocess.num_frames  # whole clips: exact equality expected
+    clips = preprocess_list(test, spec.layout, spec.preprocess)
+    scored = predict_logits(model, clips)
+    step = build_step_model(model, spec, "keep")
+    for i, sample in enumerate(test.samples):
+        final = run_stream(step, torch.from_numpy(as_stream_frames(sample, step.plan.persons)), end=True)[-1].numpy()
+        assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i
+    fixed = preprocess_set(test, spec.layout, spec.preprocess)  # the windowed array: zero frames after a short clip
+    assert fixed.shape[2] == 128 and np.all(fixed[0, :, clips[0].shape[1]:] == 0)
