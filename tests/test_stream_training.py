@@ -91,3 +91,31 @@ def test_what_training_scores_is_what_the_stream_decides(finetuned):
         assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i
     fixed = preprocess_set(test, spec.layout, spec.preprocess)  # the windowed array: zero frames after a short clip
     assert fixed.shape[2] == 128 and np.all(fixed[0, :, clips[0].shape[1]:] == 0)
+
+
+def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path):
+    """CTR-GCN as trained cannot stream (topology from the whole window); `--streamable` fine-tunes
+    its causal form from the same weights, which then streams, and what training scores is what
+    the ended stream decides."""
+    from edgeskel.cli import main
+    from edgeskel.data import load_dataset
+    from edgeskel.stream import NotStreamable, build_step_model, run_stream
+    from edgeskel.stream.evaluate import as_stream_frames
+
+    data = "synthetic?classes=3&per_class=6"
+    common = ["--data", data, "--epochs", "1", "--batch-size", "6", "--optimizer", "adamw", "--threads", "1", "--json"]
+    assert main(["train", "--model", "ctrgcn", "--width", "0.125", "--frames", "24", "--out", str(tmp_path / "w"),
+                 *common]) == 0
+    windowed, spec_w, _ = load_checkpoint(tmp_path / "w" / "best.ckpt")
+    with pytest.raises(NotStreamable, match="--streamable"):
+        build_step_model(windowed, spec_w)
+    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--streamable", "--frames", "128",
+                 "--out", str(tmp_path / "s"), *common]) == 0
+    model, spec, _ = load_checkpoint(tmp_path / "s" / "best.ckpt")
+    assert spec.kwargs["topology_window"] == 128 and spec.preprocess.native_rate
+    test = load_dataset(data, layout=spec.layout).test.subset(range(3))
+    scored = predict_logits(model, preprocess_list(test, spec.layout, spec.preprocess))
+    step = build_step_model(model, spec, "keep")
+    for i, sample in enumerate(test.samples):
+        final = run_stream(step, torch.from_numpy(as_stream_frames(sample, step.plan.persons)), end=True)[-1].numpy()
+        assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i

@@ -46,6 +46,9 @@ def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
         elif isinstance(m, nn.Linear):
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) * 0.5)
             m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    for name, prm in net.named_parameters():
+        if name.endswith("alpha"):  # CTR-GCN's refinement weight starts at 0 (topology unused)
+            prm.data.copy_(torch.rand(prm.shape, generator=g) + 0.5)
     return net.eval()
 
 
@@ -98,6 +101,9 @@ CASES = {
     "stgcnpp-factorized-bone_motion": dict(name="stgcnpp", factorized=True, stream="bone_motion"),
     "stgcnpp-remove-stride-no-centring": dict(name="stgcnpp", stride_mode="remove", center=False),
     "stgcn-10-stages-stride-4": dict(num_stages=10, width=0.0625, frames=12),
+    "ctrgcn-causal-keep-stride": dict(name="ctrgcn", topology_window=16),
+    "ctrgcn-causal-remove-stride-bone": dict(name="ctrgcn", topology_window=16, stride_mode="remove", stream="bone"),
+    "ctrgcn-causal-factorized-short-topology": dict(name="ctrgcn", topology_window=6, factorized=True),
 }
 
 
@@ -123,7 +129,7 @@ def test_step_model_equals_full_history_definition(case):
 
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
-             "stgcn-10-stages-stride-4"]
+             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride"]
 
 
 @pytest.mark.parametrize("case", END_CASES)
@@ -208,7 +214,7 @@ def test_windowed_model_is_not_changed():
     assert torch.equal(net(x), y0) and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized"])
+@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride"])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here

@@ -34,10 +34,34 @@ from edgeskel.models.parallel_1x1 import conv_chain, parallel_maps
 from edgeskel.models.registry import register_model
 
 
-class CTRGC(nn.Module):
-    """Channel-wise topology refinement graph conv for one graph subset."""
+class TrailingMean(nn.Module):
+    """Per frame t, the mean of frames max(0, t - window + 1) .. t: a causal stand-in for a mean
+    over the whole window (the stream form keeps the last window - 1 frames in its state,
+    edgeskel/stream/layers.py StreamTrailingMean). At the last frame of a clip no longer than
+    `window` it equals the clip's mean."""
 
-    def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8):
+    def __init__(self, window: int):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"trailing mean over {window} frames")
+        self.window = int(window)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (N, C, T, V)
+        t = z.shape[2]
+        cs = torch.cumsum(z, 2)
+        if t > self.window:
+            cs = torch.cat([cs[:, :, : self.window], cs[:, :, self.window:] - cs[:, :, : t - self.window]], 2)
+        count = torch.clamp(torch.arange(1, t + 1, dtype=z.dtype, device=z.device), max=float(self.window))
+        return cs / count.reshape(1, 1, t, 1)
+
+
+class CTRGC(nn.Module):
+    """Channel-wise topology refinement graph conv for one graph subset. `causal_window` > 0:
+    the topology of frame t is refined from a trailing mean over the last `causal_window`
+    frames (TrailingMean) instead of the mean over the whole window: one topology per frame,
+    causal in time, so the layer streams (docs/STREAMING.md); the weights are the same."""
+
+    def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8, causal_window: int = 0):
         super().__init__()
         # Official: 8 relation channels for 3/9-channel input, else in/8. Tiny inputs (2-D
         # keypoints, narrow test widths) would give 0, so they also get 8.
@@ -47,8 +71,11 @@ class CTRGC(nn.Module):
         self.conv3 = nn.Conv2d(in_channels, out_channels, 1)
         self.conv4 = nn.Conv2d(self.rel_channels, out_channels, 1)
         self.tanh = nn.Tanh()
+        self.trailing = TrailingMean(causal_window) if causal_window else None
 
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        if self.trailing is not None:
+            return self._causal(x, a, alpha)
         x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
         rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, U, V)
         refined = self.conv4(rel) * alpha  # (N, C, U, V)
@@ -58,12 +85,25 @@ class CTRGC(nn.Module):
         # tripled the IR's size (9.5 MB vs 3.1 MB ONNX for compressed CTR-GCN).
         return torch.matmul(x3, refined.transpose(-1, -2)) + torch.matmul(x3, a.transpose(-1, -2))  # (N, C, T, U)
 
+    def _causal(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Per frame: x3[t] @ (conv4(tanh(m1[t] - m2[t])) * alpha)^T + x3[t] @ a^T, m = trailing means."""
+        r = self.rel_channels
+        m = self.trailing(torch.cat([self.conv1(x), self.conv2(x)], 1))  # (N, 2R, T, V): conv1/2 per frame, then averaged
+        x1, x2 = m[:, :r], m[:, r:]
+        rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, T, U, V)
+        n, _, t, u, v = rel.shape
+        refined = self.conv4(rel.reshape(n, r, t * u, v)).reshape(n, -1, t, u, v) * alpha  # (N, C, T, U, V)
+        x3 = self.conv3(x)  # (N, C, T, V)
+        per_frame = torch.matmul(refined, x3.unsqueeze(-1)).squeeze(-1)  # (N, C, T, U)
+        return per_frame + torch.matmul(x3, a.transpose(-1, -2))
+
 
 class UnitGCN(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor):
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, causal_window: int = 0):
         super().__init__()
         self.num_subset = A.shape[0]
-        self.convs = nn.ModuleList(CTRGC(in_channels, out_channels) for _ in range(self.num_subset))
+        self.convs = nn.ModuleList(CTRGC(in_channels, out_channels, causal_window=causal_window)
+                                   for _ in range(self.num_subset))
         if in_channels != out_channels:
             self.down: nn.Module = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
         else:
@@ -105,7 +145,7 @@ class UnitGCN(nn.Module):
         return torch.matmul(xs, r) + torch.matmul(xs, a)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.export_form == "stacked" and not self.training and torch.onnx.is_in_onnx_export()
+        if (self.export_form == "stacked" and not self.training and self.convs[0].trailing is None and torch.onnx.is_in_onnx_export()
                 and rewrites_enabled() and self._stackable()):
             y = self._forward_stacked(x)
         else:
@@ -116,9 +156,10 @@ class UnitGCN(nn.Module):
 
 
 class TCNGCNUnit(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, stride: int = 1, residual: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, stride: int = 1, residual: bool = True,
+                 causal_window: int = 0):
         super().__init__()
-        self.gcn1 = UnitGCN(in_channels, out_channels, A)
+        self.gcn1 = UnitGCN(in_channels, out_channels, A, causal_window)
         self.tcn1 = MultiScaleTemporalConv(out_channels, out_channels, kernel_size=5, stride=stride, dilations=(1, 2))
         self.relu = nn.ReLU()
         self.residual = make_residual(in_channels, out_channels, stride, residual)
@@ -148,15 +189,18 @@ class CTRGCN(nn.Module):
         base_channels: int = 64,
         num_stages: int = 10,
         dropout: float = 0.0,
+        topology_window: int = 0,
     ):
         super().__init__()
         v = A.shape[-1]
         self.in_channels, self.num_joints, self.num_person = in_channels, v, num_person
         self.data_bn = nn.BatchNorm1d(num_person * in_channels * v)
-        c_in = in_channels
+        c_in, rate = in_channels, 1
         for i, (c_out, stride) in enumerate(layer_plan(base_channels, num_stages), start=1):
-            self.add_module(f"l{i}", TCNGCNUnit(c_in, c_out, A, stride=stride, residual=i > 1))
-            c_in = c_out
+            # causal topology: a trailing mean over the frames the windowed layer would average
+            window = -(-topology_window // rate) if topology_window else 0
+            self.add_module(f"l{i}", TCNGCNUnit(c_in, c_out, A, stride=stride, residual=i > 1, causal_window=window))
+            c_in, rate = c_out, rate * stride
         self.num_stages = num_stages
         self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
         self.fc = nn.Linear(c_in, num_classes)
@@ -185,8 +229,14 @@ class CTRGCN(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
+def _causal_ctrgcn(kwargs: dict[str, Any], num_frames: int) -> dict[str, Any]:
+    """Streamable CTR-GCN: each layer's topology from a trailing mean over the frames the
+    windowed model averages (num_frames at the input rate)."""
+    return {**kwargs, "topology_window": int(kwargs.get("topology_window") or num_frames)}
+
+
 @register_model("ctrgcn", family="gcn", description="CTR-GCN (official implementation, channel-wise topology refinement)",
-                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5})
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5}, causal_kwargs=_causal_ctrgcn)
 def build_ctrgcn(
     num_classes: int,
     layout: SkeletonLayout,
@@ -198,9 +248,11 @@ def build_ctrgcn(
     base_channels: int | None = None,
     num_stages: int = 10,
     edges: Sequence[Sequence[int]] | None = None,
+    topology_window: int = 0,
     **unknown: Any,
 ) -> nn.Module:
-    """CTR-GCN (official)."""
+    """CTR-GCN (official). `topology_window` > 0: the causal (streamable) form, topology refined
+    from a trailing mean over that many input frames (0: the official mean over the window)."""
     if unknown:
         raise ConfigError(f"ctrgcn: unknown model arguments {sorted(unknown)}")
     if not 1 <= num_stages <= 10:
@@ -211,4 +263,4 @@ def build_ctrgcn(
         raise ConfigError(f"ctrgcn: base_channels must be a multiple of 4, got {base}")
     A = torch.from_numpy(ctrgcn_spatial(layout, edges))
     return CTRGCN(num_classes, A, num_person=num_person, in_channels=in_channels or layout.channels,
-                  base_channels=base, num_stages=num_stages, dropout=dropout)
+                  base_channels=base, num_stages=num_stages, dropout=dropout, topology_window=int(topology_window))

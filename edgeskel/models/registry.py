@@ -27,6 +27,9 @@ class ModelEntry:
     # True only if the architecture needs the T it was built for (then predict/export refuse
     # another T and say so); every other model accepts any number of frames
     fixed_frames: bool = False
+    # build kwargs that make the architecture causal in time (streamable), given its kwargs and
+    # the clip length it was trained on; None: already causal or not streamable this way
+    causal_kwargs: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -34,12 +37,13 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(
     name: str, family: str, description: str = "", tiny: dict[str, Any] | None = None, fixed_frames: bool = False,
+    causal_kwargs: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0],
-                                     dict(tiny) if tiny else None, fixed_frames)
+                                     dict(tiny) if tiny else None, fixed_frames, causal_kwargs)
         return fn
 
     return deco

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from edgeskel.errors import EdgeskelError
-from edgeskel.stream.layers import Delay, StreamContext, StreamConv, StreamMaxPool, Timeline
+from edgeskel.stream.layers import Delay, StreamContext, StreamConv, StreamMaxPool, StreamTrailingMean, Timeline
 
 
 class NotStreamable(EdgeskelError):
@@ -80,6 +80,7 @@ class Converter:
 
     # -- generic rules ----------------------------------------------------------------------
     def _builtin_rules(self) -> None:
+        from edgeskel.models import ctrgcn
         from edgeskel.models.blocks import MultiScaleTemporalConv, UnitTCN
         from edgeskel.models.pyskl_units import MSTCN, MSTCNpp, TemporalConvNoBN, UnitGCN
         from edgeskel.models.stgcn import STGCNBlock
@@ -93,6 +94,9 @@ class Converter:
             ((nn.Sequential, UnitTCN, TemporalConvNoBN), self._chain),
             ((UnitGCN,), self._per_frame),
             ((STGCNBlock,), self._block),
+            ((ctrgcn.TCNGCNUnit,), lambda m, tl: self._block(m, tl, "gcn1", "tcn1")),
+            ((ctrgcn.UnitGCN,), self._per_frame_stateful),
+            ((ctrgcn.TrailingMean,), self._trailing_mean),
             ((MSTCNpp,), lambda m, tl: self._branches(m, tl, ("transform", "bn"))),
             ((MSTCN,), lambda m, tl: self._branches(m, tl, ("act",), residual="residual")),
             ((MultiScaleTemporalConv,), lambda m, tl: self._branches(m, tl, ())),
@@ -131,6 +135,24 @@ class Converter:
                 if ks[0] != 1 or temporal_stride(sub) != 1:
                     raise NotStreamable(f"{type(m).__name__} holds a temporal layer ({sub}); no streaming rule for it")
         return m, tl
+
+    def _per_frame_stateful(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """Per-frame except for causal means (CTR-GCN's causal topology): each TrailingMean gets
+        its stream form; any other temporal layer is refused."""
+        from edgeskel.models.ctrgcn import TrailingMean
+
+        for name, sub in list(m.named_modules()):
+            if isinstance(sub, TrailingMean):
+                parent = m.get_submodule(name.rpartition(".")[0]) if "." in name else m
+                setattr(parent, name.rpartition(".")[2], self._trailing_mean(sub, tl)[0])
+        if any(isinstance(s, TrailingMean) for s in m.modules()):
+            raise NotStreamable(f"{type(m).__name__}: a trailing mean was left unconverted")
+        return self._per_frame(m, tl)
+
+    def _trailing_mean(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        if id(m) not in self.in_channels:
+            raise NotStreamable("TrailingMean: its channels are unknown (never called on a probe)")
+        return StreamTrailingMean(m.window, tl, self.in_channels[id(m)], self.ctx), tl
 
     def _delay(self, branch: nn.Module, frames: int, channels: int) -> nn.Module:
         if frames < 0:
@@ -181,15 +203,18 @@ class Converter:
             setattr(m, name, new)
         return m, out
 
-    def _block(self, m: nn.Module, tl: Timeline):
-        """STGCNBlock: relu(tcn(gcn(x)) + residual(x))."""
-        m.gcn, gtl = self.convert(m.gcn, tl)
-        m.tcn, ttl = self.convert(m.tcn, gtl)
+    def _block(self, m: nn.Module, tl: Timeline, gcn: str = "gcn", tcn: str = "tcn"):
+        """STGCNBlock / CTR-GCN's TCN_GCN_unit: relu(tcn(gcn(x)) + residual(x))."""
+        new_gcn, gtl = self.convert(getattr(m, gcn), tl)
+        setattr(m, gcn, new_gcn)
+        new_tcn, ttl = self.convert(getattr(m, tcn), gtl)
+        setattr(m, tcn, new_tcn)
         if m.residual is not None:
             ch = self._out_channels(m.residual)
             res, rtl = self.convert(m.residual, tl)
-            (m.tcn, m.residual), ttl = self._align([(m.tcn, ttl, self._out_channels_after(m)), (res, rtl, ch)],
-                                                   "STGCNBlock")
+            (new_tcn, m.residual), ttl = self._align([(new_tcn, ttl, self._out_channels_after(m)), (res, rtl, ch)],
+                                                     type(m).__name__)
+            setattr(m, tcn, new_tcn)
         return m, ttl
 
     def _out_channels_after(self, block: nn.Module) -> int:

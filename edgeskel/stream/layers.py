@@ -213,6 +213,42 @@ class StreamMaxPool(_Temporal):
         return F.max_pool2d(self._window(x), self.kernel, self.stride, (0, self.spatial_pad), self.dilation)
 
 
+class StreamTrailingMean(_Stateful):
+    """`TrailingMean` (models/ctrgcn.py) in a stream: per incoming frame, the mean of it and the
+    window - 1 frames before it. State: those frames. Frames at negative indices are zeros
+    and not counted (the windowed form starts at frame 0); past the end nothing is needed (later
+    layers mask those frames)."""
+
+    def __init__(self, window: int, tl: Timeline, channels: int, ctx: StreamContext):
+        super().__init__()
+        self.window, self.n, self.lag = int(window), tl.n, tl.lag
+        self.keep = self.window - 1
+        if self.keep > 0:
+            self.bind(ctx, ctx.new_slot((channels, self.keep, ctx.joints), "nm"))
+        else:
+            self.__dict__["_ctx"] = ctx
+        # frame i of a call c has index c*n - lag + i; it counts min(index + 1, window) frames
+        first = [float(-tl.lag + i) for i in range(tl.n)]
+        self.register_buffer("first_index", torch.tensor(first).reshape(1, 1, -1, 1), persistent=False)
+        self.register_buffer("threshold", torch.tensor(
+            [float(max(0, math.ceil(-(f) / tl.n))) for f in first]).reshape(1, 1, -1, 1), persistent=False)
+        # calls until every frame counts a full window (the counter must not saturate before)
+        ctx.settle = max(ctx.settle, max(0, math.ceil((self.window - 1 + tl.lag) / tl.n)))
+        self.timeline = tl
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        z = torch.where(ctx.count >= self.threshold, z, torch.zeros_like(z))  # negative indices: no frames
+        if self.keep > 0:
+            h = torch.cat([self._state(), z], 2)
+            self._set(h[:, :, h.shape[2] - self.keep:])
+            sums = F.avg_pool2d(h, (self.window, 1), stride=1) * float(self.window)
+        else:
+            sums = z
+        count = torch.clamp(ctx.count * float(self.n) + self.first_index + 1.0, min=1.0, max=float(self.window))
+        return sums / count
+
+
 class Delay(_Stateful):
     """Output = input `frames` calls' worth of frames ago (aligns a branch with a later one)."""
 

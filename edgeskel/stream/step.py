@@ -132,6 +132,7 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name)
+    family.check(model)
     base = copy.deepcopy(model).eval()
     if stride_mode == "remove":
         base = remove_strides(base)

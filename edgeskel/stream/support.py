@@ -29,6 +29,7 @@ class Family:
     convert: Callable[[Converter, nn.Module, Timeline], Timeline]  # rewrites the temporal path in place
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (N, C, T, V, M) -> (N*M, C', T', V)
     head: Callable[[nn.Module, torch.Tensor, int, int], torch.Tensor]  # (N*M, C', V) one frame -> (N, K)
+    check: Callable[[nn.Module], None] = lambda net: None  # raises NotStreamable for a form that cannot stream
 
 
 # ---- ST-GCN / ST-GCN++ (PYSKL STGCN class) ---------------------------------------------------
@@ -60,15 +61,57 @@ def _stgcn_head(net: nn.Module, feat: torch.Tensor, n: int, m: int) -> torch.Ten
 
 STGCN_FAMILY = Family(_stgcn_stride, _stgcn_convert, _stgcn_features, _stgcn_head)
 
-FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY}
+
+# ---- CTR-GCN (official), causal topology form ---------------------------------------------------
+def _ctrgcn_layers(net: nn.Module) -> list[str]:
+    return [f"l{i}" for i in range(1, net.num_stages + 1)]
+
+
+def _ctrgcn_stride(net: nn.Module) -> int:
+    s = 1
+    for name in _ctrgcn_layers(net):
+        s *= max((temporal_stride(m) for m in getattr(net, name).modules()), default=1)
+    return s
+
+
+def _ctrgcn_check(net: nn.Module) -> None:
+    from edgeskel.models.ctrgcn import CTRGC
+
+    if any(isinstance(m, CTRGC) and m.trailing is None for m in net.modules()):
+        raise NotStreamable(f"model 'ctrgcn' has no streaming form as trained: {CAUSAL_HINT['ctrgcn']}")
+
+
+def _ctrgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+    for name in _ctrgcn_layers(net):
+        new, tl = conv.convert(getattr(net, name), tl)
+        setattr(net, name, new)
+    return tl
+
+
+def _ctrgcn_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from edgeskel.models.blocks import mvc_data_bn
+
+    x = mvc_data_bn(net.data_bn, x)
+    for name in _ctrgcn_layers(net):
+        x = getattr(net, name)(x)
+    return x
+
+
+CTRGCN_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _ctrgcn_features, _stgcn_head, _ctrgcn_check)
+
+FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY}
+
+# What to do about a model that needs its causal form (models' `causal_kwargs`) first.
+CAUSAL_HINT = {
+    "ctrgcn": "CTR-GCN refines its topology from a mean over the whole window (CTRGC averages conv1/conv2 "
+              "over T); fine-tune its causal form (topology from a trailing mean over the window's frames, "
+              "same weights): edgeskel train --init CHECKPOINT --streamable --data DATA",
+}
 
 # Why the other registered models refuse. "cannot": a global temporal op is part of the
 # architecture (a stream must replace it by a causal one, which changes the function and
 # needs fine-tuning); "not yet": the temporal structure is local, the converter is not written.
 REFUSALS: dict[str, str] = {
-    "ctrgcn": "cannot stream as trained: CTR-GCN refines its topology from a mean over the whole window "
-              "(CTRGC: conv1/conv2 outputs averaged over T); a stream needs a causal replacement (a running "
-              "mean kept in the state) and fine-tuning, which is not implemented yet",
     "pyskl_ctrgcn": "cannot stream as trained: PYSKL CTR-GCN refines its topology from a mean over the whole "
                     "window (CTRGC averages over T); a causal replacement (running mean + fine-tuning) is not "
                     "implemented yet",

@@ -59,11 +59,14 @@ def train(
     validation_fraction: float | None = None,
     native_rate: bool = False,
     init: str | Path | None = None,
+    streamable: bool = False,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
     streams). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
-    preprocessing is kept unless `num_frames` / `native_rate` say otherwise).
+    preprocessing is kept unless `num_frames` / `native_rate` say otherwise). `streamable`:
+    native rate, and the architecture's causal form where it has one (models' `causal_kwargs`,
+    e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form.
     `runtime` picks the device / mixed precision / loader workers (default: auto).
     `validation='test'` chooses the best epoch on a slice of the test split (the deployment
     domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
@@ -72,6 +75,7 @@ def train(
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
+    native_rate = native_rate or streamable
     init_model = load_checkpoint(init) if init is not None else None
     if init_model is not None and layout is None:
         layout = init_model[1].layout
@@ -89,11 +93,23 @@ def train(
                                   num_frames=num_frames or spec.preprocess.num_frames)
         spec = dataclasses.replace(spec, preprocess=pre)
         model = spec.name
+        causal = models.model_entry(model).causal_kwargs if streamable else None
+        if causal is not None and spec.compression:
+            raise ConfigError(f"{init}: --streamable needs the uncompressed checkpoint (the causal form is built "
+                              "from the architecture; compress after fine-tuning)")
+        if causal is not None:
+            kwargs = causal(dict(spec.kwargs), pre.num_frames)
+            causal_net = models.build(model, spec.num_classes, spec.layout, **kwargs)
+            causal_net.load_state_dict(net.state_dict())  # same parameters, causal forward
+            net, spec = causal_net, dataclasses.replace(spec, kwargs=kwargs)
     else:
         pre = default_preprocess(ds, num_frames, num_person, streams)
         if native_rate:
             pre = Preprocess(pre.num_frames, pre.num_person, pre.streams, pre.center, native_rate=True)
         kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
+        causal = models.model_entry(model).causal_kwargs if streamable else None
+        if causal is not None:
+            kwargs = causal(kwargs, pre.num_frames)
         net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
         spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
                          class_names=list(ds.class_names), preprocess=pre)
