@@ -60,6 +60,8 @@ class ModelSpec:
     class_names: list[str] = field(default_factory=list)
     preprocess: Preprocess = field(default_factory=Preprocess)
     compression: dict[str, Any] | None = None  # factorization plan (edgeskel.compress)
+    # every temporal stride set to 1 (edgeskel/models/temporal.py): a decision every frame in a stream
+    strides_removed: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -76,6 +78,7 @@ class ModelSpec:
             "class_names": list(self.class_names),
             "preprocess": self.preprocess.to_dict(),
             "compression": self.compression,
+            **({"strides_removed": True} if self.strides_removed else {}),  # absent at its default: keys as before
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class ModelSpec:
             class_names=list(d.get("class_names") or []),
             preprocess=Preprocess.from_dict(d.get("preprocess") or {}),
             compression=d.get("compression"),
+            strides_removed=bool(d.get("strides_removed", False)),
         )
 
 
@@ -130,6 +134,10 @@ def build_from_spec(spec: ModelSpec) -> nn.Module:
         from edgeskel.models.lowrank import apply_plan
 
         apply_plan(model, spec.compression)
+    if spec.strides_removed:
+        from edgeskel.models.temporal import remove_strides
+
+        model = remove_strides(model)
     return model
 
 

@@ -11,6 +11,11 @@ streaming = one step call (its stride frames + every state in, logits + states o
 back as a deployment does). Timing is interleaved in rounds (a short re-warm, then `block`
 consecutive calls per graph, start rotated), as the device runner does, because this host's
 speed drifts. Weights are random (latency does not depend on them).
+
+A model whose streaming form is its causal variant (the registry's `causal_kwargs`, e.g. CTR-GCN's
+trailing-mean topology) is timed as deployed: the windowed graph is the official (window-mean)
+model, the step graph its causal form with the same weights. FLOPs (FlopCounterMode: convs and
+matmuls) are counted for one windowed run and for one step call.
 """
 
 from __future__ import annotations
@@ -54,9 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     from edgeskel.stream.replay import session_for
 
     layout = get_layout(args.layout)
-    net = models.build(args.model, args.classes, layout, num_person=args.persons).eval()
-    spec = ModelSpec(args.model, args.classes, layout, {"num_person": args.persons},
+    kwargs = {"num_person": args.persons}
+    net = models.build(args.model, args.classes, layout, **kwargs).eval()
+    spec = ModelSpec(args.model, args.classes, layout, kwargs,
                      preprocess=Preprocess(num_frames=args.frames, num_person=args.persons))
+    stream_net, stream_spec = net, spec
+    causal = models.model_entry(args.model).causal_kwargs
+    if causal is not None:  # the streaming form is the causal variant, same weights
+        ckw = causal(dict(kwargs), args.frames)
+        stream_net = models.build(args.model, args.classes, layout, **ckw).eval()
+        stream_net.load_state_dict(net.state_dict())
+        stream_spec = ModelSpec(args.model, args.classes, layout, ckw, preprocess=spec.preprocess)
     rng = np.random.default_rng(0)
     results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args) | {"out": str(args.out)},
                      "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
@@ -66,21 +79,28 @@ def main(argv: list[str] | None = None) -> int:
         win = get_runner(args.backend, win_path, threads=args.threads).load()
         clip = rng.normal(size=(1, *spec.input_shape)).astype(np.float32)
         fns = {"windowed": lambda: win.infer(clip)}
-        plans = {}
+        plans: dict = {}
+        flops: dict = {}
         for mode in [m for m in args.modes.split(",") if m]:
             d = Path(tmp) / f"stream-{mode}"
-            res = export_streaming(net, spec, "openvino" if args.backend == "openvino" else "ort", "fp32", d,
-                                   stride_mode=mode, hold_empty=not args.no_hold)
+            res = export_streaming(stream_net, stream_spec, "openvino" if args.backend == "openvino" else "ort", "fp32",
+                                   d, stride_mode=mode, hold_empty=not args.no_hold)
             plans[mode] = res["plan"]
+            flops[mode] = step_flops(stream_net, stream_spec, mode)
             sess = session_for(d, args.backend, threads=args.threads)
             frames = rng.normal(size=(spec.input_shape[0], res["plan"]["stride"], layout.num_joints,
                                       args.persons)).astype(np.float32)
             fns[f"streaming-{mode}"] = (lambda s=sess, f=frames: s.step(f))
         times = interleaved(fns, args.rounds, args.block)
+    from edgeskel.compress.costs import count_flops
+
     results["windowed"] = _stats(times["windowed"])
+    results["windowed"]["flops"] = count_flops(net, (1, *spec.input_shape))
     for mode, plan in plans.items():
         st = _stats(times[f"streaming-{mode}"])
         results["modes"][mode] = {"plan": plan, "step": st, "decision_every_frames": plan["stride"],
+                                  "step_flops": flops[mode],
+                                  "flops_ratio_per_decision": results["windowed"]["flops"] / max(1, flops[mode]),
                                   "speedup_per_decision_p50": results["windowed"]["p50_ms"] / st["p50_ms"],
                                   "speedup_per_frame_p50": results["windowed"]["p50_ms"] * plan["stride"] / st["p50_ms"]}
     results["machine"]["load_avg_end"] = os.getloadavg()
@@ -89,6 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     return 0
+
+
+def step_flops(net, spec, mode: str) -> int:
+    """FLOPs of one step call (after the stream has settled: the count does not depend on it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edgeskel.stream import build_step_model
+
+    step = build_step_model(net, spec, mode)
+    frame = torch.randn(step.frame_shape())
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
+        step(frame, step.full_valid(), *step.initial_states())
+    return int(counter.get_total_flops())
 
 
 def interleaved(fns: dict, rounds: int, block: int, warm: int = 3) -> dict[str, list[float]]:

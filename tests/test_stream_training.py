@@ -119,3 +119,22 @@ def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path):
     for i, sample in enumerate(test.samples):
         final = run_stream(step, torch.from_numpy(as_stream_frames(sample, step.plan.persons)), end=True)[-1].numpy()
         assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i
+
+
+def test_remove_strides_is_recorded_and_streams_every_frame(finetuned, tmp_path):
+    """CoST-GCN's second option as a fine-tune: the checkpoint says strides_removed, every load
+    rebuilds the stride-1 network, and its stream decides every frame."""
+    from edgeskel.models.temporal import temporal_stride
+    from edgeskel.stream import build_step_model
+    from edgeskel.train.api import train
+    from edgeskel.train.config import TrainConfig
+
+    res, data = finetuned
+    cfg = TrainConfig(epochs=1, batch_size=8, optimizer="adamw", lr=1e-3, threads=1)
+    out = train(None, data, tmp_path / "rs", cfg, init=res["best_checkpoint"], remove_strides=True, quiet=True)
+    model, spec, _ = load_checkpoint(out["best_checkpoint"])
+    assert spec.strides_removed and spec.to_dict()["strides_removed"] is True
+    assert all(temporal_stride(m) == 1 for m in model.modules())
+    _, plain, _ = load_checkpoint(res["best_checkpoint"])
+    assert "strides_removed" not in plain.to_dict() and not plain.strides_removed
+    assert build_step_model(model, spec, "keep").plan.stride == 1

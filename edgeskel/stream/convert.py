@@ -14,12 +14,12 @@ rather than guessed, because an unknown forward may mix frames (a mean over T, a
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch.nn as nn
 
 from edgeskel.errors import EdgeskelError
+from edgeskel.models.temporal import remove_strides, temporal_stride
 from edgeskel.stream.layers import Delay, StreamContext, StreamConv, StreamMaxPool, StreamTrailingMean, Timeline
 
 
@@ -28,29 +28,7 @@ class NotStreamable(EdgeskelError):
 
 
 STRIDE_MODES = ("keep", "remove")
-
-
-def temporal_stride(module: nn.Module) -> int:
-    if isinstance(module, nn.Conv2d):
-        return int(module.stride[0])
-    if isinstance(module, nn.MaxPool2d):
-        st = module.stride if module.stride is not None else module.kernel_size
-        return int(st[0] if isinstance(st, (tuple, list)) else st)
-    return 1
-
-
-def remove_strides(model: nn.Module) -> nn.Module:
-    """CoST-GCN's second option: every temporal stride set to 1 (a deep copy). Padding stays:
-    in a stream it only matters at frame 0, where it is the zeros before the first frame.
-    The network then computes a different function and needs fine-tuning (docs/STREAMING.md)."""
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.stride[0] != 1:
-            m.stride = (1, m.stride[1])
-        elif isinstance(m, nn.MaxPool2d) and temporal_stride(m) != 1:
-            st = m.stride if isinstance(m.stride, (tuple, list)) else (m.stride, m.stride)
-            m.stride = (1, st[1])
-    return model
+__all__ = ["STRIDE_MODES", "Converter", "NotStreamable", "probe_channels", "remove_strides", "temporal_stride"]
 
 
 class Converter:

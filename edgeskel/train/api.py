@@ -60,6 +60,7 @@ def train(
     native_rate: bool = False,
     init: str | Path | None = None,
     streamable: bool = False,
+    remove_strides: bool = False,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
@@ -67,6 +68,8 @@ def train(
     preprocessing is kept unless `num_frames` / `native_rate` say otherwise). `streamable`:
     native rate, and the architecture's causal form where it has one (models' `causal_kwargs`,
     e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form.
+    `remove_strides`: every temporal stride set to 1 (a stream decides every frame); recorded in
+    the checkpoint (ModelSpec.strides_removed).
     `runtime` picks the device / mixed precision / loader workers (default: auto).
     `validation='test'` chooses the best epoch on a slice of the test split (the deployment
     domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
@@ -113,6 +116,12 @@ def train(
         net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
         spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
                          class_names=list(ds.class_names), preprocess=pre)
+    if remove_strides and not spec.strides_removed:
+        import dataclasses
+
+        from edgeskel.models.temporal import remove_strides as without_strides
+
+        net, spec = without_strides(net), dataclasses.replace(spec, strides_removed=True)
     # Honest splits: the best epoch is chosen on the validation split, top-1 is reported on test.
     from edgeskel.data.splits import holdout
 
