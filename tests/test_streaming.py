@@ -248,6 +248,27 @@ def test_openvino_bf16_step_graph(tmp_path):
     assert json.loads((tmp_path / "streaming.json").read_text())["precision"] == "bf16"
 
 
+def test_ort_int8_step_graph_calibrated_on_streams(tmp_path):
+    """INT8 (ORT QDQ, Conv/MatMul only: the state path stays float) calibrated on recorded
+    streams, judged by the INT8 rule on other streams and their ends; without data it refuses."""
+    import onnx
+
+    from edgeskel.errors import ConfigError
+
+    net, spec = _model(persons=1)
+    step = build_step_model(net, spec, "keep")
+    seqs = [parity_sequence(step, extra_calls=k, seed=10 + k, hold=False) for k in range(6)]
+    with pytest.raises(ConfigError, match="--calib-data"):
+        export_streaming(net, spec, "ort", "int8", tmp_path / "none")
+    res = export_streaming(net, spec, "ort", "int8", tmp_path, calib=seqs[:4], holdout=seqs[4:])
+    assert res["status"] == "ok" and res["parity"]["ort"]["passed"], res["parity"]
+    assert res["parity"]["ort"]["calls"] > 30 and res["quantization"]["calib_samples"] > 30
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    contract = json.loads((tmp_path / "streaming.json").read_text())
+    assert contract["precision"] == "int8" and not (tmp_path / "model.fp32.onnx").exists()
+
+
 STANDALONE = textwrap.dedent("""
     # A deployment: numpy + onnxruntime + streaming.json, nothing else.
     import json, sys

@@ -13,5 +13,5 @@ BACKEND = BackendSpec(
     runs_here=True,
     layer_timing=True,
     interleavable=True,
-    streaming_precisions=("fp32",),
+    streaming_precisions=("fp32", "int8"),
 )

@@ -69,12 +69,14 @@ def export_cmd(
     if form != "streaming" and _given(ctx, ("stride_mode",)):
         raise ConfigError("--stride-mode: only for --form streaming")
     if form == "streaming":
-        unused = _given(ctx, ("calib_data", "calibration", "calib_samples"))
+        unused = _given(ctx, ("calibration",) if precision == "int8" else ("calib_data", "calibration", "calib_samples"))
         if unused:
-            raise ConfigError(f"{', '.join(unused)}: not used by --form streaming (its fp32 step graphs need no data)")
+            raise ConfigError(f"{', '.join(unused)}: not used by --form streaming at {precision} (only INT8 step "
+                              "graphs take --calib-data/--calib-samples; they calibrate min/max)")
         from edgeskel.stream.export import export_streaming_checkpoint
 
-        res = export_streaming_checkpoint(checkpoint, backend, precision, out or Path("export"), stride_mode=stride_mode)
+        res = export_streaming_checkpoint(checkpoint, backend, precision, out or Path("export"), stride_mode=stride_mode,
+                                          calib_data=calib_data, calib_samples=calib_samples)
         print(json.dumps({k: res.get(k) for k in ("status", "files", "parity", "plan")}, indent=2, default=str))
         return
     from edgeskel.export.single import export_single

@@ -80,6 +80,22 @@ class ArrayReader:
         return self._batches()
 
 
+class FeedListReader(ArrayReader):
+    """CalibrationDataReader over recorded feeds of a multi-input graph (one dict per run, e.g.
+    a step graph's frame, valid and states call by call), with the same strided interface."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
+        self.feeds = list(feeds)
+        super().__init__(np.zeros((len(self.feeds), 1), np.float32), "", 1)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def _batches(self) -> Iterable[dict[str, np.ndarray]]:
+        for b in range(*self._range):
+            yield self.feeds[b]
+
+
 def calib_stride(n_batches: int, batch: int, max_samples: int | None = None) -> int | None:
     """Largest number of batches per stride that divides `n_batches` (ORT requires it) and keeps
     a stride within `max_samples` (default CALIB_STRIDE_SAMPLES); None when one pass is small
@@ -127,7 +143,7 @@ def preprocess_onnx(onnx_in: Path, onnx_out: Path) -> dict[str, Any]:
 def quantize_ort_int8(
     onnx_in: str | Path,
     onnx_out: str | Path,
-    calib: np.ndarray,
+    calib: np.ndarray | Sequence[dict[str, np.ndarray]],
     method: str = "minmax",
     symmetric_activations: bool = True,
     per_channel: bool = True,
@@ -145,7 +161,8 @@ def quantize_ort_int8(
     ORT, but not TensorRT-compatible). Returns the settings used (for export.json).
 
     `calibration_cache`: a JSON file of tensor ranges; written by the first call, reused by
-    later calls with the same graph and calibration set (the fallback's rounds)."""
+    later calls with the same graph and calibration set (the fallback's rounds). `calib` may
+    also be a list of feed dicts (graphs with several inputs: a streaming step graph)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
@@ -153,14 +170,20 @@ def quantize_ort_int8(
         raise ExportError(f"{onnx_in}: ONNX model to quantize not found")
     if method not in METHODS:
         raise ExportError(f"{onnx_in}: unknown calibration method {method!r}; use one of {METHODS}")
-    calib = _check_calib(calib, onnx_in)
     if op_types:
         _check_op_types(op_types, onnx_in)
-    input_name, fixed_batch = input_info(onnx_in)
-    max_stride = stride_samples(calib.shape[1:])
-    batch = fixed_batch or max(1, min(calib_batch, len(calib), max_stride))
-    if len(calib) < batch:
-        raise ExportError(f"{onnx_in}: model has fixed batch {batch} but only {len(calib)} calibration samples")
+    if isinstance(calib, np.ndarray):
+        calib = _check_calib(calib, onnx_in)
+        input_name, fixed_batch = input_info(onnx_in)
+        max_stride = stride_samples(calib.shape[1:])
+        batch = fixed_batch or max(1, min(calib_batch, len(calib), max_stride))
+        if len(calib) < batch:
+            raise ExportError(f"{onnx_in}: model has fixed batch {batch} but only {len(calib)} calibration samples")
+        reader: ArrayReader = ArrayReader(calib, input_name, batch)
+    else:
+        if not calib or not all(np.isfinite(v).all() for f in calib for v in f.values()):
+            raise ExportError(f"{onnx_in}: calibration feeds are empty or contain NaN/inf")
+        reader, batch, max_stride = FeedListReader(calib), 1, CALIB_STRIDE_SAMPLES
     settings: dict[str, Any] = {
         "tool": "onnxruntime.quantization.quantize_static",
         "format": "QDQ",
@@ -184,7 +207,6 @@ def quantize_ort_int8(
         "QuantizeBias": quantize_bias,
         "CalibPercentile": percentile,
     }
-    reader = ArrayReader(calib, input_name, batch)
     stride = calib_stride(len(reader), batch, max_stride)
     if stride:
         extra["CalibStridedMinMax"] = stride  # ORT's name; applies to every calibrator

@@ -87,15 +87,19 @@ def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0, hold: 
 
 
 def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str = "fp32",
-                  frames: np.ndarray | None = None) -> dict[str, Any]:
+                  sequences: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Replay streams (default: one random parity stream) on the exported graph and compare every
+    call's decision, from the first call to the last flush call, with the PyTorch step model."""
     from edgeskel.stream.replay import session_for
     from edgeskel.validate.parity import check_parity
 
-    frames = parity_sequence(step, hold=step.hold_empty) if frames is None else frames
-    # the stream runs, then ends mid-call (leftover frames + flush calls): both paths compared
-    frames = frames[:, : frames.shape[1] - (step.plan.stride // 2)]
-    ref = run_stream(step, torch.from_numpy(frames), end=True).numpy()
-    got = session_for(out_dir, backend, threads=1, precision=precision).replay(frames, end=True)
+    if sequences is None:
+        frames = parity_sequence(step, hold=step.hold_empty)
+        # the stream runs, then ends mid-call (leftover frames + flush calls): both paths compared
+        sequences = [frames[:, : frames.shape[1] - (step.plan.stride // 2)]]
+    session = session_for(out_dir, backend, threads=1, precision=precision)
+    ref = np.concatenate([run_stream(step, torch.from_numpy(f), end=True).numpy() for f in sequences])
+    got = np.concatenate([session.replay(f, end=True) for f in sequences])
     res = check_parity(ref, got, precision)
     res["calls"] = int(len(ref))
     return res
@@ -103,31 +107,48 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
 
 def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision: str, out_dir: str | Path,
                      stride_mode: str = "keep", opset: int = 17, check: bool = True,
-                     hold_empty: bool = True) -> dict[str, Any]:
+                     hold_empty: bool = True, calib: list[np.ndarray] | None = None,
+                     holdout: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
-    Raises NotStreamable (with the reason) for models without a streaming form."""
+    INT8 (ORT) needs `calib`: raw recorded sequences (C, L, V, M) to calibrate on; `holdout`
+    (other sequences) are streamed to judge it. Raises NotStreamable (with the reason) for
+    models without a streaming form."""
     supported = streaming_precisions()
     if backend not in supported:
         raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(supported)}")
     if precision not in supported[backend]:
         raise ConfigError(f"--form streaming: precision {precision!r} on {backend} is not supported yet "
                           f"(supported: {list(supported[backend])}; INT8 step graphs are a later part of issue 29)")
+    if precision == "int8" and not (calib and holdout):
+        raise ConfigError("--form streaming --precision int8: give --calib-data SPEC (recorded sequences: its "
+                          "training split calibrates, its test split judges the INT8 graph)")
     out_dir = Path(out_dir)
     step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty)
-    onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
+    extra: dict[str, Any] = {}
+    if precision == "int8":
+        from edgeskel.stream.quantize import quantize_step_graph
+
+        fp32 = export_step_onnx(step, out_dir / "model.fp32.onnx", opset=opset)
+        extra["quantization"] = quantize_step_graph(fp32, out_dir / "model.onnx", step, calib)
+        onnx_path = out_dir / "model.onnx"
+        fp32.unlink()
+    else:
+        onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
     files = {"onnx": onnx_path.name}
     if backend == "openvino":
         from edgeskel.quantize.openvino import to_openvino_ir
 
         files["openvino"] = to_openvino_ir(onnx_path, out_dir / "model.xml").name
-    contract = make_contract(step, files, {"backend": backend, "precision": precision})
+    contract = make_contract(step, files, {"backend": backend, "precision": precision, **extra})
     result: dict[str, Any] = {"status": "ok", "files": [str(out_dir / f) for f in files.values()],
-                              "plan": step.plan.to_dict(), "parity": {}}
+                              "plan": step.plan.to_dict(), "parity": {}, **extra}
     write_contract(out_dir, contract)
     if check:
-        for b in dict.fromkeys(["ort", get_backend(backend).runner]):  # ORT replays the ONNX; OpenVINO its IR
-            res = check_backend(step, out_dir, b, precision if b == get_backend(backend).runner else "fp32")
-            result["parity"][b] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed")}
+        runner = get_backend(backend).runner
+        for b in dict.fromkeys(["ort", runner]):  # ORT replays the ONNX; OpenVINO its IR
+            prec = precision if b == runner else "fp32"
+            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None)
+            result["parity"][b] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
             if not res["passed"]:
                 result["status"] = "failed"
     result["files"].append(str(out_dir / "streaming.json"))
@@ -138,9 +159,25 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
 
 
 def export_streaming_checkpoint(checkpoint: str | Path, backend: str, precision: str, out_dir: str | Path,
-                                stride_mode: str = "keep") -> dict[str, Any]:
-    """`edgeskel export --checkpoint C --backend B --precision P --form streaming --out DIR`."""
+                                stride_mode: str = "keep", calib_data: str | None = None,
+                                calib_samples: int = 64) -> dict[str, Any]:
+    """`edgeskel export --checkpoint C --backend B --precision P --form streaming --out DIR`
+    (`--calib-data SPEC --calib-samples N` for INT8: N training sequences calibrate, N test
+    sequences judge)."""
     from edgeskel.checkpoint import load_checkpoint
 
-    model, spec, _ = load_checkpoint(checkpoint)
-    return export_streaming(model, spec, backend, precision, out_dir, stride_mode=stride_mode)
+    model, spec, extra = load_checkpoint(checkpoint)
+    calib = holdout = None
+    if calib_data is not None:
+        from edgeskel.data import load_dataset
+        from edgeskel.stream.evaluate import as_stream_frames
+        from edgeskel.train.api import check_compatible
+
+        ds = load_dataset(calib_data, layout=spec.layout)
+        check_compatible(spec, ds, str(checkpoint), extra, fix="pass --calib-data with the data it was made for")
+        rng = np.random.default_rng(0)
+        pick = [rng.permutation(len(s))[:calib_samples] for s in (ds.train, ds.test)]
+        calib = [as_stream_frames(ds.train.samples[i], spec.preprocess.num_person) for i in pick[0]]
+        holdout = [as_stream_frames(ds.test.samples[i], spec.preprocess.num_person) for i in pick[1]]
+    return export_streaming(model, spec, backend, precision, out_dir, stride_mode=stride_mode, calib=calib,
+                            holdout=holdout)

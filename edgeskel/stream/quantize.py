@@ -1,0 +1,60 @@
+"""INT8 step graphs for ONNX Runtime: static QDQ quantization calibrated on recorded streams.
+
+A step graph has many inputs (the frames, `valid`, every state), so calibration replays real
+sequences through the fp32 step model -- each as a stream that then ends -- and records every
+call's feeds (`calibration_feeds`); ORT's calibrators run on those (quantize/ort_qdq.py,
+FeedListReader). Only Conv and MatMul are quantized: the state path (Concat/Slice/Where of
+frames kept between calls) stays float, so quantization error cannot accumulate in the state
+from call to call. INT8 is judged like a windowed INT8 export (validate/parity.py, "int8":
+top-1 agreement and the typical per-call error) against the PyTorch step model, over every
+call of held-out streams and their ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeskel.stream.contract import FRAME_INPUT, VALID_INPUT, state_names
+from edgeskel.stream.step import StepModel, end_calls
+
+QUANTIZED_OPS = ("Conv", "MatMul")
+
+
+def calibration_feeds(step: StepModel, sequences: Sequence[np.ndarray], max_calls: int = 2048) -> list[dict[str, np.ndarray]]:
+    """Every call's inputs (frame, valid, states) while `sequences` (raw (C, L, V, M) each) are
+    streamed and ended, at most `max_calls` in all (spread over the sequences)."""
+    p = step.plan
+    feeds: list[dict[str, np.ndarray]] = []
+    per_seq = max(1, max_calls // max(1, len(sequences)))
+    with torch.no_grad():
+        for seq in sequences:
+            states = step.initial_states()
+            calls = end_calls(seq.shape[1], p.stride, p.flush_calls)[:per_seq]
+            for first, real in calls:
+                chunk = np.zeros((1, p.channels, p.stride, p.joints, p.persons), np.float32)
+                chunk[0, :, :real] = seq[:, first:first + real]
+                valid = np.full((1,), float(real), np.float32)
+                feeds.append({FRAME_INPUT: chunk, VALID_INPUT: valid,
+                              **{state_names(i)[0]: s.numpy().copy() for i, s in enumerate(states)}})
+                out = step(torch.from_numpy(chunk), torch.from_numpy(valid), *states)
+                states = list(out[1:])
+            if len(feeds) >= max_calls:
+                break
+    return feeds[:max_calls]
+
+
+def quantize_step_graph(onnx_fp32: Path, onnx_out: Path, step: StepModel, sequences: Sequence[np.ndarray],
+                        method: str = "minmax", max_calls: int = 2048) -> dict[str, Any]:
+    """INT8 QDQ step graph (u8 asymmetric activations, as edgeskel's windowed ORT INT8)."""
+    from edgeskel.quantize.ort_qdq import quantize_ort_int8
+
+    feeds = calibration_feeds(step, sequences, max_calls)
+    settings = quantize_ort_int8(onnx_fp32, onnx_out, feeds, method=method, symmetric_activations=False,
+                                 op_types=QUANTIZED_OPS, preprocess=False)
+    settings["calib_sequences"] = len(sequences)
+    return settings
