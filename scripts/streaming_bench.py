@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=30)
     ap.add_argument("--modes", default="remove,keep")
     ap.add_argument("--no-hold", action="store_true", help="step graphs without the in-graph empty-frame hold")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8", "bf16"),
+                    help="of both graphs; int8 (ort) is calibrated on random streams/clips (latency only)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
@@ -76,18 +78,34 @@ def main(argv: list[str] | None = None) -> int:
                                  "load_avg_start": os.getloadavg()}, "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         win_path = export_onnx(net, spec, Path(tmp) / "windowed.onnx", batch=1)
-        win = get_runner(args.backend, win_path, threads=args.threads).load()
         clip = rng.normal(size=(1, *spec.input_shape)).astype(np.float32)
+        if args.precision == "int8":
+            from edgeskel.quantize.ort_qdq import quantize_ort_int8
+
+            q = Path(tmp) / "windowed-int8.onnx"
+            quantize_ort_int8(win_path, q, rng.normal(size=(32, *spec.input_shape)).astype(np.float32),
+                              symmetric_activations=False)
+            win_path = q
+        win = get_runner(args.backend, win_path, threads=args.threads, precision=args.precision).load()
         fns = {"windowed": lambda: win.infer(clip)}
         plans: dict = {}
         flops: dict = {}
         for mode in [m for m in args.modes.split(",") if m]:
             d = Path(tmp) / f"stream-{mode}"
-            res = export_streaming(stream_net, stream_spec, "openvino" if args.backend == "openvino" else "ort", "fp32",
-                                   d, stride_mode=mode, hold_empty=not args.no_hold)
+            calib = holdout = None
+            if args.precision == "int8":
+                from edgeskel.stream import build_step_model
+                from edgeskel.stream.export import parity_sequence
+
+                probe = build_step_model(stream_net, stream_spec, mode)
+                seqs = [parity_sequence(probe, extra_calls=4, seed=k, hold=False) for k in range(6)]
+                calib, holdout = seqs[:4], seqs[4:]
+            res = export_streaming(stream_net, stream_spec, "openvino" if args.backend == "openvino" else "ort",
+                                   args.precision, d, stride_mode=mode, hold_empty=not args.no_hold, calib=calib,
+                                   holdout=holdout, check=args.precision != "int8")
             plans[mode] = res["plan"]
             flops[mode] = step_flops(stream_net, stream_spec, mode)
-            sess = session_for(d, args.backend, threads=args.threads)
+            sess = session_for(d, args.backend, threads=args.threads, precision=args.precision)
             frames = rng.normal(size=(spec.input_shape[0], res["plan"]["stride"], layout.num_joints,
                                       args.persons)).astype(np.float32)
             fns[f"streaming-{mode}"] = (lambda s=sess, f=frames: s.step(f))
