@@ -1,11 +1,13 @@
 """Streaming vs windowed top-1 of a checkpoint on a dataset's test split (issue 29).
 
-    .venv/bin/python scripts/stream_accuracy.py --checkpoint reference/stgcn-nwucla.ckpt \
-        --data nw-ucla:../shared/data/nw-ucla --stride-mode keep --out docs/bench/stream-acc-stgcn.json
+    .venv/bin/python scripts/stream_accuracy.py --checkpoint runs/stream/stgcn/best.ckpt \
+        --windowed reference/stgcn-nwucla.ckpt --data nw-ucla:../shared/data/nw-ucla --out FILE.json
 
-Every test sequence is fed raw to the PyTorch step model and the stream is ended after its last
-frame (edgeskel/stream/evaluate.py); its final decision is scored. The step model equals the
-exported ONNX Runtime / OpenVINO step graphs to float error (tests/test_streaming.py).
+Every test sequence is fed raw to the PyTorch step model of --checkpoint and the stream is ended
+after its last frame (edgeskel/stream/evaluate.py); its final decision is scored. The windowed
+top-1 beside it is --windowed's (default: the same checkpoint) on resampled clips, the
+pipeline's evaluation. The step model equals the exported ONNX Runtime / OpenVINO step graphs
+to float error (tests/test_streaming.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--windowed", help="checkpoint whose windowed top-1 is the baseline (default: --checkpoint)")
     ap.add_argument("--stride-mode", default="keep", choices=["keep", "remove"])
     ap.add_argument("--limit", type=int, default=0, help="first N test sequences only (0: all)")
     ap.add_argument("--out", type=Path)
@@ -43,8 +46,11 @@ def main() -> int:
         if i % 50 == 0 or i == n:
             print(f"  {i}/{n} sequences streamed ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    res = compare(model, spec, step, test, progress)
-    res.update({"checkpoint": args.checkpoint, "data": args.data, "stride_mode": args.stride_mode,
+    win_model, win_spec = (model, spec)
+    if args.windowed:
+        win_model, win_spec, _ = load_checkpoint(args.windowed)
+    res = compare(win_model, win_spec, step, test, progress)
+    res.update({"checkpoint": args.checkpoint, "windowed_checkpoint": args.windowed or args.checkpoint, "data": args.data, "stride_mode": args.stride_mode,
                 "seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     text = json.dumps(res, indent=2)
     print(text)

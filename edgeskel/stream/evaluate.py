@@ -53,7 +53,9 @@ def windowed_predictions(model: torch.nn.Module, spec, sset: SkeletonSet, batch:
 
 def compare(model: torch.nn.Module, spec, step: StepModel, sset: SkeletonSet,
             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Windowed vs streaming top-1 (%) on one split, and how often the two agree."""
+    """Windowed top-1 of `model` (its own preprocessing: resampled clips) vs streaming top-1 of
+    `step` (which may come from another checkpoint, e.g. `model` fine-tuned for streams) (%) on
+    one split, and how often the two agree."""
     model = model.eval()
     win = windowed_predictions(model, spec, sset)
     st = stream_predictions(step, sset, progress)
