@@ -104,6 +104,9 @@ CASES = {
     "ctrgcn-causal-keep-stride": dict(name="ctrgcn", topology_window=16),
     "ctrgcn-causal-remove-stride-bone": dict(name="ctrgcn", topology_window=16, stride_mode="remove", stream="bone"),
     "ctrgcn-causal-factorized-short-topology": dict(name="ctrgcn", topology_window=6, factorized=True),
+    "hyperformer-keep-stride": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5),
+    "hyperformer-remove-stride-motion": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5,
+                                             stride_mode="remove", stream="motion"),
 }
 
 
@@ -129,7 +132,7 @@ def test_step_model_equals_full_history_definition(case):
 
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
-             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride"]
+             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride", "hyperformer-keep-stride"]
 
 
 @pytest.mark.parametrize("case", END_CASES)
@@ -214,7 +217,8 @@ def test_windowed_model_is_not_changed():
     assert torch.equal(net(x), y0) and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride"])
+@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride",
+                                  "hyperformer-keep-stride"])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here
@@ -321,7 +325,6 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     ("pyskl_ctrgcn", "mean over the whole"),
     ("aagcn", "product over all T frames"),
     ("efficientgcn", "averages over the whole"),
-    ("hyperformer", "not yet"),
     ("msg3d", "not yet"),
     ("shiftgcn", "not yet"),
 ])

@@ -58,7 +58,7 @@ class Converter:
 
     # -- generic rules ----------------------------------------------------------------------
     def _builtin_rules(self) -> None:
-        from edgeskel.models import ctrgcn
+        from edgeskel.models import ctrgcn, hyperformer
         from edgeskel.models.blocks import MultiScaleTemporalConv, UnitTCN
         from edgeskel.models.pyskl_units import MSTCN, MSTCNpp, TemporalConvNoBN, UnitGCN
         from edgeskel.models.stgcn import STGCNBlock
@@ -75,6 +75,8 @@ class Converter:
             ((ctrgcn.TCNGCNUnit,), lambda m, tl: self._block(m, tl, "gcn1", "tcn1")),
             ((ctrgcn.UnitGCN,), self._per_frame_stateful),
             ((ctrgcn.TrailingMean,), self._trailing_mean),
+            ((hyperformer.TCNViTUnit,), lambda m, tl: self._block(m, tl, "vit1", "tcn1")),
+            ((hyperformer.UnitViT,), self._per_frame),  # attention over the joints of one frame
             ((MSTCNpp,), lambda m, tl: self._branches(m, tl, ("transform", "bn"))),
             ((MSTCN,), lambda m, tl: self._branches(m, tl, ("act",), residual="residual")),
             ((MultiScaleTemporalConv,), lambda m, tl: self._branches(m, tl, ())),

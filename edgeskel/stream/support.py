@@ -64,6 +64,7 @@ STGCN_FAMILY = Family(_stgcn_stride, _stgcn_convert, _stgcn_features, _stgcn_hea
 
 # ---- CTR-GCN (official), causal topology form ---------------------------------------------------
 def _ctrgcn_layers(net: nn.Module) -> list[str]:
+    """l1..lN: CTR-GCN's and Hyperformer's layers."""
     return [f"l{i}" for i in range(1, net.num_stages + 1)]
 
 
@@ -99,7 +100,21 @@ def _ctrgcn_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 CTRGCN_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _ctrgcn_features, _stgcn_head, _ctrgcn_check)
 
-FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY}
+
+# ---- Hyperformer: attention over the joints of each frame, multi-scale TCN over time --------------
+def _hyperformer_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from edgeskel.models.blocks import mvc_data_bn
+
+    x = mvc_data_bn(net.data_bn, x)
+    for name in _ctrgcn_layers(net):
+        x = getattr(net, name)(x, net.part_avg, net.part_scatter)
+    return x
+
+
+HYPERFORMER_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _hyperformer_features, _stgcn_head)
+
+FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY,
+                               "hyperformer": HYPERFORMER_FAMILY}
 
 # What to do about a model that needs its causal form (models' `causal_kwargs`) first.
 CAUSAL_HINT = {
@@ -119,8 +134,6 @@ REFUSALS: dict[str, str] = {
              "(conv_a^T conv_b / (inter*T)) and its temporal and channel attention average over the whole window",
     "efficientgcn": "cannot stream as trained: EfficientGCN's spatial-temporal attention averages over the whole "
                     "window (x.mean over T) inside every block",
-    "hyperformer": "not yet: Hyperformer's attention is within a frame and its temporal part is local, but its "
-                   "streaming converter is not written yet",
     "msg3d": "not yet: MS-G3D's G3D windows and MS-TCNs are local in time, but its streaming converter is not "
              "written yet",
     "shiftgcn": "not yet: Shift-GCN's temporal shifts are local depthwise convolutions, but its streaming "
