@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--windowed", help="checkpoint whose windowed top-1 is the baseline (default: --checkpoint)")
     ap.add_argument("--stride-mode", default="keep", choices=["keep", "remove"])
+    ap.add_argument("--window", type=int, default=None, help="frames a decision averages (default: the model's T)")
     ap.add_argument("--limit", type=int, default=0, help="first N test sequences only (0: all)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -39,7 +40,7 @@ def main() -> int:
     model, spec, _ = load_checkpoint(args.checkpoint)
     ds = load_dataset(args.data, layout=spec.layout, splits=("test",))
     test = ds.test if not args.limit else ds.test.subset(range(min(args.limit, len(ds.test))))
-    step = build_step_model(model, spec, args.stride_mode)
+    step = build_step_model(model, spec, args.stride_mode, window=args.window)
     t0 = time.time()
 
     def progress(i: int, n: int) -> None:
@@ -50,7 +51,7 @@ def main() -> int:
     if args.windowed:
         win_model, win_spec, _ = load_checkpoint(args.windowed)
     res = compare(win_model, win_spec, step, test, progress)
-    res.update({"checkpoint": args.checkpoint, "windowed_checkpoint": args.windowed or args.checkpoint, "data": args.data, "stride_mode": args.stride_mode,
+    res.update({"checkpoint": args.checkpoint, "windowed_checkpoint": args.windowed or args.checkpoint, "data": args.data, "stride_mode": args.stride_mode, "window": args.window,
                 "seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     text = json.dumps(res, indent=2)
     print(text)

@@ -181,6 +181,29 @@ def test_ending_a_stream_equals_the_network_over_the_whole_clip(case):
     assert all(torch.equal(o, outs[-1]) for o in outs[-4:])
 
 
+def test_a_longer_window_covers_a_whole_long_clip():
+    """--window: decisions average more outputs than the trained T; the definition holds call by
+    call, and an ended clip longer than T but within the window gets the whole-clip decision."""
+    from edgeskel.data.preprocess import center, to_stream
+
+    net, spec = _model(persons=1)
+    step = build_step_model(net, spec, "keep", window=40)
+    assert (step.plan.window, step.plan.window_outputs) == (40, 20)
+    x = parity_sequence(step, extra_calls=2, seed=4, hold=False)
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    for i in (len(got) // 2, len(got) - 1):
+        ref = reference_logits(step, x[:, : (i + 1) * step.plan.stride])
+        assert np.abs(got[i] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    clip = x[:, :35]
+    final = run_stream(step, torch.from_numpy(clip), end=True)[-1].numpy()
+    h = to_stream(center(clip.copy(), spec.layout), spec.layout, spec.preprocess.streams)
+    with torch.no_grad():
+        whole = net(torch.from_numpy(np.ascontiguousarray(h))[None])[0].numpy()
+    assert np.abs(final - whole).max() <= 1e-5 * max(1.0, np.abs(whole).max())
+    short = run_stream(build_step_model(net, spec, "keep"), torch.from_numpy(clip), end=True)[-1].numpy()
+    assert np.abs(short - whole).max() > 1e-3  # the trained T (16) covers only the clip's end
+
+
 def test_plan_matches_the_receptive_field():
     """Independent of the lag algebra: ST-GCN's temporal look-ahead is the sum of its 9x1
     convs' paddings in input frames; 5 blocks (the 5th with stride 2) see 4*4 + 4 = 20 frames

@@ -13,7 +13,7 @@ from edgeskel.cli.app import app
 from edgeskel.errors import ConfigError
 
 # Options of one mode only: giving one in the other mode is an error, never silently ignored.
-SINGLE_ONLY = ("backend", "precision", "calib_data", "calibration", "calib_samples", "form", "stride_mode")
+SINGLE_ONLY = ("backend", "precision", "calib_data", "calibration", "calib_samples", "form", "stride_mode", "window")
 FORMS = ("windowed", "streaming")
 PIPELINE_ONLY = ("recipe", "data")
 
@@ -42,6 +42,8 @@ def export_cmd(
                              "(a step graph fed frame by frame + streaming.json; docs/STREAMING.md)"),
     stride_mode: str = typer.Option("keep", "--stride-mode", help="--form streaming: keep (a decision every 2^s "
                                     "frames) | remove (every frame; the network changes: fine-tune it first)"),
+    window: int | None = typer.Option(None, "--window", min=1, help="--form streaming: frames a decision averages "
+                                      "(default: the model's T)"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Export a checkpoint for one backend/precision, or run the full pipeline for a device."""
@@ -66,8 +68,8 @@ def export_cmd(
         raise ConfigError("give --device D (full pipeline) or --checkpoint C --backend B [--precision P] (one artifact)")
     if form not in FORMS:
         raise ConfigError(f"--form {form!r}: choose one of {list(FORMS)}")
-    if form != "streaming" and _given(ctx, ("stride_mode",)):
-        raise ConfigError("--stride-mode: only for --form streaming")
+    if form != "streaming" and _given(ctx, ("stride_mode", "window")):
+        raise ConfigError("--stride-mode, --window: only for --form streaming")
     if form == "streaming":
         unused = _given(ctx, ("calibration",) if precision == "int8" else ("calib_data", "calibration", "calib_samples"))
         if unused:
@@ -76,7 +78,7 @@ def export_cmd(
         from edgeskel.stream.export import export_streaming_checkpoint
 
         res = export_streaming_checkpoint(checkpoint, backend, precision, out or Path("export"), stride_mode=stride_mode,
-                                          calib_data=calib_data, calib_samples=calib_samples)
+                                          calib_data=calib_data, calib_samples=calib_samples, window=window)
         print(json.dumps({k: res.get(k) for k in ("status", "files", "parity", "plan")}, indent=2, default=str))
         return
     from edgeskel.export.single import export_single

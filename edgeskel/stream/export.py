@@ -108,7 +108,7 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
 def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision: str, out_dir: str | Path,
                      stride_mode: str = "keep", opset: int = 17, check: bool = True,
                      hold_empty: bool = True, calib: list[np.ndarray] | None = None,
-                     holdout: list[np.ndarray] | None = None) -> dict[str, Any]:
+                     holdout: list[np.ndarray] | None = None, window: int | None = None) -> dict[str, Any]:
     """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
     INT8 (ORT) needs `calib`: raw recorded sequences (C, L, V, M) to calibrate on; `holdout`
     (other sequences) are streamed to judge it. Raises NotStreamable (with the reason) for
@@ -123,7 +123,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         raise ConfigError("--form streaming --precision int8: give --calib-data SPEC (recorded sequences: its "
                           "training split calibrates, its test split judges the INT8 graph)")
     out_dir = Path(out_dir)
-    step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty)
+    step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty, window=window)
     extra: dict[str, Any] = {}
     if precision == "int8":
         from edgeskel.stream.quantize import quantize_step_graph
@@ -160,7 +160,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
 
 def export_streaming_checkpoint(checkpoint: str | Path, backend: str, precision: str, out_dir: str | Path,
                                 stride_mode: str = "keep", calib_data: str | None = None,
-                                calib_samples: int = 64) -> dict[str, Any]:
+                                calib_samples: int = 64, window: int | None = None) -> dict[str, Any]:
     """`edgeskel export --checkpoint C --backend B --precision P --form streaming --out DIR`
     (`--calib-data SPEC --calib-samples N` for INT8: N training sequences calibrate, N test
     sequences judge)."""
@@ -180,4 +180,4 @@ def export_streaming_checkpoint(checkpoint: str | Path, backend: str, precision:
         calib = [as_stream_frames(ds.train.samples[i], spec.preprocess.num_person) for i in pick[0]]
         holdout = [as_stream_frames(ds.test.samples[i], spec.preprocess.num_person) for i in pick[1]]
     return export_streaming(model, spec, backend, precision, out_dir, stride_mode=stride_mode, calib=calib,
-                            holdout=holdout)
+                            holdout=holdout, window=window)

@@ -125,10 +125,13 @@ class StepModel(nn.Module):
         return torch.full((1,), float(self.plan.stride))
 
 
-def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep", hold_empty: bool = True) -> StepModel:
+def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep", hold_empty: bool = True,
+                     window: int | None = None) -> StepModel:
     """The streaming form of `model` (left unchanged). Raises NotStreamable with the reason.
     `hold_empty=False`: the graph does not check for empty calls; the caller must not feed them
-    (saves one Where per state; streaming.json says which applies)."""
+    (saves one Where per state; streaming.json says which applies). `window`: the frames a
+    decision averages (default: the T the model was trained on); a longer window lets the
+    final decision of an ended stream cover a whole long action."""
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name)
@@ -138,6 +141,10 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
         base = remove_strides(base)
     net = copy.deepcopy(base)
     c, t, v, m = spec.input_shape
+    if window is not None:
+        if window < 1:
+            raise ConfigError(f"stream window of {window} frames; give at least 1")
+        t = int(window)
     stride = family.stride(net)
     window = -(-t // stride) * stride
     out_ch, in_ch = probe_channels(net, torch.zeros(1, c, window, v, m))
