@@ -203,10 +203,12 @@ def test_edgeskel_exports_are_gated_on_validation_not_on_the_test_columns(bench,
 
     monkeypatch.setattr("edgeskel.bench.variants.edgeskel_variants", capture)
     quiet = dataclasses.replace(s, resume=False, out=s.out.parent / "gate-check")
+    profile = load_profile(quiet.device)
     with pytest.raises(Stop):
-        api.bench_model("stgcn", quiet, load_profile(quiet.device), {"flags_summary": "", "peak": {"gflops_fp32": 1.0}},
+        api.bench_model("stgcn", quiet, profile, {"flags_summary": "", "peak": {"gflops_fp32": 1.0}},
                         lambda m: None, False)
-    prep = prepare_model("stgcn", quiet, 1, lambda m: None)
+    # the profile's rank multiple, as bench_model uses: the cached compressed model, not a new compression
+    prep = prepare_model("stgcn", quiet, profile.rank_multiple, lambda m: None)
     gx, gy = seen["val"]
     assert np.array_equal(gx, prep.gate_x) and np.array_equal(gy, prep.gate_y)
     assert not (len(gx) == len(prep.val_x) and np.array_equal(gx, prep.val_x))

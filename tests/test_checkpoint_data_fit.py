@@ -77,6 +77,9 @@ def test_matching_data_passes_the_check(ckpts, capsys):
     assert rc == 0, capsys.readouterr().err
 
 
+# two torch processes (~6 s); the check and its error line are the `compress` case above, torchrun's
+# process group around a compress run is test_ddp's
+@pytest.mark.slow
 def test_mismatch_under_torchrun_is_the_same_error_not_a_traceback(ckpts, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edgeskel",

@@ -84,6 +84,9 @@ def test_cpu_pipeline_end_to_end_and_resume(tmp_path: Path, recipe: Path, capsys
             "| p99 ms (batch 1) | Best FPS (at batch) |") in md
     int8 = rep["variants"][1]  # how the INT8 gate was met is in the report, not only in export.json
     assert int8["int8_summary"].startswith("INT8 gate met after") and int8["int8_summary"] in md
+    from test_report_baselines import check_baseline_rows
+
+    check_baseline_rows(rep, run_dir)  # the uncompressed reference's rows, measured in the same bundle
 
     # second run: nothing changed -> every stage skipped, same report
     capsys.readouterr()

@@ -263,6 +263,7 @@ def test_stale_calibration_cache_is_removed_when_the_route_changes(nets, tmp_pat
 
 # ---- through the pipeline: export -> bundle -> build + run with the 10.3 doubles ---------------
 
+@pytest.mark.slow  # the same pipeline run and assertions are in test_tensorrt_doubles' jetson loop test
 def test_pipeline_bundles_the_dla_int8_route_and_the_doubles_run_it(tmp_path):
     """`edgeskel export --device jetson-orin` without a device: the DLA INT8 variant's bundle entry
     carries calib.cache and a --calib build; the bundle then builds and runs by hand with the

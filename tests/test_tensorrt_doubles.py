@@ -319,6 +319,12 @@ def test_jetson_pipeline_loop_by_hand_and_over_ssh(sshd, tmp_path):  # noqa: F81
     meta = json.loads((bundle / "bundle.json").read_text())
     dla_script = (bundle / meta["variants"][2]["build"]["script"]).read_text()
     assert "--useDLACore=0" in dla_script and "--minShapes=skeleton:2x" in dla_script and "--maxShapes=skeleton:2x" in dla_script
+    # DLA INT8 on TensorRT 10.3: implicit quantization from calib.cache, built weakly typed (docs/TENSORRT.md)
+    exp = json.loads((run_dir / "export" / "tensorrt-int8-dla" / "export.json").read_text())
+    assert exp["tensorrt"]["route"] == "tensorrt10-dla-weakly-typed" and exp["tensorrt"]["quantization"] == "implicit"
+    assert exp["lint"]["passed"] and exp["lint"]["calibration"]["with_scales"] >= 1
+    assert "--calib=calib.cache" in dla_script and "--stronglyTyped" not in dla_script
+    assert (bundle / meta["variants"][2]["build"]["script"]).with_name("calib.cache").is_file()
 
     dbl = install(tmp_path, "10.3.0")  # by hand: python3 device_runner.py . --out results.json
     proc = subprocess.run([str(dbl.python), "device_runner.py", ".", "--out", str(tmp_path / "results.json")],

@@ -92,8 +92,10 @@ def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(
                    "workdir": str(tmp_path / "remote"), "connect_timeout_s": 5, "command_timeout_s": 600}
     path = tmp_path / "jetson-orin.yaml"
     path.write_text(yaml.safe_dump(prof))
-    res = run_tune(str(path), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), variants=["tensorrt-fp16", "ort-fp32"],
+    # TensorRT only: the ORT layer latency table timed on an SSH device is the test above's
+    res = run_tune(str(path), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), variants=["tensorrt-fp16"],
                    quiet=True, log=lambda s: None)
+    assert "latency-ort" not in res["options"], res["options"].keys()
     trt = [c for c in res["candidates"] if c["backend"] == "tensorrt" and c.get("latency_ms")]
     assert {c["compression"] for c in trt} >= {"none", "budget-0.8"}, res["candidates"]
     for c in trt:
@@ -105,5 +107,6 @@ def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(
     built = [v for v in doc["variants"] if v["backend"] == "tensorrt"]
     assert built and all(v["status"] == "ok" and v.get("engine_build_s", 0) >= 0 for v in built), built
     assert res["recipe_file"] and Path(res["recipe_file"]).is_file()
-    if res["decision"]["chosen"].split("/")[1] == "tensorrt-fp16":
+    if res["decision"]["chosen"] is not None:  # None only if a loaded host broke the p99 gate
+        assert res["decision"]["chosen"].split("/")[1] == "tensorrt-fp16"
         assert "engine itself runs on the device only" in res["decision"]["test_top1_by"]

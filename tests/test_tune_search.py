@@ -1,6 +1,7 @@
 """`edgeskel tune` (issue 20): the search returns the uncompressed baseline when nothing beats it,
 a compressed candidate when it measures faster, resumes finished stages, and runs end to end
-on the synthetic default recipe with real ONNX Runtime timing."""
+from the CLI with real ONNX Runtime timing (on a tiny recipe; on the synthetic default recipe
+under `make test-slow`)."""
 
 from __future__ import annotations
 
@@ -123,14 +124,13 @@ def test_choose_prefers_uncompressed_within_noise_and_skips_failed_gates():
     assert set(front.pareto(cands)) == {"budget-0.5/a", "budget-0.3/a"}
 
 
-def test_tune_cli_default_recipe_end_to_end_real_timing(tmp_path: Path, capsys):
-    """The synthetic default recipe (tiny data override, ORT fp32 only) with real interleaved timing."""
+def _tune_cli_real_timing(tmp_path: Path, capsys, recipe: str, name: str, data: list[str]) -> None:
+    """`edgeskel tune` (ORT fp32 only) with real interleaved timing, no measure double."""
     prof = _profile(tmp_path)
-    rc = main(["tune", "--device", str(prof), "--recipe", "default", "--data",
-               "synthetic?classes=4&per_class=6&test_per_class=3&frames=32", "--out", str(tmp_path / "runs"),
+    rc = main(["tune", "--device", str(prof), "--recipe", recipe, *data, "--out", str(tmp_path / "runs"),
                "--budgets", "0.8", "--runs", "10", "--rounds", "1", "--time-budget", "600", "--quiet"])
     assert rc == 0
-    res = json.loads((tmp_path / "runs" / "default" / "tune-cpu" / "tune.json").read_text())
+    res = json.loads((tmp_path / "runs" / name / "tune-cpu" / "tune.json").read_text())
     measured = [c for c in res["candidates"] if c["status"] == "ok"]
     assert measured and all(c["latency_ms"]["1"]["p50"] > 0 for c in measured)
     assert res["decision"]["chosen"] in {c["id"] for c in measured}
@@ -139,6 +139,20 @@ def test_tune_cli_default_recipe_end_to_end_real_timing(tmp_path: Path, capsys):
     assert (tmp_path / "runs" / "_latency" / "cpu-ort.json").is_file()
     assert np.isfinite(res["decision"]["test_top1"])
     assert "wrote" in capsys.readouterr().out
+
+
+def test_tune_cli_end_to_end_real_timing(tmp_path: Path, capsys):
+    """The CLI on the tiny recipe, timed for real (the other tests here pass a measure double)."""
+    rec = tmp_path / "tiny.yaml"
+    rec.write_text(yaml.safe_dump(TINY))
+    _tune_cli_real_timing(tmp_path, capsys, str(rec), "tiny", [])
+
+
+@pytest.mark.slow  # the shipped recipe's 10-block model: ~6x the tiny one's time for the same code paths
+def test_tune_cli_default_recipe_end_to_end_real_timing(tmp_path: Path, capsys):
+    """The synthetic default recipe (tiny data override) with real interleaved timing."""
+    _tune_cli_real_timing(tmp_path, capsys, "default", "default",
+                          ["--data", "synthetic?classes=4&per_class=6&test_per_class=3&frames=32"])
 
 
 def test_tune_fine_tunes_only_a_candidate_that_can_still_win(setup, monkeypatch):

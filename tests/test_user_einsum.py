@@ -114,15 +114,17 @@ def test_export_keeps_einsum_for_ort_openvino_and_rewrites_it_for_tensorrt(tmp_p
     assert lint_rew["passed"] and not any("Einsum" in w for w in lint_rew["warnings"])
 
 
-def _write_recipe(tmp_path: Path, model: dict, name: str = "einsum-user", train: dict | None = None) -> Path:
+def _write_recipe(tmp_path: Path, model: dict, name: str = "einsum-user", train: dict | None = None,
+                  compress: bool = True) -> Path:
     recipe = {
         "name": name, "model": model,
         "data": {"spec": DATA, "frames": 16},
-        "compress": {"policy": "fixed", "ratio": 0.5, "min_params": 256, "rank_multiple": 4},
-        "finetune": {"epochs": 1, "batch_size": 8, "optimizer": "adamw", "lr": 0.001, "warmup_epochs": 0,
-                     "kd_weight": 0.5, "threads": 1},
         "export": {"calib_samples": 16},
     }
+    if compress:
+        recipe["compress"] = {"policy": "fixed", "ratio": 0.5, "min_params": 256, "rank_multiple": 4}
+        recipe["finetune"] = {"epochs": 1, "batch_size": 8, "optimizer": "adamw", "lr": 0.001, "warmup_epochs": 0,
+                              "kd_weight": 0.5, "threads": 1}
     if train:
         recipe["train"] = train
     path = tmp_path / f"{name}.yaml"
@@ -140,18 +142,20 @@ def _profile(tmp_path: Path, device: str, **update) -> Path:
     return path
 
 
-def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path, capsys):
-    """Done-when of issue 26: entrypoint + checkpoint of an einsum GCN through `export --device
-    cpu` (every variant of the profile measured) and `--device jetson-orin` (a bundle whose
-    TensorRT ONNX has no Einsum, lint clean, built and run by the TensorRT contract doubles)."""
-    from trt_doubles import install
-
-    from edgeskel.cli import main
-
+def _user_checkpoint(tmp_path: Path) -> dict:
     net, _ = _einsum_model()
     torch.save(net.state_dict(), tmp_path / "weights.pt")
-    recipe = _write_recipe(tmp_path, {"entrypoint": EXAMPLE, "kwargs": {"hidden": 16},
-                                      "checkpoint": str(tmp_path / "weights.pt")})
+    return {"entrypoint": EXAMPLE, "kwargs": {"hidden": 16}, "checkpoint": str(tmp_path / "weights.pt")}
+
+
+def test_einsum_user_model_through_the_cpu_pipeline(tmp_path, capsys):
+    """Done-when of issue 26, CPU half: entrypoint + checkpoint of an einsum GCN through `export
+    --device cpu`: every variant of the profile exported (Einsum kept for ONNX Runtime) and
+    measured. No compression here (the Jetson half compresses; here it would export every
+    variant twice, the uncompressed baseline too)."""
+    from edgeskel.cli import main
+
+    recipe = _write_recipe(tmp_path, _user_checkpoint(tmp_path), compress=False)
     out = tmp_path / "runs"
     rc = main(["export", "--device", str(_profile(tmp_path, "cpu")), "--recipe", str(recipe), "--out", str(out)])
     log = capsys.readouterr().out
@@ -174,17 +178,37 @@ def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path, capsys):
     check = json.loads((run / "check" / "check.json").read_text())
     assert check["passed"] and check["source"].startswith("user model")
 
-    rc = main(["export", "--device", str(_profile(tmp_path, "jetson-orin")), "--recipe", str(recipe),
-               "--out", str(out), "--quiet"])
+
+def test_einsum_user_model_through_the_jetson_pipeline_and_tensorrt_doubles(tmp_path):
+    """Done-when of issue 26, Jetson half: `export --device jetson-orin` of the same entrypoint +
+    checkpoint, compressed and fine-tuned, writes a bundle whose TensorRT ONNX (GPU fp16, GPU INT8
+    and DLA INT8, of the compressed model and of its uncompressed baseline) has no Einsum, lints
+    clean, and is built and run by the TensorRT contract doubles. The profile has no ORT fallback
+    (ORT's Einsum route is the CPU half's)."""
+    from trt_doubles import install
+
+    from edgeskel.cli import main
+
+    recipe = _write_recipe(tmp_path, _user_checkpoint(tmp_path))
+    prof = yaml.safe_load((REPO / "devices" / "jetson-orin.yaml").read_text())
+    variants = [v for v in prof["variants"] if v["backend"] == "tensorrt"]
+    assert len(variants) == 3  # fp16, INT8, DLA INT8
+    out = tmp_path / "runs"
+    rc = main(["export", "--device", str(_profile(tmp_path, "jetson-orin", variants=variants)), "--recipe",
+               str(recipe), "--out", str(out), "--quiet"])
     assert rc == 3  # NOT MEASURED: no device attached
     run = out / "einsum-user" / "jetson-orin"
     bundle = run / "validate" / "bundle-jetson-orin"
-    trt_dirs = sorted(p for p in (bundle / "artifacts").iterdir() if p.name.startswith("tensorrt"))
-    assert trt_dirs
+    names = sorted(v.get("name", f"tensorrt-{v['precision']}") for v in variants)
+    trt_dirs = sorted((bundle / "artifacts").iterdir())
+    assert [d.name for d in trt_dirs] == sorted(names + [f"baseline-{n}" for n in names])
     for d in trt_dirs:
-        for f in d.rglob("*.onnx"):
+        onnx_files = list(d.rglob("*.onnx"))
+        assert onnx_files, d
+        for f in onnx_files:
             assert not any(n.op_type == "Einsum" for n in iter_nodes(onnx.load(str(f)).graph)), f
-        exp = json.loads((run / "export" / d.name / "export.json").read_text())
+        exp = json.loads((run / ("baseline" if d.name.startswith("baseline-") else "export") / d.name /
+                          "export.json").read_text())
         assert exp["lint"]["passed"] and not any("Einsum" in w for w in exp["lint"]["warnings"])
         assert "nkctv,kvw->nctw" in exp["onnx"]["einsum_rewritten"]
     dbl = install(tmp_path, "10.3.0")
@@ -192,7 +216,7 @@ def test_einsum_user_model_through_cpu_and_jetson_pipelines(tmp_path, capsys):
                            str(tmp_path / "results.json")], capture_output=True, text=True, timeout=600)
     doc = json.loads((tmp_path / "results.json").read_text())
     trt = {r["name"]: r for r in doc["variants"] if r["backend"] == "tensorrt"}
-    assert trt and all(r["status"] == "ok" for r in trt.values()), (proc.stderr[-2000:], trt)
+    assert len(trt) == 6 and all(r["status"] == "ok" for r in trt.values()), (proc.stderr[-2000:], trt)
     assert all("contract double" in r["tensorrt"]["runtime"] for r in trt.values())
 
 
