@@ -64,6 +64,18 @@ class Gates(_Strict):
     min_agreement: float | None = Field(default=None, ge=0, le=100)  # % top-1 equal to reference
 
 
+class StreamingGates(_Strict):
+    """Streaming (step graph) variants on this device (docs/STREAMING.md "In make export") and
+    their gates. Its presence alone asks `make export` for a streaming twin of every variant
+    whose backend and precision have a step graph. Streams sustained = how many streams at `fps`
+    the runner's threads keep up with, calls back to back: stride x 1000 / (fps x mean call ms)."""
+
+    fps: float = Field(default=30.0, gt=0, le=1000)  # the rate a pose source delivers frames at
+    min_streams: int | None = Field(default=None, ge=1)  # streams at `fps` the device must sustain
+    p99_latency_ms: float | None = Field(default=None, gt=0)  # per step call (one decision)
+    max_top1_drop: float | None = Field(default=None, ge=0)  # streaming top-1 vs the same variant windowed, points
+
+
 class Peak(_Strict):
     gflops_fp32: float = Field(gt=0)
     gflops_fp16: float | None = Field(default=None, gt=0)
@@ -173,6 +185,7 @@ class DeviceProfile(_Strict):
     tensorrt: TensorRTSpec | None = None
     ssh: SSHSpec | None = None
     measure: Measure = Field(default_factory=Measure)
+    streaming: StreamingGates | None = None  # streaming twins of the variants and their gates
 
     @field_validator("name")
     @classmethod

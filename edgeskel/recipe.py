@@ -155,6 +155,22 @@ class ExportSection(BaseModel):
         return opts
 
 
+class StreamingSection(BaseModel):
+    """`make export` also exports each variant's step graph (docs/STREAMING.md "In make
+    export"): measured frame by frame on recorded test sequences beside the windowed variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stride_mode: Literal["keep", "remove"] = Field(
+        "keep", description="strided temporal layers: keep (stride frames per call) or remove (a decision every "
+        "frame; the model must be fine-tuned so: edgeskel train --remove-strides)")
+    window: int | None = Field(None, ge=1, le=100_000, description="frames the decision averages (None: the model's num_frames)")
+    variants: list[str] | None = Field(None, description="profile variant names to stream (None: every variant whose "
+                                       "backend and precision have a step graph)")
+    max_sequences: int = Field(256, ge=1, le=1_000_000, description="recorded test sequences replayed for streaming "
+                               "top-1 (a seeded subset when the test split has more)")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +182,7 @@ class Recipe(BaseModel):
     compress: CompressionConfig | None = None
     finetune: TrainConfig | None = Field(None, description="fine-tune after compression (kd_weight>0 distils from the original)")
     export: ExportSection = Field(default_factory=ExportSection)
+    streaming: StreamingSection | None = Field(None, description="also export and measure step graphs (streams)")
 
     @field_validator("name")
     @classmethod

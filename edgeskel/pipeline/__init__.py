@@ -76,6 +76,9 @@ def run_pipeline(
             "data": {"spec": rec.data.spec},
         }
         run.set_inputs(inputs)
+        from edgeskel.pipeline.streaming import stream_variants
+
+        stream_variants(profile, rec)  # a wrong streaming.variants list fails now, not after training
         try:
             dataset = steps.load_data(rec)
         except DataError as exc:  # say where the dataset spec came from, too
@@ -180,6 +183,11 @@ def run_pipeline(
             base_res = run.run_stage("baseline", export_stage_inputs(profile, rec, ref_ckpt, run.output_hash("data")),
                                      baseline_stage, log)
 
+        # ---- streaming: each chosen variant's step graph (recipe/profile `streaming:`) -------------
+        from edgeskel.pipeline import streaming
+
+        stream_res = streaming.stream_stage(run, profile, rec, dataset, deploy_ckpt, model, spec, run.output_hash("data"), log)
+
         # ---- validate on the device (local, ssh, or not measured) -----------------------------
         def validate_stage(d: Path) -> dict[str, Any]:
             from edgeskel.pipeline.validation import validate_variants
@@ -187,7 +195,8 @@ def run_pipeline(
             torch_logits = predict_logits(model, test_x)
             return validate_variants(profile, spec, run.root / "export", exp_res["variants"], test_x, test_y,
                                      torch_logits, d, host_arch=HOST_ARCH, quiet=quiet,
-                                     baselines=(base_res or {}).get("variants"), baseline_root=run.root / "baseline")
+                                     baselines=(base_res or {}).get("variants"), baseline_root=run.root / "baseline",
+                                     streams=stream_res, stream_root=run.root / "stream")
 
         val_res = run.run_stage("validate", {"export": run.output_hash("export"),
                                              "gates": profile.gates.model_dump(mode="json"),
@@ -195,12 +204,16 @@ def run_pipeline(
                                              "measure": profile.measure.model_dump(mode="json"),
                                              "ssh": profile.ssh is not None,
                                              "baseline": run.output_hash("baseline") if base_res else None,
-                                             "validate_logic": VALIDATE_LOGIC_VERSION},
+                                             "validate_logic": VALIDATE_LOGIC_VERSION,
+                                             **({"stream": run.output_hash("stream")} if stream_res else {}),
+                                             **({"streaming_gates": profile.streaming.model_dump(mode="json")}
+                                                if profile.streaming is not None else {})},
                                     validate_stage, log)
 
         # ---- report ---------------------------------------------------------------------------
         run_report_stage(run, profile, rec.name, {"data": data_res, "reference": ref_res, "compress": comp_res,
-                                                  "export": exp_res, "validate": val_res, "baseline": base_res},
+                                                  "export": exp_res, "validate": val_res, "baseline": base_res,
+                                                  "stream": stream_res},
                          steps.model_stats(model, spec), log)
         import json
 
@@ -232,7 +245,7 @@ def run_report_stage(run: RunDir, profile: DeviceProfile, recipe_name: str, res:
 
         report = assemble_report(profile, recipe_name, res["data"], res["reference"], res["compress"], res["export"],
                                  res["validate"], deployed_stats, library_versions(), baseline=res.get("baseline"),
-                                 run_root=run.root)
+                                 run_root=run.root, streams=res.get("stream"))
         paths = write_reports(report, run.root)
         kill_point("report", "after_json")
         for name in ("report.json", "report.md", "report.html"):

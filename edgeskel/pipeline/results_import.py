@@ -198,7 +198,7 @@ def import_results(run_dir: str | Path, results_path: str | Path, log: Any = pri
         if "deployed_model" not in old:
             raise ConfigError(f"{run_dir}: no finished report to update; rerun `edgeskel export --device ...` first")
         stages = run.manifest["stages"]
-        res = {k: (stages.get(k) or {}).get("result") for k in ("data", "reference", "export", "validate", "baseline")}
+        res = {k: (stages.get(k) or {}).get("result") for k in ("data", "reference", "export", "validate", "baseline", "stream")}
         res["compress"] = (stages.get("compress") or {}).get("result") if old.get("compressed") else None
         run_report_stage(run, profile, old["recipe"], res, old["deployed_model"], log)
         for name in ("report.json", "report.md", "report.html"):

@@ -104,10 +104,13 @@ def runnable_here(backend: str) -> tuple[bool, str]:
 def validate_variants(profile: DeviceProfile, spec: Any, export_root: Path, export_results: dict[str, Any],
                       val_x: np.ndarray, val_y: np.ndarray, torch_logits: np.ndarray, out_dir: Path,
                       host_arch: str, quiet: bool = False, baselines: dict[str, Any] | None = None,
-                      baseline_root: Path | None = None) -> dict[str, Any]:
+                      baseline_root: Path | None = None, streams: dict[str, Any] | None = None,
+                      stream_root: Path | None = None) -> dict[str, Any]:
     """Measure every successfully exported variant; returns the stage result. `baselines`: the
     uncompressed reference's export results ({"baseline-<variant>": ...} under baseline_root):
-    they travel in the same bundle, so they are timed interleaved with the variants."""
+    they travel in the same bundle, so they are timed interleaved with the variants. `streams`:
+    the stream stage's result (step graphs under stream_root, pipeline/streaming.py), measured
+    in the same bundle on its recorded sequences."""
     from types import SimpleNamespace
 
     from edgeskel.remote.bundle import make_bundle
@@ -125,8 +128,18 @@ def validate_variants(profile: DeviceProfile, spec: Any, export_root: Path, expo
             b = SimpleNamespace(key=key, backend=v.backend, precision=v.precision, options=v.options)
             exported.append(b)
             entries.append(artifact_entry(b, baselines[key], baseline_root))
+    stream_data = None
+    if streams and stream_root is not None:
+        from edgeskel.pipeline.streaming import SEQUENCES, artifact_entries, load_sequences
+
+        for e in artifact_entries(streams, profile, stream_root):
+            exported.append(SimpleNamespace(key=e["name"], backend=e["backend"], precision=e["precision"], options=e["options"]))
+            entries.append(e)
+        if any(e.get("form") == "streaming" for e in entries):
+            stream_data = load_sequences(stream_root / SEQUENCES)
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries,
                          val_x, val_y, torch_logits, profile, warmup=profile.measure.warmup, runs=profile.measure.runs,
+                         stream_data=stream_data,
                          model=None if spec is None else {
                              "name": spec.name, "layout": spec.layout.to_dict(), "class_names": list(spec.class_names),
                              "preprocess": spec.preprocess.to_dict()})
@@ -188,7 +201,8 @@ def measurement_conditions(doc: dict[str, Any]) -> dict[str, Any]:
 def assemble_report(profile: DeviceProfile, recipe: str, data_res: dict[str, Any], ref_res: dict[str, Any],
                     comp_res: dict[str, Any] | None, exp_res: dict[str, Any], val_res: dict[str, Any],
                     deployed_stats: dict[str, Any], libraries: dict[str, Any],
-                    baseline: dict[str, Any] | None = None, run_root: Path | None = None) -> dict[str, Any]:
+                    baseline: dict[str, Any] | None = None, run_root: Path | None = None,
+                    streams: dict[str, Any] | None = None) -> dict[str, Any]:
     """report.json per the schema in edgeskel.report.schema, with the verdict and decision
     (edgeskel.report.verdict): `passed` only when every variant passed on the device.
     `run_root`: the run folder, where the device steps are typed (they name this edgeskel as a
@@ -264,6 +278,12 @@ def assemble_report(profile: DeviceProfile, recipe: str, data_res: dict[str, Any
         report["validation_warnings"] = warnings
     if baseline:
         report["baselines"] = baseline_rows(profile, variants, baseline, val_res, ref_res)
+    if streams:
+        from edgeskel.pipeline.streaming import streaming_rows
+
+        report["streaming"] = streaming_rows(profile, variants, streams, val_res)
+        if profile.streaming is not None:
+            report["streaming_gates"] = profile.streaming.model_dump(mode="json")
     if val_res.get("bundle"):
         report["bundle"] = val_res["bundle"]
         if val_res.get("bundle_id"):

@@ -87,6 +87,7 @@ def make_bundle(
     max_seconds: float | None = None,
     eval_batch_size: int = 16,
     model: dict[str, Any] | None = None,
+    stream_data: tuple[list[np.ndarray], np.ndarray] | None = None,
 ) -> Path:
     """Write a bundle to `out_dir` (replacing it atomically) and return its path.
 
@@ -95,6 +96,9 @@ def make_bundle(
     input_name, files (extra files to copy), and for TensorRT: build_script (run on the device
     to build the engines), engines ({batch: engine file the script writes}, one per measured batch
     size), build_logs ({batch: trtexec log, which lists the layers on DLA/GPU}), route.
+    A streaming artifact (a step graph, docs/STREAMING.md) also has form "streaming" and
+    contract (its streaming.json); it is measured at batch 1 on `stream_data`: recorded
+    sequences (raw (C, L, V, M) frames each) and their labels, stored concatenated.
     """
     out_dir = Path(out_dir)
     val_x = np.ascontiguousarray(val_x, dtype=np.float32)
@@ -138,6 +142,14 @@ def make_bundle(
                 "options": a.get("options", profile_opts.get(a["name"], {})),
                 "input_name": a.get("input_name", "input"),
             }
+            if a.get("form") == "streaming":
+                if stream_data is None:
+                    raise ConfigError(f"bundle: streaming artifact {a['name']!r} needs recorded sequences (stream_data)")
+                contract = Path(a["contract"])
+                shutil.copy2(contract, dest / contract.name)
+                v.update(form="streaming", contract=f"artifacts/{a['name']}/{contract.name}", batch_sizes=[1], static_batch=1,
+                         of=a.get("of"))
+                v["files"].append(v["contract"])
             if a["backend"] == "tensorrt":
                 v["build"] = _tensorrt_build(a, dest, src, v["batch_sizes"])
             variants.append(v)
@@ -146,6 +158,7 @@ def make_bundle(
         np.save(tmp / "val_y.npy", val_y)
         if ref_logits is not None:
             np.save(tmp / "ref_logits.npy", np.asarray(ref_logits, dtype=np.float32))
+        stream_meta = _save_stream_data(tmp, stream_data) if stream_data is not None else None
         meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "name": out_dir.name,
@@ -158,7 +171,8 @@ def make_bundle(
             "tensorrt": profile.tensorrt.model_dump() if profile.tensorrt else None,
             "data": {"val_x": "val_x.npy", "val_y": "val_y.npy",
                      "ref_logits": "ref_logits.npy" if ref_logits is not None else None,
-                     "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:])},
+                     "num_samples": int(len(val_x)), "sample_shape": list(val_x.shape[1:]),
+                     **({"stream": stream_meta} if stream_meta else {})},
             "variants": variants,
             "model": model,  # what the inputs mean: layout (full definition), classes, preprocessing
             "backends": device_records(),  # what each backend needs: the runner cannot import edgeskel.backends
@@ -168,6 +182,19 @@ def make_bundle(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _save_stream_data(tmp: Path, stream_data: tuple[list[np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """Recorded sequences for streaming variants: frames concatenated along T (C, sum L, V, M),
+    their lengths and labels (device_runner.stream_sequences reads them back)."""
+    seqs, labels = stream_data
+    if not seqs or len(seqs) != len(labels) or any(f.ndim != 4 or f.shape[1] == 0 for f in seqs):
+        raise ConfigError(f"bundle: stream data must be non-empty (C, L, V, M) sequences with one label each "
+                          f"({len(seqs)} sequences, {len(labels)} labels)")
+    np.save(tmp / "stream_x.npy", np.ascontiguousarray(np.concatenate(seqs, axis=1), dtype=np.float32))
+    np.save(tmp / "stream_len.npy", np.asarray([f.shape[1] for f in seqs], dtype=np.int64))
+    np.save(tmp / "stream_y.npy", np.asarray(labels).astype(np.int64).reshape(-1))
+    return {"frames": "stream_x.npy", "lengths": "stream_len.npy", "labels": "stream_y.npy", "num_sequences": len(seqs)}
 
 
 def make_layer_bundle(out_dir: str | Path, forms: list[dict[str, Any]], profile: DeviceProfile, warmup: int = 5, runs: int = 30,

@@ -281,9 +281,14 @@ class OrtInfer:
         inp = self.sess.get_inputs()[0]
         self.input = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+        self.output_names = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input: x})[0]
+
+    def run_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name for named inputs (step graphs: frame, valid and the states)."""
+        return dict(zip(self.output_names, self.sess.run(self.output_names, feeds), strict=True))
 
 
 class OpenVinoInfer:
@@ -313,9 +318,16 @@ class OpenVinoInfer:
         self.out = self.compiled.output(0)
         shape = self.compiled.input(0).get_partial_shape()
         self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.request.infer({0: x})[self.out])
+
+    def run_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name. Inputs are shared (no copy in); outputs are copied out, since a
+        step graph's state outputs come back as inputs on the next call."""
+        res = self.request.infer(feeds, share_inputs=True, share_outputs=False)
+        return dict(zip(self.output_names, res.to_tuple(), strict=True))
 
 
 class TensorRTInfer:
@@ -356,6 +368,7 @@ class TensorRTInfer:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.outn = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         fixed = int(tuple(self.engine.get_tensor_shape(self.inp))[0])
         if fixed > 0:
             self.min_batch = self.max_batch = fixed
@@ -410,10 +423,161 @@ class TensorRTInfer:
         self._ck(cu.cudaStreamSynchronize(self.stream))
         return out
 
+    def run_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name for named float32 inputs of the engine's static shapes (a step
+        engine: frame, valid and the state tensors; the same calls as `_run`, one per tensor)."""
+        cu = self.cudart
+        kind_h2d, kind_d2h = cu.cudaMemcpyKind.cudaMemcpyHostToDevice, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        for name, arr in feeds.items():
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+            if not self.ctx.set_input_shape(name, tuple(arr.shape)):
+                raise RuntimeError(f"TensorRT rejected input {name} of shape {tuple(arr.shape)}")
+            ptr = self._buf(name, arr.nbytes)
+            self._ck(cu.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, kind_h2d, self.stream))
+            self.ctx.set_tensor_address(name, ptr)
+        outs = {}
+        for name in self.output_names:
+            out = np.empty(tuple(self.ctx.get_tensor_shape(name)), dtype=np.float32)
+            self.ctx.set_tensor_address(name, self._buf(name, out.nbytes))
+            outs[name] = out
+        if not self.ctx.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        for name, out in outs.items():
+            self._ck(cu.cudaMemcpyAsync(out.ctypes.data, self.bufs[name][0], out.nbytes, kind_d2h, self.stream))
+        self._ck(cu.cudaStreamSynchronize(self.stream))
+        return outs
+
 
 _TensorRTInfer = TensorRTInfer  # older name
 # The backends this runner can run: per-backend code, one infer class each (its `backend` names it).
 RUNTIMES: dict[str, Any] = {cls.backend: cls for cls in (OrtInfer, OpenVinoInfer, TensorRTInfer)}
+
+
+# ----------------------------------------------------------------------------- streaming
+# A step graph (docs/STREAMING.md) takes `stride` raw frames + its states and returns the decision
+# for the stream so far + the new states; `streaming.json` beside it says how. The loop below is
+# what a deployment runs, so the device numbers are a deployment's: the accuracy of the decision
+# at each recorded sequence's last frame (the stream ended and flushed), and the latency of one
+# call with its real feeds on recorded frames.
+
+
+class StreamSession:
+    """Drive a step graph from its contract: keep the states, feed `stride` frames per call, swap
+    state outputs into state inputs. `run` maps named inputs to named outputs (`run_named` of
+    any infer class above), so every backend streams through the same lines."""
+
+    def __init__(self, contract: dict[str, Any], run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]):
+        self.contract, self.run = contract, run
+        self.stride = int(contract["stride"])
+        self.reset()
+
+    def reset(self) -> None:
+        self.states = {s["input"]: np.full(s["shape"], s["initial"], dtype=s["dtype"]) for s in self.contract["state"]}
+
+    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
+        """`frames` (C, stride, V, M) raw, `valid` of them real (default all) -> logits (K,)."""
+        feeds = dict(self.states)
+        feeds[self.contract["frame_input"]] = np.ascontiguousarray(frames[None], dtype=np.float32)
+        feeds[self.contract["valid_input"]] = np.full((1,), self.stride if valid is None else valid, np.float32)
+        out = self.run(feeds)
+        for s in self.contract["state"]:
+            self.states[s["input"]] = out[s["output"]]
+        return np.asarray(out[self.contract["logits_output"]])[0]
+
+    def replay(self, frames: np.ndarray, end: bool = False) -> np.ndarray:
+        """Raw (C, L, V, M) -> decisions, one per call, from a fresh state: L // stride calls, or
+        with `end` the whole calls, the end call with the leftover frames and the flush calls."""
+        self.reset()
+        s = self.stride
+        whole = frames.shape[1] // s
+        out = [self.step(frames[:, i * s:(i + 1) * s]) for i in range(whole)]
+        if end:
+            left = frames[:, whole * s:]
+            pad = np.zeros((frames.shape[0], s) + frames.shape[2:], np.float32)
+            pad[:, : left.shape[1]] = left
+            out.append(self.step(pad, left.shape[1]))
+            out += [self.step(np.zeros_like(pad), 0) for _ in range(int(self.contract["flush_calls"]) - 1)]
+        return np.stack(out)
+
+
+class StreamCaller:
+    """One step call per `__call__` on successive recorded frames, the state carried across
+    calls (a running stream, restarted at the end of the recording): what latency times. The
+    argument is ignored, so a stream joins `time_round_robin` beside windowed variants."""
+
+    def __init__(self, session: StreamSession, frames: np.ndarray):
+        self.session, self.frames, self.pos = session, frames, 0
+
+    def __call__(self, _x: Any = None) -> np.ndarray:
+        s = self.session.stride
+        if self.pos + s > self.frames.shape[1]:
+            self.pos = 0
+            self.session.reset()
+        out = self.session.step(self.frames[:, self.pos:self.pos + s])
+        self.pos += s
+        return out
+
+
+def stream_sequences(bundle: Path, meta: dict[str, Any]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The bundle's recorded test sequences (raw frames (C, L, V, M) each) and their labels."""
+    d = (meta.get("data") or {}).get("stream")
+    if not d:
+        raise RuntimeError("this bundle has streaming variants but no recorded sequences (data.stream)")
+    frames = np.load(bundle / d["frames"])
+    lengths = np.load(bundle / d["lengths"]).astype(np.int64)
+    ends = np.cumsum(lengths)
+    seqs = [frames[:, e - n:e] for n, e in zip(lengths, ends, strict=True)]
+    return seqs, np.load(bundle / d["labels"])
+
+
+def stream_info(contract: dict[str, Any]) -> dict[str, Any]:
+    """What a stream costs besides time: the state a deployment keeps per stream."""
+    state = sum(int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in contract["state"])
+    frame = int(np.prod(contract.get("frame_shape") or [0])) * 4
+    return {"stride": int(contract["stride"]), "window": int(contract["window"]),
+            "valid_from": int(contract["valid_from"]), "flush_calls": int(contract["flush_calls"]),
+            "stride_mode": contract.get("stride_mode"), "states": len(contract["state"]),
+            "state_bytes": state, "io_bytes_per_call": 2 * state + frame}
+
+
+def stream_infer(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """(infer, contract) of a streaming variant: the step graph's session (a TensorRT step
+    engine is built here first, batch 1) and its streaming.json."""
+    contract = json.loads((bundle / v["contract"]).read_text())
+    opts = v.get("options") or {}
+    if v["backend"] == "tensorrt":
+        _check_tensorrt_version(meta)
+        engines = build_engines(bundle, v, log)["engines"]
+        return TensorRTInfer(engines[min(engines)], v["precision"], meta.get("threads"), opts), contract
+    return RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"), opts), contract
+
+
+def measure_stream(bundle: Path, meta: dict[str, Any], v: dict[str, Any], res: dict[str, Any],
+                   log: Callable[[str], None], timing: bool = True) -> None:
+    """Streaming top-1 (the decision at each recorded sequence's last frame, stream ended and
+    flushed), the per-call latency on recorded frames (timing) and the state a stream keeps."""
+    infer, contract = stream_infer(bundle, meta, v, log)
+    session = StreamSession(contract, infer.run_named)
+    seqs, y = stream_sequences(bundle, meta)
+    log(f"  {v['name']}: replaying {len(seqs)} recorded sequences frame by frame")
+    calls, last = 0, []
+    for f in seqs:
+        decisions = session.replay(f, end=True)
+        calls += len(decisions)
+        last.append(decisions[-1])
+    res["accuracy"] = accuracy_stats(np.stack(last), y)
+    res["streaming"] = {**stream_info(contract), "sequences": len(seqs), "calls": calls,
+                        "frames": int(sum(f.shape[1] for f in seqs))}
+    res["latency_ms"] = {}
+    if timing:
+        m = meta.get("measure", {})
+        log(f"  {v['name']}: timing step calls")
+        caller = StreamCaller(session, np.concatenate(seqs, axis=1))
+        res["latency_ms"]["1"] = latency_stats(time_infer(caller, None, int(m.get("warmup", 10)), int(m.get("runs", 100)),
+                                                          m.get("max_seconds")), 1)
+    if v["backend"] == "tensorrt":
+        res["tensorrt"] = {"route": (v.get("build") or {}).get("route"), "runtime": infer.version
+                           + (" (contract double, not TensorRT)" if _is_double() else ""), "engines": {}, "layers": None}
 
 
 def layer_placement(log_text: str) -> dict[str, int] | None:
@@ -500,11 +664,14 @@ def run_variant(bundle: Path, meta: dict[str, Any], v: dict[str, Any], log: Call
             raise RuntimeError(f"backend {v['backend']!r} cannot run in the standalone device runner")
         baseline = peak_rss_mb()
         data = meta["data"]
-        x = np.load(bundle / data["val_x"])
-        y = np.load(bundle / data["val_y"])
-        ref = np.load(bundle / data["ref_logits"]) if data.get("ref_logits") else None
         m = meta.get("measure", {})
-        if v["backend"] == "tensorrt":
+        streaming = v.get("form") == "streaming"  # a step graph: recorded sequences, frame by frame
+        x = None if streaming else np.load(bundle / data["val_x"])
+        y = None if streaming else np.load(bundle / data["val_y"])
+        ref = np.load(bundle / data["ref_logits"]) if data.get("ref_logits") and not streaming else None
+        if streaming:
+            measure_stream(bundle, meta, v, res, log, timing)
+        elif v["backend"] == "tensorrt":
             _measure_tensorrt(bundle, meta, v, x, y, ref, res, log)
         else:
             infer = RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
@@ -546,6 +713,11 @@ def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str
     infers: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     for v in variants:
         try:
+            if v.get("form") == "streaming":  # a running stream's step calls, timed beside the windows
+                infer, contract = stream_infer(bundle, meta, v, log)
+                seqs, _ = stream_sequences(bundle, meta)
+                infers[v["name"]] = StreamCaller(StreamSession(contract, infer.run_named), np.concatenate(seqs, axis=1))
+                continue
             infers[v["name"]] = RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
                                                        v.get("options") or {})
         except Exception as exc:  # noqa: BLE001 - reported by the variant's own process

@@ -42,6 +42,19 @@ def print_report(report: dict[str, Any], console: Any = None, run_dir: str | Pat
     for v in report["variants"]:
         if v["status"] != "pass":
             c.print(f"  {v['name']}: {v.get('reason')}", markup=False, highlight=False)
+    for r in report.get("streaming") or []:  # step graphs: one line each (report.md: the table)
+        lat = (r.get("latency_ms") or {}).get("p50")
+        text = (f"stream {r['name']}: {r['status'].upper()}, top-1 {fmt(r.get('top1'))} "
+                f"(windowed {fmt(r.get('windowed_top1'))})")
+        if lat is not None:
+            text += f", {lat:.2f} ms/call"
+            if r.get("speedup_per_decision"):
+                text += f" ({r['speedup_per_decision']:.1f}x per decision)"
+            if r.get("streams_sustained") is not None:
+                text += f", {r['streams_sustained']} streams @{r.get('fps', 30):g} fps"
+        if r["status"] not in ("pass",):
+            text += f"; {r.get('reason')}"
+        c.print(text, markup=False, highlight=False)
     speed = [f"{b['of']} {b['ratios']['latency_speedup']:.2f}x" for b in report.get("baselines") or []
              if (b.get("ratios") or {}).get("latency_speedup") is not None]
     if speed:  # what compression bought, measured in the same run (report.md: every ratio)

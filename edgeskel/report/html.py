@@ -13,6 +13,7 @@ from edgeskel.report.lines import (
     EMU_HEADER,
     EMU_TEXT,
     HEADER,
+    STREAM_HEADER,
     baseline_notes,
     baseline_table,
     compute_lines,
@@ -26,6 +27,9 @@ from edgeskel.report.lines import (
     host_header,
     host_rows,
     selection_lines,
+    stream_reasons,
+    stream_rows,
+    stream_text,
     table_rows,
 )
 from edgeskel.report.plots import plots
@@ -84,6 +88,8 @@ def render_html(report: dict[str, Any]) -> str:
             + (f"<h2>Compressed vs uncompressed</h2><p>{e(BASELINE_TEXT)}</p>"
                f"{_html_table(BASELINE_HEADER, baseline_table(report))}"
                + "".join(f"<p>{e(line)}</p>" for line in baseline_notes(report)) if report.get("baselines") else "")
+            + (f"<h2>Streaming</h2><p>{e(stream_text(report))}</p>{_html_table(STREAM_HEADER, stream_rows(report))}<ul>"
+               + "".join(f"<li>{e(line)}</li>" for line in stream_reasons(report)) + "</ul>" if report.get("streaming") else "")
             + f"{host}<h2>Reasons</h2><ul>{reasons}</ul>"
             + ("<h2>Achieved compute</h2><ul>" + "".join(f"<li>{e(x[2:])}</li>" for x in compute_lines(report)) + "</ul>"
                if compute_lines(report) else "")

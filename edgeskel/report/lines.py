@@ -306,3 +306,36 @@ def selection_lines(report: dict[str, Any]) -> list[str]:
                      f"gates were chosen on the validation split ({val.get('source', 'validation')}, "
                      f"{val.get('samples', ds.get('num_val'))} samples).")
     return lines
+
+
+STREAM_HEADER = ["Stream", "Status", "Stride", "Window", "State KB", "Top-1 stream", "Top-1 windowed", "p50 ms/call",
+                 "p99 ms/call", "Speed-up/decision", "Streams @fps (windowed)"]
+
+
+def stream_text(report: dict[str, Any]) -> str:
+    rows = report.get("streaming") or []
+    fps = rows[0].get("fps", 30.0) if rows else 30.0
+    return ("Step graphs (docs/STREAMING.md): `stride` new frames + the state in, the decision for the stream so far "
+            "out. Top-1 stream = the decision at each recorded test sequence's last frame (raw frames fed, stream "
+            "ended and flushed); Top-1 windowed = the same variant on resampled clips. Latency per step call at "
+            "batch 1, timed in the same run as the windowed variants; Speed-up/decision = windowed p50 / step p50; "
+            f"Streams @{fps:g} fps = streams one runner keeps up with, calls back to back (the windowed variant "
+            "recomputing its window at the same cadence in brackets). State = what a deployment keeps per stream.")
+
+
+def stream_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in report.get("streaming") or []:
+        lat = r.get("latency_ms") or {}
+        streams = fmt(r.get("streams_sustained"), "{:d}")
+        if r.get("windowed_streams_sustained") is not None:
+            streams += f" ({r['windowed_streams_sustained']})"
+        label = " (host check)" if r.get("host_check") else " (emulated)" if r.get("emulated") else ""
+        rows.append([r["name"], r["status"].upper() + label, fmt(r.get("stride"), "{:d}"), fmt(r.get("window"), "{:d}"),
+                     fmt(r.get("state_kb"), "{:.1f}"), fmt(r.get("top1")), fmt(r.get("windowed_top1")),
+                     fmt(lat.get("p50")), fmt(lat.get("p99")), fmt(r.get("speedup_per_decision"), "{:.1f}x"), streams])
+    return rows
+
+
+def stream_reasons(report: dict[str, Any]) -> list[str]:
+    return [f"{r['name']} ({r['status']}): {r.get('reason') or '-'}" for r in report.get("streaming") or []]

@@ -11,6 +11,7 @@ from edgeskel.report.lines import (
     EMU_HEADER,
     EMU_TEXT,
     HEADER,
+    STREAM_HEADER,
     baseline_notes,
     baseline_table,
     compute_lines,
@@ -24,6 +25,9 @@ from edgeskel.report.lines import (
     host_header,
     host_rows,
     selection_lines,
+    stream_reasons,
+    stream_rows,
+    stream_text,
     table_rows,
 )
 
@@ -54,6 +58,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Compressed vs uncompressed", "", BASELINE_TEXT, "",
                   *_md_table(BASELINE_HEADER, baseline_table(report)),
                   *[x for line in baseline_notes(report) for x in ("", line)]]
+    if report.get("streaming"):
+        lines += ["", "## Streaming", "", stream_text(report), "", *_md_table(STREAM_HEADER, stream_rows(report)), "",
+                  *[f"- {line}" for line in stream_reasons(report)]]
     hrows = host_rows(report)
     if hrows:
         lines += ["", "## Host checks (NOT device numbers)", "",

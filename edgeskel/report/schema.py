@@ -7,6 +7,10 @@ report = {"device", "recipe", "dataset": {...}, "reference": {"top1", ...},
                         "params", "gflops", "measured_on": local|ssh://<profile>|imported://<profile>|none,
                         "gates": [{gate, label, unit, bound, threshold, measured, passed, detail}],
                         "host_check"?: {...accuracy-only check on this host, never device numbers}, ...extra}],
+          "streaming"?: [{"name": "<variant>-stream", "of": "<variant>", "status", "reason", "top1",
+                          "windowed_top1", "top1_change", "latency_ms" (per step call), "stride",
+                          "window", "state_kb", "decisions_per_s", "streams_sustained", "fps",
+                          "speedup_per_decision", "gates", "host_check"?, ...}],
           "verdict": PASSED|FAILED|NOT MEASURED, "exit_code", "headline",
           "decision": {"recommended", "why", "runner_up", "runner_up_why", "rule"},
           "passed": bool (verdict == PASSED)}
@@ -53,6 +57,18 @@ class VariantEntry(BaseModel):
     measured_on: str = Field(pattern=r"^(local|none|(ssh|imported)://[A-Za-z0-9._-]+)$")
 
 
+class StreamingEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    of: str | None
+    status: Literal["pass", "fail", "skipped", "error"]
+    reason: str = ""
+    top1: float | None = None
+    windowed_top1: float | None = None
+    latency_ms: LatencySummary = Field(default_factory=LatencySummary)
+    measured_on: str = Field(pattern=r"^(local|none|(ssh|imported)://[A-Za-z0-9._-]+)$")
+
+
 class Report(BaseModel):
     model_config = ConfigDict(extra="allow")
     device: str
@@ -60,6 +76,7 @@ class Report(BaseModel):
     dataset: dict[str, Any]
     reference: dict[str, Any]
     variants: list[VariantEntry]
+    streaming: list[StreamingEntry] | None = None
     passed: bool
     verdict: Literal["PASSED", "FAILED", "NOT MEASURED"] | None = None
 

@@ -9,6 +9,8 @@ Verdict (what `edgeskel export --device D` exits with):
 - NOT MEASURED (exit 3): nothing failed, but some variant has no device measurement: e.g. a
   Jetson profile checked on an x86 laptop. Host checks (accuracy of a CPU-side variant on this
   host) are labelled as such and never count as device numbers.
+Streaming rows (report["streaming"], step graphs) count as variants here, judged by the
+profile's `streaming:` gates; the decision below is among windowed variants only.
 Usage and configuration errors exit 2 (`EdgeskelError`), an interrupt 130.
 
 Decision: among the variants that met every gate, the one with the lowest p99 latency at
@@ -216,7 +218,8 @@ def _size(v: dict[str, Any]) -> str:
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """Fill report's verdict, headline, exit_code, decision and `passed` from its variants (the
     one place that decides; writers only read these fields)."""
-    ov = overall_verdict(report["variants"], report["device"])
+    # streaming rows (a profile's `streaming:` gates) count like variants: a failed gate fails the run
+    ov = overall_verdict(report["variants"] + list(report.get("streaming") or []), report["device"])
     report.update(verdict=ov["verdict"], exit_code=ov["exit_code"], headline=ov["headline"],
                   passed=ov["verdict"] == PASSED,
                   verdict_detail={k: ov[k] for k in ("failed", "errors", "not_measured", "passed")},

@@ -26,6 +26,10 @@ GATES: dict[str, tuple[str, str, str]] = {
     "min_agreement": ("top-1 agreement", "%", "min"),
     "p99_latency_ms": ("p99 latency, batch 1", "ms", "max"),
     "max_memory_mb": ("peak memory", "MB", "max"),
+    # streaming rows (profile `streaming:`, `streaming_checks`)
+    "stream_min_streams": ("streams sustained", "streams", "min"),
+    "stream_p99_latency_ms": ("p99 per step call", "ms", "max"),
+    "stream_max_top1_drop": ("streaming vs windowed top-1", "points", "max"),
 }
 
 
@@ -137,3 +141,54 @@ def apply_gates(variant_result: dict[str, Any], profile: DeviceProfile, referenc
     """Returns ('pass' | 'fail', reason). Checks, in order: non-finite outputs, parity, top-1
     drop (points), agreement (%), p99 latency at batch 1 (ms), peak memory (MB)."""
     return verdict_of_checks(gate_checks(variant_result, profile, reference_top1))
+
+
+def streams_sustained(call_ms_mean: float | None, stride: int, fps: float) -> int | None:
+    """Streams at `fps` one runner keeps up with, step calls back to back: each stream needs
+    fps / stride calls per second, each call takes the mean call time."""
+    if not call_ms_mean or call_ms_mean <= 0:
+        return None
+    return int(stride * 1000.0 / (fps * call_ms_mean))
+
+
+def streaming_checks(row: dict[str, Any], profile: DeviceProfile) -> list[dict[str, Any]]:
+    """The profile's streaming gates for one streaming row (report `streaming`): non-finite
+    decisions, streams sustained at the profile's fps, p99 per step call, and streaming top-1 vs
+    the same variant windowed. Latency gates are not judged on a host check or an emulator."""
+    sg = profile.streaming
+    nonfinite = int(row.get("nonfinite") or 0)
+    checks = [_check("finite", 0, nonfinite, nonfinite == 0,
+                     f"non-finite decisions on {nonfinite} sequences" if nonfinite else "")]
+    if sg is None:
+        return checks
+    device_latency = not (row.get("host_check") or row.get("emulated"))
+    if sg.min_streams is not None:
+        n = row.get("streams_sustained")
+        if n is None or not device_latency:
+            checks.append(_check("stream_min_streams", sg.min_streams, None, None,
+                                 "streams sustained not measured on the device"))
+        else:
+            ok = n >= sg.min_streams
+            checks.append(_check("stream_min_streams", sg.min_streams, n, ok, "" if ok else
+                                 f"{n} streams at {sg.fps:g} fps < {sg.min_streams} required"))
+    if sg.p99_latency_ms is not None:
+        p99 = _num((row.get("latency_ms") or {}).get("p99"))
+        if p99 is None or not device_latency:
+            checks.append(_check("stream_p99_latency_ms", sg.p99_latency_ms, None, None,
+                                 "p99 per step call not measured on the device"))
+        else:
+            ok = p99 <= sg.p99_latency_ms
+            checks.append(_check("stream_p99_latency_ms", sg.p99_latency_ms, p99, ok, "" if ok else
+                                 f"p99 per step call {p99:.2f} ms > budget {sg.p99_latency_ms:g} ms"))
+    if sg.max_top1_drop is not None:
+        top1, win = _num(row.get("top1")), _num(row.get("windowed_top1"))
+        if top1 is None or win is None:
+            checks.append(_check("stream_max_top1_drop", sg.max_top1_drop, None, None,
+                                 "streaming or windowed top-1 not measured"))
+        else:
+            drop = round(win - top1, 4)
+            ok = drop <= sg.max_top1_drop + 1e-9
+            checks.append(_check("stream_max_top1_drop", sg.max_top1_drop, drop, ok, "" if ok else
+                                 f"streaming top-1 {top1:.2f}% is {drop:.2f} points below windowed {win:.2f}% "
+                                 f"(max drop {sg.max_top1_drop:g})"))
+    return checks

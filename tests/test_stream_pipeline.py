@@ -1,0 +1,83 @@
+"""Issue 30 (CPU half): `make export` with a streaming recipe puts each variant's step graph in
+the run's bundle; the device runner replays recorded test sequences frame by frame; the report
+has streaming top-1 beside windowed, per-call p50/p99, streams sustained at the profile's fps,
+state memory, and the profile's `streaming:` gates can fail the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_pipeline_e2e import TINY_RECIPE, tiny_profile
+
+from edgeskel.cli import main
+from edgeskel.errors import ConfigError
+
+RECIPE = {k: v for k, v in TINY_RECIPE.items() if k not in ("compress", "finetune")}
+
+
+def _recipe(tmp_path: Path, **streaming) -> Path:
+    p = tmp_path / "tiny-stream.yaml"
+    p.write_text(yaml.safe_dump({**RECIPE, "name": "tiny-stream", "streaming": {"max_sequences": 8, **streaming}}))
+    return p
+
+
+def _profile(tmp_path: Path, **gates) -> Path:
+    return tiny_profile(tmp_path, variants=[{"backend": "ort", "precision": "fp32"},
+                                            {"backend": "openvino", "precision": "fp32"}],
+                        measure={"warmup": 2, "runs": 20}, streaming={"fps": 30, **gates})
+
+
+def test_streaming_variants_measured_reported_and_gated(tmp_path: Path, capsys):
+    out = tmp_path / "runs"
+    prof = _profile(tmp_path, min_streams=1, max_top1_drop=100)
+    rc = main(["export", "--device", str(prof), "--recipe", str(_recipe(tmp_path)), "--out", str(out)])
+    log = capsys.readouterr().out
+    assert rc == 0, log
+    run_dir = out / "tiny-stream" / "cpu"
+    rep = json.loads((run_dir / "report.json").read_text())
+    rows = {r["name"]: r for r in rep["streaming"]}
+    assert set(rows) == {"ort-fp32-stream", "openvino-fp32-stream"}
+    windowed = {v["name"]: v for v in rep["variants"]}
+    for name, r in rows.items():
+        assert r["status"] == "pass" and r["measured_on"] == "local", r
+        assert r["of"] == name.removesuffix("-stream") and r["windowed_top1"] == windowed[r["of"]]["top1"]
+        assert r["sequences"] == 8 and 0 <= r["top1"] <= 100 and r["state_kb"] > 0
+        assert r["stride"] >= 1 and r["window"] >= 16
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
+        assert r["streams_sustained"] >= 1 and r["speedup_per_decision"] > 0 and r["timing"] == "interleaved"
+        assert {g["gate"] for g in r["gates"]} == {"finite", "stream_min_streams", "stream_max_top1_drop"}
+    # the step graphs went through the run's one bundle, with the recorded sequences
+    bundle = run_dir / rep["bundle"]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    streams = [v for v in meta["variants"] if v.get("form") == "streaming"]
+    assert len(streams) == 2 and all((bundle / v["contract"]).is_file() for v in streams)
+    assert meta["data"]["stream"]["num_sequences"] == 8
+    assert int(np.load(bundle / "stream_len.npy").sum()) == np.load(bundle / "stream_x.npy").shape[1]
+    results = json.loads((run_dir / "validate" / "results.json").read_text())
+    timed = set(results["timing"]["variants"])
+    assert timed == {"ort-fp32", "openvino-fp32", "ort-fp32-stream", "openvino-fp32-stream"}  # one interleaved pass
+    md = (run_dir / "report.md").read_text()
+    assert "## Streaming" in md and "| ort-fp32-stream | PASS |" in md
+    assert "Streaming" in (run_dir / "report.html").read_text()
+    assert "stream ort-fp32-stream: PASS" in log
+
+    # a streaming gate the device cannot meet fails the run (re-gated, the exports kept)
+    prof = _profile(tmp_path, min_streams=10**6)
+    rc = main(["export", "--device", str(prof), "--recipe", str(_recipe(tmp_path)), "--out", str(out), "--quiet"])
+    assert rc == 1
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert rep["verdict"] == "FAILED" and set(rep["verdict_detail"]["failed"]) == {"ort-fp32-stream", "openvino-fp32-stream"}
+    assert all("streams at 30 fps < 1000000 required" in r["reason"] for r in rep["streaming"])
+
+
+def test_unknown_or_unstreamable_streaming_variants_refused_before_training(tmp_path: Path):
+    from edgeskel.pipeline import run_pipeline
+
+    prof = _profile(tmp_path)
+    with pytest.raises(ConfigError, match=r"streaming.variants \['tensorrt-fp16'\] are not variants"):
+        run_pipeline(str(prof), str(_recipe(tmp_path, variants=["tensorrt-fp16"])), out_root=tmp_path / "runs", quiet=True)
+    assert not (tmp_path / "runs" / "tiny-stream" / "cpu" / "reference").exists()
