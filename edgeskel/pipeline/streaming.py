@@ -100,6 +100,7 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
 
     def export_streams(d: Path) -> dict[str, Any]:
         from edgeskel.data.splits import holdout
+        from edgeskel.pipeline.stages import variant_export_options
         from edgeskel.pipeline.steps import safe_call
         from edgeskel.stream.export import export_streaming
 
@@ -118,35 +119,17 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
             name = stream_name(v.key)
             log(f"[stream] {name}: step graph ({v.backend} {v.precision}, stride mode {cfg.stride_mode})")
             res, err = safe_call(export_streaming, model, spec, v.backend, v.precision, d / name,
-                                 stride_mode=cfg.stride_mode, window=cfg.window, calib=calib, holdout=holdout_seqs)
+                                 stride_mode=cfg.stride_mode, window=cfg.window, calib=calib, holdout=holdout_seqs,
+                                 options=variant_export_options(profile, rec, v))
             if err is not None:
                 results[name] = {"status": "error", "reason": err, "of": v.key}
                 log(f"[stream] {name}: ERROR {err}")
                 continue
             results[name] = {**res, "status": "passed", "of": v.key}
-            outputs += [str(Path(name) / p.name) for p in sorted((d / name).iterdir()) if p.is_file()]
+            outputs += [str(p.relative_to(d)) for p in sorted((d / name).rglob("*")) if p.is_file()]
         return {"variants": results, "outputs": outputs, "sequences": len(seqs)}
 
     return run.run_stage("stream", inputs, export_streams, log)
-
-
-def artifact_entries(stream_res: dict[str, Any], profile: DeviceProfile, stream_root: Path) -> list[dict[str, Any]]:
-    """Bundle entries (remote/bundle.py) of the exported step graphs."""
-    from edgeskel.stream.contract import read_contract
-
-    by_key = {v.key: v for v in profile.variants}
-    entries = []
-    for name, res in (stream_res.get("variants") or {}).items():
-        if res.get("status") != "passed":
-            continue
-        d = stream_root / name
-        contract = read_contract(d)
-        v = by_key[res["of"]]
-        key = "openvino" if v.backend == "openvino" else "onnx"
-        entries.append({"name": name, "backend": v.backend, "precision": v.precision, "form": "streaming",
-                        "of": v.key, "path": str(d / contract["files"][key]), "contract": str(d / "streaming.json"),
-                        "options": v.options, "input_name": contract["frame_input"], "static_batch": 1})
-    return entries
 
 
 def streaming_rows(profile: DeviceProfile, variants: list[dict[str, Any]], streams: dict[str, Any],

@@ -52,6 +52,32 @@ def artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, 
     return art
 
 
+def stream_artifact_entries(stream_res: dict[str, Any], profile: DeviceProfile, stream_root: Path) -> list[dict[str, Any]]:
+    """Bundle entries (remote/bundle.py) of the exported step graphs: ONNX Runtime's ONNX,
+    OpenVINO's IR, or TensorRT's build kit (one batch-1 step engine built on the device, the same
+    entry a windowed TensorRT variant gets)."""
+    from types import SimpleNamespace
+
+    from edgeskel.stream.contract import read_contract
+
+    by_key = {v.key: v for v in profile.variants}
+    entries = []
+    for name, res in (stream_res.get("variants") or {}).items():
+        if res.get("status") != "passed":
+            continue
+        d = stream_root / name
+        contract = read_contract(d)
+        v = by_key[res["of"]]
+        key = {"openvino": "openvino", "tensorrt": "tensorrt"}.get(v.backend, "onnx")
+        entry = artifact_entry(SimpleNamespace(key=name, backend=v.backend, precision=v.precision, options=v.options),
+                               {"artifact": contract["files"][key] if key != "tensorrt" else "tensorrt/model.onnx"},
+                               stream_root)
+        entry.update(form="streaming", of=v.key, contract=str(d / "streaming.json"), input_name=contract["frame_input"],
+                     static_batch=1)
+        entries.append(entry)
+    return entries
+
+
 def _redact(target: Any, text: str) -> str:
     """target.redact (host, user, key and config paths) plus what ssh resolved them to (the
     real hostname/address and port from `ssh -G`, which error messages quote), so that a
@@ -130,9 +156,9 @@ def validate_variants(profile: DeviceProfile, spec: Any, export_root: Path, expo
             entries.append(artifact_entry(b, baselines[key], baseline_root))
     stream_data = None
     if streams and stream_root is not None:
-        from edgeskel.pipeline.streaming import SEQUENCES, artifact_entries, load_sequences
+        from edgeskel.pipeline.streaming import SEQUENCES, load_sequences
 
-        for e in artifact_entries(streams, profile, stream_root):
+        for e in stream_artifact_entries(streams, profile, stream_root):
             exported.append(SimpleNamespace(key=e["name"], backend=e["backend"], precision=e["precision"], options=e["options"]))
             entries.append(e)
         if any(e.get("form") == "streaming" for e in entries):

@@ -253,11 +253,14 @@ def prepare_tensorrt(
     workspace_mb: int = 1024,
     tensorrt_version: str | None = None,
     typing: str | None = None,
+    fp16_ops: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Write a TensorRT build kit to `out_dir` for the route of `tensorrt_version`/`typing`
     (see tensorrt_routes): model.onnx, build_engine.sh (one static-shape engine per batch size),
     tensorrt.json (what the script builds), run_engine.py + device_runner.py (inference), README.txt
-    and lint.json. Returns {files, lint, route, engines, ...}."""
+    and lint.json. Returns {files, lint, route, engines, ...}. `fp16_ops` (strongly typed fp16
+    only): the op types typed float16, every other op stays float32 (a step graph's state path:
+    counters, masks and ring buffers must stay exact)."""
     from edgeskel.quantize.tensorrt_routes import (
         CALIB_CACHE,
         STRONG_QDQ_OPSET,
@@ -294,7 +297,8 @@ def prepare_tensorrt(
     (out_dir / CALIB_CACHE).unlink(missing_ok=True)  # a cache only where this route reads one
     calibration, layer_precisions = None, None
     if route.typing == "strong":
-        fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None)
+        fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None,
+                   fp16_ops=fp16_ops if precision == "fp16" else None)
     elif route.implicit_int8 and precision == "int8":
         # DLA INT8 on TensorRT 10.x: the Q/DQ graph's own scales as a calibration cache, on the
         # graph without its Q/DQ nodes (tensorrt_routes: the route NVIDIA documents for 10.x DLA).

@@ -28,6 +28,11 @@ from edgeskel.io import atomic_path
 from edgeskel.stream.contract import FRAME_INPUT, LOGITS_OUTPUT, VALID_INPUT, make_contract, state_names, write_contract
 from edgeskel.stream.step import StepModel, build_step_model, run_stream
 
+TENSORRT_KIT = "tensorrt"  # DIR/tensorrt/: the step engine's build kit (quantize/tensorrt.py)
+# A strongly typed fp16 step engine computes these in float16; the state path (call counter, masks,
+# end-of-stream table, the ring of recent logits) stays float32, so counts stay exact.
+STEP_FP16_OPS = ("Conv", "MatMul", "Gemm", "BatchNormalization", "Relu", "Softmax", "Tanh", "Sigmoid", "Einsum")
+
 
 def streaming_precisions() -> dict[str, tuple[str, ...]]:
     """{backend: precisions of its step graph} (edgeskel/backends/ `streaming_precisions`)."""
@@ -87,9 +92,10 @@ def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0, hold: 
 
 
 def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str = "fp32",
-                  sequences: list[np.ndarray] | None = None) -> dict[str, Any]:
+                  sequences: list[np.ndarray] | None = None, onnx_dir: Path | None = None) -> dict[str, Any]:
     """Replay streams (default: one random parity stream) on the exported graph and compare every
-    call's decision, from the first call to the last flush call, with the PyTorch step model."""
+    call's decision, from the first call to the last flush call, with the PyTorch step model.
+    `onnx_dir`: where the ONNX to replay is (default out_dir; a TensorRT kit's for its graph)."""
     from edgeskel.stream.replay import session_for
     from edgeskel.validate.parity import check_parity
 
@@ -97,7 +103,7 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
         frames = parity_sequence(step, hold=step.hold_empty)
         # the stream runs, then ends mid-call (leftover frames + flush calls): both paths compared
         sequences = [frames[:, : frames.shape[1] - (step.plan.stride // 2)]]
-    session = session_for(out_dir, backend, threads=1, precision=precision)
+    session = session_for(out_dir, backend, threads=1, precision=precision, onnx_dir=onnx_dir)
     ref = np.concatenate([run_stream(step, torch.from_numpy(f), end=True).numpy() for f in sequences])
     got = np.concatenate([session.replay(f, end=True) for f in sequences])
     res = check_parity(ref, got, precision)
@@ -108,11 +114,14 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
 def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision: str, out_dir: str | Path,
                      stride_mode: str = "keep", opset: int = 17, check: bool = True,
                      hold_empty: bool = True, calib: list[np.ndarray] | None = None,
-                     holdout: list[np.ndarray] | None = None, window: int | None = None) -> dict[str, Any]:
-    """Write DIR/model.onnx (+ model.xml/.bin for openvino) and DIR/streaming.json; check parity.
-    INT8 (ORT) needs `calib`: raw recorded sequences (C, L, V, M) to calibrate on; `holdout`
-    (other sequences) are streamed to judge it. Raises NotStreamable (with the reason) for
-    models without a streaming form."""
+                     holdout: list[np.ndarray] | None = None, window: int | None = None,
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write DIR/model.onnx (+ model.xml/.bin for openvino, + DIR/tensorrt/, a build kit of one
+    batch-1 step engine, for tensorrt) and DIR/streaming.json; check parity. INT8 (ORT) needs
+    `calib`: raw recorded sequences (C, L, V, M) to calibrate on; `holdout` (other sequences)
+    are streamed to judge it. `options`: TensorRT's route (tensorrt_version, typing, dla_core,
+    workspace_mb), as for windowed variants. Raises NotStreamable (with the reason) for models
+    without a streaming form."""
     supported = streaming_precisions()
     if backend not in supported:
         raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(supported)}")
@@ -139,16 +148,36 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         from edgeskel.quantize.openvino import to_openvino_ir
 
         files["openvino"] = to_openvino_ir(onnx_path, out_dir / "model.xml").name
+    if backend == "tensorrt":  # the device builds the engine: no shape flags, every input is static
+        from edgeskel.quantize.tensorrt import prepare_tensorrt
+
+        opts = options or {}
+        kit = prepare_tensorrt(onnx_path, out_dir / TENSORRT_KIT, precision, batch_sizes=[1],
+                               dla_core=opts.get("dla_core"), allow_gpu_fallback=opts.get("allow_gpu_fallback", True),
+                               workspace_mb=int(opts.get("workspace_mb", 1024)),
+                               tensorrt_version=opts.get("tensorrt_version"), typing=opts.get("typing"),
+                               fp16_ops=STEP_FP16_OPS)
+        if not kit["lint"]["passed"]:
+            raise ExportError(f"{out_dir / TENSORRT_KIT}: step graph fails the TensorRT lint: {kit['lint']['errors'][:3]}")
+        files["tensorrt"] = TENSORRT_KIT
+        extra["tensorrt"] = {k: kit[k] for k in ("route", "typing", "tensorrt_version", "engines", "trtexec")}
     contract = make_contract(step, files, {"backend": backend, "precision": precision, **extra})
     result: dict[str, Any] = {"status": "ok", "files": [str(out_dir / f) for f in files.values()],
                               "plan": step.plan.to_dict(), "parity": {}, **extra}
     write_contract(out_dir, contract)
     if check:
         runner = get_backend(backend).runner
-        for b in dict.fromkeys(["ort", runner]):  # ORT replays the ONNX; OpenVINO its IR
-            prec = precision if b == runner else "fp32"
-            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None)
-            result["parity"][b] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
+        # ORT replays the ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the
+        # kit's TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
+        checks = [("ort", "fp32", out_dir)] + ([(runner, precision, out_dir)] if runner not in ("ort", "tensorrt") else [])
+        if backend == "tensorrt":
+            checks.append(("ort", precision, out_dir / TENSORRT_KIT))
+        elif runner == "ort" and precision != "fp32":
+            checks = [("ort", precision, out_dir)]
+        for b, prec, where in checks:
+            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=where)
+            key = b if where == out_dir else f"{b} ({where.name}/model.onnx)"
+            result["parity"][key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
             if not res["passed"]:
                 result["status"] = "failed"
     result["files"].append(str(out_dir / "streaming.json"))

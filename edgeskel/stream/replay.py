@@ -16,8 +16,10 @@ from edgeskel.remote.device_runner import RUNTIMES, StreamSession
 __all__ = ["StreamSession", "session_for"]
 
 
-def session_for(out_dir: str | Path, backend: str, threads: int | None = None, precision: str = "fp32") -> StreamSession:
-    """A session on DIR's step graph: ONNX Runtime runs its ONNX, OpenVINO its IR."""
+def session_for(out_dir: str | Path, backend: str, threads: int | None = None, precision: str = "fp32",
+                onnx_dir: str | Path | None = None) -> StreamSession:
+    """A session on DIR's step graph: ONNX Runtime runs its ONNX (or `onnx_dir/model.onnx`, e.g.
+    a TensorRT kit's), OpenVINO its IR."""
     from edgeskel.stream.contract import read_contract
 
     contract = read_contract(out_dir)
@@ -25,7 +27,7 @@ def session_for(out_dir: str | Path, backend: str, threads: int | None = None, p
     key = "openvino" if backend == "openvino" else "onnx"
     if key not in files:
         raise ExportError(f"{out_dir}: streaming contract names no {key} file")
-    path = Path(out_dir) / files[key]
+    path = Path(out_dir) / files[key] if onnx_dir is None else Path(onnx_dir) / "model.onnx"
     try:
         infer = RUNTIMES[backend](path, precision if backend == "openvino" else "fp32", threads, {})
     except Exception as exc:  # noqa: BLE001 - the runtimes raise many types; one clear line
