@@ -169,6 +169,9 @@ class StreamingSection(BaseModel):
                                        "backend and precision have a step graph)")
     max_sequences: int = Field(256, ge=1, le=1_000_000, description="recorded test sequences replayed for streaming "
                                "top-1 (a seeded subset when the test split has more)")
+    checkpoint: str | None = Field(None, description="stream this checkpoint instead of the deployed model: the model "
+                                   "fine-tuned for streams (edgeskel train --init ... --native-rate / --streamable), "
+                                   "same classes and layout; the report compares it with the windowed variants")
 
 
 class Recipe(BaseModel):
@@ -262,4 +265,14 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
                           "checkpoint file; see reference/README.md for the command that creates the reference "
                           "checkpoints, or pass --checkpoint)")
     spec = resolve_data_path(data or recipe.data.spec, REPO_ROOT)
-    return recipe.model_copy(update={"model": model, "data": recipe.data.model_copy(update={"spec": spec})})
+    update: dict[str, Any] = {"model": model, "data": recipe.data.model_copy(update={"spec": spec})}
+    stream_ckpt = recipe.streaming.checkpoint if recipe.streaming is not None else None
+    if stream_ckpt is not None:
+        p = Path(stream_ckpt)
+        if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+            p = REPO_ROOT / p
+        if not p.is_file():
+            raise ConfigError(f"{source or f'recipe {recipe.name!r}'}: streaming.checkpoint: file {stream_ckpt} not found "
+                              "(allowed: an existing edgeskel checkpoint, e.g. from `edgeskel train --init C --native-rate`)")
+        update["streaming"] = recipe.streaming.model_copy(update={"checkpoint": str(p)})
+    return recipe.model_copy(update=update)

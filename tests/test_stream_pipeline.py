@@ -127,3 +127,42 @@ def test_jetson_streaming_step_engine_built_and_run_by_the_tensorrt_doubles(tmp_
     row = json.loads((run_dir / "report.json").read_text())["streaming"][0]
     assert row["measured_on"] == "imported://jetson-orin" and row["top1"] is not None and row["emulated"]
     assert row["status"] == "skipped" and row["latency_ms"]["p50"] is None  # a double's timing is never TensorRT's
+
+
+def test_stream_checkpoint_fine_tuned_for_streams_beside_the_windowed_model(tmp_path: Path, capsys):
+    """`streaming.checkpoint`: the windowed variants come from the recipe's model, the step graphs
+    from its copy fine-tuned at native rate (what a user ships for a live stream), in one run and
+    one report. A native-rate checkpoint also runs as the pipeline's model (its windowed arrays
+    are the last T frames, short clips zero-padded), and a checkpoint of other classes is refused."""
+    data = TINY_RECIPE["data"]["spec"]
+    common = ["--data", data, "--epochs", "1", "--batch-size", "8", "--optimizer", "adamw", "--threads", "1", "--json"]
+    assert main(["train", "--model", "stgcn", "--width", "0.25", "--frames", "16", "--out", str(tmp_path / "w"),
+                 *common]) == 0
+    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--native-rate", "--frames", "16",
+                 "--out", str(tmp_path / "s"), *common]) == 0
+    capsys.readouterr()
+    rec = {**RECIPE, "name": "tiny-stream-ckpt", "model": {"name": "stgcn", "checkpoint": str(tmp_path / "w" / "best.ckpt")},
+           "streaming": {"max_sequences": 6, "checkpoint": str(tmp_path / "s" / "best.ckpt")}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    prof = tiny_profile(tmp_path, variants=[{"backend": "ort", "precision": "fp32"}], measure={"warmup": 1, "runs": 5})
+    assert main(["export", "--device", str(prof), "--recipe", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    rep = json.loads((tmp_path / "runs" / "tiny-stream-ckpt" / "cpu" / "report.json").read_text())
+    (row,) = rep["streaming"]
+    assert row["model"] == "best.ckpt" and row["status"] == "pass" and row["sequences"] == 6
+    assert "Step graphs of best.ckpt" in (tmp_path / "runs" / "tiny-stream-ckpt" / "cpu" / "report.md").read_text()
+
+    # the native-rate checkpoint as the pipeline's own model: fixed windowed arrays, no crash
+    rec2 = {**rec, "name": "tiny-native", "model": {"name": "stgcn", "checkpoint": str(tmp_path / "s" / "best.ckpt")}}
+    rec2.pop("streaming")
+    path.write_text(yaml.safe_dump(rec2))
+    assert main(["export", "--device", str(prof), "--recipe", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+
+    assert main(["train", "--model", "stgcn", "--width", "0.25", "--frames", "16", "--out", str(tmp_path / "o"),
+                 "--data", "synthetic?classes=3&per_class=6", *common[2:]]) == 0
+    rec["streaming"]["checkpoint"] = str(tmp_path / "o" / "best.ckpt")
+    path.write_text(yaml.safe_dump(rec))
+    capsys.readouterr()
+    assert main(["export", "--device", str(prof), "--recipe", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "best.ckpt" in err and "Traceback" not in err

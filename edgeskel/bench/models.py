@@ -231,6 +231,6 @@ def arrays_at_frames(dataset: Any, pre: Any, frames: int, n_val: int, n_calib: i
         k = min(n, len(split))
         return SkeletonSet(split.samples[:k], split.labels[:k], split.names[:k])
 
-    vx, _ = prepare_arrays(head(dataset.test, n_val), dataset.layout, p)
-    cx, _ = prepare_arrays(head(dataset.train, n_calib), dataset.layout, p)
+    vx, _ = prepare_arrays(head(dataset.test, n_val), dataset.layout, p, fixed=True)
+    cx, _ = prepare_arrays(head(dataset.train, n_calib), dataset.layout, p, fixed=True)
     return vx, cx

@@ -73,7 +73,7 @@ def split_arrays(dataset: Any, pre: Preprocess, calib_samples: int, val_cap: int
     split = holdout(dataset)
     out: dict[str, np.ndarray] = {}
     for key, part in (("val", split.val), ("test", dataset.test)):
-        x, y = prepare_arrays(part, dataset.layout, pre)
+        x, y = prepare_arrays(part, dataset.layout, pre, fixed=True)  # a native-rate model: zero frames after short clips
         if val_cap is not None and len(y) > val_cap:
             idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:val_cap])
             x, y = x[idx], y[idx]
@@ -83,7 +83,7 @@ def split_arrays(dataset: Any, pre: Preprocess, calib_samples: int, val_cap: int
     n_train = len(split.train)
     rng = np.random.default_rng(seed + 1)
     idx = np.sort(rng.permutation(n_train)[: min(calib_samples, n_train)])
-    out["calib_x"], _ = prepare_arrays(split.train.subset(idx), dataset.layout, pre)
+    out["calib_x"], _ = prepare_arrays(split.train.subset(idx), dataset.layout, pre, fixed=True)
     return out
 
 
@@ -103,7 +103,7 @@ def unlabelled_array(dataset: Any, pre: Preprocess, calib_samples: int, n: int, 
     rest = np.sort(perm[min(calib_samples, n_train):][:n])
     parts, info = [], {"held_out_train": int(len(rest)), "augmented": 0}
     if len(rest):
-        parts.append(prepare_arrays(split.train.subset(rest), dataset.layout, pre)[0])
+        parts.append(prepare_arrays(split.train.subset(rest), dataset.layout, pre, fixed=True)[0])
     need = n - int(len(rest))
     if need > 0 and n_train:
         views = SkeletonTorchDataset(split.train, dataset.layout, pre, train=True, seed=seed + 7,

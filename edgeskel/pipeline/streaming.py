@@ -83,6 +83,20 @@ def load_sequences(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return [frames[:, e - n:e] for n, e in zip(lengths, ends, strict=True)], labels
 
 
+def stream_model(checkpoint: str, deployed_spec: Any, dataset: Any) -> tuple[Any, Any]:
+    """(model, spec) of `streaming.checkpoint`, refused unless it fits the run's data (classes,
+    joints, channels) as the deployed model does."""
+    from edgeskel.checkpoint import load_checkpoint
+    from edgeskel.train.api import check_compatible
+
+    model, spec, extra = load_checkpoint(checkpoint)
+    check_compatible(spec, dataset, checkpoint, extra, fix="give streaming.checkpoint a model of this recipe's data")
+    if list(spec.class_names) != list(deployed_spec.class_names):
+        raise ConfigError(f"{checkpoint}: streaming.checkpoint has classes {list(spec.class_names)[:4]}..., the deployed "
+                          f"model {list(deployed_spec.class_names)[:4]}...: a report cannot compare them")
+    return model, spec
+
+
 def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any, deploy_ckpt: Path,
                  model: Any, spec: Any, data_hash: str, log: Any = print) -> dict[str, Any] | None:
     """Export the step graphs (None when the run asks for no streaming). A model without a
@@ -94,8 +108,11 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
     if not chosen:
         raise ConfigError(f"streaming asked for (recipe {rec.name!r} or profile {profile.name!r}) but no variant of "
                           f"{profile.name!r} has a step graph on its backend and precision")
-    inputs = {"streaming": cfg.model_dump(mode="json"), "variants": [v.model_dump(mode="json") for v in chosen],
-              "model": sha256_file(deploy_ckpt), "data": data_hash, "logic": STREAM_LOGIC_VERSION,
+    if cfg.checkpoint is not None:  # the model fine-tuned for streams, streamed instead of the deployed one
+        model, spec = stream_model(cfg.checkpoint, spec, dataset)
+    inputs = {"streaming": cfg.model_dump(mode="json", exclude={"checkpoint"}),
+              "variants": [v.model_dump(mode="json") for v in chosen],
+              "model": sha256_file(cfg.checkpoint or deploy_ckpt), "data": data_hash, "logic": STREAM_LOGIC_VERSION,
               "calib_samples": rec.export.calib_samples}
 
     def export_streams(d: Path) -> dict[str, Any]:
@@ -127,7 +144,8 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
                 continue
             results[name] = {**res, "status": "passed", "of": v.key}
             outputs += [str(p.relative_to(d)) for p in sorted((d / name).rglob("*")) if p.is_file()]
-        return {"variants": results, "outputs": outputs, "sequences": len(seqs)}
+        return {"variants": results, "outputs": outputs, "sequences": len(seqs),
+                "model": Path(cfg.checkpoint).name if cfg.checkpoint else "the deployed model"}
 
     return run.run_stage("stream", inputs, export_streams, log)
 
@@ -150,6 +168,7 @@ def streaming_rows(profile: DeviceProfile, variants: list[dict[str, Any]], strea
                                "precision": of.get("precision"), "measured_on": "none", "fps": fps,
                                "stride": plan.get("stride"), "window": plan.get("window"),
                                "stride_mode": plan.get("stride_mode"), "top1": None,
+                               "model": streams.get("model", "the deployed model"),
                                "windowed_top1": (of.get("host_check") or {}).get("top1", of.get("top1")),
                                "latency_ms": {"p50": None, "p90": None, "p99": None}}
         meas = val_res["measured"].get(name)

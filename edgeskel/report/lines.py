@@ -315,9 +315,10 @@ STREAM_HEADER = ["Stream", "Status", "Stride", "Window", "State KB", "Top-1 stre
 def stream_text(report: dict[str, Any]) -> str:
     rows = report.get("streaming") or []
     fps = rows[0].get("fps", 30.0) if rows else 30.0
-    return ("Step graphs (docs/STREAMING.md): `stride` new frames + the state in, the decision for the stream so far "
+    model = rows[0].get("model", "the deployed model") if rows else "the deployed model"
+    return (f"Step graphs of {model} (docs/STREAMING.md): `stride` new frames + the state in, the decision for the stream so far "
             "out. Top-1 stream = the decision at each recorded test sequence's last frame (raw frames fed, stream "
-            "ended and flushed); Top-1 windowed = the same variant on resampled clips. Latency per step call at "
+            "ended and flushed); Top-1 windowed = the windowed variant of the same backend and precision. Latency per step call at "
             "batch 1, timed in the same run as the windowed variants; Speed-up/decision = windowed p50 / step p50; "
             f"Streams @{fps:g} fps = streams one runner keeps up with, calls back to back (the windowed variant "
             "recomputing its window at the same cadence in brackets). State = what a deployment keeps per stream.")

@@ -29,13 +29,15 @@ def default_preprocess(dataset: Any, num_frames: int | None = None, num_person: 
     return Preprocess(num_frames=num_frames, num_person=num_person, streams=streams, center=True)
 
 
-def prepare_arrays(split: Any, layout: Any, pre: Preprocess) -> tuple[Any, np.ndarray]:
+def prepare_arrays(split: Any, layout: Any, pre: Preprocess, fixed: bool = False) -> tuple[Any, np.ndarray]:
     """Deterministic eval-time preprocessing of a split to (N, C, T, V, M) + labels; at native
-    rate a list of clips of their own lengths (each scored exactly as a stream ends it)."""
+    rate a list of clips of their own lengths (each scored exactly as a stream ends it), unless
+    `fixed`: then what a windowed T-frame graph gets (the last T frames, a shorter clip followed
+    by zero frames), as exports, bundles and reports need one array."""
     from edgeskel.data.preprocess import preprocess_list, preprocess_set
 
     labels = np.asarray(split.labels, dtype=np.int64)
-    if pre.native_rate:
+    if pre.native_rate and not fixed:
         return preprocess_list(split, layout, pre), labels
     return preprocess_set(split, layout, pre), labels
 
