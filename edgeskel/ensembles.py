@@ -128,12 +128,11 @@ def assemble(streams: list[LoadedStream], fusion: str | None = None,
         if a.class_names and b.class_names and a.class_names != b.class_names:
             raise ConfigError(f"{s.origin}: {pair} name their classes differently")
         pa, pb = a.preprocess, b.preprocess
-        if preprocess is None:
-            for what in ("num_person", "num_frames", "center", "native_rate"):
-                if getattr(pa, what) != getattr(pb, what):
-                    raise ConfigError(f"{s.origin}: {pair} were trained with different {what} "
-                                      f"({getattr(pb, what)} vs {getattr(pa, what)}); the streams share one input")
-        elif pb.num_person != pa.num_person:
+        for what in ("center", "native_rate") + (("num_person", "num_frames") if preprocess is None else ()):
+            if getattr(pa, what) != getattr(pb, what):
+                raise ConfigError(f"{s.origin}: {pair} were trained with different {what} "
+                                  f"({getattr(pb, what)} vs {getattr(pa, what)}); the streams share one input")
+        if pb.num_person != pa.num_person:
             raise ConfigError(f"{s.origin}: {pair} take different person counts ({pb.num_person} vs {pa.num_person})")
     sources = {convention_of(s.source) for s in streams}
     missing_weights = any(s.weight is None for s in streams)
@@ -176,7 +175,8 @@ def stream_extra(streams: list[LoadedStream]) -> dict[str, Any]:
     """What the ensemble checkpoint records about its members (`extra.streams`)."""
     from edgeskel.io import sha256_file
 
-    return {"streams": [{"name": s.name, "input": s.view, "file": s.origin, "sha256": sha256_file(s.origin),
+    return {"streams": [{"name": s.name, "input": s.view, "file": s.origin,
+                         **({"sha256": sha256_file(s.origin)} if Path(s.origin).is_file() else {}),
                          "source": s.source or "edgeskel"} for s in streams]}
 
 
