@@ -252,3 +252,41 @@ def test_streams_that_do_not_fit_are_refused_naming_the_files(tmp_path):
         assemble([load_stream(StreamSpec(a), 0), load_stream(StreamSpec(a), 1)])
     with pytest.raises(ConfigError, match="unknown input view 'velocity'"):
         load_stream(StreamSpec(a, input="velocity"), 0)
+
+
+# ---- edgeskel import of several checkpoints ------------------------------------------------
+def test_import_several_official_checkpoints_into_one_ensemble(tmp_path, capsys):
+    from edgeskel.cli import main
+
+    d = _fixture("ctrgcn-ntu60")
+    ck = str(d / "checkpoint.pt")
+    out = tmp_path / "ens.ckpt"
+    rc = main(["import", ck, ck, ck, ck, "--inputs", "joint,bone,jm,bm", "--out", str(out), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fusion"] == "logits" and [s["weight"] for s in summary["streams"]] == [0.6, 0.6, 0.4, 0.4]
+    assert [s["input"] for s in summary["streams"]] == ["joint", "bone", "motion", "bone_motion"]
+    assert {s["source"] for s in summary["streams"]} == {"ctrgcn"}
+    assert torch.load(out, map_location="cpu", weights_only=True)["extra"]["streams"][0]["sha256"]
+    net, spec, _ = load_checkpoint(out)
+    x = np.load(d / "input.npy")
+    scores = [_run(net.streams["joint"], np.stack([ctrgcn_feeder(s, b, m) for s in x]))
+              for b, m in ((False, False), (True, False), (False, True), (True, True))]
+    np.testing.assert_allclose(_run(net, x), ctrgcn_ensemble_py(*scores), rtol=0, atol=1e-4)
+
+
+def test_import_ensemble_errors_are_one_line(tmp_path, capsys):
+    from edgeskel.cli import main
+
+    a = _tiny_stream(tmp_path, "a", "joint")
+    b = _tiny_stream(tmp_path, "b", "bone", classes=5)
+    rc = main(["import", str(a), str(b), "--out", str(tmp_path / "e.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("error:") == 1 and "b.ckpt" in err and "class counts" in err and "Traceback" not in err
+    rc = main(["import", str(a), str(a), "--inputs", "joint", "--out", str(tmp_path / "e.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--inputs 'joint': give 2 comma-separated values" in err
+    d = _fixture("ctrgcn-ntu60")
+    rc = main(["import", str(d / "checkpoint.pt"), str(a), "--out", str(tmp_path / "e.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not say which input" in err
