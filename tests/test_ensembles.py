@@ -62,7 +62,7 @@ def ctrgcn_ensemble_py(r1, r2, r3=None, r4=None, alpha: float = 1.0) -> np.ndarr
     return r1 + r2 * alpha
 
 
-# PYSKL pyskl/datasets/pipelines/pose_related.py JointToBone lines 303-311 (0-based (v1, v2))
+# PYSKL pyskl/datasets/pipelines/pose_related.py JointToBone lines 304-312 (0-based (v1, v2))
 PYSKL_PAIRS = {
     "nturgb+d": ((0, 1), (1, 20), (2, 20), (3, 2), (4, 20), (5, 4), (6, 5), (7, 6), (8, 20), (9, 8), (10, 9),
                  (11, 10), (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18), (21, 22),
@@ -73,7 +73,7 @@ PYSKL_PAIRS = {
 
 
 def pyskl_joint_to_bone(keypoint: np.ndarray, dataset: str) -> np.ndarray:
-    """JointToBone.__call__ lines 319-331, keypoint (M, T, V, C)."""
+    """JointToBone.__call__ lines 318-332, keypoint (M, T, V, C)."""
     M, T, V, C = keypoint.shape
     bone = np.zeros((M, T, V, C), dtype=np.float32)
     for v1, v2 in PYSKL_PAIRS[dataset]:
@@ -85,7 +85,7 @@ def pyskl_joint_to_bone(keypoint: np.ndarray, dataset: str) -> np.ndarray:
 
 
 def pyskl_to_motion(data: np.ndarray, dataset: str) -> np.ndarray:
-    """ToMotion.__call__ lines 344-354, data (M, T, V, C)."""
+    """ToMotion.__call__ lines 343-356, data (M, T, V, C)."""
     M, T, V, C = data.shape
     motion = np.zeros_like(data)
     motion[:, :T - 1] = np.diff(data, axis=1)
@@ -96,7 +96,7 @@ def pyskl_to_motion(data: np.ndarray, dataset: str) -> np.ndarray:
 
 
 def pyskl_gen_ske_feat(keypoint: np.ndarray, feat: str, dataset: str = "nturgb+d") -> np.ndarray:
-    """GenSkeFeat (lines 378-403) for one of feats j, b, jm, bm: bones first, motion of j or b."""
+    """GenSkeFeat (lines 377-401) for one of feats j, b, jm, bm: bones first, motion of j or b."""
     if feat == "j":
         return keypoint
     if feat == "jm":
