@@ -21,6 +21,75 @@ from edgeskel.train.config import TrainConfig
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class StreamEntry(BaseModel):
+    """One member of an ensemble (`model.streams`, docs/ENSEMBLES.md): a checkpoint, or a model
+    trained here on its input view."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="stream name (default: its input view)")
+    checkpoint: str | None = Field(None, description="edgeskel checkpoint, or an official one with import_from")
+    import_from: str | None = Field(None, description="code base of an official checkpoint, or 'auto'")
+    train: TrainConfig | bool | None = Field(None, description="train this stream here: true (the recipe's train "
+                                             "section) or a train section of its own")
+    model: str | None = Field(None, description="registered architecture (streams trained here; for official "
+                              "checkpoints: our model name, default detected)")
+    input: str | None = Field(None, description="input view: joint, bone, motion (joint motion) or bone_motion "
+                              "(default: the checkpoint's own)")
+    weight: float | None = Field(None, gt=0, description="fusion weight (default: the code base's, e.g. 2:2:1:1)")
+    width: float = Field(1.0, gt=0, le=4)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from edgeskel.models.ensemble import canonical_view
+
+        try:
+            return canonical_view(v, "input")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("import_from")
+    @classmethod
+    def _check_stream_source(cls, v: str | None) -> str | None:
+        return _check_import_source(v)
+
+    @model_validator(mode="after")
+    def _check_stream(self) -> StreamEntry:
+        trains = self.train is not None and self.train is not False
+        if trains == bool(self.checkpoint):
+            raise ValueError("a stream needs exactly one of checkpoint or train")
+        if trains and not (self.model and self.input):
+            raise ValueError("a stream trained here needs model (the architecture) and input (its view)")
+        if self.import_from and not self.checkpoint:
+            raise ValueError("import_from needs checkpoint")
+        if self.name is not None:
+            from edgeskel.models.ensemble import check_streams
+
+            try:
+                check_streams([{"name": self.name, "model": "x", "input": self.input or "joint", "weight": 1}])
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def train_config(self, default: TrainConfig) -> TrainConfig:
+        return self.train if isinstance(self.train, TrainConfig) else default
+
+
+def _check_import_source(v: str | None) -> str | None:
+    if v is None or v == "auto":
+        return v
+    from edgeskel.importers import available_sources
+
+    if v not in available_sources():
+        raise ValueError(f"unknown import source {v!r}{did_you_mean(v, available_sources())}; "
+                         f"allowed: auto, {name_list(available_sources())}")
+    return v
+
+
 class ModelSection(BaseModel):
     """The reference model: a checkpoint (edgeskel or official) or a model trained from scratch."""
 
@@ -34,13 +103,36 @@ class ModelSection(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     entrypoint: str | None = Field(None, description="your own model: 'package.module:function' returning an "
                                    "nn.Module for (N, C, T, V, M) input (RUNS THAT CODE; name: user; kwargs go to it)")
+    streams: list[StreamEntry] | None = Field(None, description="an ensemble (name: ensemble): stream models on "
+                                              "joint/bone/motion views of one input, fused (docs/ENSEMBLES.md)")
+    fusion: Literal["logits", "softmax"] | None = Field(None, description="ensemble fusion: weighted sum of logits "
+                                                       "(CTR-GCN) or of softmax scores (PYSKL); default: the streams' "
+                                                       "code base's")
 
     @model_validator(mode="before")
     @classmethod
     def _user_name(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("entrypoint") and "name" not in data:
             return {**data, "name": "user"}
+        if isinstance(data, dict) and data.get("streams") and "name" not in data:
+            return {**data, "name": "ensemble"}
         return data
+
+    @model_validator(mode="after")
+    def _check_ensemble(self) -> ModelSection:
+        if self.streams is not None:
+            if not self.streams:
+                raise ValueError("model.streams is empty: list the ensemble's streams")
+            if self.name != "ensemble":
+                raise ValueError(f"model.streams makes an ensemble: name must be 'ensemble' or omitted, not {self.name!r}")
+            if self.checkpoint or self.import_from or self.entrypoint:
+                raise ValueError("model.streams: each stream names its own checkpoint (model.checkpoint, import_from "
+                                 "and entrypoint are for one model)")
+        elif self.name == "ensemble":
+            raise ValueError("model name 'ensemble' needs model.streams")
+        elif self.fusion is not None:
+            raise ValueError("model.fusion is for ensembles (model.streams)")
+        return self
 
     @model_validator(mode="after")
     def _check_user(self) -> ModelSection:
@@ -78,14 +170,11 @@ class ModelSection(BaseModel):
     @field_validator("import_from")
     @classmethod
     def _check_source(cls, v: str | None) -> str | None:
-        if v is None or v == "auto":
-            return v
-        from edgeskel.importers import available_sources
+        return _check_import_source(v)
 
-        if v not in available_sources():
-            raise ValueError(f"unknown import source {v!r}{did_you_mean(v, available_sources())}; "
-                             f"allowed: auto, {name_list(available_sources())}")
-        return v
+    def trains_streams(self) -> bool:
+        """An ensemble with at least one stream trained here."""
+        return any(s.train not in (None, False) for s in self.streams or [])
 
 
 class DataSection(BaseModel):
@@ -198,6 +287,9 @@ class Recipe(BaseModel):
     def _check(self) -> Recipe:
         if self.model.import_from and not self.model.checkpoint:
             raise ValueError("model.import_from needs model.checkpoint")
+        if self.model.streams and self.data.streams != "joint":
+            raise ValueError("an ensemble takes raw joints (data.streams: joint); each stream's input view is "
+                             "model.streams[i].input")
         return self
 
 
@@ -264,6 +356,12 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
         raise ConfigError(f"{where}: file {model.checkpoint} not found (allowed: an existing edgeskel or official "
                           "checkpoint file; see reference/README.md for the command that creates the reference "
                           "checkpoints, or pass --checkpoint)")
+    if model.streams:
+        if checkpoint:
+            raise ConfigError(f"--checkpoint {checkpoint}: recipe {recipe.name!r} is an ensemble; its streams name "
+                              "their checkpoints (model.streams)")
+        model = model.model_copy(update={"streams": [_resolve_stream(s, i, recipe, source)
+                                                     for i, s in enumerate(model.streams)]})
     spec = resolve_data_path(data or recipe.data.spec, REPO_ROOT)
     update: dict[str, Any] = {"model": model, "data": recipe.data.model_copy(update={"spec": spec})}
     stream_ckpt = recipe.streaming.checkpoint if recipe.streaming is not None else None
@@ -276,3 +374,16 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
                               "(allowed: an existing edgeskel checkpoint, e.g. from `edgeskel train --init C --native-rate`)")
         update["streaming"] = recipe.streaming.model_copy(update={"checkpoint": str(p)})
     return recipe.model_copy(update=update)
+
+
+def _resolve_stream(stream: StreamEntry, index: int, recipe: Recipe, source: str | Path | None) -> StreamEntry:
+    if not stream.checkpoint:
+        return stream
+    path = Path(stream.checkpoint)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        where = f"{source or f'recipe {recipe.name!r}'}: model.streams[{index}].checkpoint"
+        raise ConfigError(f"{where}: file {stream.checkpoint} not found (allowed: an existing edgeskel or official "
+                          "checkpoint file)")
+    return stream.model_copy(update={"checkpoint": str(path)})

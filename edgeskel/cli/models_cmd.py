@@ -70,7 +70,8 @@ def _read_class_names(path: Path | None) -> list[str] | None:
 
 @app.command("import")
 def import_cmd(
-    file: Path = typer.Argument(..., help="checkpoint written by another code base (.pt/.pth/.safetensors/.pdparams)"),
+    files: list[Path] = typer.Argument(..., help="checkpoint written by another code base (.pt/.pth/.safetensors/"
+                                       ".pdparams); several: the streams of one ensemble (docs/ENSEMBLES.md)"),
     out: Path = typer.Option(..., "--out", help="edgeskel checkpoint to write"),
     source: str | None = typer.Option(None, "--from", help="code base (default: detected from the keys); "
                                       "see `edgeskel import-sources`"),
@@ -87,6 +88,14 @@ def import_cmd(
                                           "(RUNS THAT CODE); FILE holds its weights; needs --layout, --num-classes"),
     model_kwargs: str | None = typer.Option(None, "--model-kwargs", help="with --entrypoint: JSON object of the "
                                             "function's own arguments"),
+    inputs: str | None = typer.Option(None, "--inputs", help="ensemble: each file's input view, comma-separated "
+                                      "(joint, bone, motion, bone_motion); edgeskel checkpoints know their own"),
+    weights: str | None = typer.Option(None, "--weights", help="ensemble: fusion weights, comma-separated (default: "
+                                       "the code base's, 0.6/0.4 CTR-GCN, 2:2:1:1 PYSKL)"),
+    fusion: str | None = typer.Option(None, "--fusion", help="ensemble: logits (CTR-GCN) or softmax (PYSKL); "
+                                      "default: the code base's"),
+    names: str | None = typer.Option(None, "--names", help="ensemble: stream names, comma-separated (default: "
+                                     "the input views)"),
 ) -> None:
     """Convert a checkpoint from another code base (CTR-GCN, Hyperformer, PYSKL, mmaction2, ...)
     into an edgeskel checkpoint; source, model, layout and sizes are detected. With
@@ -96,6 +105,17 @@ def import_cmd(
     from edgeskel.io import sha256_file
     from edgeskel.models.profile import count_params
 
+    ensemble = len(files) > 1 or any(v is not None for v in (inputs, weights, fusion, names))
+    if ensemble:
+        if entrypoint is not None:
+            from edgeskel.errors import ConfigError
+
+            raise ConfigError("--entrypoint wraps one user model; import its streams one by one, then list the "
+                              "edgeskel checkpoints here")
+        _import_ensemble(files, out, source, model, layout, num_classes, num_person, frames,
+                         _read_class_names(class_names), inputs, weights, fusion, names, as_json)
+        return
+    file = files[0]
     names = _read_class_names(class_names)
     if entrypoint is not None:
         net, spec, info = _import_user_model(file, entrypoint, model_kwargs, layout, num_classes, num_person, frames,
@@ -122,6 +142,70 @@ def import_cmd(
             v = {a: (f"<{len(b)} entries>" if isinstance(b, list) and len(b) > 6 else b) for a, b in v.items()}
         table.add_row(k, f"{v:,}" if k == "params" else json.dumps(v) if isinstance(v, dict) else str(v))
     Console().print(table)
+
+
+def _split(option: str, value: str | None, n: int) -> list[str | None]:
+    from edgeskel.errors import ConfigError
+
+    if value is None:
+        return [None] * n
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != n or any(not p for p in parts):
+        raise ConfigError(f"{option} {value!r}: give {n} comma-separated values, one per checkpoint")
+    return list(parts)
+
+
+def _import_ensemble(files: list[Path], out: Path, source: str | None, model: str | None, layout: str | None,
+                     num_classes: int | None, num_person: int | None, frames: int, class_names: list[str] | None,
+                     inputs: str | None, weights: str | None, fusion: str | None, names: str | None,
+                     as_json: bool) -> None:
+    """`edgeskel import J.pt B.pt JM.pt BM.pt --inputs joint,bone,motion,bone_motion --out ens.ckpt`."""
+    from edgeskel.checkpoint import Preprocess, save_checkpoint
+    from edgeskel.ensembles import StreamSpec, assemble, load_stream, stream_extra
+    from edgeskel.errors import ConfigError
+    from edgeskel.models.profile import count_params
+
+    n = len(files)
+    ws: list[float | None] = []
+    for w in _split("--weights", weights, n):
+        try:
+            ws.append(None if w is None else float(w))
+        except ValueError:
+            raise ConfigError(f"--weights {weights!r}: {w!r} is not a number") from None
+    if fusion is not None and fusion not in ("logits", "softmax"):
+        raise ConfigError(f"--fusion {fusion!r}; allowed: logits, softmax")
+    loaded = []
+    for i, (f, view, w, name) in enumerate(zip(files, _split("--inputs", inputs, n), ws, _split("--names", names, n),
+                                               strict=True)):
+        entry = StreamSpec(f, name, view, w, source, model)
+        stream = load_stream(entry, i, layout=layout, num_person=num_person, class_names=class_names,
+                             preprocess=Preprocess(num_frames=frames, num_person=num_person) if num_person else None)
+        if num_classes is not None and stream.spec.num_classes != num_classes:
+            raise ConfigError(f"{f}: the checkpoint has {stream.spec.num_classes} classes, --num-classes {num_classes}")
+        if stream.source is not None:  # imported: the clip length given here (edgeskel checkpoints keep theirs)
+            stream.spec.preprocess = Preprocess(frames, stream.spec.preprocess.num_person, stream.view)
+        loaded.append(stream)
+    net, spec = assemble(loaded, fusion=fusion)
+    save_checkpoint(out, net, spec, extra=stream_extra(loaded))
+    summary = {
+        "out": str(out), "model": "ensemble", "fusion": spec.kwargs["fusion"], "layout": spec.layout.name,
+        "num_classes": spec.num_classes, "num_person": spec.preprocess.num_person,
+        "frames": spec.preprocess.num_frames, "params": count_params(net),
+        "streams": [{"name": s["name"], "input": s["input"], "weight": s["weight"], "model": s["model"],
+                     "source": x.source or "edgeskel", "file": str(x.origin)}
+                    for s, x in zip(spec.kwargs["streams"], loaded, strict=True)],
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"ensemble of {n} streams -> {out}", show_header=True)
+    for col in ("stream", "input", "weight", "model", "source", "file"):
+        table.add_column(col)
+    for s in summary["streams"]:
+        table.add_row(s["name"], s["input"], f"{s['weight']:g}", s["model"], s["source"], s["file"])
+    Console().print(table)
+    print(f"fusion {summary['fusion']}, {summary['num_classes']} classes, layout {summary['layout']}, "
+          f"{summary['params']:,} parameters")
 
 
 def _import_user_model(file: Path, entrypoint: str, model_kwargs: str | None, layout: str | None,

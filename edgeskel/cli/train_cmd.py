@@ -35,7 +35,8 @@ def train_cmd(
     layout: str | None = typer.Option(None, "--layout", help="layout name or YAML (default: implied by the data)"),
     frames: int | None = typer.Option(None, "--frames", help="T after resampling (default from data)"),
     persons: int | None = typer.Option(None, "--persons", help="M persons (default from data)"),
-    streams: str = typer.Option("joint", "--streams", help="joint | bone | motion | bone_motion"),
+    streams: str = typer.Option("joint", "--streams", "--stream", help="input view: joint | bone | motion | "
+                                 "bone_motion (one stream of an ensemble, docs/ENSEMBLES.md)"),
     width: float = typer.Option(1.0, "--width", help="channel width multiplier"),
     threads: int | None = typer.Option(None, "--threads"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable samples instead of failing"),

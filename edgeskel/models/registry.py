@@ -19,7 +19,7 @@ from edgeskel.layouts import SkeletonLayout, get_layout
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    family: str  # "gcn" or "transformer"
+    family: str  # "gcn", "transformer"; "user" and "ensemble" are not zoo architectures
     builder: Callable[..., nn.Module]
     description: str = ""
     # a small configuration for fast tests/demos: {"layout": name, **build kwargs}
@@ -50,9 +50,10 @@ def register_model(
 
 
 def available_models() -> list[str]:
-    """The model zoo. The `user` entry (your own module, `models/user.py`) is not listed: it
-    has no architecture of its own and builds only from an entrypoint."""
-    return sorted(n for n, e in _REGISTRY.items() if e.family != "user")
+    """The model zoo. The `user` entry (your own module, `models/user.py`) and the `ensemble`
+    entry (`models/ensemble.py`: several zoo models on input views) are not listed: they have no
+    architecture of their own and build only from an entrypoint / their streams."""
+    return sorted(n for n, e in _REGISTRY.items() if e.family not in ("user", "ensemble"))
 
 
 def model_entry(name: str) -> ModelEntry:

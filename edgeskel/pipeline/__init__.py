@@ -66,7 +66,7 @@ def run_pipeline(
 
     run = RunDir(Path(out_root) / rec.name / profile.name, base=out_root)  # names are checked: never outside --out
     with run:
-        ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
+        ckpt_hash = steps.checkpoint_hash(rec)
         inputs = {
             "recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
             "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json")),

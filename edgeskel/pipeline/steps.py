@@ -37,27 +37,54 @@ def load_data(recipe: Recipe, layout: Any = None) -> Any:
 
     chosen = layout or recipe.data.layout
     spec = extra = None
-    if recipe.model.has_edgeskel_checkpoint():
-        _, spec, extra = load_checkpoint(recipe.model.checkpoint)
+    own = _own_checkpoint(recipe)
+    if own is not None:
+        _, spec, extra = load_checkpoint(own)
         chosen = chosen or spec.layout
     ds = load_dataset(recipe.data.spec, layout=chosen, skip_bad=recipe.data.skip_bad,
                       class_names=recipe.data.class_names)
     if spec is not None:  # never run a checkpoint on data it was not made for (no silent fallback)
         from edgeskel.train.api import check_compatible
 
-        check_compatible(spec, ds, str(recipe.model.checkpoint), extra,
+        check_compatible(spec, ds, str(own), extra,
                          fix=f"pass --data SPEC for its dataset, or a recipe whose data.spec fits "
                              f"(recipe {recipe.name!r} reads {recipe.data.spec!r})")
     return requested_validation(ds, recipe.data.validation, recipe.data.validation_fraction)
 
 
+def checkpoint_hash(recipe: Recipe) -> str | None:
+    """The content hash of what the recipe starts from: its checkpoint, or an ensemble's stream
+    checkpoints (an edited stream file re-runs the stages like an edited model.checkpoint)."""
+    from edgeskel.io import sha256_file, sha256_json
+
+    if recipe.model.checkpoint:
+        return sha256_file(recipe.model.checkpoint)
+    files = [s.checkpoint for s in recipe.model.streams or [] if s.checkpoint]
+    return sha256_json([sha256_file(f) for f in files]) if files else None
+
+
+def _own_checkpoint(recipe: Recipe) -> str | None:
+    """The edgeskel checkpoint whose layout and preprocessing the recipe's data follow: the
+    model's, or an ensemble's first stream given as an edgeskel checkpoint."""
+    if recipe.model.has_edgeskel_checkpoint():
+        return recipe.model.checkpoint
+    from edgeskel.models.user import is_edgeskel_checkpoint
+
+    for s in recipe.model.streams or []:
+        if s.checkpoint and not s.import_from and is_edgeskel_checkpoint(s.checkpoint):
+            return s.checkpoint
+    return None
+
+
 def recipe_preprocess(recipe: Recipe, dataset: Any) -> Preprocess:
     """The preprocessing the model takes: an edgeskel checkpoint's own (it travels with the
-    model, like the layout), else the recipe's data settings."""
+    model, like the layout), else the recipe's data settings. An ensemble takes raw joints."""
     from edgeskel.train.api import default_preprocess
 
-    if recipe.model.has_edgeskel_checkpoint():
-        return load_checkpoint(recipe.model.checkpoint)[1].preprocess
+    own = _own_checkpoint(recipe)
+    if own is not None:
+        pre = load_checkpoint(own)[1].preprocess
+        return replace(pre, streams="joint") if recipe.model.streams else pre
 
     return default_preprocess(dataset, recipe.data.frames, recipe.data.persons, recipe.data.streams)
 
@@ -140,6 +167,8 @@ def reference_candidate(recipe: Recipe, dataset: Any) -> tuple[nn.Module, ModelS
     checkpoint, or else the recipe's architecture freshly initialised (source "untrained"). The
     reference stage trains the last; the fail-fast export check uses any of them as they are."""
     m = recipe.model
+    if m.streams:
+        return ensemble_reference(recipe, dataset)
     if m.entrypoint and m.checkpoint:  # the user's own module with their weights
         from edgeskel.importers.user import load_user_reference
 
@@ -180,6 +209,11 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     or train the recipe's model from scratch on the recipe's data (resumable). Under torchrun
     only rank 0 writes; the others wait for it at a barrier."""
     target = out_dir / "reference.ckpt"
+    if recipe.model.streams:
+        model, spec, extra, source = ensemble_reference(recipe, dataset, out_dir, train=True, quiet=quiet,
+                                                        runtime=runtime)
+        _save_on_main(target, model, spec, extra)
+        return {"source": source, **{k: v for k, v in extra.items() if k == "trained_streams"}}
     if recipe.model.checkpoint:
         model, spec, extra, source = reference_candidate(recipe, dataset)
         _save_on_main(target, model, spec, extra)
@@ -202,6 +236,65 @@ def get_reference(recipe: Recipe, dataset: Any, out_dir: Path, quiet: bool = Fal
     model, spec, extra = load_checkpoint(res["best_checkpoint"])
     _save_on_main(target, model, spec, extra)
     return {"source": "trained", "best_epoch": res["best_epoch"], "train_wall_time_s": res["wall_time_s"]}
+
+
+def ensemble_reference(recipe: Recipe, dataset: Any, out_dir: Path | None = None, train: bool = False,
+                       quiet: bool = False, runtime: Runtime | None = None,
+                       ) -> tuple[nn.Module, ModelSpec, dict[str, Any], str]:
+    """The recipe's ensemble (`model.streams`): every stream loaded, imported or (train=True)
+    trained here on its input view with the trainer every model uses, then assembled into one
+    module (edgeskel/ensembles.py). train=False leaves streams to train untrained (the check stage)."""
+    from edgeskel import models
+    from edgeskel.ensembles import LoadedStream, StreamSpec, assemble, load_stream, stream_extra
+
+    pre = recipe_preprocess(recipe, dataset)
+    classes = list(dataset.class_names)
+    loaded: list[LoadedStream] = []
+    trained: dict[str, Any] = {}
+    for i, s in enumerate(recipe.model.streams or []):
+        if s.checkpoint:
+            loaded.append(load_stream(StreamSpec(s.checkpoint, s.name, s.input, s.weight, s.import_from, s.model), i,
+                                      layout=dataset.layout, preprocess=replace(pre, streams=s.input or "joint"),
+                                      class_names=classes))
+            continue
+        view_pre = replace(pre, streams=s.input)
+        name = s.name or s.input
+        kwargs = {"num_person": pre.num_person, **s.kwargs}
+        if s.width != 1.0:
+            kwargs["width"] = s.width
+        cfg = s.train_config(recipe.train)
+        if train:
+            from edgeskel.train.trainer import seed_everything
+
+            seed_everything(cfg.seed)
+        net = models.build(s.model, len(classes), dataset.layout, **kwargs)
+        spec = ModelSpec(name=s.model, num_classes=len(classes), layout=dataset.layout, kwargs=kwargs,
+                         class_names=classes, preprocess=view_pre)
+        origin = f"model.streams[{i}] ({name}, untrained)"
+        if train:
+            from edgeskel.data.splits import holdout
+            from edgeskel.data.torch_dataset import SkeletonTorchDataset
+            from edgeskel.train.api import prepare_arrays
+            from edgeskel.train.trainer import fit
+
+            assert out_dir is not None
+            split = holdout(dataset)
+            val = prepare_arrays(split.val, dataset.layout, view_pre)
+            train_set = SkeletonTorchDataset.for_training(split.train, dataset.layout, view_pre, cfg)
+            res = fit(net, spec, train_set, val, cfg, out_dir / f"train-{name}", quiet=quiet,
+                      extra={"data": recipe.data.spec, "validation": split.info},
+                      on_epoch=lambda row, n=name: kill_point("reference", f"{n}_epoch_{row['epoch']}"),
+                      runtime=runtime)
+            net, spec, _ = load_checkpoint(res["best_checkpoint"])
+            origin = str(res["best_checkpoint"])
+            trained[name] = {"best_epoch": res["best_epoch"], "train_wall_time_s": res["wall_time_s"]}
+        loaded.append(LoadedStream(name, s.input, s.weight, net, spec, None, origin))
+    net, spec = assemble(loaded, fusion=recipe.model.fusion, preprocess=pre)
+    extra: dict[str, Any] = {"data": recipe.data.spec, **stream_extra(loaded)}
+    if trained:
+        extra["trained_streams"] = trained
+    names = ", ".join(f"{s.name}={s.view}" for s in loaded)
+    return net, spec, extra, f"ensemble ({names})"
 
 
 def export_check(recipe: Recipe, dataset: Any, profile: DeviceProfile, out_dir: Path, where: str,

@@ -197,7 +197,7 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
 
     run = RunDir(out_root / rec.name / f"tune-{profile.name}", base=out_root)
     with run:
-        ckpt_hash = sha256_file(rec.model.checkpoint) if rec.model.checkpoint else None
+        ckpt_hash = steps.checkpoint_hash(rec)
         run.set_inputs({"recipe": {"name": rec.name, "file": str(rec_path), "sha256": sha256_json(rec.model_dump(mode="json"))},
                         "device": {"name": profile.name, "sha256": sha256_json(profile.model_dump(mode="json"))},
                         "checkpoint": {"sha256": ckpt_hash} if ckpt_hash else None, "data": {"spec": rec.data.spec},
