@@ -3,7 +3,8 @@
 
 A candidate is a dict: id, compression (option key: 'none', 'budget-0.5', 'latency-ort', ...),
 variant (profile variant key), backend, precision, status ('ok' | 'error' | 'skipped'),
-top1 (validation), size_bytes, latency_ms {str(batch): {p50, p99, ...}}.
+top1 (validation), size_bytes, latency_ms {str(batch): {p50, p99, ...}}; a step graph of a stream
+workload also has form 'streaming' (top1: streaming top-1; latency: one step call = one decision).
 """
 
 from __future__ import annotations
@@ -57,14 +58,15 @@ def choose(cands: list[dict[str, Any]], ref_top1: float, max_drop: float,
     for c in cands:
         c["judged"] = judge(c, ref_top1, max_drop, p99_budget)
     ok = [c for c in cands if c["judged"]["passed"]]
-    base = [c for c in ok if c["compression"] == "none"]
+    base = [c for c in ok if c["compression"] == "none" and c.get("form") != "streaming"]
     best_base = min(base, key=lambda c: p50(c)) if base else None
     if not ok:
         return {"chosen": None, "why": "no candidate met the profile's gates (see each candidate's gates)",
                 "best_uncompressed": None, "speedup_vs_best_uncompressed": None}
     fastest = min(p50(c) for c in ok)
     tied = [c for c in ok if p50(c) <= fastest * (1 + TIE)]
-    pick = min(tied, key=lambda c: (c["compression"] != "none", -c["top1"], c.get("size_bytes") or 0, p50(c)))
+    pick = min(tied, key=lambda c: (c["compression"] != "none", c.get("form") == "streaming", -c["top1"],
+                                    c.get("size_bytes") or 0, p50(c)))
     gates = f"top-1 drop <= {max_drop:g}" + (f", p99 <= {p99_budget:g} ms at batch 1" if p99_budget else "")
     why = (f"{pick['id']}: lowest p50 at batch 1 ({p50(pick):.3f} ms) among {len(ok)} of {len(cands)} candidates "
            f"meeting the gates ({gates})")
@@ -78,8 +80,12 @@ def choose(cands: list[dict[str, Any]], ref_top1: float, max_drop: float,
             why += f"; {speed:.2f}x lower p50 than the best uncompressed candidate {best_base['id']} ({p50(best_base):.3f} ms)"
     else:
         why += "; no uncompressed candidate met the gates"
+    if pick.get("form") == "streaming":
+        why += (f"; a step graph: {pick.get('stride', 1)} new frame(s) per call, one decision per call (a windowed "
+                "candidate's p50 is one window per decision)")
     if len(tied) > 1:
-        why += f"; {len(tied) - 1} other candidate(s) within {TIE:.0%} (tie broken: uncompressed, then top-1, then size)"
+        why += (f"; {len(tied) - 1} other candidate(s) within {TIE:.0%} (tie broken: uncompressed, then windowed, "
+                "then top-1, then size)")
     return {"chosen": pick["id"], "why": why, "best_uncompressed": best_base["id"] if best_base else None,
             "speedup_vs_best_uncompressed": speed}
 

@@ -229,11 +229,15 @@ def run_tune(device: str, recipe: str = "default", checkpoint: str | None = None
         # ---- 5. one interleaved run: uncompressed vs final compressed candidates
         if fine_tuned:
             _final_round(search, fine_tuned)
+        # ---- 6. a stream workload: step graphs of the finals, timed with them (tune/streams.py)
+        from edgeskel.tune.streams import search_streams
+
+        search_streams(search, TUNE_LOGIC_VERSION)
         test_x, test_y = arrays["test_x"], arrays["test_y"]
         ref_test_top1 = accuracy_summary(predict_logits(teacher, test_x), test_y)["top1"]  # reported, never chosen on
         result = _finish(run, device, rec, profile, spec, list(search.cands.values()), search.options,
                          search.option_info, search.models, ref_top1, test_x, test_y, skipped_variants,
-                         time.monotonic() - t_start, ref_test_top1, len(arrays["val_y"]))
+                         time.monotonic() - t_start, ref_test_top1, len(arrays["val_y"]), dataset)
     if not quiet:
         import textwrap
 
@@ -552,7 +556,7 @@ def _caution(chosen: dict[str, Any], ref_top1: float, ref_test_top1: float, test
 def _finish(run: RunDir, device: str, rec: Recipe, profile: DeviceProfile, spec: Any, cands: list[dict[str, Any]], options: dict[str, Any],
             option_info: dict[str, dict[str, Any]], models: dict[str, Path], ref_top1: float, test_x: np.ndarray,
             test_y: np.ndarray, skipped_variants: list[str], wall_s: float, ref_test_top1: float,
-            n_val: int) -> dict[str, Any]:
+            n_val: int, dataset: Any = None) -> dict[str, Any]:
     """Front, choice, test top-1 of the choice, and the outputs: tune.json, tune.md, tune.png, recipe.yaml."""
     scored = [c for c in cands if c["status"] == "ok"]
     decision = front.choose(scored, ref_top1, profile.gates.max_top1_drop, profile.gates.p99_latency_ms)
@@ -563,11 +567,19 @@ def _finish(run: RunDir, device: str, rec: Recipe, profile: DeviceProfile, spec:
         from edgeskel.runtime import get_runner
         from edgeskel.train.metrics import accuracy_summary
 
-        with get_runner(chosen["runtime"]["backend"], chosen["artifact_path"], precision=chosen["runtime"]["precision"],
-                        threads=profile.threads, **chosen["options"]) as r:
-            logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
-        decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
-        if chosen["backend"] != chosen["runtime"]["backend"]:  # e.g. TensorRT: its ONNX on this host's ORT
+        if chosen.get("form") == "streaming":  # its decision at each test sequence's last frame
+            from edgeskel.pipeline.streaming import settings
+            from edgeskel.tune.streams import streaming_test_top1
+
+            decision["test_top1"] = streaming_test_top1(chosen, dataset, spec.preprocess.num_person,
+                                                        settings(profile, rec).max_sequences, profile.threads)
+            decision["test_top1_by"] = "streaming: the ended stream's final decision on each recorded test sequence"
+        else:
+            with get_runner(chosen["runtime"]["backend"], chosen["artifact_path"], precision=chosen["runtime"]["precision"],
+                            threads=profile.threads, **chosen["options"]) as r:
+                logits = np.concatenate([r.infer(test_x[i : i + 64]) for i in range(0, len(test_x), 64)])
+            decision["test_top1"] = accuracy_summary(logits, test_y)["top1"]
+        if chosen.get("form") != "streaming" and chosen["backend"] != chosen["runtime"]["backend"]:  # e.g. TensorRT: its ONNX on this host's ORT
             decision["test_top1_by"] = (f"{chosen['runtime']['backend']} on this host, on the ONNX the {chosen['backend']} "
                                         "engine is built from (the engine itself runs on the device only)")
         decision.update(_caution(chosen, ref_top1, ref_test_top1, decision["test_top1"], n_val, profile.gates.max_top1_drop))
@@ -586,7 +598,8 @@ def _finish(run: RunDir, device: str, rec: Recipe, profile: DeviceProfile, spec:
     base = next((c for c in cands if c["id"] == decision.get("best_uncompressed")), None)
     # per-op kernel times come from this host's profilers: shown only when the timing was local
     on_device = any(c.get("measured_on", "local") != "local" for c in cands)
-    profiles = [] if on_device else opcompare.compare(chosen, base, batch_from(test_x, 1), profile.threads)
+    windowed_choice = chosen if chosen is None or chosen.get("form") != "streaming" else None  # op profiles: windowed graphs
+    profiles = [] if on_device else opcompare.compare(windowed_choice, base, batch_from(test_x, 1), profile.threads)
     text = front.table(cands, fr, decision["chosen"], ref_top1)
     # the search's cost: every stage's own time, so a resumed run still reports what the search took
     stage_recs = run.manifest.get("stages") or {}
@@ -601,7 +614,7 @@ def _finish(run: RunDir, device: str, rec: Recipe, profile: DeviceProfile, spec:
               "accuracy_split": "validation", "gates": profile.gates.model_dump(mode="json"),
               "batch_sizes": profile.batch_sizes, "threads": profile.threads, "timed_on": timed_on,
               "variants_not_timed_here": skipped_variants, "options": option_info,
-              "candidates": [{k: v for k, v in c.items() if k != "artifact_path"} for c in cands],
+              "candidates": [{k: v for k, v in c.items() if k not in ("artifact_path", "step_dir")} for c in cands],
               "pareto_front": fr, "decision": decision, "op_profiles": profiles,
               "recipe_file": str(recipe_path) if recipe_path else None,
               "wall_time_s": round(wall_s, 1), "stages_wall_time_s": round(stage_s, 1), "libraries": library_versions(), "table": header + "\n" + cost + "\n" + text}
@@ -647,6 +660,8 @@ def _write_recipe(path: Path, device: str, ref_ckpt: Path, rec: Recipe, profile:
     body["compress"] = cfg.model_dump(mode="json") if cfg is not None else None
     if not comp.endswith("-ft"):
         body["finetune"] = None
+    if chosen.get("form") == "streaming":  # ship the step graph: the pipeline exports and measures it
+        body["streaming"] = {**(body.get("streaming") or {}), "variants": [chosen["variant"]]}
     if body["compress"] is None:
         body.pop("compress")
     if body.get("finetune") is None:
