@@ -171,16 +171,11 @@ def op_profile(path: Path, sess, frames: np.ndarray, threads: int, calls: int = 
 
 
 def step_flops(net, spec, mode: str) -> int:
-    """FLOPs of one step call (after the stream has settled: the count does not depend on it)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs of one step call (edgeskel/stream/cost.py)."""
     from edgeskel.stream import build_step_model
+    from edgeskel.stream.cost import step_flops as flops
 
-    step = build_step_model(net, spec, mode)
-    frame = torch.randn(step.frame_shape())
-    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
-        step(frame, step.full_valid(), *step.initial_states())
-    return int(counter.get_total_flops())
+    return flops(build_step_model(net, spec, mode))
 
 
 def interleaved(fns: dict, rounds: int, block: int, warm: int = 3) -> dict[str, list[float]]:

@@ -146,14 +146,23 @@ def bench_model(name: str, settings: BenchSettings, profile: DeviceProfile, mach
     stage("accuracy")
     torch_key = "baseline/torch-fp32"
     ref_top1 = float(rows[torch_key]["top1"])
+    from edgeskel.bench.streams import stream_rows  # step graphs beside the windowed rows (issue 30)
+
+    log(f"[bold]{name}[/]: streaming rows (step graphs replayed on {len(prep.val_y)} test sequences)")
+    stream_root = {w: cache_root(settings.cache_dir, f"{name}-stream-{w}", ck, frames, {"export_logic": EXPORT_LOGIC_VERSION})
+                   for w, ck in (("original", prep.reference_ckpt), ("compressed", prep.compressed_ckpt))}
+    srows, sinfers, stream_skipped = stream_rows({"original": (orig, spec), "compressed": (comp, cspec)}, prep.dataset,
+                                                 len(prep.val_y), stream_root, settings.threads, log)
+    rows.update(srows)
+    stage("streaming rows")
 
     tb = settings.throughput_batch
     log(f"[bold]{name}[/]: interleaved latency, {settings.rounds} rounds x {len(runners)} variants, batch 1 and {tb}")
-    lat = interleaved_latency({k: r.infer for k, r in runners.items()},
+    lat = interleaved_latency({**{k: r.infer for k, r in runners.items()}, **sinfers},
                               {1: batch_from(prep.val_x, 1), tb: batch_from(prep.val_x, tb)},
                               settings.rounds, settings.runs, settings.warmup, settings.max_seconds, progress,
-                              label=f"{name} latency")
-    for k in runners:
+                              label=f"{name} latency", only={k: [1] for k in sinfers})
+    for k in [*runners, *sinfers]:
         r = rows[k]
         r["latency_ms"] = lat[k]
         r["top1_drop"] = ref_top1 - r["top1"]
@@ -219,6 +228,7 @@ def bench_model(name: str, settings: BenchSettings, profile: DeviceProfile, mach
         "best_ort": best_ort,
         "targets": targets,
         "op_profile": profiled,
+        "streaming_skipped": stream_skipped,
         "scaling": {"T": tscale, "batch": bscale},
         "wall_time_s": round(time.perf_counter() - t_model, 1),
         "stage_seconds": stages,

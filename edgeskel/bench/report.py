@@ -99,6 +99,14 @@ def model_section(m: dict[str, Any], results: dict[str, Any], plots: dict[str, s
            f"compression + fine-tune took {_f(comp.get('wall_time_s'), '.0f')} s."
            + (f" Measured {m['measured_at']}." if m.get("measured_at") else ""), "",
            *variant_table(m, tb), ""]
+    streams = [r for r in m["variants"].values() if r.get("group") == "streaming"]
+    if streams or m.get("streaming_skipped"):
+        out += ["Streaming rows (edgeskel step graphs, docs/STREAMING.md): p50/p99 are one step call = one decision "
+                "on recorded test frames (a windowed row's are one window = one decision), timed in the same "
+                "interleaved run at batch 1; GFLOPs per call; top-1 = the ended stream's final decision on the same "
+                "test sequences, fed raw at their own rate (a model trained on resampled clips loses accuracy here: "
+                "fine-tune it for streams)."
+                + "".join(f" No {w} streaming row: {why}." for w, why in (m.get("streaming_skipped") or {}).items()), ""]
     judged = [(r["label"], r["parity_vs_torch"]) for r in m["variants"].values() if r.get("parity_vs_torch")]
     if judged:
         out += ["Baselines under the parity rule edgeskel applies to its own artifacts of the same precision "

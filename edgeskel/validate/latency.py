@@ -138,17 +138,19 @@ def progress_bar(enabled: bool) -> Progress:
 
 def interleaved_latency(infers: dict[str, Callable[[np.ndarray], np.ndarray]], batches: dict[int, np.ndarray],
                         rounds: int, runs: int, warmup: int, max_seconds: float | None, progress: bool = True,
-                        label: str = "latency") -> dict[str, dict[str, dict[str, Any]]]:
-    """{variant: {str(batch): latency_stats over all rounds + per-round p50s}}."""
+                        label: str = "latency", only: dict[str, list[int]] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{variant: {str(batch): latency_stats over all rounds + per-round p50s}}. `only`: the batch
+    sizes of some variants (a stream's step call runs at batch 1 only); the others run at all."""
     names = list(infers)
-    samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
-    round_p50: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
+    sizes = {n: [b for b in batches if only is None or n not in only or b in only[n]] for n in names}
+    samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in sizes[n]} for n in names}
+    round_p50: dict[str, dict[int, list[float]]] = {n: {b: [] for b in sizes[n]} for n in names}
     with progress_bar(progress) as bar:
-        task = bar.add_task(label, total=rounds * len(names) * len(batches))
+        task = bar.add_task(label, total=rounds * sum(len(v) for v in sizes.values()))
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]  # rotate: no variant always runs first
             for b, x in batches.items():
-                for n in order:
+                for n in (n for n in order if b in sizes[n]):
                     t = time_infer(infers[n], x, warmup=warmup, runs=runs, max_seconds=max_seconds,
                                    min_runs=min(10, runs), warmup_seconds=None if max_seconds is None else max_seconds / 4)
                     samples[n][b] += t
@@ -157,7 +159,7 @@ def interleaved_latency(infers: dict[str, Callable[[np.ndarray], np.ndarray]], b
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for n in names:
         out[n] = {}
-        for b in batches:
+        for b in sizes[n]:
             st = latency_stats(samples[n][b], b)
             st.pop("samples_ms", None)
             st["round_p50"] = [round(v, 4) for v in round_p50[n][b]]
