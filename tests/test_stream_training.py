@@ -138,3 +138,40 @@ def test_remove_strides_is_recorded_and_streams_every_frame(finetuned, tmp_path)
     _, plain, _ = load_checkpoint(res["best_checkpoint"])
     assert "strides_removed" not in plain.to_dict() and not plain.strides_removed
     assert build_step_model(model, spec, "keep").plan.stride == 1
+
+
+def test_distillation_teacher_sees_the_clip_as_it_was_trained(tmp_path):
+    """`--init W --native-rate --distill 0.5`: the student learns native-rate windows while the
+    frozen windowed checkpoint, its teacher, is fed the same clip resampled as in its own training
+    (same augmentation draw); the checkpoint records how it was distilled."""
+    import torch
+
+    from edgeskel.checkpoint import load_checkpoint
+    from edgeskel.cli import main
+    from edgeskel.data import load_dataset
+    from edgeskel.data.preprocess import preprocess_sample
+    from edgeskel.data.torch_dataset import SkeletonTorchDataset
+
+    data = "synthetic?classes=3&per_class=6&frames=40"
+    common = ["--data", data, "--epochs", "1", "--batch-size", "6", "--optimizer", "adamw", "--threads", "1", "--json"]
+    assert main(["train", "--model", "stgcn", "--width", "0.125", "--frames", "16", "--out", str(tmp_path / "w"),
+                 *common]) == 0
+    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--native-rate", "--frames", "24",
+                 "--distill", "0.5", "--out", str(tmp_path / "s"), *common]) == 0
+    _, spec, extra = load_checkpoint(tmp_path / "s" / "best.ckpt")
+    assert spec.preprocess.native_rate and spec.preprocess.num_frames == 24
+    assert extra["distill"]["weight"] == 0.5 and extra["distill"]["teacher_view"]["num_frames"] == 16
+    assert not extra["distill"]["teacher_view"].get("native_rate")
+
+    _, w_spec, _ = load_checkpoint(tmp_path / "w" / "best.ckpt")
+    ds = load_dataset(data, layout=spec.layout)
+    train = SkeletonTorchDataset(ds.train, ds.layout, spec.preprocess, train=True, seed=3, rotate_deg=30.0,
+                                 teacher_cfg=w_spec.preprocess)
+    x, y, xt = train[2]
+    assert x.shape[1] <= 24 and xt.shape[1] == 16 and y == int(ds.train.labels[2])
+    rng = np.random.default_rng([3, 0, 2])
+    want = preprocess_sample(ds.train.samples[2], ds.layout, w_spec.preprocess, train=True, rng=rng, rotate_deg=30.0)
+    assert torch.equal(xt, torch.from_numpy(want))  # the teacher's own view, same rotation draw as the student's
+    xb, yb, xtb = train.collate([train[0], train[1]])
+    assert xtb.shape[0] == 2 and xtb.shape[2] == 16
+    assert main(["train", "--model", "stgcn", "--distill", "0.5", "--out", str(tmp_path / "x"), *common]) == 2

@@ -57,6 +57,9 @@ def train_cmd(
                                         "then decides every frame (fine-tune with --init)"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (architecture + weights): a "
                                      "fine-tune, e.g. --init C --native-rate for streams"),
+    distill: float = typer.Option(0.0, "--distill", min=0.0, max=1.0, help="with --init: distil from that checkpoint "
+                                  "as it is, fed each clip as it was trained to see it (e.g. resampled), this weight "
+                                  "of the loss (docs/STREAMING.md, Training for streams)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
@@ -72,7 +75,7 @@ def train_cmd(
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
                 validation=validation, validation_fraction=validation_fraction, native_rate=native_rate, init=init,
-                streamable=streamable, remove_strides=remove_strides)
+                streamable=streamable, remove_strides=remove_strides, distill=distill)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

@@ -22,9 +22,14 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, sset: SkeletonSet, layout: SkeletonLayout, cfg: Preprocess, train: bool = False,
-                 seed: int = 0, rotate_deg: float = 0.0, scale_jitter: float = 0.0) -> None:
+                 seed: int = 0, rotate_deg: float = 0.0, scale_jitter: float = 0.0,
+                 teacher_cfg: Preprocess | None = None) -> None:
         check_config(cfg)
         self.set, self.layout, self.cfg, self.train, self.seed = sset, layout, cfg, train, seed
+        # teacher_cfg (training only): each item also carries the same clip as a distillation
+        # teacher was trained to see it (e.g. the whole clip resampled to its T, for a student
+        # learning native-rate windows), augmented identically: (x, label, x_teacher)
+        self.teacher_cfg = teacher_cfg
         self.rotate_deg, self.scale_jitter = rotate_deg, scale_jitter
         self.epoch = 0
         self._cache: np.ndarray | None = None
@@ -50,22 +55,27 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
         lengths = np.minimum(self.set.lengths(), self.cfg.num_frames)
         return LengthBatchSampler(lengths, batch, drop_last, rank, world, generator)
 
-    def collate(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate(self, items: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:
         """Stack a batch; clips of different lengths are cut to the shortest (their first frames:
-        each clip already is a random window of the sequence)."""
-        short = min(x.shape[1] for x, _ in items)
-        return torch.stack([x[:, :short] for x, _ in items]), torch.tensor([y for _, y in items])
+        each clip already is a random window of the sequence). Teacher views have a fixed T."""
+        short = min(it[0].shape[1] for it in items)
+        batch = (torch.stack([it[0][:, :short] for it in items]), torch.tensor([it[1] for it in items]))
+        return batch + ((torch.stack([it[2] for it in items]),) if len(items[0]) > 2 else ())
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         label = int(self.set.labels[i])
         if not self.train:
             if self._cache is None:
                 self._cache = preprocess_set(self.set, self.layout, self.cfg)
             return torch.from_numpy(self._cache[i]), label
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-        x = preprocess_sample(self.set.samples[i], self.layout, self.cfg, train=True, rng=rng,
-                              rotate_deg=self.rotate_deg, scale_jitter=self.scale_jitter, name=self.set.names[i])
-        return torch.from_numpy(x), label
+        views = []
+        for cfg in (self.cfg, self.teacher_cfg) if self.teacher_cfg is not None else (self.cfg,):
+            # the same seed for both views: augmentation draws first, so the rotation/scale match
+            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+            views.append(torch.from_numpy(preprocess_sample(self.set.samples[i], self.layout, cfg, train=True, rng=rng,
+                                                            rotate_deg=self.rotate_deg, scale_jitter=self.scale_jitter,
+                                                            name=self.set.names[i])))
+        return (views[0], label, *views[1:])
 
 
 class LengthBatchSampler(torch.utils.data.Sampler[list[int]]):

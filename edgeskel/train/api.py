@@ -63,6 +63,7 @@ def train(
     init: str | Path | None = None,
     streamable: bool = False,
     remove_strides: bool = False,
+    distill: float = 0.0,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
@@ -72,6 +73,9 @@ def train(
     e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form.
     `remove_strides`: every temporal stride set to 1 (a stream decides every frame); recorded in
     the checkpoint (ModelSpec.strides_removed).
+    `distill` (with `init`): weight of distillation from the `init` model as it is, frozen, fed
+    each clip as IT was trained to see it (its own preprocessing, e.g. the whole clip resampled)
+    while the student learns the new view (e.g. native-rate windows).
     `runtime` picks the device / mixed precision / loader workers (default: auto).
     `validation='test'` chooses the best epoch on a slice of the test split (the deployment
     domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
@@ -130,9 +134,19 @@ def train(
     split = holdout(ds)
     val = prepare_arrays(split.val, ds.layout, pre)
     train_set = SkeletonTorchDataset.for_training(split.train, ds.layout, pre, cfg)
-    result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet,
+    teacher = None
+    if distill > 0:
+        if init_model is None:
+            raise ConfigError("--distill needs --init CHECKPOINT (the teacher is that checkpoint as it is)")
+        teacher, t_spec, _ = load_checkpoint(init)
+        train_set.teacher_cfg = t_spec.preprocess
+        cfg = cfg.model_copy(update={"kd_weight": float(distill)})
+    result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet, teacher=teacher,
                  extra={"data": data, "dataset_info": ds.info, "validation": split.info,
-                        **({"init": str(init)} if init is not None else {})}, runtime=runtime)
+                        **({"init": str(init)} if init is not None else {}),
+                        **({"distill": {"weight": float(distill), "teacher": str(init),
+                                        "teacher_view": train_set.teacher_cfg.to_dict()}} if teacher is not None else {})},
+                 runtime=runtime)
     best, _, _ = load_checkpoint(result["best_checkpoint"])
     test_x, test_y = prepare_arrays(ds.test, ds.layout, pre)
     result.update({"model": model, "data": data, "num_classes": len(ds.class_names),

@@ -184,7 +184,9 @@ def fit(
             model.train()
             t_epoch = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, (xb, yb) in enumerate(loader, start=1):
+            for step, (xb, yb, *teacher_view) in enumerate(loader, start=1):
+                # a teacher view (dataset teacher_cfg): the clip as the teacher saw it in training
+                xt = teacher_view[0].to(device, non_blocking=True).float() if teacher_view else None
                 xb = xb.to(device, non_blocking=True).float()
                 yb = yb.to(device, non_blocking=True).long()
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -192,7 +194,7 @@ def fit(
                     loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                     if teacher is not None and cfg.kd_weight > 0:
                         with torch.no_grad():
-                            t_logits = teacher(xb)
+                            t_logits = teacher(xb if xt is None else xt)
                         loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * distillation_loss(
                             logits.float(), t_logits.float(), cfg.kd_temperature)
                 loss_value = loss.item()
