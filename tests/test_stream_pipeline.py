@@ -95,7 +95,8 @@ def test_jetson_streaming_step_engine_built_and_run_by_the_tensorrt_doubles(tmp_
 
     prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "devices" / "jetson-orin.yaml").read_text())
     prof.update(arch="x86_64", batch_sizes=[1], measure={"warmup": 2, "runs": 10},
-                variants=[{"backend": "tensorrt", "precision": "fp16"}], streaming={"fps": 30, "min_streams": 1})
+                variants=[v for v in prof["variants"] if v["backend"] == "tensorrt"],  # fp16, int8, DLA int8
+                streaming={"fps": 30, "min_streams": 1})
     path = tmp_path / "jetson-orin.yaml"
     path.write_text(yaml.safe_dump(prof))
     out = tmp_path / "runs"
@@ -103,30 +104,35 @@ def test_jetson_streaming_step_engine_built_and_run_by_the_tensorrt_doubles(tmp_
                "--quiet"])
     run_dir = out / "tiny-stream" / "jetson-orin"
     rep = json.loads((run_dir / "report.json").read_text())
-    assert rc == 3 and [r["name"] for r in rep["streaming"]] == ["tensorrt-fp16-stream"]  # not measured yet
-    assert rep["streaming"][0]["status"] == "skipped"
+    assert rc == 3 and [r["name"] for r in rep["streaming"]] == ["tensorrt-fp16-stream", "tensorrt-int8-stream",
+                                                                  "tensorrt-int8-dla-stream"]
+    assert {r["status"] for r in rep["streaming"]} == {"skipped"}  # not measured yet
     exp = json.loads((run_dir / "manifest.json").read_text())["stages"]["stream"]["result"]["variants"]
     par = exp["tensorrt-fp16-stream"]["parity"]
     assert par["ort"]["passed"] and par["ort (tensorrt/model.onnx)"]["passed"]  # the kit's fp16-typed graph, replayed
+    q = exp["tensorrt-int8-stream"]  # explicit quantization: s8 symmetric Q/DQ, judged by the INT8 rule
+    assert q["quantization"]["symmetric_activations"] and q["parity"]["ort (tensorrt/model.onnx)"]["passed"]
     bundle = run_dir / rep["bundle"]
     meta = json.loads((bundle / "bundle.json").read_text())
     v = next(v for v in meta["variants"] if v["name"] == "tensorrt-fp16-stream")
     assert v["form"] == "streaming" and v["build"]["engines"] == {"1": "artifacts/tensorrt-fp16-stream/model.b1.engine"}
     script = (bundle / v["build"]["script"]).read_text()
     assert "--stronglyTyped" in script and "Shapes=" not in script
+    assert any(x["name"] == "tensorrt-int8-stream" for x in meta["variants"])
 
     dbl = install(tmp_path, "10.3.0")
     proc = subprocess.run([str(dbl.python), "device_runner.py", ".", "--out", str(tmp_path / "results.json")],
                           cwd=bundle, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "results.json").read_text())
-    res = {r["name"]: r for r in doc["variants"]}["tensorrt-fp16-stream"]
-    assert res["status"] == "ok" and res["streaming"]["sequences"] == 4 and res["latency_ms"]["1"]["p50"] > 0
-    assert "contract double" in res["tensorrt"]["runtime"]
+    for name in ("tensorrt-fp16-stream", "tensorrt-int8-stream", "tensorrt-int8-dla-stream"):
+        res = {r["name"]: r for r in doc["variants"]}[name]
+        assert res["status"] == "ok" and res["streaming"]["sequences"] == 4 and res["latency_ms"]["1"]["p50"] > 0
+        assert "contract double" in res["tensorrt"]["runtime"]
     assert main(["results", "import", str(run_dir), str(tmp_path / "results.json")]) in (0, 3)
-    row = json.loads((run_dir / "report.json").read_text())["streaming"][0]
-    assert row["measured_on"] == "imported://jetson-orin" and row["top1"] is not None and row["emulated"]
-    assert row["status"] == "skipped" and row["latency_ms"]["p50"] is None  # a double's timing is never TensorRT's
+    for row in json.loads((run_dir / "report.json").read_text())["streaming"]:
+        assert row["measured_on"] == "imported://jetson-orin" and row["top1"] is not None and row["emulated"]
+        assert row["status"] == "skipped" and row["latency_ms"]["p50"] is None  # a double's timing is never TensorRT's
 
 
 def test_stream_checkpoint_fine_tuned_for_streams_beside_the_windowed_model(tmp_path: Path, capsys):

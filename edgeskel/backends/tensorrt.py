@@ -15,5 +15,5 @@ BACKEND = BackendSpec(
         "cuda": "pip install cuda-python (matching the device's CUDA major version)",
     },
     runner="tensorrt",
-    streaming_precisions=("fp16",),  # step engines: fp16 build kit of the step ONNX (stream/export.py)
+    streaming_precisions=("fp16", "int8"),  # step engines: build kits of the step ONNX / its QDQ graph (stream/export.py)
 )

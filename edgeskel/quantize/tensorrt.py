@@ -260,7 +260,8 @@ def prepare_tensorrt(
     tensorrt.json (what the script builds), run_engine.py + device_runner.py (inference), README.txt
     and lint.json. Returns {files, lint, route, engines, ...}. `fp16_ops` (strongly typed fp16
     only): the op types typed float16, every other op stays float32 (a step graph's state path:
-    counters, masks and ring buffers must stay exact)."""
+    counters, masks and ring buffers must stay exact); with int8, the Q/DQ graph is kept as it is
+    (quantized ops in INT8, the rest float32)."""
     from edgeskel.quantize.tensorrt_routes import (
         CALIB_CACHE,
         STRONG_QDQ_OPSET,
@@ -297,8 +298,11 @@ def prepare_tensorrt(
     (out_dir / CALIB_CACHE).unlink(missing_ok=True)  # a cache only where this route reads one
     calibration, layer_precisions = None, None
     if route.typing == "strong":
-        fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None,
-                   fp16_ops=fp16_ops if precision == "fp16" else None)
+        if fp16_ops is not None and precision == "int8":
+            atomic_write_bytes(model, src.read_bytes())  # Q/DQ compute in INT8, the rest stays float32
+        else:
+            fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None,
+                       fp16_ops=fp16_ops if precision == "fp16" else None)
     elif route.implicit_int8 and precision == "int8":
         # DLA INT8 on TensorRT 10.x: the Q/DQ graph's own scales as a calibration cache, on the
         # graph without its Q/DQ nodes (tensorrt_routes: the route NVIDIA documents for 10.x DLA).

@@ -138,9 +138,10 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         from edgeskel.stream.quantize import quantize_step_graph
 
         fp32 = export_step_onnx(step, out_dir / "model.fp32.onnx", opset=opset)
-        extra["quantization"] = quantize_step_graph(fp32, out_dir / "model.onnx", step, calib)
+        # TensorRT's explicit quantization needs s8 symmetric activations (zero-point 0)
+        extra["quantization"] = quantize_step_graph(fp32, out_dir / "model.onnx", step, calib,
+                                                    symmetric=backend == "tensorrt")
         onnx_path = out_dir / "model.onnx"
-        fp32.unlink()
     else:
         onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
     files = {"onnx": onnx_path.name}
@@ -152,7 +153,8 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         from edgeskel.quantize.tensorrt import prepare_tensorrt
 
         opts = options or {}
-        kit = prepare_tensorrt(onnx_path, out_dir / TENSORRT_KIT, precision, batch_sizes=[1],
+        kit = prepare_tensorrt(out_dir / "model.fp32.onnx" if precision == "int8" else onnx_path, out_dir / TENSORRT_KIT,
+                               precision, qdq_onnx=onnx_path if precision == "int8" else None, batch_sizes=[1],
                                dla_core=opts.get("dla_core"), allow_gpu_fallback=opts.get("allow_gpu_fallback", True),
                                workspace_mb=int(opts.get("workspace_mb", 1024)),
                                tensorrt_version=opts.get("tensorrt_version"), typing=opts.get("typing"),
@@ -161,6 +163,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
             raise ExportError(f"{out_dir / TENSORRT_KIT}: step graph fails the TensorRT lint: {kit['lint']['errors'][:3]}")
         files["tensorrt"] = TENSORRT_KIT
         extra["tensorrt"] = {k: kit[k] for k in ("route", "typing", "tensorrt_version", "engines", "trtexec")}
+    (out_dir / "model.fp32.onnx").unlink(missing_ok=True)  # INT8: the float graph only fed the quantizer and the kit
     contract = make_contract(step, files, {"backend": backend, "precision": precision, **extra})
     result: dict[str, Any] = {"status": "ok", "files": [str(out_dir / f) for f in files.values()],
                               "plan": step.plan.to_dict(), "parity": {}, **extra}
@@ -170,10 +173,10 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         # ORT replays the ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the
         # kit's TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
         checks = [("ort", "fp32", out_dir)] + ([(runner, precision, out_dir)] if runner not in ("ort", "tensorrt") else [])
+        if precision == "int8":  # the QDQ graph itself (ORT's, or the one TensorRT builds from)
+            checks = [("ort", "int8", out_dir)]
         if backend == "tensorrt":
             checks.append(("ort", precision, out_dir / TENSORRT_KIT))
-        elif runner == "ort" and precision != "fp32":
-            checks = [("ort", precision, out_dir)]
         for b, prec, where in checks:
             res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=where)
             key = b if where == out_dir else f"{b} ({where.name}/model.onnx)"

@@ -49,12 +49,13 @@ def calibration_feeds(step: StepModel, sequences: Sequence[np.ndarray], max_call
 
 
 def quantize_step_graph(onnx_fp32: Path, onnx_out: Path, step: StepModel, sequences: Sequence[np.ndarray],
-                        method: str = "minmax", max_calls: int = 2048) -> dict[str, Any]:
-    """INT8 QDQ step graph (u8 asymmetric activations, as edgeskel's windowed ORT INT8)."""
+                        method: str = "minmax", max_calls: int = 2048, symmetric: bool = False) -> dict[str, Any]:
+    """INT8 QDQ step graph: u8 asymmetric activations, as edgeskel's windowed ORT INT8, or with
+    `symmetric` s8 zero-point-0 activations, which TensorRT's explicit quantization needs."""
     from edgeskel.quantize.ort_qdq import quantize_ort_int8
 
     feeds = calibration_feeds(step, sequences, max_calls)
-    settings = quantize_ort_int8(onnx_fp32, onnx_out, feeds, method=method, symmetric_activations=False,
-                                 op_types=QUANTIZED_OPS, preprocess=False)
+    settings = quantize_ort_int8(onnx_fp32, onnx_out, feeds, method=method, symmetric_activations=symmetric,
+                                 op_types=QUANTIZED_OPS, preprocess=False, quantize_bias=not symmetric)
     settings["calib_sequences"] = len(sequences)
     return settings
