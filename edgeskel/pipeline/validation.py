@@ -68,10 +68,11 @@ def stream_artifact_entries(stream_res: dict[str, Any], profile: DeviceProfile, 
         d = stream_root / name
         contract = read_contract(d)
         v = by_key[res["of"]]
-        key = {"openvino": "openvino", "tensorrt": "tensorrt"}.get(v.backend, "onnx")
+        art = contract["files"].get(v.backend, contract["files"]["onnx"])  # the backend's own file, else the ONNX
+        if (d / art).is_dir():  # a build kit (TensorRT): the ONNX its engine is built from
+            art = f"{art}/model.onnx"
         entry = artifact_entry(SimpleNamespace(key=name, backend=v.backend, precision=v.precision, options=v.options),
-                               {"artifact": contract["files"][key] if key != "tensorrt" else "tensorrt/model.onnx"},
-                               stream_root)
+                               {"artifact": art}, stream_root)
         entry.update(form="streaming", of=v.key, contract=str(d / "streaming.json"), input_name=contract["frame_input"],
                      static_batch=1)
         entries.append(entry)

@@ -169,13 +169,15 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
                               "plan": step.plan.to_dict(), "parity": {}, **extra}
     write_contract(out_dir, contract)
     if check:
-        runner = get_backend(backend).runner
+        spec_b = get_backend(backend)
+        runner = spec_b.runner
         # ORT replays the ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the
         # kit's TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
-        checks = [("ort", "fp32", out_dir)] + ([(runner, precision, out_dir)] if runner not in ("ort", "tensorrt") else [])
+        own = [(runner, precision, out_dir)] if runner != "ort" and spec_b.runs_here else []  # e.g. OpenVINO's IR
+        checks = [("ort", "fp32", out_dir)] + own
         if precision == "int8":  # the QDQ graph itself (ORT's, or the one TensorRT builds from)
             checks = [("ort", "int8", out_dir)]
-        if backend == "tensorrt":
+        if TENSORRT_KIT in files:
             checks.append(("ort", precision, out_dir / TENSORRT_KIT))
         for b, prec, where in checks:
             res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=where)
