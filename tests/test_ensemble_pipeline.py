@@ -145,6 +145,14 @@ def test_ensemble_recipe_end_to_end_cpu(tmp_path):
     comp = json.loads((run_dir / "compress" / "compression.json").read_text())
     done = [e["name"] for e in comp["layers"] if e["status"] == "factorized"]
     assert {n.split(".")[1] for n in done} == {"joint", "bone"}  # one budget over both streams
+    # per-stream and fused top-1 of the reference and of the compressed ensemble (PyTorch, test split)
+    for e in (rep["reference"]["ensemble"], rep["deployed_model"]["ensemble"]):
+        assert [x["name"] for x in e["streams"]] == ["joint", "bone"] and e["best_stream"] in ("joint", "bone")
+        best = max(x["top1"] for x in e["streams"])
+        assert abs(e["gain_over_best_stream"] - (e["fused_top1"] - best)) < 1e-6
+    assert abs(rep["reference"]["ensemble"]["fused_top1"] - rep["reference"]["top1"]) < 1e-6
+    md = (run_dir / "report.md").read_text()
+    assert "Ensemble, reference: fused top-1" in md and "Ensemble, deployed (compressed): fused top-1" in md
 
 
 def test_recipe_errors_for_streams_are_one_line(tmp_path, capsys):

@@ -109,8 +109,9 @@ def run_pipeline(
             model, spec, _ = load_checkpoint(d / "reference.ckpt")
             logits = predict_logits(model, test_x)
             stages.save_npy(d / "ref_logits.npy", logits)
+            ens = steps.ensemble_accuracy(model, test_x, test_y)  # per-stream top-1 of an ensemble
             return res | {"outputs": ["reference.ckpt", "ref_logits.npy"], **accuracy_summary(logits, test_y),
-                          **steps.model_stats(model, spec)}
+                          **steps.model_stats(model, spec), **({"ensemble": ens} if ens else {})}
 
         ref_res = stages.reference_stage(run, rec, dataset, Path(out_root), ckpt_hash, quiet, log,
                                          finish=with_test_accuracy)
@@ -214,7 +215,7 @@ def run_pipeline(
         run_report_stage(run, profile, rec.name, {"data": data_res, "reference": ref_res, "compress": comp_res,
                                                   "export": exp_res, "validate": val_res, "baseline": base_res,
                                                   "stream": stream_res},
-                         steps.model_stats(model, spec), log)
+                         deployed_stats(model, spec, test_x, test_y), log)
         import json
 
         # The hash-checked copies in report/ are the finished reports; the copies in the run
@@ -229,6 +230,12 @@ def run_pipeline(
 
             print_report(report, run_dir=_as_typed(run.root))
         return report
+
+
+def deployed_stats(model: Any, spec: Any, test_x: Any, test_y: Any) -> dict[str, Any]:
+    """The deployed model's size and FLOPs (+ an ensemble's per-stream and fused test top-1)."""
+    ens = steps.ensemble_accuracy(model, test_x, test_y)
+    return {**steps.model_stats(model, spec), **({"ensemble": ens} if ens else {})}
 
 
 def run_report_stage(run: RunDir, profile: DeviceProfile, recipe_name: str, res: dict[str, Any],

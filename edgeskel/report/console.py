@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeskel.report.lines import device_steps, fmt, table_rows
+from edgeskel.report.lines import device_steps, ensemble_lines, fmt, table_rows
 
 SUMMARY_COLUMNS = ("Variant", "Status", "Top-1", "ΔTop-1", "p99 ms", "MB")
 
@@ -42,6 +42,8 @@ def print_report(report: dict[str, Any], console: Any = None, run_dir: str | Pat
     for v in report["variants"]:
         if v["status"] != "pass":
             c.print(f"  {v['name']}: {v.get('reason')}", markup=False, highlight=False)
+    for line in ensemble_lines(report):  # per-stream vs fused top-1 (report.md: the same line)
+        c.print(line, markup=False, highlight=False)
     for r in report.get("streaming") or []:  # step graphs: one line each (report.md: the table)
         lat = (r.get("latency_ms") or {}).get("p50")
         text = (f"stream {r['name']}: {r['status'].upper()}, top-1 {fmt(r.get('top1'))} "

@@ -21,6 +21,7 @@ from edgeskel.report.lines import (
     decision_lines,
     device_steps,
     emulated_rows,
+    ensemble_lines,
     gate_columns,
     gate_header,
     gate_rows,
@@ -83,7 +84,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"<h2>Measurements on {e(report['device'])}</h2>"
             f"<p>Reference top-1: {report['reference']['top1']:.2f}%. Latency at batch 1; Best FPS = samples/s at the "
             "batch size that gave the most (after @). Variants not measured on the device show -.</p>"
-            + "".join(f"<p>{e(line)}</p>" for line in conditions_lines(report))
+            + "".join(f"<p>{e(line)}</p>" for line in conditions_lines(report) + ensemble_lines(report))
             + meas
             + (f"<h2>Compressed vs uncompressed</h2><p>{e(BASELINE_TEXT)}</p>"
                f"{_html_table(BASELINE_HEADER, baseline_table(report))}"

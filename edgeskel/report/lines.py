@@ -340,3 +340,19 @@ def stream_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def stream_reasons(report: dict[str, Any]) -> list[str]:
     return [f"{r['name']} ({r['status']}): {r.get('reason') or '-'}" for r in report.get("streaming") or []]
+
+
+def ensemble_lines(report: dict[str, Any]) -> list[str]:
+    """An ensemble's per-stream and fused test top-1 (PyTorch), for the reference and, when it
+    was compressed, the deployed model: what fusion buys over the best single stream."""
+    lines = []
+    for what, e in (("reference", (report.get("reference") or {}).get("ensemble")),
+                     ("deployed (compressed)" if report.get("compressed") else None,
+                      (report.get("deployed_model") or {}).get("ensemble"))):
+        if not what or not e:
+            continue
+        fusion = "weighted sum of softmax scores" if e["fusion"] == "softmax" else "weighted sum of logits"
+        per = ", ".join(f"{s['name']} ({s['input']}, weight {s['weight']:g}) {s['top1']:.2f}" for s in e["streams"])
+        lines.append(f"Ensemble, {what}: fused top-1 {e['fused_top1']:.2f} ({fusion}); per stream: {per}; best single "
+                     f"stream {e['best_stream']}: fused {e['gain_over_best_stream']:+.2f} points.")
+    return lines

@@ -19,6 +19,7 @@ from edgeskel.report.lines import (
     decision_lines,
     device_steps,
     emulated_rows,
+    ensemble_lines,
     gate_columns,
     gate_header,
     gate_rows,
@@ -52,7 +53,8 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Reference (fp32 PyTorch) top-1: {ref['top1']:.2f}% on {report['dataset'].get('name', 'the dataset')}"
              f" ({report['dataset'].get('num_samples', '?')} samples). Latency at batch 1; Best FPS = samples/s at"
              " the batch size that gave the most (after @). Variants not measured on the device show `-`.", "",
-             *[x for line in conditions_lines(report) for x in (line, "")], HEADER, "|" + "---|" * 11]
+             *[x for line in conditions_lines(report) for x in (line, "")],
+             *[x for line in ensemble_lines(report) for x in (line, "")], HEADER, "|" + "---|" * 11]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report)]
     if report.get("baselines"):
         lines += ["", "## Compressed vs uncompressed", "", BASELINE_TEXT, "",
