@@ -172,3 +172,24 @@ def test_stream_checkpoint_fine_tuned_for_streams_beside_the_windowed_model(tmp_
     assert main(["export", "--device", str(prof), "--recipe", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "best.ckpt" in err and "Traceback" not in err
+
+
+def test_streaming_gates_judge_each_number_and_never_a_host_checks_latency():
+    from edgeskel.devices import load_profile
+    from edgeskel.validate.gates import streaming_checks, streams_sustained, verdict_of_checks
+
+    prof = load_profile("cpu").model_copy(update={"streaming": None})
+    from edgeskel.devices import StreamingGates
+
+    prof = prof.model_copy(update={"streaming": StreamingGates(fps=30, min_streams=10, p99_latency_ms=5.0, max_top1_drop=2.0)})
+    assert streams_sustained(2.0, 4, 30) == 66 and streams_sustained(None, 1, 30) is None
+    row = {"top1": 80.0, "windowed_top1": 85.0, "streams_sustained": 12, "latency_ms": {"p99": 6.0}, "nonfinite": 0}
+    checks = {c["gate"]: c for c in streaming_checks(row, prof)}
+    assert checks["stream_min_streams"]["passed"] and checks["stream_min_streams"]["measured"] == 12
+    assert checks["stream_p99_latency_ms"]["passed"] is False and "6.00 ms > budget 5 ms" in checks["stream_p99_latency_ms"]["detail"]
+    assert checks["stream_max_top1_drop"]["passed"] is False and checks["stream_max_top1_drop"]["measured"] == 5.0
+    status, reason = verdict_of_checks(list(checks.values()))
+    assert status == "fail" and "5.00 points below windowed 85.00%" in reason
+    host = {c["gate"]: c for c in streaming_checks({**row, "host_check": True, "top1": 84.0}, prof)}
+    assert host["stream_min_streams"]["passed"] is None and host["stream_p99_latency_ms"]["passed"] is None
+    assert host["stream_max_top1_drop"]["passed"] is True  # accuracy is judged on a host check, latency never

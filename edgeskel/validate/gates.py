@@ -162,33 +162,27 @@ def streaming_checks(row: dict[str, Any], profile: DeviceProfile) -> list[dict[s
     if sg is None:
         return checks
     device_latency = not (row.get("host_check") or row.get("emulated"))
-    if sg.min_streams is not None:
-        n = row.get("streams_sustained")
-        if n is None or not device_latency:
-            checks.append(_check("stream_min_streams", sg.min_streams, None, None,
-                                 "streams sustained not measured on the device"))
+    top1, win = _num(row.get("top1")), _num(row.get("windowed_top1"))
+    n, p99 = row.get("streams_sustained"), _num((row.get("latency_ms") or {}).get("p99"))
+    # (gate, threshold, measured or None when not measured here, passed, why it failed, why not measured)
+    judged = [
+        ("stream_min_streams", sg.min_streams, n if device_latency else None, lambda v: v >= sg.min_streams,
+         lambda v: f"{v} streams at {sg.fps:g} fps < {sg.min_streams} required",
+         "streams sustained not measured on the device"),
+        ("stream_p99_latency_ms", sg.p99_latency_ms, p99 if device_latency else None, lambda v: v <= sg.p99_latency_ms,
+         lambda v: f"p99 per step call {v:.2f} ms > budget {sg.p99_latency_ms:g} ms",
+         "p99 per step call not measured on the device"),
+        ("stream_max_top1_drop", sg.max_top1_drop, None if top1 is None or win is None else round(win - top1, 4),
+         lambda v: v <= sg.max_top1_drop + 1e-9,
+         lambda v: f"streaming top-1 {top1:.2f}% is {v:.2f} points below windowed {win:.2f}% (max drop {sg.max_top1_drop:g})",
+         "streaming or windowed top-1 not measured"),
+    ]
+    for gate, threshold, measured, passes, fail_text, missing in judged:
+        if threshold is None:
+            continue
+        if measured is None:
+            checks.append(_check(gate, threshold, None, None, missing))
         else:
-            ok = n >= sg.min_streams
-            checks.append(_check("stream_min_streams", sg.min_streams, n, ok, "" if ok else
-                                 f"{n} streams at {sg.fps:g} fps < {sg.min_streams} required"))
-    if sg.p99_latency_ms is not None:
-        p99 = _num((row.get("latency_ms") or {}).get("p99"))
-        if p99 is None or not device_latency:
-            checks.append(_check("stream_p99_latency_ms", sg.p99_latency_ms, None, None,
-                                 "p99 per step call not measured on the device"))
-        else:
-            ok = p99 <= sg.p99_latency_ms
-            checks.append(_check("stream_p99_latency_ms", sg.p99_latency_ms, p99, ok, "" if ok else
-                                 f"p99 per step call {p99:.2f} ms > budget {sg.p99_latency_ms:g} ms"))
-    if sg.max_top1_drop is not None:
-        top1, win = _num(row.get("top1")), _num(row.get("windowed_top1"))
-        if top1 is None or win is None:
-            checks.append(_check("stream_max_top1_drop", sg.max_top1_drop, None, None,
-                                 "streaming or windowed top-1 not measured"))
-        else:
-            drop = round(win - top1, 4)
-            ok = drop <= sg.max_top1_drop + 1e-9
-            checks.append(_check("stream_max_top1_drop", sg.max_top1_drop, drop, ok, "" if ok else
-                                 f"streaming top-1 {top1:.2f}% is {drop:.2f} points below windowed {win:.2f}% "
-                                 f"(max drop {sg.max_top1_drop:g})"))
+            ok = bool(passes(measured))
+            checks.append(_check(gate, threshold, measured, ok, "" if ok else fail_text(measured)))
     return checks
