@@ -110,3 +110,19 @@ def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(
     if res["decision"]["chosen"] is not None:  # None only if a loaded host broke the p99 gate
         assert res["decision"]["chosen"].split("/")[1] == "tensorrt-fp16"
         assert "engine itself runs on the device only" in res["decision"]["test_top1_by"]
+
+
+def test_tune_times_streaming_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
+    """A stream workload over SSH: the windowed finals and the step graphs go to the device in one
+    bundle (recorded validation sequences with them); the device's streaming top-1 is judged."""
+    rec = tmp_path / "tiny-stream.yaml"
+    rec.write_text(yaml.safe_dump({**TINY, "name": "tiny-stream", "streaming": {"max_sequences": 4}}))
+    res = run_tune(str(_ssh_profile(tmp_path, sshd, "up.yaml")), str(rec), out_root=tmp_path / "runs", budgets=(0.8,),
+                   quiet=True, log=lambda s: None)
+    streams = [c for c in res["candidates"] if c.get("form") == "streaming"]
+    assert streams and all(c["measured_on"] == "ssh://cpu" and c["latency_ms"]["1"]["p50"] > 0 for c in streams)
+    assert all(abs(c["top1"] - c["top1_host"]) < 1e-9 for c in streams)  # the device's streaming top-1 (same ORT)
+    bundle = json.loads(next((tmp_path / "runs" / "tiny-stream" / "tune-cpu" / "stream-latency").glob(
+        "bundle-*/bundle.json")).read_text())
+    assert bundle["data"]["stream"]["num_sequences"] == 4
+    assert {v.get("form") for v in bundle["variants"]} == {None, "streaming"}

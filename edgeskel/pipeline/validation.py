@@ -52,31 +52,31 @@ def artifact_entry(v: Any, res: dict[str, Any], export_root: Path) -> dict[str, 
     return art
 
 
-def stream_artifact_entries(stream_res: dict[str, Any], profile: DeviceProfile, stream_root: Path) -> list[dict[str, Any]]:
-    """Bundle entries (remote/bundle.py) of the exported step graphs: ONNX Runtime's ONNX,
-    OpenVINO's IR, or TensorRT's build kit (one batch-1 step engine built on the device, the same
-    entry a windowed TensorRT variant gets)."""
+def stream_entry(name: str, v: Any, step_dir: Path) -> dict[str, Any]:
+    """A bundle entry of one exported step graph (`step_dir`: its model file(s) and
+    streaming.json) for profile variant `v`: ONNX Runtime's ONNX, OpenVINO's IR, or TensorRT's
+    build kit (one batch-1 step engine built on the device, the entry a windowed TensorRT
+    variant gets). Used by the pipeline's validate stage and by tune's device timing."""
     from types import SimpleNamespace
 
     from edgeskel.stream.contract import read_contract
 
+    contract = read_contract(step_dir)
+    art = contract["files"].get(v.backend, contract["files"]["onnx"])  # the backend's own file, else the ONNX
+    if (step_dir / art).is_dir():  # a build kit (TensorRT): the ONNX its engine is built from
+        art = f"{art}/model.onnx"
+    entry = artifact_entry(SimpleNamespace(key=step_dir.name, backend=v.backend, precision=v.precision, options=v.options),
+                           {"artifact": art}, step_dir.parent)
+    entry.update(name=name, form="streaming", of=v.key, contract=str(step_dir / "streaming.json"),
+                 input_name=contract["frame_input"], static_batch=1)
+    return entry
+
+
+def stream_artifact_entries(stream_res: dict[str, Any], profile: DeviceProfile, stream_root: Path) -> list[dict[str, Any]]:
+    """Bundle entries of the stream stage's exported step graphs."""
     by_key = {v.key: v for v in profile.variants}
-    entries = []
-    for name, res in (stream_res.get("variants") or {}).items():
-        if res.get("status") != "passed":
-            continue
-        d = stream_root / name
-        contract = read_contract(d)
-        v = by_key[res["of"]]
-        art = contract["files"].get(v.backend, contract["files"]["onnx"])  # the backend's own file, else the ONNX
-        if (d / art).is_dir():  # a build kit (TensorRT): the ONNX its engine is built from
-            art = f"{art}/model.onnx"
-        entry = artifact_entry(SimpleNamespace(key=name, backend=v.backend, precision=v.precision, options=v.options),
-                               {"artifact": art}, stream_root)
-        entry.update(form="streaming", of=v.key, contract=str(d / "streaming.json"), input_name=contract["frame_input"],
-                     static_batch=1)
-        entries.append(entry)
-    return entries
+    return [stream_entry(name, by_key[res["of"]], stream_root / name)
+            for name, res in (stream_res.get("variants") or {}).items() if res.get("status") == "passed"]
 
 
 def _redact(target: Any, text: str) -> str:

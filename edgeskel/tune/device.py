@@ -27,12 +27,14 @@ def bundle_name(candidate_id: str) -> str:
 
 
 def measure_on_device(cands: dict[str, dict[str, Any]], profile: DeviceProfile, val_x: np.ndarray, val_y: np.ndarray,
-                      runs: int, out_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Ship every candidate to the device in one bundle and run it there. Returns
+                      runs: int, out_dir: Path, log: Callable[[str], None],
+                      stream_data: tuple[list[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
+    """Ship every candidate to the device in one bundle and run it there (a streaming candidate,
+    `step_dir`, as a step graph on `stream_data`: recorded validation sequences). Returns
     {"latency": {cid: {str(batch): stats}}, "top1": {cid: device top-1}, "errors": {cid: why},
     "measured_on": "ssh://<profile>", "timing": how the device runner timed them}.
     Raises RemoteError (unreachable, wrong arch, missing runtime, ...): nothing is cached then."""
-    from edgeskel.pipeline.validation import artifact_entry
+    from edgeskel.pipeline.validation import artifact_entry, stream_entry
     from edgeskel.remote.bundle import make_bundle
     from edgeskel.remote.remote import run_remote
     from edgeskel.remote.ssh import SSHTarget
@@ -43,6 +45,9 @@ def measure_on_device(cands: dict[str, dict[str, Any]], profile: DeviceProfile, 
     for name, cid in names.items():
         c = cands[cid]
         v = SimpleNamespace(key=c["variant"], backend=c["backend"], precision=c["precision"], options=c.get("options") or {})
+        if c.get("step_dir"):
+            entries.append(stream_entry(name, v, Path(c["step_dir"])))
+            continue
         export_root = Path(c["artifact_path"])  # <export stage>/<variant>/<artifact>: c["artifact"] is relative to the stage
         for _ in Path(c["artifact"]).parts:
             export_root = export_root.parent
@@ -50,7 +55,7 @@ def measure_on_device(cands: dict[str, dict[str, Any]], profile: DeviceProfile, 
         entry = artifact_entry(v, {"artifact_path": c["artifact_path"], "options": {"batch": static}}, export_root)
         entries.append({**entry, "name": name})
     bundle = make_bundle(out_dir / f"bundle-{profile.name}", entries, val_x, val_y, None, profile,
-                         warmup=profile.measure.warmup, runs=runs)
+                         warmup=profile.measure.warmup, runs=runs, stream_data=stream_data)
     target = SSHTarget.from_profile(profile)
     log(f"[tune] timing {len(entries)} candidates on {target.label} (one bundle, interleaved on the device)")
     doc = run_remote(bundle, target, out=out_dir / "results.json", log=log)

@@ -37,9 +37,6 @@ def search_streams(search: _Search, logic: int) -> bool:
     cfg = settings(s.profile, s.rec)
     if cfg is None:
         return False
-    if s.measure is None:
-        s.log("[tune] streaming candidates: timed on this host only so far; an ssh profile's tune searches windowed only")
-        return False
     variants = [v for v in s.wanted if v.precision in get_backend(v.backend).streaming_precisions]
     if not variants:
         s.log("[tune] streaming: no searched variant has a step graph on its backend and precision")
@@ -61,7 +58,7 @@ def search_streams(search: _Search, logic: int) -> bool:
     streams = {cid: c for cid, c in s.cands.items() if c.get("form") == STREAM_FORM and c["status"] == "ok"}
     windowed = {c["id"]: c for c in finals}
     if streams:
-        _time_side_by_side(s, windowed, streams, val_seqs, logic)
+        _time_side_by_side(s, windowed, streams, val_seqs, val_labels, logic)
     return True
 
 
@@ -85,7 +82,9 @@ def _stream_option(s: _Search, key: str, ckpt: Path, variants: list[Any], cfg: A
                 out[v.key] = {"status": "error", "reason": err.splitlines()[0][:300]}
                 s.log(f"[tune] {key}/{v.key}-stream: {err.splitlines()[0][:120]}")
                 continue
-            session = session_for(d / v.key, v.backend, s.profile.threads, v.precision)
+            here = get_backend(v.backend)  # a TensorRT step engine exists on the device only: its ONNX on ORT here
+            session = (session_for(d / v.key, v.backend, s.profile.threads, v.precision) if here.runs_here
+                       else session_for(d / v.key, "ort", s.profile.threads, v.precision, onnx_dir=d / v.key / "tensorrt"))
             last = np.stack([session.replay(f, end=True)[-1] for f in val_seqs])
             files = [Path(p) for p in res["files"] if Path(p).suffix in (".onnx", ".xml", ".bin")]
             out[v.key] = {"status": "ok", "top1": accuracy_summary(last, val_labels)["top1"],
@@ -112,9 +111,10 @@ def _stream_option(s: _Search, key: str, ckpt: Path, variants: list[Any], cfg: A
 
 
 def _time_side_by_side(s: _Search, windowed: dict[str, dict[str, Any]], streams: dict[str, dict[str, Any]],
-                       val_seqs: list[np.ndarray], logic: int) -> None:
+                       val_seqs: list[np.ndarray], val_labels: np.ndarray, logic: int) -> None:
     """One interleaved run at batch 1: every windowed final (one window per decision) and every
-    step graph (one call per decision on recorded frames, state carried)."""
+    step graph (one call per decision on recorded frames, state carried); here, or on the SSH
+    device in one bundle (its top-1 then replaces the host's)."""
     from edgeskel.remote.device_runner import StreamCaller
     from edgeskel.runtime import get_runner
     from edgeskel.stream.replay import session_for
@@ -123,6 +123,13 @@ def _time_side_by_side(s: _Search, windowed: dict[str, dict[str, Any]], streams:
     frames = np.concatenate(val_seqs, axis=1)
 
     def stage(d: Path) -> dict[str, Any]:
+        if s.measure is None:  # on the SSH device: windowed finals and step graphs in one bundle
+            from edgeskel.tune.device import measure_on_device
+
+            res = measure_on_device({**windowed, **streams}, s.profile, s.arrays["val_x"], s.arrays["val_y"], s.runs, d,
+                                    s.log, stream_data=(val_seqs, val_labels))
+            atomic_write_json(d / "latency.json", res["latency"])
+            return {"outputs": ["latency.json", "results.json"], **res}
         runners, infers = [], {}
         try:
             for cid, c in windowed.items():
@@ -139,18 +146,30 @@ def _time_side_by_side(s: _Search, windowed: dict[str, dict[str, Any]], streams:
             for r in runners:
                 r.close()
         atomic_write_json(d / "latency.json", lat)
-        return {"outputs": ["latency.json"], "latency": lat}
+        return {"outputs": ["latency.json"], "latency": lat, "measured_on": "local"}
 
     files = {cid: sha256_file(c["artifact_path"]) for cid, c in windowed.items()}
     files.update({cid: sha256_file(Path(c["step_dir"]) / "streaming.json") for cid, c in streams.items()})
     inputs = {"artifacts": dict(sorted(files.items())), "threads": s.profile.threads, "logic": logic,
               "measure_by": s.measure_tag, "sequences": int(frames.shape[1])}
-    lat = s.run.run_stage("stream-latency", inputs, stage, s.log)["latency"]
+    if s.measure is None:
+        inputs["device"] = {"ssh": s.profile.ssh.model_dump(mode="json"), "arch": s.profile.arch,
+                            "tensorrt": s.profile.tensorrt.model_dump(mode="json") if s.profile.tensorrt else None}
+    res = s.run.run_stage("stream-latency", inputs, stage, s.log)
+    lat = res["latency"]
     for cid, c in {**windowed, **streams}.items():
         if cid in lat and "1" in lat[cid]:
-            c.setdefault("latency_ms", {})
-            c["latency_ms"] = {**(c["latency_ms"] or {}), "1": lat[cid]["1"]}
+            c["latency_ms"] = {**(c.get("latency_ms") or {}), "1": lat[cid]["1"]}
             c["timing"] = "windowed and streaming interleaved (batch 1)"
+            c["measured_on"] = res.get("measured_on", "local")
+            c.update(res.get("emulation") or {})
+    for cid, top1 in (res.get("top1") or {}).items():  # the device's own streaming / windowed top-1
+        if cid in streams and top1 is not None:
+            streams[cid].setdefault("top1_host", streams[cid].get("top1"))
+            streams[cid]["top1"] = top1
+    for cid, why in (res.get("errors") or {}).items():
+        if cid in streams:
+            streams[cid].update(status="error", reason=f"on the device: {why}")
 
 
 def streaming_test_top1(chosen: dict[str, Any], dataset: Any, persons: int, cap: int, threads: int | None) -> float:
