@@ -296,6 +296,22 @@ def test_ort_int8_step_graph_calibrated_on_streams(tmp_path):
     assert contract["precision"] == "int8" and not (tmp_path / "model.fp32.onnx").exists()
 
 
+def test_openvino_int8_step_graph_calibrated_on_streams(tmp_path):
+    """OpenVINO INT8 (NNCF, Convolution/MatMul only) from the same recorded-stream feeds, judged
+    by the INT8 rule on other streams; the ONNX beside it stays fp32 (ORT checks that one)."""
+    import openvino as ov
+
+    net, spec = _model(persons=1)
+    step = build_step_model(net, spec, "keep")
+    seqs = [parity_sequence(step, extra_calls=k, seed=20 + k, hold=False) for k in range(6)]
+    res = export_streaming(net, spec, "openvino", "int8", tmp_path, calib=seqs[:4], holdout=seqs[4:])
+    assert res["parity"]["ort"]["passed"] and res["parity"]["openvino"]["passed"], res["parity"]
+    assert res["quantization"]["fake_quantize_nodes"] > 0
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(tmp_path / "model.xml")).get_ordered_ops()}
+    assert "FakeQuantize" in ops
+    assert json.loads((tmp_path / "streaming.json").read_text())["files"] == {"onnx": "model.onnx", "openvino": "model.xml"}
+
+
 STANDALONE = textwrap.dedent("""
     # A deployment: numpy + onnxruntime + streaming.json, nothing else.
     import json, sys

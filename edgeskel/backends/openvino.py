@@ -14,5 +14,5 @@ BACKEND = BackendSpec(
     runs_here=True,
     layer_timing=True,
     interleavable=True,
-    streaming_precisions=("fp32", "bf16"),
+    streaming_precisions=("fp32", "bf16", "int8"),
 )

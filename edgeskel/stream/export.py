@@ -134,7 +134,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
     out_dir = Path(out_dir)
     step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty, window=window)
     extra: dict[str, Any] = {}
-    if precision == "int8":
+    if precision == "int8" and backend != "openvino":  # the ONNX itself is INT8 (OpenVINO's is its IR)
         from edgeskel.stream.quantize import quantize_step_graph
 
         fp32 = export_step_onnx(step, out_dir / "model.fp32.onnx", opset=opset)
@@ -145,7 +145,12 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
     else:
         onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
     files = {"onnx": onnx_path.name}
-    if backend == "openvino":
+    if backend == "openvino" and precision == "int8":
+        from edgeskel.stream.quantize import quantize_step_graph_openvino
+
+        extra["quantization"] = quantize_step_graph_openvino(onnx_path, out_dir / "model.xml", step, calib)
+        files["openvino"] = "model.xml"
+    elif backend == "openvino":
         from edgeskel.quantize.openvino import to_openvino_ir
 
         files["openvino"] = to_openvino_ir(onnx_path, out_dir / "model.xml").name
@@ -175,7 +180,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         # kit's TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
         own = [(runner, precision, out_dir)] if runner != "ort" and spec_b.runs_here else []  # e.g. OpenVINO's IR
         checks = [("ort", "fp32", out_dir)] + own
-        if precision == "int8":  # the QDQ graph itself (ORT's, or the one TensorRT builds from)
+        if precision == "int8" and backend != "openvino":  # the QDQ graph itself (ORT's, or TensorRT's source)
             checks = [("ort", "int8", out_dir)]
         if TENSORRT_KIT in files:
             checks.append(("ort", precision, out_dir / TENSORRT_KIT))

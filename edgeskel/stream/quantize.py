@@ -59,3 +59,25 @@ def quantize_step_graph(onnx_fp32: Path, onnx_out: Path, step: StepModel, sequen
                                  op_types=QUANTIZED_OPS, preprocess=False, quantize_bias=not symmetric)
     settings["calib_sequences"] = len(sequences)
     return settings
+
+
+def quantize_step_graph_openvino(onnx_fp32: Path, out_xml: Path, step: StepModel, sequences: Sequence[np.ndarray],
+                                 max_calls: int = 2048) -> dict[str, Any]:
+    """INT8 OpenVINO IR of a step graph (NNCF post-training quantization) calibrated on the same
+    recorded-stream feeds as ORT's; only Convolution/MatMul inputs are quantized (every other op
+    type is NNCF's ignored scope), so the state path stays float as in the ORT graph."""
+    import nncf
+    import openvino as ov
+
+    feeds = calibration_feeds(step, sequences, max_calls)
+    model = ov.Core().read_model(str(onnx_fp32))
+    quantized_types = {"Convolution", "GroupConvolution", "MatMul"}
+    others = sorted({op.get_type_name() for op in model.get_ordered_ops()} - quantized_types
+                    - {"Parameter", "Result", "Constant"})
+    q = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(feeds),
+                      ignored_scope=nncf.IgnoredScope(types=others, validate=False))
+    ov.save_model(q, str(out_xml))
+    fq = sum(op.get_type_name() == "FakeQuantize" for op in q.get_ordered_ops())
+    return {"tool": "nncf.quantize", "nncf_version": nncf.__version__, "preset": "performance",
+            "quantized_op_types": sorted(quantized_types), "fake_quantize_nodes": int(fq),
+            "calib_samples": len(feeds), "calib_sequences": len(sequences)}
