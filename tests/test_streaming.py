@@ -107,6 +107,9 @@ CASES = {
     "hyperformer-keep-stride": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5),
     "hyperformer-remove-stride-motion": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5,
                                              stride_mode="remove", stream="motion"),
+    "shiftgcn-keep-stride": dict(name="shiftgcn", shift_radius=3),
+    "shiftgcn-remove-stride-bone": dict(name="shiftgcn", shift_radius=[2, 3, 1, 2, 3, 1, 2, 2, 1, 3],
+                                        stride_mode="remove", stream="bone"),
 }
 
 
@@ -132,7 +135,8 @@ def test_step_model_equals_full_history_definition(case):
 
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
-             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride", "hyperformer-keep-stride"]
+             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride", "hyperformer-keep-stride",
+             "shiftgcn-keep-stride"]
 
 
 @pytest.mark.parametrize("case", END_CASES)
@@ -241,7 +245,7 @@ def test_windowed_model_is_not_changed():
 
 
 @pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride",
-                                  "hyperformer-keep-stride"])
+                                  "hyperformer-keep-stride", "shiftgcn-keep-stride"])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here
@@ -365,7 +369,6 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     ("aagcn", "product over all T frames"),
     ("efficientgcn", "averages over the whole"),
     ("msg3d", "not yet"),
-    ("shiftgcn", "not yet"),
 ])
 def test_unstreamable_models_refuse_with_the_reason(name, says):
     entry = models.model_entry(name)

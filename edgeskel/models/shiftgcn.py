@@ -72,6 +72,8 @@ def hat_weights(pos: torch.Tensor, radius: int) -> torch.Tensor:
 class Shift(nn.Module):
     """The official `Shift` (keys `xpos`, `ypos`) as two fixed-size depthwise convs."""
 
+    temporal_stride_attr = "stride"  # models/temporal.py: it strides T itself (streaming, stride removal)
+
     def __init__(self, channels: int, stride: int = 1, radius: int = DEFAULT_SHIFT_RADIUS, radius_v: int = 1,
                  init_scale: float = 1.0):
         super().__init__()

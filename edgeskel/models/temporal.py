@@ -14,6 +14,8 @@ import torch.nn as nn
 
 
 def temporal_stride(module: nn.Module) -> int:
+    if getattr(module, "temporal_stride_attr", None):  # a module striding T in its own forward (Shift-GCN's shift)
+        return int(getattr(module, module.temporal_stride_attr))
     if isinstance(module, nn.Conv2d):
         return int(module.stride[0])
     if isinstance(module, nn.MaxPool2d):
@@ -30,6 +32,8 @@ def remove_strides(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and m.stride[0] != 1:
             m.stride = (1, m.stride[1])
+        elif getattr(m, "temporal_stride_attr", None):
+            setattr(m, m.temporal_stride_attr, 1)
         elif isinstance(m, nn.MaxPool2d) and temporal_stride(m) != 1:
             st = m.stride if isinstance(m.stride, (tuple, list)) else (m.stride, m.stride)
             m.stride = (1, st[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 
 from edgeskel.errors import EdgeskelError
@@ -58,7 +59,7 @@ class Converter:
 
     # -- generic rules ----------------------------------------------------------------------
     def _builtin_rules(self) -> None:
-        from edgeskel.models import ctrgcn, hyperformer
+        from edgeskel.models import ctrgcn, hyperformer, shiftgcn
         from edgeskel.models.blocks import MultiScaleTemporalConv, UnitTCN
         from edgeskel.models.pyskl_units import MSTCN, MSTCNpp, TemporalConvNoBN, UnitGCN
         from edgeskel.models.stgcn import STGCNBlock
@@ -80,6 +81,10 @@ class Converter:
             ((MSTCNpp,), lambda m, tl: self._branches(m, tl, ("transform", "bn"))),
             ((MSTCN,), lambda m, tl: self._branches(m, tl, ("act",), residual="residual")),
             ((MultiScaleTemporalConv,), lambda m, tl: self._branches(m, tl, ())),
+            ((shiftgcn.Shift,), self._shift),
+            ((shiftgcn.ShiftTCN,), lambda m, tl: self._in_order(m, tl, ("shift_in", "temporal_linear", "shift_out"))),
+            ((shiftgcn.ShiftGCN,), self._per_frame),  # joint shifts and a Linear within each frame
+            ((shiftgcn.TCNGCNUnit,), lambda m, tl: self._block(m, tl, "gcn1", "tcn1")),
         ]
 
     def _conv(self, m: nn.Conv2d, tl: Timeline) -> tuple[nn.Module, Timeline]:
@@ -90,6 +95,31 @@ class Converter:
                                 "only zero padding has a streaming form")
         new = StreamConv(m, tl, self.ctx)
         return new, new.timeline
+
+    def _shift(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """Shift-GCN's learned shift = a depthwise (2R+1) x 1 conv along T (weights from the
+        trained offsets) then a per-frame depthwise conv along V: the temporal one streams."""
+        from edgeskel.models.shiftgcn import hat_weights
+
+        if id(m) not in self.in_channels:
+            raise NotStreamable("Shift: its channels are unknown (never called on a probe)")
+        c, r, rv = self.in_channels[id(m)], m.radius, m.radius_v
+        y = m.ypos + 0.5 if m.stride != 1 else m.ypos  # as Shift.forward (the official kernel)
+        temporal = nn.Conv2d(c, c, (2 * r + 1, 1), stride=(m.stride, 1), padding=(r, 0), groups=c, bias=False)
+        joints = nn.Conv2d(c, c, (1, 2 * rv + 1), padding=(0, rv), groups=c, bias=False)
+        with torch.no_grad():
+            temporal.weight.copy_(hat_weights(y, r).reshape(c, 1, 2 * r + 1, 1))
+            joints.weight.copy_(hat_weights(m.xpos, rv).reshape(c, 1, 1, 2 * rv + 1))
+        new, tl = self._conv(temporal, tl)
+        return nn.Sequential(new, joints), tl
+
+    def _in_order(self, m: nn.Module, tl: Timeline, names: tuple[str, ...]) -> tuple[nn.Module, Timeline]:
+        """Children that look along T, in the order the module's forward applies them (the
+        others are per-frame: BN, ReLU)."""
+        for name in names:
+            new, tl = self.convert(getattr(m, name), tl)
+            setattr(m, name, new)
+        return m, tl
 
     def _maxpool(self, m: nn.MaxPool2d, tl: Timeline) -> tuple[nn.Module, Timeline]:
         ks = m.kernel_size if isinstance(m.kernel_size, (tuple, list)) else (m.kernel_size, m.kernel_size)

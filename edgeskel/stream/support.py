@@ -113,8 +113,11 @@ def _hyperformer_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 HYPERFORMER_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _hyperformer_features, _stgcn_head)
 
+# ---- Shift-GCN: per-frame joint shifts, learned temporal shifts (depthwise convs along T) ---------
+SHIFTGCN_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _ctrgcn_features, _stgcn_head)
+
 FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY,
-                               "hyperformer": HYPERFORMER_FAMILY}
+                               "hyperformer": HYPERFORMER_FAMILY, "shiftgcn": SHIFTGCN_FAMILY}
 
 # What to do about a model that needs its causal form (models' `causal_kwargs`) first.
 CAUSAL_HINT = {
@@ -136,8 +139,6 @@ REFUSALS: dict[str, str] = {
                     "window (x.mean over T) inside every block",
     "msg3d": "not yet: MS-G3D's G3D windows and MS-TCNs are local in time, but its streaming converter is not "
              "written yet",
-    "shiftgcn": "not yet: Shift-GCN's temporal shifts are local depthwise convolutions, but its streaming "
-                "converter is not written yet",
     "user": "not yet: edgeskel cannot tell where your module pools over time (its forward is your code), so it "
             "cannot build the reference a stream must match; streaming user modules is planned",
 }
