@@ -413,3 +413,24 @@ def test_cli_export_form_streaming(tmp_path, capsys):
     rc = main(["export", "--checkpoint", str(ckpt), "--backend", "ort", "--stride-mode", "remove", "--out",
                str(tmp_path / "w")])
     assert rc == 2 and "only for --form streaming" in capsys.readouterr().err
+
+
+def test_official_shiftgcn_checkpoint_streams_as_defined():
+    """The official NTU-60 Shift-GCN weights (learned shifts of radius up to 9) stream exactly:
+    the decisions after the delay equal the definition on a 280-frame stream."""
+    from pathlib import Path
+
+    from edgeskel.importers import import_official
+
+    d = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "shiftgcn-ntu60-xview"
+    if not (d / "checkpoint.pt").is_file():
+        pytest.skip("official Shift-GCN fixture not present")
+    model, spec = import_official("auto", d / "checkpoint.pt", None, get_layout("ntu25"),
+                                  preprocess=Preprocess(num_frames=32, num_person=2, center=False))
+    step = build_step_model(model.eval(), spec, "keep")
+    assert step.plan.delay == 224
+    x = np.load(d / "input.npy")[0]
+    x = np.ascontiguousarray(np.concatenate([x] * 5, axis=1)[:, :280])
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
+    assert np.abs(ref).max() > 1 and np.abs(got[-1] - ref).max() <= 1e-5 * np.abs(ref).max()
