@@ -79,7 +79,7 @@ def _factorize(net: nn.Module) -> nn.Module:
 def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: str = "joint", factorized: bool = False,
            num_classes: int = 5, center: bool = True, **kw) -> tuple[nn.Module, ModelSpec]:
     layout = get_layout("ntu25")
-    kwargs = {"width": 0.125, "num_stages": 5, **kw}
+    kwargs = {k: v for k, v in {"width": 0.125, "num_stages": 5, **kw}.items() if v is not None}  # None: not an argument
     net = models.build(name, num_classes, layout, num_person=persons, **kwargs)
     if factorized:
         _factorize(net)
@@ -108,6 +108,10 @@ CASES = {
     "hyperformer-remove-stride-motion": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5,
                                              stride_mode="remove", stream="motion"),
     "shiftgcn-keep-stride": dict(name="shiftgcn", shift_radius=3),
+    "msg3d-keep-stride": dict(name="msg3d", width=0.0625, num_gcn_scales=3, num_g3d_scales=2, window_sizes=[3, 5],
+                              num_stages=None),
+    "msg3d-remove-stride-motion": dict(name="msg3d", width=0.0625, num_gcn_scales=3, num_g3d_scales=2,
+                                       window_sizes=[3], stride_mode="remove", stream="motion", num_stages=None),
     "shiftgcn-remove-stride-bone": dict(name="shiftgcn", shift_radius=[2, 3, 1, 2, 3, 1, 2, 2, 1, 3],
                                         stride_mode="remove", stream="bone"),
 }
@@ -136,7 +140,7 @@ def test_step_model_equals_full_history_definition(case):
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
              "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride", "hyperformer-keep-stride",
-             "shiftgcn-keep-stride"]
+             "shiftgcn-keep-stride", "msg3d-keep-stride"]
 
 
 @pytest.mark.parametrize("case", END_CASES)
@@ -245,7 +249,7 @@ def test_windowed_model_is_not_changed():
 
 
 @pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride",
-                                  "hyperformer-keep-stride", "shiftgcn-keep-stride"])
+                                  "hyperformer-keep-stride", "shiftgcn-keep-stride", "msg3d-keep-stride"])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here
@@ -368,7 +372,6 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     ("pyskl_ctrgcn", "mean over the whole"),
     ("aagcn", "product over all T frames"),
     ("efficientgcn", "averages over the whole"),
-    ("msg3d", "not yet"),
 ])
 def test_unstreamable_models_refuse_with_the_reason(name, says):
     entry = models.model_entry(name)
@@ -434,3 +437,23 @@ def test_official_shiftgcn_checkpoint_streams_as_defined():
     got = run_stream(step, torch.from_numpy(x)).numpy()
     ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
     assert np.abs(ref).max() > 1 and np.abs(got[-1] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_official_pyskl_msg3d_checkpoint_streams_as_defined():
+    """PYSKL's NTU-60 MS-G3D weights (G3D windows 3 and 5, MS-TCNs, stride 4 overall) stream
+    exactly: the decision after 120 frames equals the definition."""
+    from pathlib import Path
+
+    from edgeskel.importers import import_official
+
+    d = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "pyskl-msg3d-ntu60"
+    if not (d / "checkpoint.pth").is_file():
+        pytest.skip("official MS-G3D fixture not present")
+    model, spec = import_official("auto", d / "checkpoint.pth", None, get_layout("ntu25"),
+                                  preprocess=Preprocess(num_frames=32, num_person=2, center=False))
+    step = build_step_model(model.eval(), spec, "keep")
+    x = np.load(d / "input.npy")[0].transpose(3, 1, 2, 0)  # PYSKL's (M, T, V, C) -> (C, T, V, M)
+    x = np.ascontiguousarray(np.concatenate([x, x], axis=1)[:, :120])
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
+    assert np.abs(ref).max() > 0.1 and np.abs(got[-1] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())

@@ -97,6 +97,8 @@ class UnfoldTemporalWindows(nn.Module):
     """(N, C, T, V) -> (N, C, T', window*V): the frames of each temporal window side by side
     (PYSKL does this with nn.Unfold; here a zero pad and `window` constant-step slices)."""
 
+    temporal_stride_attr = "stride"  # models/temporal.py: it strides T itself (streaming, stride removal)
+
     def __init__(self, window_size: int, window_stride: int, window_dilation: int = 1):
         super().__init__()
         self.size, self.stride, self.dilation = window_size, window_stride, window_dilation

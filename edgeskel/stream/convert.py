@@ -21,7 +21,15 @@ import torch.nn as nn
 
 from edgeskel.errors import EdgeskelError
 from edgeskel.models.temporal import remove_strides, temporal_stride
-from edgeskel.stream.layers import Delay, StreamContext, StreamConv, StreamMaxPool, StreamTrailingMean, Timeline
+from edgeskel.stream.layers import (
+    Delay,
+    StreamContext,
+    StreamConv,
+    StreamMaxPool,
+    StreamTrailingMean,
+    StreamUnfold,
+    Timeline,
+)
 
 
 class NotStreamable(EdgeskelError):
@@ -59,7 +67,7 @@ class Converter:
 
     # -- generic rules ----------------------------------------------------------------------
     def _builtin_rules(self) -> None:
-        from edgeskel.models import ctrgcn, hyperformer, shiftgcn
+        from edgeskel.models import ctrgcn, hyperformer, msg3d, shiftgcn
         from edgeskel.models.blocks import MultiScaleTemporalConv, UnitTCN
         from edgeskel.models.pyskl_units import MSTCN, MSTCNpp, TemporalConvNoBN, UnitGCN
         from edgeskel.models.stgcn import STGCNBlock
@@ -85,6 +93,10 @@ class Converter:
             ((shiftgcn.ShiftTCN,), lambda m, tl: self._in_order(m, tl, ("shift_in", "temporal_linear", "shift_out"))),
             ((shiftgcn.ShiftGCN,), self._per_frame),  # joint shifts and a Linear within each frame
             ((shiftgcn.TCNGCNUnit,), lambda m, tl: self._block(m, tl, "gcn1", "tcn1")),
+            ((msg3d.UnfoldTemporalWindows,), self._unfold),
+            ((msg3d.STMSGCN, msg3d.MSGCN), self._per_frame),  # graph convs within a frame / a window's frames
+            ((msg3d.MSG3DBlock,), self._g3d_block),
+            ((msg3d.MWMSG3DBlock,), self._summed),
         ]
 
     def _conv(self, m: nn.Conv2d, tl: Timeline) -> tuple[nn.Module, Timeline]:
@@ -112,6 +124,33 @@ class Converter:
             joints.weight.copy_(hat_weights(m.xpos, rv).reshape(c, 1, 1, 2 * rv + 1))
         new, tl = self._conv(temporal, tl)
         return nn.Sequential(new, joints), tl
+
+    def _unfold(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        if id(m) not in self.in_channels:
+            raise NotStreamable("UnfoldTemporalWindows: its channels are unknown (never called on a probe)")
+        new = StreamUnfold(m, tl, self.ctx, self.in_channels[id(m)])
+        return new, new.timeline
+
+    def _g3d_block(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """MS-G3D's window block: unfold + graph conv (converted), then a Conv3d over the window
+        axis and BN, both per frame."""
+        m.gcn3d, tl = self.convert(m.gcn3d, tl)
+        ks, st = m.out_conv.kernel_size, m.out_conv.stride
+        if ks[0] != 1 or st[0] != 1:
+            raise NotStreamable(f"MSG3DBlock.out_conv {m.out_conv} looks along T; no streaming rule for it")
+        return m, tl
+
+    def _summed(self, m: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
+        """`sum(block(x) for block in m.gcn3d)` (MS-G3D's window sizes): branches delayed to one lag."""
+        parts = []
+        for b in m.gcn3d:
+            ch = self.out_channels(b)
+            new, btl = self.convert(b, tl)
+            parts.append((new, btl, ch))
+        mods, out = self.align(parts, type(m).__name__)
+        for i, mod in enumerate(mods):
+            m.gcn3d[i] = mod
+        return m, out
 
     def _in_order(self, m: nn.Module, tl: Timeline, names: tuple[str, ...]) -> tuple[nn.Module, Timeline]:
         """Children that look along T, in the order the module's forward applies them (the
@@ -171,7 +210,7 @@ class Converter:
             return branch
         return nn.Sequential(branch, Delay(frames, channels, self.ctx))
 
-    def _align(self, parts: list[tuple[nn.Module, Timeline, int]], what: str) -> tuple[list[nn.Module], Timeline]:
+    def align(self, parts: list[tuple[nn.Module, Timeline, int]], what: str) -> tuple[list[nn.Module], Timeline]:
         """Delay every branch to the largest lag; all must deliver the same frames per call."""
         if len({tl.n for _, tl, _ in parts}) != 1:
             raise NotStreamable(f"{what}: branches deliver different frame rates {[tl.n for _, tl, _ in parts]}")
@@ -182,7 +221,7 @@ class Converter:
             raise NotStreamable(f"{what}: branches give different lengths for the same input")
         return out, Timeline(first.n, lag, first.length, first.ops)
 
-    def _out_channels(self, m: nn.Module) -> int:
+    def out_channels(self, m: nn.Module) -> int:
         if id(m) not in self.channels:
             raise NotStreamable(f"{type(m).__name__}: its output channels are unknown (never called on a probe)")
         return self.channels[id(m)]
@@ -192,15 +231,15 @@ class Converter:
         """`torch.cat([b(x) for b in m.branches], 1)` (+ `m.<residual>(x)`), then per-frame `tail`."""
         parts = []
         for b in m.branches:
-            ch = self._out_channels(b)
+            ch = self.out_channels(b)
             new, btl = self.convert(b, tl)
             parts.append((new, btl, ch))
         res = getattr(m, residual) if residual else None
         if res is not None:
-            ch = self._out_channels(res)
+            ch = self.out_channels(res)
             new, rtl = self.convert(res, tl)
             parts.append((new, rtl, ch))
-        mods, out = self._align(parts, type(m).__name__)
+        mods, out = self.align(parts, type(m).__name__)
         for i in range(len(m.branches)):
             m.branches[i] = mods[i]
         if res is not None:
@@ -220,9 +259,9 @@ class Converter:
         new_tcn, ttl = self.convert(getattr(m, tcn), gtl)
         setattr(m, tcn, new_tcn)
         if m.residual is not None:
-            ch = self._out_channels(m.residual)
+            ch = self.out_channels(m.residual)
             res, rtl = self.convert(m.residual, tl)
-            (new_tcn, m.residual), ttl = self._align([(new_tcn, ttl, self._out_channels_after(m)), (res, rtl, ch)],
+            (new_tcn, m.residual), ttl = self.align([(new_tcn, ttl, self._out_channels_after(m)), (res, rtl, ch)],
                                                      type(m).__name__)
             setattr(m, tcn, new_tcn)
         return m, ttl

@@ -193,6 +193,23 @@ class StreamConv(_Temporal):
                         c.dilation, c.groups)
 
 
+class StreamUnfold(_Temporal):
+    """MS-G3D's temporal windows (models/msg3d.py `UnfoldTemporalWindows`: zero pad, then the
+    `size` frames of each window side by side along V) on [state, new frames], no padding."""
+
+    def __init__(self, unfold: nn.Module, tl: Timeline, ctx: StreamContext, channels: int):
+        super().__init__()
+        self.size, self.stride, self.dilation = unfold.size, unfold.stride, unfold.dilation
+        self.timeline = self._setup(tl, self.size, self.stride, unfold.padding, self.dilation, channels, ctx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._window(x)
+        n, c, _, v = h.shape
+        span = (self.size - 1) * self.dilation
+        parts = [h[:, :, w * self.dilation: (w * self.dilation - span) or None: self.stride] for w in range(self.size)]
+        return torch.stack(parts, 3).reshape(n, c, -1, self.size * v)
+
+
 class StreamMaxPool(_Temporal):
     """A (k x 1) temporal MaxPool2d; inputs at negative indices count as -inf (its padding)."""
 

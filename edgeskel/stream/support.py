@@ -116,8 +116,46 @@ HYPERFORMER_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _hyperformer_featur
 # ---- Shift-GCN: per-frame joint shifts, learned temporal shifts (depthwise convs along T) ---------
 SHIFTGCN_FAMILY = Family(_ctrgcn_stride, _ctrgcn_convert, _ctrgcn_features, _stgcn_head)
 
+# ---- MS-G3D: per stage relu(sgcn(x) + gcn3d(x)) then an MS-TCN; G3D windows are local in time ----
+_MSG3D_STAGES = (1, 2, 3)
+
+
+def _msg3d_stride(net: nn.Module) -> int:
+    s = 1
+    for i in _MSG3D_STAGES:
+        s *= max((temporal_stride(m) for name in ("sgcn", "gcn3d", "tcn") for m in getattr(net, f"{name}{i}").modules()),
+                 default=1)
+    return s
+
+
+def _msg3d_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+    for i in _MSG3D_STAGES:
+        paths = []
+        for name in (f"sgcn{i}", f"gcn3d{i}"):
+            ch = conv.out_channels(getattr(net, name))
+            new, ptl = conv.convert(getattr(net, name), tl)
+            paths.append((new, ptl, ch))
+        (sgcn, gcn3d), tl = conv.align(paths, f"MS-G3D stage {i}")  # the two paths meet: delayed to one lag
+        setattr(net, f"sgcn{i}", sgcn)
+        setattr(net, f"gcn3d{i}", gcn3d)
+        new, tl = conv.convert(getattr(net, f"tcn{i}"), tl)
+        setattr(net, f"tcn{i}", new)
+    return tl
+
+
+def _msg3d_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from edgeskel.models.blocks import mvc_data_bn
+
+    x = mvc_data_bn(net.data_bn, x)
+    for i in _MSG3D_STAGES:
+        x = getattr(net, f"tcn{i}")(net.relu(getattr(net, f"sgcn{i}")(x) + getattr(net, f"gcn3d{i}")(x)))
+    return x
+
+
+MSG3D_FAMILY = Family(_msg3d_stride, _msg3d_convert, _msg3d_features, _stgcn_head)
+
 FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY,
-                               "hyperformer": HYPERFORMER_FAMILY, "shiftgcn": SHIFTGCN_FAMILY}
+                               "hyperformer": HYPERFORMER_FAMILY, "shiftgcn": SHIFTGCN_FAMILY, "msg3d": MSG3D_FAMILY}
 
 # What to do about a model that needs its causal form (models' `causal_kwargs`) first.
 CAUSAL_HINT = {
@@ -137,8 +175,6 @@ REFUSALS: dict[str, str] = {
              "(conv_a^T conv_b / (inter*T)) and its temporal and channel attention average over the whole window",
     "efficientgcn": "cannot stream as trained: EfficientGCN's spatial-temporal attention averages over the whole "
                     "window (x.mean over T) inside every block",
-    "msg3d": "not yet: MS-G3D's G3D windows and MS-TCNs are local in time, but its streaming converter is not "
-             "written yet",
     "user": "not yet: edgeskel cannot tell where your module pools over time (its forward is your code), so it "
             "cannot build the reference a stream must match; streaming user modules is planned",
 }
