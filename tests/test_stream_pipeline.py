@@ -55,6 +55,10 @@ def test_streaming_variants_measured_reported_and_gated(tmp_path: Path, capsys):
     meta = json.loads((bundle / "bundle.json").read_text())
     streams = [v for v in meta["variants"] if v.get("form") == "streaming"]
     assert len(streams) == 2 and all((bundle / v["contract"]).is_file() for v in streams)
+    ov_stream = next(v for v in streams if v["backend"] == "openvino")  # the form that measured faster at export
+    preferred = json.loads((bundle / ov_stream["contract"]).read_text())["openvino_stateful"]["preferred"]
+    assert ov_stream["stateful"] == preferred and ov_stream["artifact"].endswith(
+        "model.stateful.xml" if preferred else "model.xml")
     assert meta["data"]["stream"]["num_sequences"] == 8
     assert int(np.load(bundle / "stream_len.npy").sum()) == np.load(bundle / "stream_x.npy").shape[1]
     results = json.loads((run_dir / "validate" / "results.json").read_text())

@@ -304,6 +304,34 @@ def test_ort_int8_step_graph_calibrated_on_streams(tmp_path):
     assert contract["precision"] == "int8" and not (tmp_path / "model.fp32.onnx").exists()
 
 
+def test_openvino_stateful_form_equals_the_stateless_graph_and_is_timed(tmp_path):
+    """OpenVINO's ReadValue/Assign form (states kept by the request; a call feeds frames and
+    `valid` only; `reset` starts a stream): checked against PyTorch at export, the same decisions
+    as the stateless IR, both forms timed and the faster one named in streaming.json."""
+    import openvino as ov
+
+    from edgeskel.stream.replay import session_for
+
+    net, spec = _model(persons=1)
+    res = export_streaming(net, spec, "openvino", "fp32", tmp_path)
+    assert res["parity"]["openvino"]["passed"] and res["parity"]["openvino-stateful"]["agreement"] == 1.0
+    contract = json.loads((tmp_path / "streaming.json").read_text())
+    assert contract["files"]["openvino_stateful"] == "model.stateful.xml"
+    form = contract["openvino_stateful"]
+    assert set(form["p50_ms"]) == {"stateless", "stateful"} and form["preferred"] == (
+        form["p50_ms"]["stateful"] < form["p50_ms"]["stateless"] and form["parity"]["passed"])
+    model = ov.Core().read_model(str(tmp_path / "model.stateful.xml"))
+    assert [i.get_any_name() for i in model.inputs] == ["frame", "valid"] and len(model.get_sinks()) == len(contract["state"])
+    step = build_step_model(net, spec, "keep")
+    x = parity_sequence(step, extra_calls=8, seed=3)
+    a = session_for(tmp_path, "openvino").replay(x, end=True)
+    stateful = session_for(tmp_path, "openvino", stateful=True)
+    b = stateful.replay(x, end=True)
+    # the same decisions up to the plugin's variable precision (fp32 rule: 1e-7 here; stateful 2-4e-4)
+    assert np.abs(a - b).max() <= 2e-3 * max(1.0, np.abs(a).max()) and (a.argmax(1) == b.argmax(1)).all()
+    assert np.abs(stateful.replay(x, end=True) - b).max() == 0  # a replay resets the request's states
+
+
 def test_openvino_int8_step_graph_calibrated_on_streams(tmp_path):
     """OpenVINO INT8 (NNCF, Convolution/MatMul only) from the same recorded-stream feeds, judged
     by the INT8 rule on other streams; the ONNX beside it stays fp32 (ORT checks that one)."""
@@ -317,7 +345,8 @@ def test_openvino_int8_step_graph_calibrated_on_streams(tmp_path):
     assert res["quantization"]["fake_quantize_nodes"] > 0
     ops = {op.get_type_name() for op in ov.Core().read_model(str(tmp_path / "model.xml")).get_ordered_ops()}
     assert "FakeQuantize" in ops
-    assert json.loads((tmp_path / "streaming.json").read_text())["files"] == {"onnx": "model.onnx", "openvino": "model.xml"}
+    assert json.loads((tmp_path / "streaming.json").read_text())["files"] == {
+        "onnx": "model.onnx", "openvino": "model.xml", "openvino_stateful": "model.stateful.xml"}
 
 
 STANDALONE = textwrap.dedent("""

@@ -65,10 +65,13 @@ def stream_entry(name: str, v: Any, step_dir: Path) -> dict[str, Any]:
     art = contract["files"].get(v.backend, contract["files"]["onnx"])  # the backend's own file, else the ONNX
     if (step_dir / art).is_dir():  # a build kit (TensorRT): the ONNX its engine is built from
         art = f"{art}/model.onnx"
+    stateful = bool((contract.get("openvino_stateful") or {}).get("preferred")) and v.backend == "openvino"
+    if stateful:  # OpenVINO's ReadValue/Assign form measured faster at export (stream/stateful.py)
+        art = contract["files"]["openvino_stateful"]
     entry = artifact_entry(SimpleNamespace(key=step_dir.name, backend=v.backend, precision=v.precision, options=v.options),
                            {"artifact": art}, step_dir.parent)
     entry.update(name=name, form="streaming", of=v.key, contract=str(step_dir / "streaming.json"),
-                 input_name=contract["frame_input"], static_batch=1)
+                 input_name=contract["frame_input"], static_batch=1, stateful=stateful)
     return entry
 
 

@@ -148,7 +148,7 @@ def make_bundle(
                 contract = Path(a["contract"])
                 shutil.copy2(contract, dest / contract.name)
                 v.update(form="streaming", contract=f"artifacts/{a['name']}/{contract.name}", batch_sizes=[1], static_batch=1,
-                         of=a.get("of"))
+                         of=a.get("of"), stateful=bool(a.get("stateful")))
                 v["files"].append(v["contract"])
             if a["backend"] == "tensorrt":
                 v["build"] = _tensorrt_build(a, dest, src, v["batch_sizes"])

@@ -329,6 +329,11 @@ class OpenVinoInfer:
         res = self.request.infer(feeds, share_inputs=True, share_outputs=False)
         return dict(zip(self.output_names, res.to_tuple(), strict=True))
 
+    def reset_state(self) -> None:
+        """A stateful IR (ReadValue/Assign: the states live in the request): back to the initial
+        values, at the start of every stream."""
+        self.request.reset_state()
+
 
 class TensorRTInfer:
     """A TensorRT engine via the TensorRT 10 Python API + cuda-python (cudart).
@@ -500,6 +505,33 @@ class StreamSession:
         return np.stack(out)
 
 
+class StatefulStreamSession(StreamSession):
+    """A stateful graph (OpenVINO's ReadValue/Assign form, streaming.json `openvino_stateful`):
+    the runtime keeps the states between calls, so a call feeds only the frames and `valid`;
+    `reset` starts a stream. Same decisions as StreamSession on the stateless graph."""
+
+    def __init__(self, contract: dict[str, Any], run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                 reset_state: Callable[[], None]):
+        self.reset_state = reset_state
+        super().__init__(contract, run)
+
+    def reset(self) -> None:
+        self.reset_state()
+
+    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
+        feeds = {self.contract["frame_input"]: np.ascontiguousarray(frames[None], dtype=np.float32),
+                 self.contract["valid_input"]: np.full((1,), self.stride if valid is None else valid, np.float32)}
+        return np.asarray(self.run(feeds)[self.contract["logits_output"]])[0]
+
+
+def stream_session(infer: Any, contract: dict[str, Any], stateful: bool = False) -> StreamSession:
+    """The session a deployment runs on `infer`: states fed and swapped by the caller, or kept
+    by the runtime (`stateful`)."""
+    if stateful:
+        return StatefulStreamSession(contract, infer.run_named, infer.reset_state)
+    return StreamSession(contract, infer.run_named)
+
+
 class StreamCaller:
     """One step call per `__call__` on successive recorded frames, the state carried across
     calls (a running stream, restarted at the end of the recording): what latency times. The
@@ -557,7 +589,7 @@ def measure_stream(bundle: Path, meta: dict[str, Any], v: dict[str, Any], res: d
     """Streaming top-1 (the decision at each recorded sequence's last frame, stream ended and
     flushed), the per-call latency on recorded frames (timing) and the state a stream keeps."""
     infer, contract = stream_infer(bundle, meta, v, log)
-    session = StreamSession(contract, infer.run_named)
+    session = stream_session(infer, contract, bool(v.get("stateful")))
     seqs, y = stream_sequences(bundle, meta)
     log(f"  {v['name']}: replaying {len(seqs)} recorded sequences frame by frame")
     calls, last = 0, []
@@ -567,7 +599,8 @@ def measure_stream(bundle: Path, meta: dict[str, Any], v: dict[str, Any], res: d
         last.append(decisions[-1])
     res["accuracy"] = accuracy_stats(np.stack(last), y)
     res["streaming"] = {**stream_info(contract), "sequences": len(seqs), "calls": calls,
-                        "frames": int(sum(f.shape[1] for f in seqs))}
+                        "frames": int(sum(f.shape[1] for f in seqs)),
+                        "graph": "stateful (states kept by the runtime)" if v.get("stateful") else "states as inputs/outputs"}
     res["latency_ms"] = {}
     if timing:
         m = meta.get("measure", {})
@@ -716,7 +749,8 @@ def time_interleaved(bundle: Path, meta: dict[str, Any], variants: list[dict[str
             if v.get("form") == "streaming":  # a running stream's step calls, timed beside the windows
                 infer, contract = stream_infer(bundle, meta, v, log)
                 seqs, _ = stream_sequences(bundle, meta)
-                infers[v["name"]] = StreamCaller(StreamSession(contract, infer.run_named), np.concatenate(seqs, axis=1))
+                infers[v["name"]] = StreamCaller(stream_session(infer, contract, bool(v.get("stateful"))),
+                                                 np.concatenate(seqs, axis=1))
                 continue
             infers[v["name"]] = RUNTIMES[v["backend"]](bundle / v["artifact"], v["precision"], meta.get("threads"),
                                                        v.get("options") or {})

@@ -92,7 +92,8 @@ def parity_sequence(step: StepModel, extra_calls: int = 6, seed: int = 0, hold: 
 
 
 def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str = "fp32",
-                  sequences: list[np.ndarray] | None = None, onnx_dir: Path | None = None) -> dict[str, Any]:
+                  sequences: list[np.ndarray] | None = None, onnx_dir: Path | None = None,
+                  stateful: bool = False) -> dict[str, Any]:
     """Replay streams (default: one random parity stream) on the exported graph and compare every
     call's decision, from the first call to the last flush call, with the PyTorch step model.
     `onnx_dir`: where the ONNX to replay is (default out_dir; a TensorRT kit's for its graph)."""
@@ -103,7 +104,8 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
         frames = parity_sequence(step, hold=step.hold_empty)
         # the stream runs, then ends mid-call (leftover frames + flush calls): both paths compared
         sequences = [frames[:, : frames.shape[1] - (step.plan.stride // 2)]]
-    session = session_for(out_dir, backend, threads=1, precision=precision, onnx_dir=onnx_dir)
+    session = session_for(out_dir, backend, threads=1, precision=precision, onnx_dir=onnx_dir if onnx_dir != out_dir else None,
+                          stateful=stateful)
     ref = np.concatenate([run_stream(step, torch.from_numpy(f), end=True).numpy() for f in sequences])
     got = np.concatenate([session.replay(f, end=True) for f in sequences])
     res = check_parity(ref, got, precision)
@@ -170,6 +172,11 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         extra["tensorrt"] = {k: kit[k] for k in ("route", "typing", "tensorrt_version", "engines", "trtexec")}
     (out_dir / "model.fp32.onnx").unlink(missing_ok=True)  # INT8: the float graph only fed the quantizer and the kit
     contract = make_contract(step, files, {"backend": backend, "precision": precision, **extra})
+    if backend == "openvino":  # its ReadValue/Assign form too; which one is faster is timed below
+        from edgeskel.stream.stateful import STATEFUL_FILE, make_stateful_ir
+
+        files["openvino_stateful"] = make_stateful_ir(out_dir / files["openvino"], out_dir / STATEFUL_FILE, contract).name
+        contract["files"] = dict(files)
     result: dict[str, Any] = {"status": "ok", "files": [str(out_dir / f) for f in files.values()],
                               "plan": step.plan.to_dict(), "parity": {}, **extra}
     write_contract(out_dir, contract)
@@ -184,12 +191,25 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
             checks = [("ort", "int8", out_dir)]
         if TENSORRT_KIT in files:
             checks.append(("ort", precision, out_dir / TENSORRT_KIT))
+        if "openvino_stateful" in files:
+            checks.append(("openvino-stateful", precision, out_dir))
         for b, prec, where in checks:
-            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=where)
+            stateful = b.endswith("-stateful")
+            res = check_backend(step, out_dir, b.removesuffix("-stateful"), prec, holdout if prec == "int8" else None,
+                                onnx_dir=where, stateful=stateful)
             key = b if where == out_dir else f"{b} ({where.name}/model.onnx)"
             result["parity"][key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
-            if not res["passed"]:
+            if not res["passed"] and not stateful:  # the stateful form is optional: judged, never fatal
                 result["status"] = "failed"
+    if check and result["status"] == "ok" and "openvino_stateful" in files:
+        from edgeskel.stream.stateful import compare_forms
+
+        form = compare_forms(out_dir, precision, parity_sequence(step, extra_calls=20, hold=step.hold_empty))
+        form["parity"] = result["parity"]["openvino-stateful"]
+        # preferred (what bundles ship) only if it is faster AND computes what the stateless graph does
+        form["preferred"] = bool(form["preferred"] and form["parity"]["passed"])
+        contract["openvino_stateful"] = result["openvino_stateful"] = form
+        write_contract(out_dir, contract)
     result["files"].append(str(out_dir / "streaming.json"))
     if result["status"] != "ok":
         bad = {k: v for k, v in result["parity"].items() if not v["passed"]}

@@ -11,20 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeskel.errors import ExportError
-from edgeskel.remote.device_runner import RUNTIMES, StreamSession
+from edgeskel.remote.device_runner import RUNTIMES, StreamSession, stream_session
 
 __all__ = ["StreamSession", "session_for"]
 
 
 def session_for(out_dir: str | Path, backend: str, threads: int | None = None, precision: str = "fp32",
-                onnx_dir: str | Path | None = None) -> StreamSession:
+                onnx_dir: str | Path | None = None, stateful: bool = False) -> StreamSession:
     """A session on DIR's step graph: ONNX Runtime runs its ONNX (or `onnx_dir/model.onnx`, e.g.
-    a TensorRT kit's), OpenVINO its IR."""
+    a TensorRT kit's), OpenVINO its IR (`stateful`: its ReadValue/Assign form)."""
     from edgeskel.stream.contract import read_contract
 
     contract = read_contract(out_dir)
     files = contract.get("files", {})
-    key = "openvino" if backend == "openvino" else "onnx"
+    key = ("openvino_stateful" if stateful else "openvino") if backend == "openvino" else "onnx"
     if key not in files:
         raise ExportError(f"{out_dir}: streaming contract names no {key} file")
     path = Path(out_dir) / files[key] if onnx_dir is None else Path(onnx_dir) / "model.onnx"
@@ -32,4 +32,4 @@ def session_for(out_dir: str | Path, backend: str, threads: int | None = None, p
         infer = RUNTIMES[backend](path, precision if backend == "openvino" else "fp32", threads, {})
     except Exception as exc:  # noqa: BLE001 - the runtimes raise many types; one clear line
         raise ExportError(f"{path}: {backend} cannot load the step graph: {str(exc).splitlines()[0]}") from None
-    return StreamSession(contract, infer.run_named)
+    return stream_session(infer, contract, stateful)
