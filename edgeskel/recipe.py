@@ -258,6 +258,8 @@ class StreamingSection(BaseModel):
                                        "backend and precision have a step graph)")
     max_sequences: int = Field(256, ge=1, le=1_000_000, description="recorded test sequences replayed for streaming "
                                "top-1 (a seeded subset when the test split has more)")
+    batch: int = Field(1, ge=1, le=1024, description="streams one step call serves (N independent streams, each "
+                       "with its own state rows; streams sustained = N x stride x 1000 / (fps x call ms))")
     checkpoint: str | None = Field(None, description="stream this checkpoint instead of the deployed model: the model "
                                    "fine-tuned for streams (edgeskel train --init ... --native-rate / --streamable), "
                                    "same classes and layout; the report compares it with the windowed variants")

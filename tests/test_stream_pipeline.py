@@ -197,3 +197,22 @@ def test_streaming_gates_judge_each_number_and_never_a_host_checks_latency():
     host = {c["gate"]: c for c in streaming_checks({**row, "host_check": True, "top1": 84.0}, prof)}
     assert host["stream_min_streams"]["passed"] is None and host["stream_p99_latency_ms"]["passed"] is None
     assert host["stream_max_top1_drop"]["passed"] is True  # accuracy is judged on a host check, latency never
+
+
+def test_batched_streams_in_make_export(tmp_path: Path):
+    """`streaming.batch: 2`: one step call serves two streams; the device runner replays the
+    recorded sequences two per call (an odd count leaves a row idle), the top-1 equals the
+    batch-1 graph's, and streams sustained count both streams of a call."""
+    prof = tiny_profile(tmp_path, variants=[{"backend": "ort", "precision": "fp32"}], measure={"warmup": 2, "runs": 10},
+                        streaming={"fps": 30})
+    rows = {}
+    for batch in (1, 2):
+        rec = tmp_path / f"b{batch}.yaml"
+        rec.write_text(yaml.safe_dump({**RECIPE, "name": f"tiny-b{batch}", "streaming": {"max_sequences": 5, "batch": batch}}))
+        assert main(["export", "--device", str(prof), "--recipe", str(rec), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+        (rows[batch],) = json.loads((tmp_path / "runs" / f"tiny-b{batch}" / "cpu" / "report.json").read_text())["streaming"]
+    one, two = rows[1], rows[2]
+    assert two["batch"] == 2 and two["sequences"] == 5 and two["top1"] == one["top1"]
+    mean = two["mean_ms"]
+    assert two["streams_sustained"] == int(2 * two["stride"] * 1000 / (30 * mean))
+    assert abs(two["decisions_per_s"] - round(2000 / mean, 1)) < 0.11 and two["state_kb"] == one["state_kb"]

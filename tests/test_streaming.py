@@ -384,7 +384,9 @@ def test_streaming_json_alone_drives_the_exported_graph(tmp_path):
     for key in ("frame_input", "valid_input", "logits_output", "state", "stride", "window", "valid_from",
                 "flush_calls"):
         assert key in contract
-    assert contract["state"][0] == {"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}
+    assert contract["state"][0] == {"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0,
+                                    "rows": "stream"}
+    assert contract["batch"] == 1 and contract["valid_shape"] == [1]
     step = build_step_model(net, spec, "remove")
     x = _stream(step, seed=5)
     np.save(tmp_path / "frames.npy", x)
@@ -486,3 +488,78 @@ def test_official_pyskl_msg3d_checkpoint_streams_as_defined():
     got = run_stream(step, torch.from_numpy(x)).numpy()
     ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
     assert np.abs(ref).max() > 0.1 and np.abs(got[-1] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("case", ["stgcn-keep-stride", "ctrgcn-causal-keep-stride", "stgcn-remove-stride-motion"])
+def test_batched_streams_are_independent_streams(case):
+    """One call serves N streams (`build_step_model(batch=N)`): each has its own counter, end and
+    state rows, so streams of one batch start on different calls (their rows reset to the
+    initial value), end on different calls and hold empty calls on their own; every stream's
+    decisions equal the batch-1 step model run on that stream alone."""
+    from edgeskel.stream.step import end_calls
+
+    kw = dict(CASES[case])
+    mode = kw.pop("stride_mode", "keep")
+    net, spec = _model(**kw)
+    one = build_step_model(net, spec, mode)
+    n = 3
+    many = build_step_model(net, spec, mode, batch=n)
+    p = one.plan
+    rng = np.random.default_rng(5)
+    lengths, starts = [p.valid_from + 7, 5, p.valid_from + 2 * p.stride + 1], [0, 4, 2]
+    seqs = [rng.normal(size=(p.channels, L, p.joints, p.persons)).astype(np.float32) for L in lengths]
+    seqs[0][:, 3 * p.stride:4 * p.stride] = 0  # an empty call in one stream only: held there, not in the others
+    calls = [end_calls(L, p.stride, p.flush_calls) for L in lengths]
+    want = [run_stream(one, torch.from_numpy(x), end=True).numpy() for x in seqs]
+    rows = many.state_rows()
+    states = many.initial_states()
+    got: list[list[np.ndarray]] = [[] for _ in range(n)]
+    with torch.no_grad():
+        for t in range(max(s + len(c) for s, c in zip(starts, calls, strict=True))):
+            frame = torch.zeros(many.frame_shape())
+            valid = torch.full((n,), float(p.stride))
+            for k in range(n):
+                j = t - starts[k]
+                if j == 0:  # stream k starts: its rows back to the initial value
+                    for i, r in enumerate(rows):
+                        per = 1 if r == "stream" else p.persons
+                        states[i][k * per:(k + 1) * per] = 0
+                if 0 <= j < len(calls[k]):
+                    first, real = calls[k][j]
+                    frame[k, :, :real] = torch.from_numpy(seqs[k][:, first:first + real])
+                    valid[k] = float(real)
+                elif j >= len(calls[k]):
+                    valid[k] = 0.0  # ended: stays ended
+            out = many(frame, valid, *states)
+            states = list(out[1:])
+            for k in range(n):
+                if 0 <= t - starts[k] < len(calls[k]):
+                    got[k].append(out[0][k].numpy())
+    for k in range(n):
+        g = np.stack(got[k])
+        assert g.shape == want[k].shape
+        assert np.abs(g - want[k]).max() <= 1e-5 * max(1.0, np.abs(want[k]).max()), (k, np.abs(g - want[k]).max())
+
+
+def test_batched_step_graph_on_ort_keeps_rows_apart(tmp_path):
+    """The exported batch-3 graph (streaming.json `batch`, per-state `rows`) equals the PyTorch
+    batched step model call by call with a different stream in every row, ending at different
+    calls; `last_decisions` (the device runner's accuracy replay, N sequences per call) equals
+    each stream's own ended decision."""
+    from edgeskel.remote.device_runner import last_decisions
+    from edgeskel.stream.replay import session_for
+
+    net, spec = _model(persons=2)
+    res = export_streaming(net, spec, "ort", "fp32", tmp_path, batch=3)
+    assert res["parity"]["ort"]["passed"]
+    contract = json.loads((tmp_path / "streaming.json").read_text())
+    assert contract["batch"] == 3 and contract["valid_shape"] == [3] and contract["frame_shape"][0] == 3
+    assert {s["rows"] for s in contract["state"]} == {"stream", "stream x person"}
+    one = build_step_model(net, spec, "keep")
+    p = one.plan
+    rng = np.random.default_rng(9)
+    seqs = [rng.normal(size=(p.channels, L, p.joints, p.persons)).astype(np.float32) for L in (9, 30, 17, 4)]
+    session = session_for(tmp_path, "ort")
+    got = last_decisions(session, seqs)
+    want = np.stack([run_stream(one, torch.from_numpy(x), end=True).numpy()[-1] for x in seqs])
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())

@@ -137,7 +137,7 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
             log(f"[stream] {name}: step graph ({v.backend} {v.precision}, stride mode {cfg.stride_mode})")
             res, err = safe_call(export_streaming, model, spec, v.backend, v.precision, d / name,
                                  stride_mode=cfg.stride_mode, window=cfg.window, calib=calib, holdout=holdout_seqs,
-                                 options=variant_export_options(profile, rec, v))
+                                 options=variant_export_options(profile, rec, v), batch=cfg.batch)
             if err is not None:
                 results[name] = {"status": "error", "reason": err, "of": v.key}
                 log(f"[stream] {name}: ERROR {err}")
@@ -188,17 +188,20 @@ def streaming_rows(profile: DeviceProfile, variants: list[dict[str, Any]], strea
                 row["host_check"] = True
             if meas.get("emulated"):
                 row["emulated"] = True
-            lat = (meas.get("latency_ms") or {}).get("1")
+            lats = meas.get("latency_ms") or {}
+            lat = lats.get(str(st.get("batch", 1))) or lats.get("1")  # a step call serving `batch` streams
+            batch = int(st.get("batch", 1))
+            row["batch"] = batch
             if lat and not (row.get("host_check") or row.get("emulated")):
                 stride = int(st.get("stride") or row["stride"] or 1)
                 row["latency_ms"] = {k: lat.get(k) for k in ("p50", "p90", "p99")}
                 row["mean_ms"] = lat.get("mean")
-                row["decisions_per_s"] = round(1000.0 / lat["mean"], 1) if lat.get("mean") else None
-                row["frames_per_s"] = round(stride * 1000.0 / lat["mean"], 1) if lat.get("mean") else None
-                row["streams_sustained"] = streams_sustained(lat.get("mean"), stride, fps)
+                row["decisions_per_s"] = round(batch * 1000.0 / lat["mean"], 1) if lat.get("mean") else None
+                row["frames_per_s"] = round(batch * stride * 1000.0 / lat["mean"], 1) if lat.get("mean") else None
+                row["streams_sustained"] = streams_sustained(lat.get("mean"), stride, fps, batch)
                 win_p50 = (of.get("latency_ms") or {}).get("p50") if of.get("measured_on") == row["measured_on"] else None
                 if win_p50 and lat.get("p50"):
-                    row["speedup_per_decision"] = round(float(win_p50) / float(lat["p50"]), 2)
+                    row["speedup_per_decision"] = round(batch * float(win_p50) / float(lat["p50"]), 2)  # N decisions/call
                     win_mean = ((of.get("latency_by_batch") or {}).get("1") or {}).get("mean") or win_p50
                     # the windowed model recomputing its window at the same cadence (a decision every stride frames)
                     row["windowed_streams_sustained"] = streams_sustained(float(win_mean), stride, fps)

@@ -71,7 +71,7 @@ def stream_entry(name: str, v: Any, step_dir: Path) -> dict[str, Any]:
     entry = artifact_entry(SimpleNamespace(key=step_dir.name, backend=v.backend, precision=v.precision, options=v.options),
                            {"artifact": art}, step_dir.parent)
     entry.update(name=name, form="streaming", of=v.key, contract=str(step_dir / "streaming.json"),
-                 input_name=contract["frame_input"], static_batch=1, stateful=stateful)
+                 input_name=contract["frame_input"], static_batch=int(contract.get("batch", 1)), stateful=stateful)
     return entry
 
 

@@ -147,8 +147,9 @@ def make_bundle(
                     raise ConfigError(f"bundle: streaming artifact {a['name']!r} needs recorded sequences (stream_data)")
                 contract = Path(a["contract"])
                 shutil.copy2(contract, dest / contract.name)
-                v.update(form="streaming", contract=f"artifacts/{a['name']}/{contract.name}", batch_sizes=[1], static_batch=1,
-                         of=a.get("of"), stateful=bool(a.get("stateful")))
+                streams = int(json.loads(contract.read_text()).get("batch", 1))  # streams one call serves
+                v.update(form="streaming", contract=f"artifacts/{a['name']}/{contract.name}", batch_sizes=[streams],
+                         static_batch=streams, of=a.get("of"), stateful=bool(a.get("stateful")))
                 v["files"].append(v["contract"])
             if a["backend"] == "tensorrt":
                 v["build"] = _tensorrt_build(a, dest, src, v["batch_sizes"])

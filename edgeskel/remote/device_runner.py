@@ -474,20 +474,33 @@ class StreamSession:
     def __init__(self, contract: dict[str, Any], run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]):
         self.contract, self.run = contract, run
         self.stride = int(contract["stride"])
+        self.batch = int(contract.get("batch", 1))  # streams per call (older contracts: 1)
         self.reset()
 
     def reset(self) -> None:
         self.states = {s["input"]: np.full(s["shape"], s["initial"], dtype=s["dtype"]) for s in self.contract["state"]}
 
-    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
-        """`frames` (C, stride, V, M) raw, `valid` of them real (default all) -> logits (K,)."""
-        feeds = dict(self.states)
-        feeds[self.contract["frame_input"]] = np.ascontiguousarray(frames[None], dtype=np.float32)
-        feeds[self.contract["valid_input"]] = np.full((1,), self.stride if valid is None else valid, np.float32)
+    def _inputs(self, frames: np.ndarray, valid: Any) -> dict[str, np.ndarray]:
+        """frame/valid feeds: (C, S, V, M) frames and one `valid` go to every stream row (a batched
+        graph timed or replayed on one stream), (N, C, S, V, M) and (N,) are one row each."""
+        x = np.asarray(frames, dtype=np.float32)
+        if x.ndim == 4:
+            x = np.broadcast_to(x[None], (self.batch, *x.shape))
+        v = np.broadcast_to(np.asarray(self.stride if valid is None else valid, np.float32), (self.batch,))
+        return {self.contract["frame_input"]: np.ascontiguousarray(x), self.contract["valid_input"]: np.ascontiguousarray(v)}
+
+    def step_rows(self, frames: np.ndarray, valid: Any = None) -> np.ndarray:
+        """One call for every stream row -> logits (N, K)."""
+        feeds = {**self.states, **self._inputs(frames, valid)}
         out = self.run(feeds)
         for s in self.contract["state"]:
             self.states[s["input"]] = out[s["output"]]
-        return np.asarray(out[self.contract["logits_output"]])[0]
+        return np.asarray(out[self.contract["logits_output"]])
+
+    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
+        """`frames` (C, stride, V, M) raw, `valid` of them real (default all) -> logits (K,) (of
+        row 0; a batched graph gets the same frames in every row)."""
+        return self.step_rows(frames, valid)[0]
 
     def replay(self, frames: np.ndarray, end: bool = False) -> np.ndarray:
         """Raw (C, L, V, M) -> decisions, one per call, from a fresh state: L // stride calls, or
@@ -505,6 +518,37 @@ class StreamSession:
         return np.stack(out)
 
 
+def last_decisions(session: StreamSession, seqs: list[np.ndarray]) -> np.ndarray:
+    """(len(seqs), K): the decision at each recorded sequence's last frame (ended and flushed),
+    `session.batch` sequences per call, each in its own row with its own end (a row whose
+    sequence has ended is fed valid 0 until the group's longest one is done)."""
+    n, s = session.batch, session.stride
+    out = []
+    for g in range(0, len(seqs), n):
+        group = seqs[g:g + n]
+        session.reset()
+        plans = []
+        for f in group:
+            whole = f.shape[1] // s
+            plans.append([(i * s, s) for i in range(whole)] + [(whole * s, f.shape[1] - whole * s)]
+                         + [(f.shape[1], 0)] * (int(session.contract["flush_calls"]) - 1))
+        last: list[np.ndarray | None] = [None] * len(group)
+        for t in range(max(len(p) for p in plans)):
+            frames = np.zeros((n, *group[0].shape[:1], s, *group[0].shape[2:]), np.float32)
+            valid = np.zeros(n, np.float32)
+            for k, (f, p) in enumerate(zip(group, plans, strict=True)):
+                if t < len(p):
+                    first, real = p[t]
+                    frames[k, :, :real] = f[:, first:first + real]
+                    valid[k] = real
+            logits = session.step_rows(frames, valid)
+            for k, p in enumerate(plans):
+                if t == len(p) - 1:
+                    last[k] = logits[k]
+        out += last
+    return np.stack(out)
+
+
 class StatefulStreamSession(StreamSession):
     """A stateful graph (OpenVINO's ReadValue/Assign form, streaming.json `openvino_stateful`):
     the runtime keeps the states between calls, so a call feeds only the frames and `valid`;
@@ -518,10 +562,8 @@ class StatefulStreamSession(StreamSession):
     def reset(self) -> None:
         self.reset_state()
 
-    def step(self, frames: np.ndarray, valid: int | None = None) -> np.ndarray:
-        feeds = {self.contract["frame_input"]: np.ascontiguousarray(frames[None], dtype=np.float32),
-                 self.contract["valid_input"]: np.full((1,), self.stride if valid is None else valid, np.float32)}
-        return np.asarray(self.run(feeds)[self.contract["logits_output"]])[0]
+    def step_rows(self, frames: np.ndarray, valid: Any = None) -> np.ndarray:
+        return np.asarray(self.run(self._inputs(frames, valid))[self.contract["logits_output"]])
 
 
 def stream_session(infer: Any, contract: dict[str, Any], stateful: bool = False) -> StreamSession:
@@ -563,10 +605,12 @@ def stream_sequences(bundle: Path, meta: dict[str, Any]) -> tuple[list[np.ndarra
 
 
 def stream_info(contract: dict[str, Any]) -> dict[str, Any]:
-    """What a stream costs besides time: the state a deployment keeps per stream."""
-    state = sum(int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in contract["state"])
-    frame = int(np.prod(contract.get("frame_shape") or [0])) * 4
-    return {"stride": int(contract["stride"]), "window": int(contract["window"]),
+    """What a stream costs besides time: the state a deployment keeps per stream (a batched
+    graph's states hold `batch` streams)."""
+    batch = int(contract.get("batch", 1))
+    state = sum(int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize for s in contract["state"]) // batch
+    frame = int(np.prod(contract.get("frame_shape") or [0])) * 4 // batch
+    return {"stride": int(contract["stride"]), "window": int(contract["window"]), "batch": int(contract.get("batch", 1)),
             "valid_from": int(contract["valid_from"]), "flush_calls": int(contract["flush_calls"]),
             "stride_mode": contract.get("stride_mode"), "states": len(contract["state"]),
             "state_bytes": state, "io_bytes_per_call": 2 * state + frame}
@@ -591,13 +635,10 @@ def measure_stream(bundle: Path, meta: dict[str, Any], v: dict[str, Any], res: d
     infer, contract = stream_infer(bundle, meta, v, log)
     session = stream_session(infer, contract, bool(v.get("stateful")))
     seqs, y = stream_sequences(bundle, meta)
-    log(f"  {v['name']}: replaying {len(seqs)} recorded sequences frame by frame")
-    calls, last = 0, []
-    for f in seqs:
-        decisions = session.replay(f, end=True)
-        calls += len(decisions)
-        last.append(decisions[-1])
-    res["accuracy"] = accuracy_stats(np.stack(last), y)
+    log(f"  {v['name']}: replaying {len(seqs)} recorded sequences frame by frame ({session.batch} per call)")
+    s, flush = session.stride, int(contract["flush_calls"])
+    calls = sum(f.shape[1] // s + flush for f in seqs)  # per stream: whole calls, the end call, the flushes
+    res["accuracy"] = accuracy_stats(last_decisions(session, seqs), y)
     res["streaming"] = {**stream_info(contract), "sequences": len(seqs), "calls": calls,
                         "frames": int(sum(f.shape[1] for f in seqs)),
                         "graph": "stateful (states kept by the runtime)" if v.get("stateful") else "states as inputs/outputs"}
@@ -606,8 +647,8 @@ def measure_stream(bundle: Path, meta: dict[str, Any], v: dict[str, Any], res: d
         m = meta.get("measure", {})
         log(f"  {v['name']}: timing step calls")
         caller = StreamCaller(session, np.concatenate(seqs, axis=1))
-        res["latency_ms"]["1"] = latency_stats(time_infer(caller, None, int(m.get("warmup", 10)), int(m.get("runs", 100)),
-                                                          m.get("max_seconds")), 1)
+        res["latency_ms"][str(session.batch)] = latency_stats(
+            time_infer(caller, None, int(m.get("warmup", 10)), int(m.get("runs", 100)), m.get("max_seconds")), session.batch)
     if v["backend"] == "tensorrt":
         res["tensorrt"] = {"route": (v.get("build") or {}).get("route"), "runtime": infer.version
                            + (" (contract double, not TensorRT)" if _is_double() else ""), "engines": {}, "layers": None}

@@ -308,8 +308,8 @@ def selection_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-STREAM_HEADER = ["Stream", "Status", "Stride", "Window", "State KB", "Top-1 stream", "Top-1 windowed", "p50 ms/call",
-                 "p99 ms/call", "Speed-up/decision", "Streams @fps (windowed)"]
+STREAM_HEADER = ["Stream", "Status", "Stride", "Streams/call", "Window", "State KB", "Top-1 stream", "Top-1 windowed",
+                 "p50 ms/call", "p99 ms/call", "Speed-up/decision", "Streams @fps (windowed)"]
 
 
 def stream_text(report: dict[str, Any]) -> str:
@@ -321,7 +321,8 @@ def stream_text(report: dict[str, Any]) -> str:
             "ended and flushed); Top-1 windowed = the windowed variant of the same backend and precision. Latency per step call at "
             "batch 1, timed in the same run as the windowed variants; Speed-up/decision = windowed p50 / step p50; "
             f"Streams @{fps:g} fps = streams one runner keeps up with, calls back to back (the windowed variant "
-            "recomputing its window at the same cadence in brackets). State = what a deployment keeps per stream.")
+            "recomputing its window at the same cadence in brackets). Streams/call: a batched step graph serves that many "
+            "independent streams per call. State = what a deployment keeps per stream.")
 
 
 def stream_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -332,7 +333,8 @@ def stream_rows(report: dict[str, Any]) -> list[list[str]]:
         if r.get("windowed_streams_sustained") is not None:
             streams += f" ({r['windowed_streams_sustained']})"
         label = " (host check)" if r.get("host_check") else " (emulated)" if r.get("emulated") else ""
-        rows.append([r["name"], r["status"].upper() + label, fmt(r.get("stride"), "{:d}"), fmt(r.get("window"), "{:d}"),
+        rows.append([r["name"], r["status"].upper() + label, fmt(r.get("stride"), "{:d}"), fmt(r.get("batch", 1), "{:d}"),
+                     fmt(r.get("window"), "{:d}"),
                      fmt(r.get("state_kb"), "{:.1f}"), fmt(r.get("top1")), fmt(r.get("windowed_top1")),
                      fmt(lat.get("p50")), fmt(lat.get("p99")), fmt(r.get("speedup_per_decision"), "{:.1f}x"), streams])
     return rows

@@ -1,7 +1,7 @@
 """`streaming.json`: everything a runtime needs to drive a step graph, beside the artifact.
 
     {"format": "edgeskel-streaming/1",
-     "frame_input": "frame", "frame_shape": [1, C, stride, V, M], "valid_input": "valid",
+     "frame_input": "frame", "frame_shape": [N, C, stride, V, M], "valid_input": "valid", "batch": N,
      "logits_output": "logits",
      "state": [{"input": "s0", "output": "s0_out", "shape": [1], "dtype": "float32", "initial": 0.0}, ...],
      "stride": S, "window": W*S, "valid_from": F, "delay": D, "flush_calls": K, ...}
@@ -41,16 +41,22 @@ def make_contract(step, files: dict[str, str], extra: dict[str, Any] | None = No
     plan = step.plan
     spec = step.spec
     states = []
-    for i, shape in enumerate(step.state_shapes()):
+    for i, (shape, rows) in enumerate(zip(step.state_shapes(), step.state_rows(), strict=True)):
         inp, out = state_names(i)
-        states.append({"input": inp, "output": out, "shape": list(shape), "dtype": "float32", "initial": 0.0})
+        states.append({"input": inp, "output": out, "shape": list(shape), "dtype": "float32", "initial": 0.0,
+                       "rows": rows})
     return {
         "format": FORMAT,
         "frame_input": FRAME_INPUT,
         "frame_shape": list(step.frame_shape()),
         "frame_layout": "N C S V M (S = stride frames, oldest first)",
         "valid_input": VALID_INPUT,
-        "valid_shape": [1],
+        "valid_shape": [step.batch],
+        "batch": step.batch,
+        "batch_meaning": "N independent streams per call: row n of frame/valid/logits is stream n; a state's "
+                         "leading axis holds one row per stream ('stream') or per stream and person ('stream x "
+                         "person': rows n*M .. n*M+M-1). To start stream n, set its rows of every state to "
+                         "`initial`; an idle row is fed zero frames (held) or ended (valid 0)",
         "valid_meaning": "real frames in this call: stride while the stream runs; r < stride (the leftover "
                          "frames, first r of the call) ends it, then valid 0 for the flush calls",
         "logits_output": LOGITS_OUTPUT,

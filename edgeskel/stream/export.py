@@ -117,13 +117,14 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
                      stride_mode: str = "keep", opset: int = 17, check: bool = True,
                      hold_empty: bool = True, calib: list[np.ndarray] | None = None,
                      holdout: list[np.ndarray] | None = None, window: int | None = None,
-                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+                     options: dict[str, Any] | None = None, batch: int = 1) -> dict[str, Any]:
     """Write DIR/model.onnx (+ model.xml/.bin for openvino, + DIR/tensorrt/, a build kit of one
     batch-1 step engine, for tensorrt) and DIR/streaming.json; check parity. INT8 (ORT) needs
     `calib`: raw recorded sequences (C, L, V, M) to calibrate on; `holdout` (other sequences)
     are streamed to judge it. `options`: TensorRT's route (tensorrt_version, typing, dla_core,
-    workspace_mb), as for windowed variants. Raises NotStreamable (with the reason) for models
-    without a streaming form."""
+    workspace_mb), as for windowed variants. `batch`: streams one call serves (N independent
+    streams, docs/STREAMING.md "Batched streams"). Raises NotStreamable (with the reason) for
+    models without a streaming form."""
     supported = streaming_precisions()
     if backend not in supported:
         raise ConfigError(f"--form streaming: backend {backend!r} has no streaming export; choose one of {list(supported)}")
@@ -134,7 +135,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         raise ConfigError("--form streaming --precision int8: give --calib-data SPEC (recorded sequences: its "
                           "training split calibrates, its test split judges the INT8 graph)")
     out_dir = Path(out_dir)
-    step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty, window=window)
+    step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty, window=window, batch=batch)
     extra: dict[str, Any] = {}
     if precision == "int8" and backend != "openvino":  # the ONNX itself is INT8 (OpenVINO's is its IR)
         from edgeskel.stream.quantize import quantize_step_graph
@@ -161,7 +162,7 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
 
         opts = options or {}
         kit = prepare_tensorrt(out_dir / "model.fp32.onnx" if precision == "int8" else onnx_path, out_dir / TENSORRT_KIT,
-                               precision, qdq_onnx=onnx_path if precision == "int8" else None, batch_sizes=[1],
+                               precision, qdq_onnx=onnx_path if precision == "int8" else None, batch_sizes=[batch],
                                dla_core=opts.get("dla_core"), allow_gpu_fallback=opts.get("allow_gpu_fallback", True),
                                workspace_mb=int(opts.get("workspace_mb", 1024)),
                                tensorrt_version=opts.get("tensorrt_version"), typing=opts.get("typing"),

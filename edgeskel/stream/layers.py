@@ -50,12 +50,12 @@ class Timeline:
 class StreamContext:
     """Per-call exchange between the step model and its stateful modules."""
 
-    count: torch.Tensor | None = None  # (1,) float32: calls already made (saturates)
+    count: torch.Tensor | None = None  # (N,) float32: calls already made, per stream (saturates)
     # end of stream (docs/STREAMING.md "Ending a stream"): this call's index relative to the
     # end call (-1e6 while the stream has not ended) and the real frames in the end call, one-hot
-    end_call: torch.Tensor | None = None  # (1,)
-    end_frames: torch.Tensor | None = None  # (stride + 1,) one-hot of r
-    valid: torch.Tensor | None = None  # (1,): real frames in this call's chunk
+    end_call: torch.Tensor | None = None  # (N,)
+    end_frames: torch.Tensor | None = None  # (N, stride + 1) one-hot of r
+    valid: torch.Tensor | None = None  # (N,): real frames in this call's chunk
     stride: int = 1  # raw frames per call
     inputs: list[torch.Tensor] = field(default_factory=list)
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -63,11 +63,23 @@ class StreamContext:
     batch_dims: list[str] = field(default_factory=list)  # per slot: "n" (streams) or "nm" (streams x persons)
     settle: int = 0  # calls after which every mask is all ones
     joints: int = 0  # V of every (N*M, C, T, V) tensor in the network
+    batch: int = 1  # N: streams served by one call, each with its own counter, end and states
+    persons: int = 1  # M: network tensors hold N*M rows, stream n's persons at rows n*M..n*M+M-1
 
     def new_slot(self, shape: tuple[int, ...], batch: str) -> int:
         self.shapes.append(tuple(int(s) for s in shape))
         self.batch_dims.append(batch)
         return len(self.shapes) - 1
+
+    def per_stream(self, t: torch.Tensor, dims: int) -> torch.Tensor:
+        """A per-stream (N,) value shaped to broadcast over (N, ...) with `dims` more axes."""
+        return t.reshape((-1,) + (1,) * dims)
+
+    def per_row(self, t: torch.Tensor, dims: int = 3) -> torch.Tensor:
+        """A per-stream (N,) value shaped to broadcast over the network's (N*M, ...) rows."""
+        if self.persons > 1:
+            t = t.reshape(-1, 1).expand(-1, self.persons)
+        return t.reshape((-1,) + (1,) * dims)
 
 
 class _Stateful(nn.Module):
@@ -113,10 +125,18 @@ def end_length_table(tl: Timeline, stride: int) -> torch.Tensor:
     return torch.tensor([float(tl.length_for(r)) for r in range(stride + 1)])
 
 
-def beyond_end(ctx: StreamContext, tl: Timeline, offsets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """True where frame `c*n + offset` of a tensor on timeline `tl` lies past the stream's end."""
-    length_r = (ctx.end_frames * table).sum()
-    return (ctx.end_call * float(tl.n) - length_r + offsets) >= 0
+def beyond_end(ctx: StreamContext, tl: Timeline, offsets: torch.Tensor, table: torch.Tensor,
+               rows: str = "net") -> torch.Tensor:
+    """True where frame `c*n + offset` of a tensor on timeline `tl` lies past its stream's end.
+    `rows`: how the tensor holds the streams: "net" (N*M, C, T, V), "frame" (N, C, S, V, M) or
+    "stream" (N, ...offsets)."""
+    length_r = (ctx.end_frames * table).sum(-1)  # (N,)
+    edge = ctx.end_call * float(tl.n) - length_r
+    if rows == "net":
+        edge = ctx.per_row(edge, offsets.dim() - 1)
+    elif rows == "frame":
+        edge = ctx.per_stream(edge, offsets.dim() - 1)
+    return (edge + offsets) >= 0
 
 
 class _Temporal(_Stateful):
@@ -158,7 +178,7 @@ class _Temporal(_Stateful):
         ctx = self.ctx
         keep = ~beyond_end(ctx, self.in_timeline, self.offsets, self.end_table)
         if self.masked:
-            keep = keep & (ctx.count >= self.threshold)
+            keep = keep & (ctx.per_row(ctx.count) >= self.threshold)
         return torch.where(keep, h, torch.full_like(h, self.pad_value))
 
     def _window(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,14 +275,15 @@ class StreamTrailingMean(_Stateful):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
-        z = torch.where(ctx.count >= self.threshold, z, torch.zeros_like(z))  # negative indices: no frames
+        z = torch.where(ctx.per_row(ctx.count) >= self.threshold, z, torch.zeros_like(z))  # negative indices: no frames
         if self.keep > 0:
             h = torch.cat([self._state(), z], 2)
             self._set(h[:, :, h.shape[2] - self.keep:])
             sums = F.avg_pool2d(h, (self.window, 1), stride=1) * float(self.window)
         else:
             sums = z
-        count = torch.clamp(ctx.count * float(self.n) + self.first_index + 1.0, min=1.0, max=float(self.window))
+        count = torch.clamp(ctx.per_row(ctx.count) * float(self.n) + self.first_index + 1.0, min=1.0,
+                            max=float(self.window))
         return sums / count
 
 

@@ -58,7 +58,7 @@ class CausalPreprocess(_Stateful):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
-        x = torch.where(self.frame_index < ctx.valid, x, torch.zeros_like(x))
+        x = torch.where(self.frame_index < ctx.per_stream(ctx.valid, 4), x, torch.zeros_like(x))
         present = (x != 0).any(dim=3, keepdim=True).any(dim=1, keepdim=True)  # (N, 1, S, 1, M)
         if self.center:
             origin, have = ctx.inputs[self.origin_slot], ctx.inputs[self.have_slot]
@@ -79,12 +79,12 @@ class CausalPreprocess(_Stateful):
             ctx.outputs[self.prev_slot] = h[:, :, h.shape[2] - 1:]
             x = h[:, :, 1:] - h[:, :, :-1]
             # frame t (index c*S - 1 + i) is x[t+1] - x[t]; zero from the last frame E - 1 on
-            last = beyond_end(ctx, self.input_timeline, self.frame_index.reshape(1, 1, -1, 1, 1), self.end_table)
+            last = beyond_end(ctx, self.input_timeline, self.frame_index.reshape(1, 1, -1, 1, 1), self.end_table, "frame")
             x = torch.where(last, torch.zeros_like(x), x)
         return x
 
 
 def empty_chunk(x: torch.Tensor) -> torch.Tensor:
-    """0-d bool: no joint of any person in any frame of the chunk is non-zero."""
-    return ~(x != 0).any()
+    """(N,) bool: no joint of any person in any frame of stream n's chunk is non-zero."""
+    return ~(x != 0).flatten(1).any(1)
 

@@ -36,9 +36,10 @@ def calibration_feeds(step: StepModel, sequences: Sequence[np.ndarray], max_call
             states = step.initial_states()
             calls = end_calls(seq.shape[1], p.stride, p.flush_calls)[:per_seq]
             for first, real in calls:
-                chunk = np.zeros((1, p.channels, p.stride, p.joints, p.persons), np.float32)
-                chunk[0, :, :real] = seq[:, first:first + real]
-                valid = np.full((1,), float(real), np.float32)
+                n = step.batch  # a batched graph: the stream in every row (the ranges are per tensor)
+                chunk = np.zeros((n, p.channels, p.stride, p.joints, p.persons), np.float32)
+                chunk[:, :, :real] = seq[:, first:first + real]
+                valid = np.full((n,), float(real), np.float32)
                 feeds.append({FRAME_INPUT: chunk, VALID_INPUT: valid,
                               **{state_names(i)[0]: s.numpy().copy() for i, s in enumerate(states)}})
                 out = step(torch.from_numpy(chunk), torch.from_numpy(valid), *states)

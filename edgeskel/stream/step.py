@@ -64,25 +64,36 @@ class StepModel(nn.Module):
         self.family: Family | None = None
 
     # -- states ------------------------------------------------------------------------------------
+    @property
+    def batch(self) -> int:
+        """Streams one call serves (each with its own counter, end and state rows)."""
+        return self.ctx.batch
+
     def state_shapes(self) -> list[tuple[int, ...]]:
-        p = self.plan
+        p, n = self.plan, self.ctx.batch
         out = []
         for shape, batch in zip(self.ctx.shapes, self.ctx.batch_dims, strict=True):
-            lead = {"none": (), "n": (1,), "nm": (p.persons,)}[batch]
+            lead = {"n": (n,), "nm": (n * p.persons,)}[batch]
             out.append(lead + tuple(shape))
         return out
+
+    def state_rows(self) -> list[str]:
+        """Per state, how its leading axis holds the streams (streaming.json `rows`)."""
+        return ["stream" if b == "n" else "stream x person" for b in self.ctx.batch_dims]
 
     def initial_states(self) -> list[torch.Tensor]:
         return [torch.zeros(s, dtype=torch.float32) for s in self.state_shapes()]
 
     def frame_shape(self) -> tuple[int, ...]:
         p = self.plan
-        return (1, p.channels, p.stride, p.joints, p.persons)
+        return (self.ctx.batch, p.channels, p.stride, p.joints, p.persons)
 
     # -- one call ---------------------------------------------------------------------------------
     def forward(self, frame: torch.Tensor, valid: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """`frame` (1, C, S, V, M) raw, `valid` (1,): how many of its S frames are real (S while
-        the stream runs; fewer or 0 ends it: "Ending a stream" in docs/STREAMING.md)."""
+        """`frame` (N, C, S, V, M) raw, `valid` (N,): how many of each stream's S frames are real
+        (S while the stream runs; fewer or 0 ends it: "Ending a stream" in docs/STREAMING.md).
+        Every stream has its own counter, end and state rows, so streams of one batch may start
+        (their rows at the initial value) and end on different calls."""
         ctx, p = self.ctx, self.plan
         if len(states) != len(ctx.shapes):
             raise ValueError(f"step model takes {len(ctx.shapes)} states, got {len(states)}")
@@ -95,43 +106,53 @@ class StepModel(nn.Module):
         end_r_new = torch.where(ends_now, valid, end_r)
         ctx.count, ctx.inputs, ctx.outputs = count, list(states), {}
         ctx.end_call = torch.where(since_new > 0, since_new - 1.0, torch.full_like(since_new, -1e6))
-        ctx.end_frames = (end_r_new == self.r_values).to(frame.dtype)
+        ctx.end_frames = (end_r_new.unsqueeze(-1) == self.r_values).to(frame.dtype)  # (N, S + 1)
         ctx.valid = valid
-        logit = self.net(self.prefix(frame))  # (1, K): the newest output frame's logits
+        logit = self.net(self.prefix(frame))  # (N, K): the newest output frame's logits
         # the newest output frame enters the running mean if it exists: >= 0, before the end
-        push = (count >= float(p.lag)) & ~beyond_end(ctx, self.out_timeline, self.out_offset, self.out_table)
+        push = (count >= float(p.lag)) & ~beyond_end(ctx, self.out_timeline, self.out_offset, self.out_table, "stream")
         ring_in = states[self.ring_slot]
-        ring = torch.where(push, torch.cat([ring_in[:, :, 1:], logit.unsqueeze(-1)], -1), ring_in)
+        ring = torch.where(push.reshape(-1, 1, 1), torch.cat([ring_in[:, :, 1:], logit.unsqueeze(-1)], -1), ring_in)
         ctx.outputs[self.ring_slot] = ring
         ctx.outputs[self.filled_slot] = torch.clamp(states[self.filled_slot] + push.to(frame.dtype),
                                                     max=float(p.window_outputs))
         ctx.outputs[0] = torch.clamp(count + 1.0, max=float(self.cap))
         ctx.outputs[self.end_slot], ctx.outputs[self.end_r_slot] = since_new, end_r_new
         if self.hold_empty:  # an empty call changes nothing (the windowed pipeline drops empty frames)
-            hold = empty_chunk(frame) & (valid >= stride) & ~ended_before
-            new = [torch.where(hold, states[i], ctx.outputs[i]) for i in range(len(states))]
+            hold = empty_chunk(frame) & (valid >= stride) & ~ended_before  # (N,)
+            new = [torch.where(self._rows(hold, i, states[i].dim() - 1), states[i], ctx.outputs[i])
+                   for i in range(len(states))]
         else:
             new = [ctx.outputs[i] for i in range(len(states))]
         w = p.window_outputs
-        filled = new[self.filled_slot]  # (1,): complete output frames in the ring, <= W
-        weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - filled).to(frame.dtype)  # newest `filled`
-        logits = (new[self.ring_slot] * weights).sum(-1) / torch.clamp(filled, min=1.0)
+        filled = new[self.filled_slot]  # (N,): complete output frames in the ring, <= W
+        weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - filled.unsqueeze(-1)).to(frame.dtype)  # newest `filled`
+        logits = (new[self.ring_slot] * weights.unsqueeze(1)).sum(-1) / torch.clamp(filled, min=1.0).unsqueeze(-1)
         ctx.inputs, ctx.outputs, ctx.count = [], {}, None
         ctx.end_call = ctx.end_frames = ctx.valid = None
         return (logits, *new)
 
+    def _rows(self, per_stream: torch.Tensor, slot: int, dims: int) -> torch.Tensor:
+        """A per-stream (N,) value shaped for state `slot` (rows per stream, or per stream x person)."""
+        if self.ctx.batch_dims[slot] == "nm":
+            return self.ctx.per_row(per_stream, dims)
+        return self.ctx.per_stream(per_stream, dims)
+
     def full_valid(self) -> torch.Tensor:
-        """The `valid` input of a call whose frames are all real."""
-        return torch.full((1,), float(self.plan.stride))
+        """The `valid` input of a call whose frames are all real (every stream)."""
+        return torch.full((self.ctx.batch,), float(self.plan.stride))
 
 
 def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep", hold_empty: bool = True,
-                     window: int | None = None) -> StepModel:
+                     window: int | None = None, batch: int = 1) -> StepModel:
     """The streaming form of `model` (left unchanged). Raises NotStreamable with the reason.
     `hold_empty=False`: the graph does not check for empty calls; the caller must not feed them
     (saves one Where per state; streaming.json says which applies). `window`: the frames a
     decision averages (default: the T the model was trained on); a longer window lets the
-    final decision of an ended stream cover a whole long action."""
+    final decision of an ended stream cover a whole long action. `batch`: streams one call
+    serves (N independent streams; docs/STREAMING.md "Batched streams")."""
+    if batch < 1:
+        raise ConfigError(f"stream batch of {batch}; give at least 1")
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name)
@@ -148,9 +169,9 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     stride = family.stride(net)
     window = -(-t // stride) * stride
     out_ch, in_ch = probe_channels(net, torch.zeros(1, c, window, v, m))
-    ctx = StreamContext(joints=v, stride=stride)
-    ctx.new_slot((1,), "none")  # slot 0: the call counter
-    slots = {"since_end": ctx.new_slot((1,), "none"), "end_frames": ctx.new_slot((1,), "none")}
+    ctx = StreamContext(joints=v, stride=stride, batch=int(batch), persons=m)
+    ctx.new_slot((), "n")  # slot 0: the call counter, one per stream
+    slots = {"since_end": ctx.new_slot((), "n"), "end_frames": ctx.new_slot((), "n")}
     prefix = CausalPreprocess(spec.layout, spec.preprocess, Timeline(stride, 0, window), ctx)
     try:
         tl = family.convert(Converter(ctx, out_ch, in_ch), net, prefix.timeline)
@@ -159,7 +180,7 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     if tl.n != 1:
         raise NotStreamable(f"model {spec.name!r}: {tl.n} output frames per call (strides along its branches differ)")
     w = tl.length
-    slots["filled"] = ctx.new_slot((1,), "none")
+    slots["filled"] = ctx.new_slot((), "n")
     slots["ring"] = ctx.new_slot((spec.num_classes, w), "n")
     flush = max(max(1, tl.length_for(r) + tl.lag) for r in range(stride))
     cap = max(ctx.settle, tl.lag + w, flush) + 1
@@ -199,7 +220,8 @@ def run_stream(step: StepModel, frames: torch.Tensor, end: bool = False) -> torc
         for first, real in calls:
             chunk = torch.zeros((c, s) + tuple(frames.shape[2:]), dtype=torch.float32)
             chunk[:, :real] = frames[:, first:first + real]
-            res = step(chunk.unsqueeze(0), torch.full((1,), float(real)), *states)
+            n = step.batch  # a batched step model gets the stream in every row; row 0 is returned
+            res = step(chunk.unsqueeze(0).expand(n, *chunk.shape).contiguous(), torch.full((n,), float(real)), *states)
             outs.append(res[0][0])
             states = list(res[1:])
     return torch.stack(outs) if outs else torch.zeros(0, p.num_classes)

@@ -143,12 +143,12 @@ def apply_gates(variant_result: dict[str, Any], profile: DeviceProfile, referenc
     return verdict_of_checks(gate_checks(variant_result, profile, reference_top1))
 
 
-def streams_sustained(call_ms_mean: float | None, stride: int, fps: float) -> int | None:
+def streams_sustained(call_ms_mean: float | None, stride: int, fps: float, batch: int = 1) -> int | None:
     """Streams at `fps` one runner keeps up with, step calls back to back: each stream needs
-    fps / stride calls per second, each call takes the mean call time."""
+    fps / stride calls per second, a call serves `batch` streams and takes the mean call time."""
     if not call_ms_mean or call_ms_mean <= 0:
         return None
-    return int(stride * 1000.0 / (fps * call_ms_mean))
+    return int(batch * stride * 1000.0 / (fps * call_ms_mean))
 
 
 def streaming_checks(row: dict[str, Any], profile: DeviceProfile) -> list[dict[str, Any]]:
