@@ -164,3 +164,42 @@ def test_recipe_errors_for_streams_are_one_line(tmp_path, capsys):
     rc = main(["check", "--recipe", str(_recipe(tmp_path, **bad))])
     err = capsys.readouterr().err
     assert rc == 2 and "model.streams[0].checkpoint" in err and "not found" in err
+
+
+def test_ensemble_on_jetson_is_one_engine_per_variant_built_and_run_by_the_doubles(tmp_path):
+    """`make export DEVICE=jetson-orin RECIPE=<ensemble>`: each TensorRT variant of a two-stream
+    ensemble is ONE build kit (one engine per batch size, both streams, the bone view and the
+    fusion inside), which the TensorRT contract doubles build and run; results import as for any
+    model (compression is the CPU test's: here it would only add time)."""
+    import subprocess
+
+    from trt_doubles import install
+
+    rec = tmp_path / "tiny-ens.yaml"
+    rec.write_text(yaml.safe_dump({**ENS_RECIPE, "compress": None}))
+    prof = yaml.safe_load((REPO / "devices" / "jetson-orin.yaml").read_text())
+    prof.update(arch="x86_64", batch_sizes=[1], measure={"warmup": 1, "runs": 5},
+                variants=[v for v in prof["variants"] if v["backend"] == "tensorrt" and v["precision"] == "fp16"])
+    path = tmp_path / "jetson-orin.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    out = tmp_path / "runs"
+    assert main(["export", "--device", str(path), "--recipe", str(rec), "--out", str(out), "--quiet"]) == 3
+    run_dir = out / "tiny-ens" / "jetson-orin"
+    rep = json.loads((run_dir / "report.json").read_text())
+    bundle = run_dir / rep["bundle"]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    (v,) = meta["variants"]
+    assert v["name"] == "tensorrt-fp16" and list(v["build"]["engines"]) == ["1"]
+    import onnx
+
+    graph = onnx.load(str(bundle / v["artifact"])).graph
+    assert [i.name for i in graph.input] == ["skeleton"] and len(graph.output) == 1  # raw joints in, fused scores out
+    dbl = install(tmp_path, "10.3.0")
+    proc = subprocess.run([str(dbl.python), "device_runner.py", ".", "--out", str(tmp_path / "results.json")],
+                          cwd=bundle, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (res,) = json.loads((tmp_path / "results.json").read_text())["variants"]
+    assert res["status"] == "ok" and "contract double" in res["tensorrt"]["runtime"]
+    assert main(["results", "import", str(run_dir), str(tmp_path / "results.json")]) in (0, 3)
+    (row,) = json.loads((run_dir / "report.json").read_text())["variants"]
+    assert row["measured_on"] == "imported://jetson-orin" and "double" in json.dumps(row)
