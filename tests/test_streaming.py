@@ -249,7 +249,8 @@ def test_windowed_model_is_not_changed():
 
 
 @pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride",
-                                  "hyperformer-keep-stride", "shiftgcn-keep-stride", "msg3d-keep-stride"])
+                                  "hyperformer-keep-stride", "shiftgcn-keep-stride",
+                                  pytest.param("msg3d-keep-stride", marks=pytest.mark.slow)])  # 10 s: same layers as the others
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here

@@ -112,6 +112,7 @@ def test_tune_includes_tensorrt_variants_on_an_ssh_jetson_and_labels_the_double(
         assert "engine itself runs on the device only" in res["decision"]["test_top1_by"]
 
 
+@pytest.mark.slow  # 15 s; the host path of the same search is test_tune_streams', the bundle path the pipeline's
 def test_tune_times_streaming_candidates_on_the_ssh_device(sshd, tmp_path):  # noqa: F811
     """A stream workload over SSH: the windowed finals and the step graphs go to the device in one
     bundle (recorded validation sequences with them); the device's streaming top-1 is judged."""
