@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from edgeskel import models
 from edgeskel.checkpoint import ModelSpec, Preprocess, save_checkpoint
 from edgeskel.layouts import get_layout
 from edgeskel.models.lowrank import LowRankConv1x1, LowRankConvK, Tucker2Conv
-from edgeskel.stream import NotStreamable, build_step_model, run_stream
+from edgeskel.stream import NotStreamable, StepModel, build_step_model, run_stream
 from edgeskel.stream.export import export_streaming, parity_sequence
 from edgeskel.stream.semantics import reference_logits
 from edgeskel.stream.step import end_calls
@@ -450,45 +451,40 @@ def test_cli_export_form_streaming(tmp_path, capsys):
     assert rc == 2 and "only for --form streaming" in capsys.readouterr().err
 
 
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+
+
+def _official_stream(name: str, file: str, to_ctvm, frames: int) -> tuple[StepModel, np.ndarray, np.ndarray]:
+    """An official fixture's checkpoint imported and streamed over its input repeated to `frames`
+    frames: (step model, its last decision, the definition's decision there)."""
+    from edgeskel.importers import import_official
+
+    d = OFFICIAL / name
+    if not (d / file).is_file():
+        pytest.skip(f"official fixture {name} not present")
+    model, spec = import_official("auto", d / file, None, get_layout("ntu25"),
+                                  preprocess=Preprocess(num_frames=32, num_person=2, center=False))
+    step = build_step_model(model.eval(), spec, "keep")
+    x = to_ctvm(np.load(d / "input.npy")[0])
+    x = np.ascontiguousarray(np.concatenate([x] * (-(-frames // x.shape[1])), axis=1)[:, :frames])
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    return step, got[-1], reference_logits(step, x[:, : len(got) * step.plan.stride])
+
+
 def test_official_shiftgcn_checkpoint_streams_as_defined():
     """The official NTU-60 Shift-GCN weights (learned shifts of radius up to 9) stream exactly:
     the decisions after the delay equal the definition on a 280-frame stream."""
-    from pathlib import Path
-
-    from edgeskel.importers import import_official
-
-    d = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "shiftgcn-ntu60-xview"
-    if not (d / "checkpoint.pt").is_file():
-        pytest.skip("official Shift-GCN fixture not present")
-    model, spec = import_official("auto", d / "checkpoint.pt", None, get_layout("ntu25"),
-                                  preprocess=Preprocess(num_frames=32, num_person=2, center=False))
-    step = build_step_model(model.eval(), spec, "keep")
+    step, got, ref = _official_stream("shiftgcn-ntu60-xview", "checkpoint.pt", lambda x: x, 280)
     assert step.plan.delay == 224
-    x = np.load(d / "input.npy")[0]
-    x = np.ascontiguousarray(np.concatenate([x] * 5, axis=1)[:, :280])
-    got = run_stream(step, torch.from_numpy(x)).numpy()
-    ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
-    assert np.abs(ref).max() > 1 and np.abs(got[-1] - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert np.abs(ref).max() > 1 and np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
 def test_official_pyskl_msg3d_checkpoint_streams_as_defined():
     """PYSKL's NTU-60 MS-G3D weights (G3D windows 3 and 5, MS-TCNs, stride 4 overall) stream
     exactly: the decision after 120 frames equals the definition."""
-    from pathlib import Path
-
-    from edgeskel.importers import import_official
-
-    d = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official" / "pyskl-msg3d-ntu60"
-    if not (d / "checkpoint.pth").is_file():
-        pytest.skip("official MS-G3D fixture not present")
-    model, spec = import_official("auto", d / "checkpoint.pth", None, get_layout("ntu25"),
-                                  preprocess=Preprocess(num_frames=32, num_person=2, center=False))
-    step = build_step_model(model.eval(), spec, "keep")
-    x = np.load(d / "input.npy")[0].transpose(3, 1, 2, 0)  # PYSKL's (M, T, V, C) -> (C, T, V, M)
-    x = np.ascontiguousarray(np.concatenate([x, x], axis=1)[:, :120])
-    got = run_stream(step, torch.from_numpy(x)).numpy()
-    ref = reference_logits(step, x[:, : len(got) * step.plan.stride])
-    assert np.abs(ref).max() > 0.1 and np.abs(got[-1] - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    # PYSKL's input is (M, T, V, C)
+    step, got, ref = _official_stream("pyskl-msg3d-ntu60", "checkpoint.pth", lambda x: x.transpose(3, 1, 2, 0), 120)
+    assert np.abs(ref).max() > 0.1 and np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
 
 
 @pytest.mark.parametrize("case", ["stgcn-keep-stride", "ctrgcn-causal-keep-stride", "stgcn-remove-stride-motion"])
