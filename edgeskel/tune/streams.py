@@ -77,7 +77,7 @@ def _stream_option(s: _Search, key: str, ckpt: Path, variants: list[Any], cfg: A
         for v in variants:
             res, err = steps.safe_call(export_streaming, model, spec, v.backend, v.precision, d / v.key,
                                        stride_mode=cfg.stride_mode, window=cfg.window, calib=calib, holdout=holdout_seqs,
-                                       options=stages.variant_export_options(s.profile, s.rec, v))
+                                       options=stages.variant_export_options(s.profile, s.rec, v))  # batch 1: p50 = a decision
             if err is not None:
                 out[v.key] = {"status": "error", "reason": err.splitlines()[0][:300]}
                 s.log(f"[tune] {key}/{v.key}-stream: {err.splitlines()[0][:120]}")
