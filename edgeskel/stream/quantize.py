@@ -75,10 +75,12 @@ def quantize_step_graph_openvino(onnx_fp32: Path, out_xml: Path, step: StepModel
     quantized_types = {"Convolution", "GroupConvolution", "MatMul"}
     others = sorted({op.get_type_name() for op in model.get_ordered_ops()} - quantized_types
                     - {"Parameter", "Result", "Constant"})
-    q = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(feeds),
+    # MIXED: asymmetric activations (a step graph's activations after masks and state concats are
+    # far from zero-centred; PERFORMANCE flipped 12% of a tiny test model's decisions, MIXED none)
+    q = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.MIXED, subset_size=len(feeds),
                       ignored_scope=nncf.IgnoredScope(types=others, validate=False))
     ov.save_model(q, str(out_xml))
     fq = sum(op.get_type_name() == "FakeQuantize" for op in q.get_ordered_ops())
-    return {"tool": "nncf.quantize", "nncf_version": nncf.__version__, "preset": "performance",
+    return {"tool": "nncf.quantize", "nncf_version": nncf.__version__, "preset": "mixed",
             "quantized_op_types": sorted(quantized_types), "fake_quantize_nodes": int(fq),
             "calib_samples": len(feeds), "calib_sequences": len(sequences)}
