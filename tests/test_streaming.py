@@ -249,9 +249,11 @@ def test_windowed_model_is_not_changed():
     assert torch.equal(net(x), y0) and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-@pytest.mark.parametrize("case", ["stgcnpp-keep-stride", "stgcn-factorized", "ctrgcn-causal-keep-stride",
-                                  "hyperformer-keep-stride", "shiftgcn-keep-stride",
-                                  pytest.param("msg3d-keep-stride", marks=pytest.mark.slow)])  # 10 s: same layers as the others
+# make test: one graph per kind of stateful layer (factorized convs, causal means, shifts); the rest
+# (same layers in other arrangements, ~10 s each) under make test-slow
+@pytest.mark.parametrize("case", ["stgcn-factorized", "ctrgcn-causal-keep-stride", "shiftgcn-keep-stride",
+                                  *(pytest.param(c, marks=pytest.mark.slow)
+                                    for c in ("stgcnpp-keep-stride", "hyperformer-keep-stride", "msg3d-keep-stride"))])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here

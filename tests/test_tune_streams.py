@@ -29,7 +29,7 @@ def test_tune_searches_windowed_vs_streaming(tmp_path: Path):
     rec = tmp_path / "tiny-stream.yaml"
     rec.write_text(yaml.safe_dump({**TINY, "name": "tiny-stream", "streaming": {"max_sequences": 6}}))
     prof = _profile(tmp_path, variants=[{"backend": "ort", "precision": "fp32"}, {"backend": "openvino", "precision": "fp32"}],
-                    gates={"max_top1_drop": 100.0})
+                    gates={"max_top1_drop": 100.0})  # two backends: streaming is searched per backend and precision
     res = run_tune(str(prof), str(rec), out_root=tmp_path / "runs", budgets=(0.8,), quiet=True, log=lambda s: None,
                    measure=step_fast_measure)
     streams = [c for c in res["candidates"] if c.get("form") == "streaming"]
