@@ -76,6 +76,12 @@ def recorded_sequences(sset: Any, persons: int, cap: int, seed: int = 0) -> tupl
     return [seqs[k] for k in keep], np.asarray(sset.labels)[idx][keep].astype(np.int64)
 
 
+def calibration_sequences(split: Any, persons: int, calib_samples: int) -> list[np.ndarray]:
+    """The recorded training sequences an INT8 step graph calibrates on (`split`: the holdout
+    split, its train part; at most 64, seeded): the same for `make export` and `tune`."""
+    return recorded_sequences(split.train, persons, min(calib_samples, 64), seed=1)[0]
+
+
 def load_sequences(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     with np.load(path) as z:
         frames, lengths, labels = z["frames"], z["lengths"], z["labels"]
@@ -128,7 +134,7 @@ def stream_stage(run: RunDir, profile: DeviceProfile, rec: Recipe, dataset: Any,
         calib = holdout_seqs = None
         if any(v.precision == "int8" for v in chosen):  # calibrate on training, judge on validation sequences
             split = holdout(dataset)
-            calib, _ = recorded_sequences(split.train, persons, min(rec.export.calib_samples, 64), seed=1)
+            calib = calibration_sequences(split, persons, rec.export.calib_samples)
             holdout_seqs, _ = recorded_sequences(split.val, persons, 64, seed=2)
         results: dict[str, Any] = {}
         outputs = [SEQUENCES]

@@ -297,12 +297,10 @@ def prepare_tensorrt(
     model = out_dir / "model.onnx"
     (out_dir / CALIB_CACHE).unlink(missing_ok=True)  # a cache only where this route reads one
     calibration, layer_precisions = None, None
-    if route.typing == "strong":
-        if fp16_ops is not None and precision == "int8":
-            atomic_write_bytes(model, src.read_bytes())  # Q/DQ compute in INT8, the rest stays float32
-        else:
-            fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None,
-                       fp16_ops=fp16_ops if precision == "fp16" else None)
+    step_int8 = fp16_ops is not None and precision == "int8"  # a step graph's Q/DQ form: kept as it is (below)
+    if route.typing == "strong" and not step_int8:
+        fp16_typed(src, model, opset=STRONG_QDQ_OPSET if precision == "int8" else None,
+                   fp16_ops=fp16_ops if precision == "fp16" else None)
     elif route.implicit_int8 and precision == "int8":
         # DLA INT8 on TensorRT 10.x: the Q/DQ graph's own scales as a calibration cache, on the
         # graph without its Q/DQ nodes (tensorrt_routes: the route NVIDIA documents for 10.x DLA).

@@ -506,16 +506,23 @@ class StreamSession:
         """Raw (C, L, V, M) -> decisions, one per call, from a fresh state: L // stride calls, or
         with `end` the whole calls, the end call with the leftover frames and the flush calls."""
         self.reset()
-        s = self.stride
-        whole = frames.shape[1] // s
-        out = [self.step(frames[:, i * s:(i + 1) * s]) for i in range(whole)]
-        if end:
-            left = frames[:, whole * s:]
-            pad = np.zeros((frames.shape[0], s) + frames.shape[2:], np.float32)
-            pad[:, : left.shape[1]] = left
-            out.append(self.step(pad, left.shape[1]))
-            out += [self.step(np.zeros_like(pad), 0) for _ in range(int(self.contract["flush_calls"]) - 1)]
+        s, length = self.stride, frames.shape[1]
+        plan = (end_call_plan(length, s, int(self.contract["flush_calls"])) if end
+                else [(i * s, s) for i in range(length // s)])
+        out = []
+        for first, real in plan:
+            chunk = np.zeros((frames.shape[0], s) + frames.shape[2:], np.float32)
+            chunk[:, :real] = frames[:, first:first + real]
+            out.append(self.step(chunk, real))
         return np.stack(out)
+
+
+def end_call_plan(frames: int, stride: int, flush_calls: int) -> list[tuple[int, int]]:
+    """(first frame, real frames) of every call for a stream of `frames` frames that then ends:
+    the whole calls, the end call (the r < stride leftover frames, or none), the flush calls."""
+    whole = frames // stride
+    return ([(i * stride, stride) for i in range(whole)] + [(whole * stride, frames - whole * stride)]
+            + [(frames, 0)] * (flush_calls - 1))
 
 
 def last_decisions(session: StreamSession, seqs: list[np.ndarray]) -> np.ndarray:
@@ -527,11 +534,7 @@ def last_decisions(session: StreamSession, seqs: list[np.ndarray]) -> np.ndarray
     for g in range(0, len(seqs), n):
         group = seqs[g:g + n]
         session.reset()
-        plans = []
-        for f in group:
-            whole = f.shape[1] // s
-            plans.append([(i * s, s) for i in range(whole)] + [(whole * s, f.shape[1] - whole * s)]
-                         + [(f.shape[1], 0)] * (int(session.contract["flush_calls"]) - 1))
+        plans = [end_call_plan(f.shape[1], s, int(session.contract["flush_calls"])) for f in group]
         last: list[np.ndarray | None] = [None] * len(group)
         for t in range(max(len(p) for p in plans)):
             frames = np.zeros((n, *group[0].shape[:1], s, *group[0].shape[2:]), np.float32)

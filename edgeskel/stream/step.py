@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from edgeskel.checkpoint import ModelSpec
 from edgeskel.errors import ConfigError
+from edgeskel.remote.device_runner import end_call_plan as end_calls  # one end-of-stream plan everywhere
 from edgeskel.stream.convert import STRIDE_MODES, Converter, NotStreamable, probe_channels, remove_strides
 from edgeskel.stream.layers import StreamContext, Timeline, beyond_end, end_length_table
 from edgeskel.stream.preprocess import CausalPreprocess, empty_chunk
@@ -192,16 +193,6 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     step.__dict__["family"] = family
     step.__dict__["spec"] = spec
     return step
-
-
-def end_calls(frames: int, stride: int, flush_calls: int) -> list[tuple[int, int]]:
-    """(first frame, real frames) of every call for a stream of `frames` frames that then ends:
-    the whole calls, the end call (the r < stride leftover frames, or none), the flush calls."""
-    whole = frames // stride
-    calls = [(i * stride, stride) for i in range(whole)]
-    calls.append((whole * stride, frames - whole * stride))
-    calls += [(frames, 0)] * (flush_calls - 1)
-    return calls
 
 
 def run_stream(step: StepModel, frames: torch.Tensor, end: bool = False) -> torch.Tensor:

@@ -21,7 +21,8 @@ from edgeskel.backends import get_backend
 from edgeskel.checkpoint import load_checkpoint
 from edgeskel.io import atomic_write_json, sha256_file
 from edgeskel.pipeline import stages, steps
-from edgeskel.pipeline.streaming import recorded_sequences, settings
+from edgeskel.pipeline.streaming import calibration_sequences, recorded_sequences, settings
+from edgeskel.remote.device_runner import last_decisions
 
 if TYPE_CHECKING:
     from edgeskel.tune.search import _Search
@@ -48,8 +49,7 @@ def search_streams(search: _Search, logic: int) -> bool:
     val_seqs, val_labels = recorded_sequences(split.val, persons, cfg.max_sequences)
     calib = holdout_seqs = None
     if any(v.precision == "int8" for v in variants):
-        calib, _ = recorded_sequences(split.train, persons, min(s.rec.export.calib_samples, 64), seed=1)
-        holdout_seqs = val_seqs[:64]
+        calib, holdout_seqs = calibration_sequences(split, persons, s.rec.export.calib_samples), val_seqs[:64]
     finals = [c for c in s.cands.values() if c["status"] == "ok"]
     sources = ({STREAM_SOURCE: Path(cfg.checkpoint)} if cfg.checkpoint
                else {k: s.models[k] for k in sorted({c["compression"] for c in finals})})
@@ -85,7 +85,7 @@ def _stream_option(s: _Search, key: str, ckpt: Path, variants: list[Any], cfg: A
             here = get_backend(v.backend)  # a TensorRT step engine exists on the device only: its ONNX on ORT here
             session = (session_for(d / v.key, v.backend, s.profile.threads, v.precision) if here.runs_here
                        else session_for(d / v.key, "ort", s.profile.threads, v.precision, onnx_dir=d / v.key / "tensorrt"))
-            last = np.stack([session.replay(f, end=True)[-1] for f in val_seqs])
+            last = last_decisions(session, val_seqs)
             files = [Path(p) for p in res["files"] if Path(p).suffix in (".onnx", ".xml", ".bin")]
             out[v.key] = {"status": "ok", "top1": accuracy_summary(last, val_labels)["top1"],
                           "size_bytes": int(sum(p.stat().st_size for p in files if p.is_file())),
@@ -179,5 +179,5 @@ def streaming_test_top1(chosen: dict[str, Any], dataset: Any, persons: int, cap:
 
     seqs, labels = recorded_sequences(dataset.test, persons, cap)
     session = session_for(chosen["step_dir"], chosen["backend"], threads, chosen["precision"])
-    last = np.stack([session.replay(f, end=True)[-1] for f in seqs])
+    last = last_decisions(session, seqs)
     return float(accuracy_summary(last, labels)["top1"])
