@@ -25,7 +25,7 @@ def stream_rows(models: dict[str, tuple[Any, Any]], dataset: Any, n_test: int, r
     from edgeskel.data.types import SkeletonSet
     from edgeskel.models.profile import count_params
     from edgeskel.pipeline.streaming import recorded_sequences
-    from edgeskel.remote.device_runner import StreamCaller
+    from edgeskel.remote.device_runner import StreamCaller, last_decisions
     from edgeskel.stream import build_step_model
     from edgeskel.stream.cost import step_flops
     from edgeskel.stream.export import export_streaming
@@ -49,8 +49,7 @@ def stream_rows(models: dict[str, tuple[Any, Any]], dataset: Any, n_test: int, r
             continue
         seqs, labels = recorded_sequences(head, spec.preprocess.num_person, k)
         session = session_for(out, "ort", threads)
-        last = np.stack([session.replay(f, end=True)[-1] for f in seqs])
-        acc = accuracy_summary(last, labels)
+        acc = accuracy_summary(last_decisions(session, seqs), labels)
         key = f"{GROUP}/ort-fp32-{which}"
         rows[key] = {"key": key, "label": f"edgeskel step graph, ORT fp32 ({which} model)", "group": GROUP,
                      "model": which, "backend": "ort", "precision": "fp32",

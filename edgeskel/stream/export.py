@@ -104,8 +104,7 @@ def check_backend(step: StepModel, out_dir: Path, backend: str, precision: str =
         frames = parity_sequence(step, hold=step.hold_empty)
         # the stream runs, then ends mid-call (leftover frames + flush calls): both paths compared
         sequences = [frames[:, : frames.shape[1] - (step.plan.stride // 2)]]
-    session = session_for(out_dir, backend, threads=1, precision=precision, onnx_dir=onnx_dir if onnx_dir != out_dir else None,
-                          stateful=stateful)
+    session = session_for(out_dir, backend, threads=1, precision=precision, onnx_dir=onnx_dir, stateful=stateful)
     ref = np.concatenate([run_stream(step, torch.from_numpy(f), end=True).numpy() for f in sequences])
     got = np.concatenate([session.replay(f, end=True) for f in sequences])
     res = check_parity(ref, got, precision)
@@ -184,21 +183,22 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
     if check:
         spec_b = get_backend(backend)
         runner = spec_b.runner
-        # ORT replays the ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the
-        # kit's TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
-        own = [(runner, precision, out_dir)] if runner != "ort" and spec_b.runs_here else []  # e.g. OpenVINO's IR
-        checks = [("ort", "fp32", out_dir)] + own
+        # (parity key, runtime, precision, ONNX folder other than DIR, stateful form): ORT replays the
+        # ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the kit's
+        # TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
         if precision == "int8" and backend != "openvino":  # the QDQ graph itself (ORT's, or TensorRT's source)
-            checks = [("ort", "int8", out_dir)]
+            checks = [("ort", "ort", "int8", None, False)]
+        else:
+            checks = [("ort", "ort", "fp32", None, False)]
+            if runner != "ort" and spec_b.runs_here:  # e.g. OpenVINO's IR
+                checks.append((runner, runner, precision, None, False))
         if TENSORRT_KIT in files:
-            checks.append(("ort", precision, out_dir / TENSORRT_KIT))
+            checks.append((f"ort ({TENSORRT_KIT}/model.onnx)", "ort", precision, out_dir / TENSORRT_KIT, False))
         if "openvino_stateful" in files:
-            checks.append(("openvino-stateful", precision, out_dir))
-        for b, prec, where in checks:
-            stateful = b.endswith("-stateful")
-            res = check_backend(step, out_dir, b.removesuffix("-stateful"), prec, holdout if prec == "int8" else None,
-                                onnx_dir=where, stateful=stateful)
-            key = b if where == out_dir else f"{b} ({where.name}/model.onnx)"
+            checks.append(("openvino-stateful", "openvino", precision, None, True))
+        for key, b, prec, onnx_dir, stateful in checks:
+            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=onnx_dir,
+                                stateful=stateful)
             result["parity"][key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
             if not res["passed"] and not stateful:  # the stateful form is optional: judged, never fatal
                 result["status"] = "failed"
