@@ -366,26 +366,27 @@ def with_overrides(recipe: Recipe, checkpoint: str | Path | None = None, data: s
                                                      for i, s in enumerate(model.streams)]})
     spec = resolve_data_path(data or recipe.data.spec, REPO_ROOT)
     update: dict[str, Any] = {"model": model, "data": recipe.data.model_copy(update={"spec": spec})}
-    stream_ckpt = recipe.streaming.checkpoint if recipe.streaming is not None else None
-    if stream_ckpt is not None:
-        p = Path(stream_ckpt)
-        if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-            p = REPO_ROOT / p
-        if not p.is_file():
-            raise ConfigError(f"{source or f'recipe {recipe.name!r}'}: streaming.checkpoint: file {stream_ckpt} not found "
-                              "(allowed: an existing edgeskel checkpoint, e.g. from `edgeskel train --init C --native-rate`)")
-        update["streaming"] = recipe.streaming.model_copy(update={"checkpoint": str(p)})
+    if recipe.streaming is not None and recipe.streaming.checkpoint is not None:
+        path = _recipe_file(recipe.streaming.checkpoint, f"{source or f'recipe {recipe.name!r}'}: streaming.checkpoint",
+                            "an existing edgeskel checkpoint, e.g. from `edgeskel train --init C --native-rate`")
+        update["streaming"] = recipe.streaming.model_copy(update={"checkpoint": path})
     return recipe.model_copy(update=update)
+
+
+def _recipe_file(given: str, where: str, allowed: str) -> str:
+    """A file a recipe names: as given, else relative to the repo root (where shipped recipes
+    point); one error naming the key when neither exists."""
+    path = Path(given)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise ConfigError(f"{where}: file {given} not found (allowed: {allowed})")
+    return str(path)
 
 
 def _resolve_stream(stream: StreamEntry, index: int, recipe: Recipe, source: str | Path | None) -> StreamEntry:
     if not stream.checkpoint:
         return stream
-    path = Path(stream.checkpoint)
-    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        where = f"{source or f'recipe {recipe.name!r}'}: model.streams[{index}].checkpoint"
-        raise ConfigError(f"{where}: file {stream.checkpoint} not found (allowed: an existing edgeskel or official "
-                          "checkpoint file)")
-    return stream.model_copy(update={"checkpoint": str(path)})
+    path = _recipe_file(stream.checkpoint, f"{source or f'recipe {recipe.name!r}'}: model.streams[{index}].checkpoint",
+                        "an existing edgeskel or official checkpoint file")
+    return stream.model_copy(update={"checkpoint": path})
