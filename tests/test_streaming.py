@@ -81,6 +81,7 @@ def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: s
            num_classes: int = 5, center: bool = True, **kw) -> tuple[nn.Module, ModelSpec]:
     layout = get_layout("ntu25")
     kwargs = {k: v for k, v in {"width": 0.125, "num_stages": 5, **kw}.items() if v is not None}  # None: not an argument
+    torch.manual_seed(0)  # the conv weights too: a test's model must not depend on which tests ran before it
     net = models.build(name, num_classes, layout, num_person=persons, **kwargs)
     if factorized:
         _factorize(net)

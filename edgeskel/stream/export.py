@@ -13,7 +13,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -32,6 +32,17 @@ TENSORRT_KIT = "tensorrt"  # DIR/tensorrt/: the step engine's build kit (quantiz
 # A strongly typed fp16 step engine computes these in float16; the state path (call counter, masks,
 # end-of-stream table, the ring of recent logits) stays float32, so counts stay exact.
 STEP_FP16_OPS = ("Conv", "MatMul", "Gemm", "BatchNormalization", "Relu", "Softmax", "Tanh", "Sigmoid", "Einsum")
+
+
+class ParityCheck(NamedTuple):
+    """One replay export_streaming judges: which runtime replays which graph (ONNX folder other than
+    the export's own, or OpenVINO's stateful form) at which precision, under which report key."""
+
+    key: str
+    runtime: str
+    precision: str
+    onnx_dir: Path | None = None
+    stateful: bool = False
 
 
 def streaming_precisions() -> dict[str, tuple[str, ...]]:
@@ -183,22 +194,23 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
     if check:
         spec_b = get_backend(backend)
         runner = spec_b.runner
-        # (parity key, runtime, precision, ONNX folder other than DIR, stateful form): ORT replays the
-        # ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the kit's
+        # ORT replays the ONNX, OpenVINO its IR; TensorRT's engine is the device's: ORT replays the kit's
         # TensorRT-ready ONNX (fp16-typed on strongly typed routes) under the fp16 rule
         if precision == "int8" and backend != "openvino":  # the QDQ graph itself (ORT's, or TensorRT's source)
-            checks = [("ort", "ort", "int8", None, False)]
+            checks = [ParityCheck(key="ort", runtime="ort", precision="int8")]
         else:
-            checks = [("ort", "ort", "fp32", None, False)]
+            checks = [ParityCheck(key="ort", runtime="ort", precision="fp32")]
             if runner != "ort" and spec_b.runs_here:  # e.g. OpenVINO's IR
-                checks.append((runner, runner, precision, None, False))
+                checks.append(ParityCheck(key=runner, runtime=runner, precision=precision))
         if TENSORRT_KIT in files:
-            checks.append((f"ort ({TENSORRT_KIT}/model.onnx)", "ort", precision, out_dir / TENSORRT_KIT, False))
+            checks.append(ParityCheck(key=f"ort ({TENSORRT_KIT}/model.onnx)", runtime="ort", precision=precision,
+                                      onnx_dir=out_dir / TENSORRT_KIT))
         if "openvino_stateful" in files:
-            checks.append(("openvino-stateful", "openvino", precision, None, True))
-        for key, b, prec, onnx_dir, stateful in checks:
-            res = check_backend(step, out_dir, b, prec, holdout if prec == "int8" else None, onnx_dir=onnx_dir,
-                                stateful=stateful)
+            checks.append(ParityCheck(key="openvino-stateful", runtime=runner, precision=precision, stateful=True))
+        for c in checks:
+            res = check_backend(step, out_dir, c.runtime, c.precision, holdout if c.precision == "int8" else None,
+                                onnx_dir=c.onnx_dir, stateful=c.stateful)
+            key, stateful = c.key, c.stateful
             result["parity"][key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
             if not res["passed"] and not stateful:  # the stateful form is optional: judged, never fatal
                 result["status"] = "failed"
