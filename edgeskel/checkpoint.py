@@ -37,16 +37,23 @@ class Preprocess:
     # windows of at most num_frames frames at the source's own rate, as a stream sees them
     # (docs/STREAMING.md "Training for streams").
     native_rate: bool = False
+    # native rate only: the network sees `upsample` frames per source frame (linear
+    # interpolation from the previous frame, causal): a model that learned actions resampled to
+    # T frames keeps a time scale near the one it learned (docs/STREAMING.md "Upsampling").
+    upsample: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not self.native_rate:  # left out at its default: checkpoints and stage keys as before
             d.pop("native_rate")
+        if self.upsample == 1:
+            d.pop("upsample")
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(**{k: d[k] for k in ("num_frames", "num_person", "streams", "center", "native_rate") if k in d})
+        return cls(**{k: d[k] for k in ("num_frames", "num_person", "streams", "center", "native_rate", "upsample")
+                     if k in d})
 
 
 @dataclass

@@ -128,7 +128,7 @@ def assemble(streams: list[LoadedStream], fusion: str | None = None,
         if a.class_names and b.class_names and a.class_names != b.class_names:
             raise ConfigError(f"{s.origin}: {pair} name their classes differently")
         pa, pb = a.preprocess, b.preprocess
-        for what in ("center", "native_rate") + (("num_person", "num_frames") if preprocess is None else ()):
+        for what in ("center", "native_rate", "upsample") + (("num_person", "num_frames") if preprocess is None else ()):
             if getattr(pa, what) != getattr(pb, what):
                 raise ConfigError(f"{s.origin}: {pair} were trained with different {what} "
                                   f"({getattr(pb, what)} vs {getattr(pa, what)}); the streams share one input")
@@ -164,7 +164,8 @@ def assemble(streams: list[LoadedStream], fusion: str | None = None,
     spec = ModelSpec(name="ensemble", num_classes=first.spec.num_classes, layout=layout, kwargs=kwargs,
                      class_names=list(first.spec.class_names or next((s.spec.class_names for s in streams
                                                                        if s.spec.class_names), [])),
-                     preprocess=Preprocess(pre.num_frames, pre.num_person, "joint", pre.center, pre.native_rate))
+                     preprocess=Preprocess(pre.num_frames, pre.num_person, "joint", pre.center, pre.native_rate,
+                                           pre.upsample))
     net = models.build("ensemble", spec.num_classes, layout, **kwargs)
     for s in streams:
         net.streams[s.name].load_state_dict(s.model.state_dict(), strict=True)

@@ -28,6 +28,8 @@ def main() -> int:
     ap.add_argument("--windowed", help="checkpoint whose windowed top-1 is the baseline (default: --checkpoint)")
     ap.add_argument("--stride-mode", default="keep", choices=["keep", "remove"])
     ap.add_argument("--window", type=int, default=None, help="frames a decision averages (default: the model's T)")
+    ap.add_argument("--upsample", type=int, default=None,
+                    help="stream with this upsample instead of the checkpoint's (e.g. a windowed checkpoint, untuned)")
     ap.add_argument("--limit", type=int, default=0, help="first N test sequences only (0: all)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -38,9 +40,15 @@ def main() -> int:
     from edgeskel.stream.evaluate import compare
 
     model, spec, _ = load_checkpoint(args.checkpoint)
+    stream_spec = spec
+    if args.upsample is not None:
+        import dataclasses
+
+        stream_spec = dataclasses.replace(spec, preprocess=dataclasses.replace(
+            spec.preprocess, native_rate=True, upsample=args.upsample))
     ds = load_dataset(args.data, layout=spec.layout, splits=("test",))
     test = ds.test if not args.limit else ds.test.subset(range(min(args.limit, len(ds.test))))
-    step = build_step_model(model, spec, args.stride_mode, window=args.window)
+    step = build_step_model(model, stream_spec, args.stride_mode, window=args.window)
     t0 = time.time()
 
     def progress(i: int, n: int) -> None:
@@ -52,6 +60,7 @@ def main() -> int:
         win_model, win_spec, _ = load_checkpoint(args.windowed)
     res = compare(win_model, win_spec, step, test, progress)
     res.update({"checkpoint": args.checkpoint, "windowed_checkpoint": args.windowed or args.checkpoint, "data": args.data, "stride_mode": args.stride_mode, "window": args.window,
+                "upsample": step.plan.upsample,
                 "seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     text = json.dumps(res, indent=2)
     print(text)

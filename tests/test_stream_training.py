@@ -72,25 +72,58 @@ def test_finetune_from_a_checkpoint_at_native_rate(finetuned):
     assert "native_rate" not in Preprocess().to_dict()  # default left out: stage keys unchanged
 
 
-def test_what_training_scores_is_what_the_stream_decides(finetuned):
-    """Native-rate evaluation of a clip (its own length, no resampling) equals the step model's
-    final decision when the raw clip is streamed and the stream is ended."""
+def _training_scores_equal_the_stream(checkpoint: str, data: str) -> None:
     from edgeskel.data import load_dataset
     from edgeskel.stream import build_step_model, run_stream
     from edgeskel.stream.evaluate import as_stream_frames
 
-    res, data = finetuned
-    model, spec, _ = load_checkpoint(res["best_checkpoint"])
+    model, spec, _ = load_checkpoint(checkpoint)
     test = load_dataset(data, layout=spec.layout).test.subset(range(6))
-    assert max(test.lengths()) <= spec.preprocess.num_frames  # whole clips: exact equality expected
+    up = spec.preprocess.upsample
+    assert max(test.lengths()) * up <= spec.preprocess.num_frames  # whole clips: exact equality expected
     clips = preprocess_list(test, spec.layout, spec.preprocess)
+    assert [c.shape[1] for c in clips] == [n * up for n in test.lengths()]
     scored = predict_logits(model, clips)
     step = build_step_model(model, spec, "keep")
+    assert step.plan.upsample == up
     for i, sample in enumerate(test.samples):
         final = run_stream(step, torch.from_numpy(as_stream_frames(sample, step.plan.persons)), end=True)[-1].numpy()
         assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i
     fixed = preprocess_set(test, spec.layout, spec.preprocess)  # the windowed array: zero frames after a short clip
-    assert fixed.shape[2] == 128 and np.all(fixed[0, :, clips[0].shape[1]:] == 0)
+    assert fixed.shape[2] == spec.preprocess.num_frames and np.all(fixed[0, :, clips[0].shape[1]:] == 0)
+
+
+def test_what_training_scores_is_what_the_stream_decides(finetuned):
+    """Native-rate evaluation of a clip (its own length, no resampling) equals the step model's
+    final decision when the raw clip is streamed and the stream is ended."""
+    res, data = finetuned
+    _training_scores_equal_the_stream(res["best_checkpoint"], data)
+
+
+def test_upsampled_training_is_what_the_upsampling_stream_decides(finetuned, tmp_path):
+    """`--native-rate --upsample 2`: the network trains on each source frame made two (linear,
+    causal), the checkpoint records it, and the step graph upsamples inside: its ended stream's
+    decision on raw frames is what training scores. A fine-tune keeps the upsample unless told."""
+    from edgeskel.cli import main
+
+    res, data = finetuned
+    common = ["--data", data, "--epochs", "1", "--batch-size", "8", "--optimizer", "adamw", "--threads", "1", "--json"]
+    assert main(["train", "--init", res["best_checkpoint"], "--native-rate", "--upsample", "2",
+                 "--out", str(tmp_path / "up"), *common]) == 0
+    _, spec, _ = load_checkpoint(tmp_path / "up" / "best.ckpt")
+    assert spec.preprocess.upsample == 2 and spec.preprocess.to_dict()["upsample"] == 2
+    _training_scores_equal_the_stream(str(tmp_path / "up" / "best.ckpt"), data)
+    assert main(["train", "--init", str(tmp_path / "up" / "best.ckpt"), "--out", str(tmp_path / "again"), *common]) == 0
+    assert load_checkpoint(tmp_path / "again" / "best.ckpt")[1].preprocess.upsample == 2
+
+
+def test_upsample_without_native_rate_is_refused(capsys):
+    from edgeskel.cli import main
+
+    assert main(["train", "--model", "stgcn", "--upsample", "2", "--data", "synthetic?classes=2&per_class=2",
+                 "--epochs", "1", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--upsample 2 needs --native-rate" in err
 
 
 def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path):

@@ -78,7 +78,7 @@ def _factorize(net: nn.Module) -> nn.Module:
 
 
 def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: str = "joint", factorized: bool = False,
-           num_classes: int = 5, center: bool = True, **kw) -> tuple[nn.Module, ModelSpec]:
+           num_classes: int = 5, center: bool = True, upsample: int = 1, **kw) -> tuple[nn.Module, ModelSpec]:
     layout = get_layout("ntu25")
     kwargs = {k: v for k, v in {"width": 0.125, "num_stages": 5, **kw}.items() if v is not None}  # None: not an argument
     torch.manual_seed(0)  # the conv weights too: a test's model must not depend on which tests ran before it
@@ -86,7 +86,8 @@ def _model(name: str = "stgcn", *, persons: int = 2, frames: int = 16, stream: s
     if factorized:
         _factorize(net)
     spec = ModelSpec(name, num_classes, layout, {"num_person": persons, **kwargs},
-                     preprocess=Preprocess(num_frames=frames, num_person=persons, streams=stream, center=center))
+                     preprocess=Preprocess(num_frames=frames, num_person=persons, streams=stream, center=center,
+                                           native_rate=upsample > 1, upsample=upsample))
     return _randomize(net), spec
 
 
@@ -103,9 +104,12 @@ CASES = {
     "stgcnpp-factorized-bone_motion": dict(name="stgcnpp", factorized=True, stream="bone_motion"),
     "stgcnpp-remove-stride-no-centring": dict(name="stgcnpp", stride_mode="remove", center=False),
     "stgcn-10-stages-stride-4": dict(num_stages=10, width=0.0625, frames=12),
+    "stgcn-keep-stride-upsample-2": dict(num_stages=10, width=0.0625, frames=24, upsample=2),
+    "stgcn-keep-stride-upsample-4-motion": dict(num_stages=10, width=0.0625, frames=24, upsample=4, stream="motion"),
     "ctrgcn-causal-keep-stride": dict(name="ctrgcn", topology_window=16),
     "ctrgcn-causal-remove-stride-bone": dict(name="ctrgcn", topology_window=16, stride_mode="remove", stream="bone"),
     "ctrgcn-causal-factorized-short-topology": dict(name="ctrgcn", topology_window=6, factorized=True),
+    "ctrgcn-causal-upsample-2-bone": dict(name="ctrgcn", topology_window=16, upsample=2, stream="bone"),
     "hyperformer-keep-stride": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5),
     "hyperformer-remove-stride-motion": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5,
                                              stride_mode="remove", stream="motion"),
@@ -141,7 +145,8 @@ def test_step_model_equals_full_history_definition(case):
 
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
-             "stgcn-10-stages-stride-4", "ctrgcn-causal-keep-stride", "hyperformer-keep-stride",
+             "stgcn-10-stages-stride-4", "stgcn-keep-stride-upsample-2", "stgcn-keep-stride-upsample-4-motion",
+             "ctrgcn-causal-keep-stride", "hyperformer-keep-stride",
              "shiftgcn-keep-stride", "msg3d-keep-stride"]
 
 
@@ -152,7 +157,7 @@ def test_ending_a_stream_equals_the_network_over_the_whole_clip(case):
     longer than the window, the windowed network's own forward over the (causally preprocessed)
     clip at its length -- padding at both ends, mean over all its output frames -- for clip
     lengths that end mid-call, on a call boundary, shorter than one call and of one frame."""
-    from edgeskel.data.preprocess import center, to_stream
+    from edgeskel.data.preprocess import center, to_stream, upsample_frames
 
     kw = dict(CASES[case])
     mode = kw.pop("stride_mode", "keep")
@@ -173,7 +178,7 @@ def test_ending_a_stream_equals_the_network_over_the_whole_clip(case):
             h = clip.copy()
             if spec.preprocess.center:
                 h = center(h, spec.layout)
-            h = to_stream(h, spec.layout, spec.preprocess.streams)
+            h = to_stream(upsample_frames(h, p.upsample), spec.layout, spec.preprocess.streams)
             with torch.no_grad():
                 windowed = step.reference_model(torch.from_numpy(np.ascontiguousarray(h))[None])[0].numpy()
             assert np.abs(got[-1] - windowed).max() <= 1e-5 * max(1.0, np.abs(windowed).max()), length
@@ -254,7 +259,8 @@ def test_windowed_model_is_not_changed():
 # (same layers in other arrangements, ~10 s each) under make test-slow
 @pytest.mark.parametrize("case", ["stgcn-factorized", "ctrgcn-causal-keep-stride", "shiftgcn-keep-stride",
                                   *(pytest.param(c, marks=pytest.mark.slow)
-                                    for c in ("stgcnpp-keep-stride", "hyperformer-keep-stride", "msg3d-keep-stride"))])
+                                    for c in ("stgcnpp-keep-stride", "hyperformer-keep-stride", "msg3d-keep-stride"))]
+                         + ["stgcn-keep-stride-upsample-4-motion"])
 def test_exported_step_graph_matches_pytorch_on_ort_and_openvino(tmp_path, case):
     """fp32 step graphs replayed call by call: ONNX Runtime and OpenVINO equal the PyTorch step
     model (export_streaming's own parity gate), which equals the definition (test above); here

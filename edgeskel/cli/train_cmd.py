@@ -51,6 +51,9 @@ def train_cmd(
     validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="per-class fraction (default 0.1)"),
     native_rate: bool = typer.Option(False, "--native-rate", help="train on windows of at most --frames frames at the "
                                      "source's rate, as a stream sees them (no resampling; docs/STREAMING.md)"),
+    upsample: int | None = typer.Option(None, "--upsample", min=1, help="with --native-rate: the network sees this many "
+                                        "frames per source frame (default: --init's, else 1) (linear, causal; the stream does it in its graph): keeps the time "
+                                 "scale a model learned on resampled clips (docs/STREAMING.md, Upsampling)"),
     streamable: bool = typer.Option(False, "--streamable", help="train for streams: --native-rate, and the "
                                     "model's causal form where it needs one (CTR-GCN: topology from a trailing mean)"),
     remove_strides: bool = typer.Option(False, "--remove-strides", help="every temporal stride set to 1: a stream "
@@ -75,7 +78,7 @@ def train_cmd(
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
                 validation=validation, validation_fraction=validation_fraction, native_rate=native_rate, init=init,
-                streamable=streamable, remove_strides=remove_strides, distill=distill)
+                upsample=upsample, streamable=streamable, remove_strides=remove_strides, distill=distill)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

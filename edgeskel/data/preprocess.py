@@ -103,6 +103,28 @@ def native_window(x: np.ndarray, num_frames: int, train: bool = False,
     return x[:, start:start + num_frames]
 
 
+def upsample_frames(x: np.ndarray, factor: int) -> np.ndarray:
+    """(C, T, V, M) -> (C, factor*T, V, M): each source frame becomes `factor` frames, linear from
+    the person's previous present frame to it (k/factor of the way, k = 1..factor): causal, so a
+    stream computes the same frames as they arrive (edgeskel/stream/preprocess.py). A person's
+    first present frame is repeated; an absent person (all zero) stays zero and does not move
+    the previous frame."""
+    if factor == 1:
+        return x
+    c, t, v, m = x.shape
+    out = np.zeros((c, t * factor, v, m), dtype=x.dtype)
+    steps = (np.arange(1, factor + 1, dtype=np.float32) / factor)[None, :, None]
+    present = _present(x)
+    for p in range(m):
+        prev = None
+        for j in np.flatnonzero(present[:, p]):
+            cur = x[:, j, :, p]
+            start = cur if prev is None else prev
+            out[:, j * factor:(j + 1) * factor, :, p] = start[:, None] + steps * (cur - start)[:, None]
+            prev = cur
+    return out
+
+
 def bones(x: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
     """Bone vectors x[child] - x[parent]; joints without a parent (roots) are zero."""
     out = np.zeros_like(x)
@@ -154,6 +176,11 @@ def check_config(cfg: Preprocess) -> None:
         raise ConfigError(f"preprocess.streams={cfg.streams!r}; choose one of {list(STREAMS)}")
     if cfg.num_frames < 1 or cfg.num_person < 1:
         raise ConfigError(f"preprocess needs num_frames >= 1 and num_person >= 1, got {cfg.num_frames}, {cfg.num_person}")
+    if not isinstance(cfg.upsample, int) or isinstance(cfg.upsample, bool) or cfg.upsample < 1:
+        raise ConfigError(f"preprocess.upsample={cfg.upsample!r}; give a whole number of frames per source frame, >= 1")
+    if cfg.upsample > 1 and not cfg.native_rate:
+        raise ConfigError(f"preprocess.upsample={cfg.upsample} needs native-rate clips (a resampled clip already has "
+                          "num_frames frames)")
 
 
 def preprocess_sample(
@@ -176,7 +203,7 @@ def preprocess_sample(
     if train and (rotate_deg > 0 or scale_jitter > 0):
         x = _augment(x, rng if rng is not None else np.random.default_rng(), rotate_deg, scale_jitter)
     if cfg.native_rate:  # variable length (<= num_frames); preprocess_set pads, preprocess_list does not
-        x = native_window(x, cfg.num_frames, train=train, rng=rng)
+        x = native_window(upsample_frames(x, cfg.upsample), cfg.num_frames, train=train, rng=rng)
     else:
         x = resample(x, cfg.num_frames, train=train, rng=rng)
     return np.ascontiguousarray(to_stream(x, layout, cfg.streams), dtype=np.float32)

@@ -52,7 +52,7 @@ class SkeletonTorchDataset(torch.utils.data.Dataset):
         """None for fixed-length clips (the trainer's default sampler applies)."""
         if not (self.train and self.cfg.native_rate):
             return None
-        lengths = np.minimum(self.set.lengths(), self.cfg.num_frames)
+        lengths = np.minimum(self.set.lengths() * self.cfg.upsample, self.cfg.num_frames)
         return LengthBatchSampler(lengths, batch, drop_last, rank, world, generator)
 
     def collate(self, items: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:

@@ -68,6 +68,9 @@ def make_contract(step, files: dict[str, str], extra: dict[str, Any] | None = No
         "flush_calls": plan.flush_calls,
         "window_outputs": plan.window_outputs,
         "stride_mode": plan.stride_mode,
+        "upsample": plan.upsample,
+        "upsample_meaning": "network frames per source frame, made inside the graph (linear from each person's "
+                            "previous present frame); stride, window, delay and valid_from count source frames",
         "hold_on_empty": bool(step.hold_empty),
         "model": plan.model,
         "num_classes": plan.num_classes,

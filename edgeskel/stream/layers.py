@@ -54,9 +54,9 @@ class StreamContext:
     # end of stream (docs/STREAMING.md "Ending a stream"): this call's index relative to the
     # end call (-1e6 while the stream has not ended) and the real frames in the end call, one-hot
     end_call: torch.Tensor | None = None  # (N,)
-    end_frames: torch.Tensor | None = None  # (N, stride + 1) one-hot of r
+    end_frames: torch.Tensor | None = None  # (N, stride + 1) one-hot of r (network frames)
     valid: torch.Tensor | None = None  # (N,): real frames in this call's chunk
-    stride: int = 1  # raw frames per call
+    stride: int = 1  # network frames per call (source frames x preprocess.upsample)
     inputs: list[torch.Tensor] = field(default_factory=list)
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)
     shapes: list[tuple[int, ...]] = field(default_factory=list)  # per slot, batch dim excluded

@@ -10,7 +10,9 @@ In a stream:
   active" persons needs the whole clip;
 - centring: the origin is taken at the first frame where person 0 is present and kept in the
   state; a person absent in a frame stays zero (as in `center`);
-- no resampling: frames arrive at the source's rate (training for streams is part 3);
+- no resampling to the clip's length: frames arrive at the source's rate (training for streams
+  is part 3); `upsample` r > 1 (a fixed rate, causal) turns each source frame into r frames,
+  linear from the person's previous present frame (edgeskel.data.preprocess.upsample_frames);
 - bone: per frame; motion (x[t+1] - x[t]): needs the next frame, so it is one frame late
   (lag 1) and keeps the previous frame in the state.
 """
@@ -25,13 +27,22 @@ from edgeskel.stream.layers import StreamContext, Timeline, _Stateful, beyond_en
 
 
 class CausalPreprocess(_Stateful):
-    """(N, C, S, V, M) raw frames -> (N, C, S, V, M) model input, and its timeline."""
+    """(N, C, S, V, M) raw frames -> (N, C, S*r, V, M) model input, and its timeline (`tl`: the
+    network's input, S*r frames per call; r = cfg.upsample)."""
 
     def __init__(self, layout: SkeletonLayout, cfg: Preprocess, tl: Timeline, ctx: StreamContext):
         super().__init__()
         self.__dict__["_ctx"] = ctx
         c, v, m = layout.channels, layout.num_joints, cfg.num_person
-        self.stride = tl.n
+        self.up = int(cfg.upsample)
+        if tl.n % self.up:
+            raise ValueError(f"upsample {self.up} does not divide the {tl.n} network frames per call")
+        self.stride = tl.n // self.up  # raw frames per call
+        if self.up > 1:
+            self.prev_slot_up = ctx.new_slot((c, 1, v, m), "n")  # each person's previous present frame
+            self.have_slot_up = ctx.new_slot((1, 1, 1, m), "n")
+            self.register_buffer("up_steps", (torch.arange(1, self.up + 1, dtype=torch.float32) / self.up)
+                                 .reshape(1, 1, -1, 1, 1), persistent=False)
         self.center = bool(cfg.center)
         self.origin_joint = int(layout.origin_joint)
         if self.center:
@@ -50,6 +61,8 @@ class CausalPreprocess(_Stateful):
         if self.motion:
             self.prev_slot = ctx.new_slot((c, 1, v, m), "n")
         # frames past `valid` (the end call's padding) are no frames; motion at the last frame is 0
+        self.register_buffer("raw_index", torch.arange(self.stride, dtype=torch.float32).reshape(1, 1, -1, 1, 1),
+                             persistent=False)
         self.register_buffer("frame_index", torch.arange(tl.n, dtype=torch.float32).reshape(1, 1, -1, 1, 1),
                              persistent=False)
         self.register_buffer("end_table", torch.arange(tl.n + 1, dtype=torch.float32), persistent=False)
@@ -58,7 +71,7 @@ class CausalPreprocess(_Stateful):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
-        x = torch.where(self.frame_index < ctx.per_stream(ctx.valid, 4), x, torch.zeros_like(x))
+        x = torch.where(self.raw_index < ctx.per_stream(ctx.valid, 4), x, torch.zeros_like(x))
         present = (x != 0).any(dim=3, keepdim=True).any(dim=1, keepdim=True)  # (N, 1, S, 1, M)
         if self.center:
             origin, have = ctx.inputs[self.origin_slot], ctx.inputs[self.have_slot]
@@ -72,6 +85,8 @@ class CausalPreprocess(_Stateful):
                 frames.append(torch.where(present[:, :, s:s + 1], xs - origin, torch.zeros_like(xs)))
             x = frames[0] if len(frames) == 1 else torch.cat(frames, 2)
             ctx.outputs[self.origin_slot], ctx.outputs[self.have_slot] = origin, have
+        if self.up > 1:
+            x = self._upsample(x, present)
         if self.bone:
             x = torch.matmul(x.transpose(3, 4), self.bone_matrix).transpose(3, 4)
         if self.motion:
@@ -82,6 +97,21 @@ class CausalPreprocess(_Stateful):
             last = beyond_end(ctx, self.input_timeline, self.frame_index.reshape(1, 1, -1, 1, 1), self.end_table, "frame")
             x = torch.where(last, torch.zeros_like(x), x)
         return x
+
+    def _upsample(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """r frames per raw frame, linear from the person's previous present frame (kept in the state)."""
+        ctx = self.ctx
+        prev, have = ctx.inputs[self.prev_slot_up], ctx.inputs[self.have_slot_up]
+        out = []
+        for s in range(self.stride):  # unrolled: S is small
+            cur, pres = x[:, :, s:s + 1], present[:, :, s:s + 1]  # (N, C, 1, V, M), (N, 1, 1, 1, M)
+            start = torch.where(have > 0, prev, cur)
+            frames = start + self.up_steps * (cur - start)
+            out.append(torch.where(pres, frames, torch.zeros_like(frames)))
+            prev = torch.where(pres, cur, prev)
+            have = torch.maximum(have, pres.to(have.dtype))
+        ctx.outputs[self.prev_slot_up], ctx.outputs[self.have_slot_up] = prev, have
+        return out[0] if len(out) == 1 else torch.cat(out, 2)
 
 
 def empty_chunk(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,12 @@ Definitions (docs/STREAMING.md repeats them for users):
   this is the windowed pipeline's "drop all-zero frames").
 - Causal preprocessing of the history: centring on person 0's origin joint at its first
   frame with person 0 present (edgeskel.data.preprocess.center), then the stream (joint,
-  bone, motion). No person reordering, no resampling.
+  bone, motion). No person reordering, no resampling to a length. With
+  `preprocess.upsample` r > 1 the centred history is upsampled r x first
+  (edgeskel.data.preprocess.upsample_frames: causal, linear from each person's previous
+  present frame); the network then sees S*r frames per call, and its output frames, `lag`
+  and W count calls as below. `stride`, `window`, `delay` and `valid_from` stay in source
+  frames.
 - Run the network over the whole preprocessed history exactly as in training: its own
   temporal padding, i.e. zeros (-inf for max pools) before frame 0 at every layer. Let
   f_tau be its final feature map at output frame tau (before the average pool) and
@@ -46,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgeskel.data.preprocess import center, to_stream
+from edgeskel.data.preprocess import center, to_stream, upsample_frames
 
 
 def reference_logits(step, frames: np.ndarray, end_calls: int = 0) -> np.ndarray:
@@ -71,6 +76,7 @@ def reference_logits(step, frames: np.ndarray, end_calls: int = 0) -> np.ndarray
     h = np.concatenate(kept, axis=1)
     if spec.preprocess.center:
         h = center(h, spec.layout)
+    h = upsample_frames(h, plan.upsample)
     h = to_stream(h, spec.layout, spec.preprocess.streams)
     net, fam = step.reference_model, step.family
     with torch.no_grad():

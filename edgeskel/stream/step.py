@@ -42,6 +42,7 @@ class StreamPlan:
     channels: int
     joints: int
     persons: int
+    upsample: int = 1  # network frames per source frame (stride, window, delay, valid_from: source frames)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,9 +59,12 @@ class StepModel(nn.Module):
         self.ring_slot, self.filled_slot = slots["ring"], slots["filled"]
         self.end_slot, self.end_r_slot = slots["since_end"], slots["end_frames"]
         self.out_timeline = out_timeline
-        self.register_buffer("r_values", torch.arange(plan.stride + 1, dtype=torch.float32), persistent=False)
+        # the end machinery counts network frames: r source frames are r * upsample of them
+        self.register_buffer("r_values", torch.arange(plan.stride * plan.upsample + 1, dtype=torch.float32),
+                             persistent=False)
         self.register_buffer("out_offset", torch.tensor([-float(out_timeline.lag)]), persistent=False)
-        self.register_buffer("out_table", end_length_table(out_timeline, plan.stride), persistent=False)
+        self.register_buffer("out_table", end_length_table(out_timeline, plan.stride * plan.upsample),
+                             persistent=False)
         self.reference_model: nn.Module | None = None  # set by build_step_model, not a submodule
         self.family: Family | None = None
 
@@ -107,7 +111,7 @@ class StepModel(nn.Module):
         end_r_new = torch.where(ends_now, valid, end_r)
         ctx.count, ctx.inputs, ctx.outputs = count, list(states), {}
         ctx.end_call = torch.where(since_new > 0, since_new - 1.0, torch.full_like(since_new, -1e6))
-        ctx.end_frames = (end_r_new.unsqueeze(-1) == self.r_values).to(frame.dtype)  # (N, S + 1)
+        ctx.end_frames = (end_r_new.unsqueeze(-1) * float(p.upsample) == self.r_values).to(frame.dtype)  # (N, S*r + 1)
         ctx.valid = valid
         logit = self.net(self.prefix(frame))  # (N, K): the newest output frame's logits
         # the newest output frame enters the running mean if it exists: >= 0, before the end
@@ -149,7 +153,7 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     """The streaming form of `model` (left unchanged). Raises NotStreamable with the reason.
     `hold_empty=False`: the graph does not check for empty calls; the caller must not feed them
     (saves one Where per state; streaming.json says which applies). `window`: the frames a
-    decision averages (default: the T the model was trained on); a longer window lets the
+    decision averages, in source frames (default: the T the model was trained on, / upsample); a longer window lets the
     final decision of an ended stream cover a whole long action. `batch`: streams one call
     serves (N independent streams; docs/STREAMING.md "Batched streams")."""
     if batch < 1:
@@ -163,12 +167,17 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
         base = remove_strides(base)
     net = copy.deepcopy(base)
     c, t, v, m = spec.input_shape
-    if window is not None:
+    up = int(spec.preprocess.upsample)
+    stride = family.stride(net)  # network frames per call
+    if stride % up:
+        raise NotStreamable(f"model {spec.name!r}: upsample {up} needs a whole number of source frames per call; "
+                            f"the {stride_mode}-stride network takes {stride} frames per call (choose an upsample "
+                            f"that divides {stride})")
+    if window is not None:  # source frames
         if window < 1:
             raise ConfigError(f"stream window of {window} frames; give at least 1")
-        t = int(window)
-    stride = family.stride(net)
-    window = -(-t // stride) * stride
+        t = int(window) * up
+    window = -(-t // stride) * stride  # network frames
     out_ch, in_ch = probe_channels(net, torch.zeros(1, c, window, v, m))
     ctx = StreamContext(joints=v, stride=stride, batch=int(batch), persons=m)
     ctx.new_slot((), "n")  # slot 0: the call counter, one per stream
@@ -183,11 +192,12 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     w = tl.length
     slots["filled"] = ctx.new_slot((), "n")
     slots["ring"] = ctx.new_slot((spec.num_classes, w), "n")
-    flush = max(max(1, tl.length_for(r) + tl.lag) for r in range(stride))
+    flush = max(max(1, tl.length_for(r) + tl.lag) for r in range(0, stride, up))
     cap = max(ctx.settle, tl.lag + w, flush) + 1
-    plan = StreamPlan(model=spec.name, stride_mode=stride_mode, stride=stride, window_outputs=w, window=w * stride,
-                      lag=tl.lag, delay=tl.lag * stride, valid_from=(w + tl.lag) * stride, flush_calls=flush,
-                      num_classes=spec.num_classes, channels=c, joints=v, persons=m)
+    src = stride // up  # source frames per call: what callers count in
+    plan = StreamPlan(model=spec.name, stride_mode=stride_mode, stride=src, window_outputs=w, window=w * src,
+                      lag=tl.lag, delay=tl.lag * src, valid_from=(w + tl.lag) * src, flush_calls=flush,
+                      num_classes=spec.num_classes, channels=c, joints=v, persons=m, upsample=up)
     step = StepModel(prefix, net, ctx, plan, slots, tl, cap, hold_empty).eval()
     step.__dict__["reference_model"] = base
     step.__dict__["family"] = family

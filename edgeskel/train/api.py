@@ -60,6 +60,7 @@ def train(
     validation: str = "train",
     validation_fraction: float | None = None,
     native_rate: bool = False,
+    upsample: int | None = None,
     init: str | Path | None = None,
     streamable: bool = False,
     remove_strides: bool = False,
@@ -67,7 +68,8 @@ def train(
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
-    streams). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
+    streams); `upsample`: with it, the network sees that many frames per source frame (linear,
+    causal; num_frames counts network frames). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
     preprocessing is kept unless `num_frames` / `native_rate` say otherwise). `streamable`:
     native rate, and the architecture's causal form where it has one (models' `causal_kwargs`,
     e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form.
@@ -86,6 +88,9 @@ def train(
     cfg = cfg or TrainConfig()
     native_rate = native_rate or streamable
     init_model = load_checkpoint(init) if init is not None else None
+    if upsample not in (None, 1) and not native_rate and not (init_model is not None and init_model[1].preprocess.native_rate):
+        raise ConfigError(f"--upsample {upsample} needs --native-rate (or --streamable): a resampled clip already has "
+                          "--frames frames")
     if init_model is not None and layout is None:
         layout = init_model[1].layout
     ds = load_dataset(data, layout=layout, skip_bad=skip_bad, class_names=class_names)
@@ -99,7 +104,8 @@ def train(
         net, spec, init_extra = init_model
         check_compatible(spec, ds, str(init), init_extra)
         pre = dataclasses.replace(spec.preprocess, native_rate=native_rate or spec.preprocess.native_rate,
-                                  num_frames=num_frames or spec.preprocess.num_frames)
+                                  num_frames=num_frames or spec.preprocess.num_frames,
+                                  upsample=spec.preprocess.upsample if upsample is None else upsample)
         spec = dataclasses.replace(spec, preprocess=pre)
         model = spec.name
         causal = models.model_entry(model).causal_kwargs if streamable else None
@@ -114,7 +120,7 @@ def train(
     else:
         pre = default_preprocess(ds, num_frames, num_person, streams)
         if native_rate:
-            pre = Preprocess(pre.num_frames, pre.num_person, pre.streams, pre.center, native_rate=True)
+            pre = Preprocess(pre.num_frames, pre.num_person, pre.streams, pre.center, native_rate=True, upsample=upsample or 1)
         kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
         causal = models.model_entry(model).causal_kwargs if streamable else None
         if causal is not None:
