@@ -425,6 +425,13 @@ def test_unstreamable_models_refuse_with_the_reason(name, says):
         build_step_model(net, spec)
 
 
+def test_an_ensemble_refuses_and_says_what_to_do_instead():
+    from edgeskel.stream.support import family_for
+
+    with pytest.raises(NotStreamable, match="stream a member checkpoint instead"):
+        family_for("ensemble")
+
+
 def test_a_module_with_no_streaming_rule_is_refused():
     class MeanOverT(nn.Module):  # a global temporal op hidden in a block
         def forward(self, x):

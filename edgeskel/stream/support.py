@@ -175,6 +175,9 @@ REFUSALS: dict[str, str] = {
              "(conv_a^T conv_b / (inter*T)) and its temporal and channel attention average over the whole window",
     "efficientgcn": "cannot stream as trained: EfficientGCN's spatial-temporal attention averages over the whole "
                     "window (x.mean over T) inside every block",
+    "ensemble": "not yet: a multi-stream ensemble fuses softmax scores of whole-window decisions, so a stream "
+                "would keep one running mean per member and fuse after it; stream a member checkpoint instead "
+                "(streaming.checkpoint) or export the ensemble windowed",
     "user": "not yet: edgeskel cannot tell where your module pools over time (its forward is your code), so it "
             "cannot build the reference a stream must match; streaming user modules is planned",
 }
