@@ -142,14 +142,15 @@ def test_jetson_streaming_step_engine_built_and_run_by_the_tensorrt_doubles(tmp_
 def test_stream_checkpoint_fine_tuned_for_streams_beside_the_windowed_model(tmp_path: Path, capsys):
     """`streaming.checkpoint`: the windowed variants come from the recipe's model, the step graphs
     from its copy fine-tuned at native rate (what a user ships for a live stream), in one run and
-    one report. A native-rate checkpoint also runs as the pipeline's model (its windowed arrays
-    are the last T frames, short clips zero-padded), and a checkpoint of other classes is refused."""
+    one report (here upsampled 2x inside the step graph: 2 camera frames per call). A native-rate
+    checkpoint also runs as the pipeline's model (its windowed arrays are the last T frames, short
+    clips zero-padded), and a checkpoint of other classes is refused."""
     data = TINY_RECIPE["data"]["spec"]
     common = ["--data", data, "--epochs", "1", "--batch-size", "8", "--optimizer", "adamw", "--threads", "1", "--json"]
     assert main(["train", "--model", "stgcn", "--width", "0.25", "--frames", "16", "--out", str(tmp_path / "w"),
                  *common]) == 0
-    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--native-rate", "--frames", "16",
-                 "--out", str(tmp_path / "s"), *common]) == 0
+    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--native-rate", "--upsample", "2",
+                 "--frames", "32", "--out", str(tmp_path / "s"), *common]) == 0
     capsys.readouterr()
     rec = {**RECIPE, "name": "tiny-stream-ckpt", "model": {"name": "stgcn", "checkpoint": str(tmp_path / "w" / "best.ckpt")},
            "streaming": {"max_sequences": 6, "checkpoint": str(tmp_path / "s" / "best.ckpt")}}
@@ -160,6 +161,7 @@ def test_stream_checkpoint_fine_tuned_for_streams_beside_the_windowed_model(tmp_
     rep = json.loads((tmp_path / "runs" / "tiny-stream-ckpt" / "cpu" / "report.json").read_text())
     (row,) = rep["streaming"]
     assert row["model"] == "best.ckpt" and row["status"] == "pass" and row["sequences"] == 6
+    assert row["stride"] == 2  # keep-stride ST-GCN: 4 network frames per call = 2 upsampled camera frames
     assert "Step graphs of best.ckpt" in (tmp_path / "runs" / "tiny-stream-ckpt" / "cpu" / "report.md").read_text()
 
     # the native-rate checkpoint as the pipeline's own model: fixed windowed arrays, no crash
