@@ -428,7 +428,7 @@ def test_unstreamable_models_refuse_with_the_reason(name, says):
 def test_upsampling_needs_whole_camera_frames_per_call():
     """A stride-removed step takes one network frame per call: it cannot upsample (keep-stride
     ST-GCN takes 4, so 2 and 4 stream), and says so."""
-    net, spec = _model(persons=1, frames=24, upsample=2)
+    net, spec = _model(persons=1, frames=24, upsample=2, num_stages=10, width=0.0625)
     assert build_step_model(net, spec, "keep").plan.stride == 2
     with pytest.raises(NotStreamable, match="upsample 2 needs a whole number of source frames per call"):
         build_step_model(net, spec, "remove")
