@@ -253,7 +253,8 @@ class StreamingSection(BaseModel):
     stride_mode: Literal["keep", "remove"] = Field(
         "keep", description="strided temporal layers: keep (stride frames per call) or remove (a decision every "
         "frame; the model must be fine-tuned so: edgeskel train --remove-strides)")
-    window: int | None = Field(None, ge=1, le=100_000, description="frames the decision averages (None: the model's num_frames)")
+    window: int | None = Field(None, ge=1, le=100_000, description="camera frames the decision averages (None: the model's "
+                                "num_frames / its upsample)")
     variants: list[str] | None = Field(None, description="profile variant names to stream (None: every variant whose "
                                        "backend and precision have a step graph)")
     max_sequences: int = Field(256, ge=1, le=1_000_000, description="recorded test sequences replayed for streaming "

@@ -199,6 +199,14 @@ def test_streaming_gates_judge_each_number_and_never_a_host_checks_latency():
     host = {c["gate"]: c for c in streaming_checks({**row, "host_check": True, "top1": 84.0}, prof)}
     assert host["stream_min_streams"]["passed"] is None and host["stream_p99_latency_ms"]["passed"] is None
     assert host["stream_max_top1_drop"]["passed"] is True  # accuracy is judged on a host check, latency never
+    # a reduced-precision stream answers to the fp32 stream (gates.max_top1_drop), with or without streaming gates
+    for p in (prof, prof.model_copy(update={"streaming": None})):
+        int8 = {c["gate"]: c for c in streaming_checks({**row, "precision": "int8", "top1": 78.66,
+                                                        "fp32_stream_top1": 84.70}, p)}
+        assert int8["stream_precision_drop"]["passed"] is False and int8["stream_precision_drop"]["measured"] == 6.04
+        assert "int8 stream top-1 78.66% is 6.04 points below the fp32 stream's 84.70%" in \
+            int8["stream_precision_drop"]["detail"]
+    assert "stream_precision_drop" not in {c["gate"] for c in streaming_checks(row, prof)}  # fp32: nothing to compare
 
 
 def test_batched_streams_in_make_export(tmp_path: Path):

@@ -42,8 +42,8 @@ def export_cmd(
                              "(a step graph fed frame by frame + streaming.json; docs/STREAMING.md)"),
     stride_mode: str = typer.Option("keep", "--stride-mode", help="--form streaming: keep (a decision every 2^s "
                                     "frames) | remove (every frame; the network changes: fine-tune it first)"),
-    window: int | None = typer.Option(None, "--window", min=1, help="--form streaming: frames a decision averages "
-                                      "(default: the model's T)"),
+    window: int | None = typer.Option(None, "--window", min=1, help="--form streaming: camera frames a decision averages "
+                                      "(default: the model's T / its upsample)"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Export a checkpoint for one backend/precision, or run the full pipeline for a device."""

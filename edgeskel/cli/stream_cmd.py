@@ -56,8 +56,8 @@ def stream_cmd(
     artifact: Path | None = typer.Option(None, "--artifact", help="folder of `export --form streaming` (streaming.json)"),
     backend: str = typer.Option("ort", "--backend", help="with --artifact: ort | openvino"),
     stride_mode: str = typer.Option("keep", "--stride-mode", help="with --checkpoint: keep | remove"),
-    window: int | None = typer.Option(None, "--window", min=1, help="with --checkpoint: frames a decision averages "
-                                      "(default: the model's T)"),
+    window: int | None = typer.Option(None, "--window", min=1, help="with --checkpoint: camera frames a decision averages "
+                                      "(default: the model's T / its upsample)"),
     every: int = typer.Option(1, "--every", min=1, help="print every N-th decision"),
     plot: Path | None = typer.Option(None, "--plot", help="write a PNG of the top class probability per call"),
     as_json: bool = typer.Option(False, "--json", help="print every decision as JSON"),

@@ -33,7 +33,7 @@ VALIDATE_LOGIC_VERSION = 4  # 4 = one backend stack: device runner sessions get 
 # Bumped when what a report says changes (not its inputs), so `make export` rewrites it: 2 = INT8
 # lines name the samples the parity rule tolerated; 3-4 = INT8 not faster than fp32 is noted (latency_note);
 # 5 = verdict PASSED / FAILED / NOT MEASURED over every variant, host checks apart, decision and gate values.
-REPORT_LOGIC_VERSION = 8  # 8 = validation warnings (saturated / too small to decide); 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
+REPORT_LOGIC_VERSION = 9  # 9 = a reduced-precision stream gated against the fp32 stream; 8 = validation warnings (saturated / too small to decide); 7 = decision vs the uncompressed baseline (ship_uncompressed), tie wording, peak precision, baseline notes/host-check flags
 
 
 def export_stage_inputs(profile: DeviceProfile, rec: Recipe, deploy_ckpt: Path, data_hash: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ GATES: dict[str, tuple[str, str, str]] = {
     "stream_min_streams": ("streams sustained", "streams", "min"),
     "stream_p99_latency_ms": ("p99 per step call", "ms", "max"),
     "stream_max_top1_drop": ("streaming vs windowed top-1", "points", "max"),
+    "stream_precision_drop": ("stream vs the fp32 stream, top-1", "points", "max"),
 }
 
 
@@ -153,12 +154,21 @@ def streams_sustained(call_ms_mean: float | None, stride: int, fps: float, batch
 
 def streaming_checks(row: dict[str, Any], profile: DeviceProfile) -> list[dict[str, Any]]:
     """The profile's streaming gates for one streaming row (report `streaming`): non-finite
-    decisions, streams sustained at the profile's fps, p99 per step call, and streaming top-1 vs
-    the same variant windowed. Latency gates are not judged on a host check or an emulator."""
+    decisions; a reduced-precision stream's top-1 vs the fp32 stream of the same model (the
+    profile's gates.max_top1_drop, always); and with a `streaming:` block, streams sustained at
+    the profile's fps, p99 per step call, and streaming top-1 vs the same variant windowed.
+    Latency gates are not judged on a host check or an emulator."""
     sg = profile.streaming
     nonfinite = int(row.get("nonfinite") or 0)
     checks = [_check("finite", 0, nonfinite, nonfinite == 0,
                      f"non-finite decisions on {nonfinite} sequences" if nonfinite else "")]
+    ref, top1_now, limit = _num(row.get("fp32_stream_top1")), _num(row.get("top1")), profile.gates.max_top1_drop
+    if ref is not None and top1_now is not None and limit is not None:  # reduced precision vs the fp32 stream
+        drop = round(ref - top1_now, 4)
+        ok = drop <= limit + 1e-9
+        checks.append(_check("stream_precision_drop", limit, drop, ok, "" if ok else
+                             f"{row.get('precision')} stream top-1 {top1_now:.2f}% is {drop:.2f} points below the fp32 "
+                             f"stream's {ref:.2f}% (max drop {limit:g})"))
     if sg is None:
         return checks
     device_latency = not (row.get("host_check") or row.get("emulated"))
