@@ -354,6 +354,7 @@ def test_openvino_int8_step_graph_calibrated_on_streams(tmp_path):
     res = export_streaming(net, spec, "openvino", "int8", tmp_path, calib=seqs[:4], holdout=seqs[4:])
     assert res["parity"]["ort"]["passed"] and res["parity"]["openvino"]["passed"], res["parity"]
     assert res["quantization"]["fake_quantize_nodes"] > 0
+    assert res["quantization"]["activation_ranges"] == "minmax"  # all calls' range, not NNCF's per-call mean
     ops = {op.get_type_name() for op in ov.Core().read_model(str(tmp_path / "model.xml")).get_ordered_ops()}
     assert "FakeQuantize" in ops
     assert json.loads((tmp_path / "streaming.json").read_text())["files"] == {
