@@ -52,8 +52,9 @@ def train_cmd(
     native_rate: bool = typer.Option(False, "--native-rate", help="train on windows of at most --frames frames at the "
                                      "source's rate, as a stream sees them (no resampling; docs/STREAMING.md)"),
     upsample: int | None = typer.Option(None, "--upsample", min=1, help="with --native-rate: the network sees this many "
-                                        "frames per source frame (default: --init's, else 1) (linear, causal; the stream does it in its graph): keeps the time "
-                                 "scale a model learned on resampled clips (docs/STREAMING.md, Upsampling)"),
+                                        "frames per source frame (linear, causal; the stream does it in its graph; "
+                                        "default: --init's, else 1): keeps the time scale a model learned on "
+                                        "resampled clips (docs/STREAMING.md, Upsampling)"),
     streamable: bool = typer.Option(False, "--streamable", help="train for streams: --native-rate, and the "
                                     "model's causal form where it needs one (CTR-GCN: topology from a trailing mean)"),
     remove_strides: bool = typer.Option(False, "--remove-strides", help="every temporal stride set to 1: a stream "

@@ -166,7 +166,7 @@ def streaming_rows(profile: DeviceProfile, variants: list[dict[str, Any]], strea
 
     fps = profile.streaming.fps if profile.streaming is not None else 30.0
     windowed = {v["name"]: v for v in variants}
-    rows = []
+    rows, measured = [], []  # measured: the rows judged below, once every row's top-1 is known
     for name, exp in (streams.get("variants") or {}).items():
         of = windowed.get(exp.get("of")) or {}
         plan = exp.get("plan") or {}
@@ -211,16 +211,14 @@ def streaming_rows(profile: DeviceProfile, variants: list[dict[str, Any]], strea
                     win_mean = ((of.get("latency_by_batch") or {}).get("1") or {}).get("mean") or win_p50
                     # the windowed model recomputing its window at the same cadence (a decision every stride frames)
                     row["windowed_streams_sustained"] = streams_sustained(float(win_mean), stride, fps)
-            row["gates"] = []  # judged below, once every row's top-1 is known
+            measured.append(row)
         if row["top1"] is not None and row["windowed_top1"] is not None:
             row["top1_change"] = round(float(row["top1"]) - float(row["windowed_top1"]), 3)
         rows.append(row)
     # a reduced-precision stream answers to the fp32 stream of the same model, as a quantized
     # windowed variant answers to the reference (the profile's gates.max_top1_drop)
     fp32 = next((r["top1"] for r in rows if r.get("precision") == "fp32" and r.get("top1") is not None), None)
-    for row in rows:
-        if "gates" not in row:
-            continue
+    for row in measured:
         if fp32 is not None and row.get("precision") != "fp32":
             row["fp32_stream_top1"] = fp32
         row["gates"] = streaming_checks(row, profile)

@@ -210,9 +210,8 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
         for c in checks:
             res = check_backend(step, out_dir, c.runtime, c.precision, holdout if c.precision == "int8" else None,
                                 onnx_dir=c.onnx_dir, stateful=c.stateful)
-            key, stateful = c.key, c.stateful
-            result["parity"][key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
-            if not res["passed"] and not stateful:  # the stateful form is optional: judged, never fatal
+            result["parity"][c.key] = {k: res[k] for k in ("max_abs", "scale", "calls", "passed", "agreement")}
+            if not res["passed"] and not c.stateful:  # the stateful form is optional: judged, never fatal
                 result["status"] = "failed"
     if check and result["status"] == "ok" and "openvino_stateful" in files:
         from edgeskel.stream.stateful import compare_forms
