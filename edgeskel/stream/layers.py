@@ -150,11 +150,13 @@ class _Temporal(_Stateful):
     pad_value = 0.0
     mask_window = False
 
-    def _setup(self, tl: Timeline, k: int, s: int, p: int, d: int, channels: int, ctx: StreamContext) -> Timeline:
+    def _setup(self, tl: Timeline, k: int, s: int, p: int, d: int, channels: int, ctx: StreamContext,
+               width: int | None = None) -> Timeline:
+        """`width`: the tensor's last axis (the joints, unless a user's module changed it)."""
         out, self.buffer = conv_timeline(tl, k, s, p, d)
         self.n_in, self.lag_in = tl.n, tl.lag
         if self.buffer > 0:
-            self.bind(ctx, ctx.new_slot((channels, self.buffer, ctx.joints), "nm"))
+            self.bind(ctx, ctx.new_slot((channels, self.buffer, width or ctx.joints), "nm"))
         else:
             self.__dict__["_ctx"] = ctx
             self.slot = -1
@@ -199,13 +201,13 @@ class _Temporal(_Stateful):
 class StreamConv(_Temporal):
     """A (k x 1) temporal Conv2d run on [state, new frames] with no temporal padding."""
 
-    def __init__(self, conv: nn.Conv2d, tl: Timeline, ctx: StreamContext):
+    def __init__(self, conv: nn.Conv2d, tl: Timeline, ctx: StreamContext, width: int | None = None):
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(f"temporal conv with padding {conv.padding!r}/{conv.padding_mode!r} is not supported")
         self.conv = conv
         k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
-        self.timeline = self._setup(tl, k, s, p, d, conv.in_channels, ctx)
+        self.timeline = self._setup(tl, k, s, p, d, conv.in_channels, ctx, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
@@ -236,7 +238,7 @@ class StreamMaxPool(_Temporal):
     pad_value = float("-inf")
     mask_window = True
 
-    def __init__(self, pool: nn.MaxPool2d, tl: Timeline, ctx: StreamContext, channels: int):
+    def __init__(self, pool: nn.MaxPool2d, tl: Timeline, ctx: StreamContext, channels: int, width: int | None = None):
         super().__init__()
         ks = _pair(pool.kernel_size)
         st = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
@@ -244,7 +246,7 @@ class StreamMaxPool(_Temporal):
         if pool.ceil_mode or pool.return_indices:
             raise ValueError("MaxPool2d with ceil_mode/return_indices is not supported")
         self.kernel, self.stride, self.spatial_pad, self.dilation = ks, st, pd[1], dl
-        self.timeline = self._setup(tl, ks[0], st[0], pd[0], dl[0], channels, ctx)
+        self.timeline = self._setup(tl, ks[0], st[0], pd[0], dl[0], channels, ctx, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(self._window(x), self.kernel, self.stride, (0, self.spatial_pad), self.dilation)
@@ -290,12 +292,12 @@ class StreamTrailingMean(_Stateful):
 class Delay(_Stateful):
     """Output = input `frames` calls' worth of frames ago (aligns a branch with a later one)."""
 
-    def __init__(self, frames: int, channels: int, ctx: StreamContext):
+    def __init__(self, frames: int, channels: int, ctx: StreamContext, width: int | None = None):
         super().__init__()
         if frames < 1:
             raise ValueError(f"a delay of {frames} frames")
         self.frames = int(frames)
-        self.bind(ctx, ctx.new_slot((channels, self.frames, ctx.joints), "nm"))
+        self.bind(ctx, ctx.new_slot((channels, self.frames, width or ctx.joints), "nm"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self._state(), x], 2)

@@ -160,8 +160,13 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
         raise ConfigError(f"stream batch of {batch}; give at least 1")
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
-    family = family_for(spec.name)
-    family.check(model)
+    family = family_for(spec.name, spec)
+    try:
+        family.check(model)
+    except NotStreamable as exc:
+        if not family.measured:
+            raise
+        raise NotStreamable(f"model {spec.name!r} has no streaming form: {exc}") from None
     base = copy.deepcopy(model).eval()
     if stride_mode == "remove":
         base = remove_strides(base)
@@ -184,7 +189,7 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     slots = {"since_end": ctx.new_slot((), "n"), "end_frames": ctx.new_slot((), "n")}
     prefix = CausalPreprocess(spec.layout, spec.preprocess, Timeline(stride, 0, window), ctx)
     try:
-        tl = family.convert(Converter(ctx, out_ch, in_ch), net, prefix.timeline)
+        net, tl = family.convert(Converter(ctx, out_ch, in_ch), net, prefix.timeline)
     except ValueError as exc:
         raise NotStreamable(f"model {spec.name!r}: {exc}") from None
     if tl.n != 1:
@@ -202,7 +207,30 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     step.__dict__["reference_model"] = base
     step.__dict__["family"] = family
     step.__dict__["spec"] = spec
+    if family.measured:
+        _check_against_reference(step)
     return step
+
+
+def _check_against_reference(step: StepModel) -> None:
+    """A step model found by measurement (a user's module) must give the reference's decision
+    (semantics.py) on a random stream, running and ended, before anyone uses it."""
+    from edgeskel.stream.semantics import reference_logits
+
+    p = step.plan
+    gen = torch.Generator().manual_seed(0)
+    length = p.valid_from + 2 * p.stride
+    frames = torch.randn(p.channels, length, p.joints, p.persons, generator=gen)
+    running = run_stream(step, frames)[-1].numpy()
+    ended = run_stream(step, frames[:, : length - 1], end=True)[-1].numpy()
+    worst = 0.0
+    for got, want in ((running, reference_logits(step, frames.numpy())),
+                      (ended, reference_logits(step, frames[:, : length - 1].numpy(), p.flush_calls))):
+        worst = max(worst, float(abs(got - want).max()) / (1.0 + float(abs(want).max())))
+    if worst > 1e-4:
+        raise NotStreamable(f"model {p.model!r}: its streaming form does not give the decision of its forward run "
+                            f"over the stream (relative error {worst:.2g}); the forward likely depends on the number "
+                            "of frames it is given (e.g. divides by its own T) in a way a stream cannot reproduce")
 
 
 def run_stream(step: StepModel, frames: torch.Tensor, end: bool = False) -> torch.Tensor:

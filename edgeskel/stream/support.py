@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from edgeskel.checkpoint import ModelSpec
 from edgeskel.stream.convert import Converter, NotStreamable, temporal_stride
 from edgeskel.stream.layers import Timeline
 
@@ -26,10 +27,14 @@ class Family:
     """How one architecture streams."""
 
     stride: Callable[[nn.Module], int]  # frames per final output (keep-stride)
-    convert: Callable[[Converter, nn.Module, Timeline], Timeline]  # rewrites the temporal path in place
+    # rewrites the temporal path (in place, or into a new module) -> (the stream network, its output timeline)
+    convert: Callable[[Converter, nn.Module, Timeline], tuple[nn.Module, Timeline]]
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (N, C, T, V, M) -> (N*M, C', T', V)
     head: Callable[[nn.Module, torch.Tensor, int, int], torch.Tensor]  # (N*M, C', V) one frame -> (N, K)
     check: Callable[[nn.Module], None] = lambda net: None  # raises NotStreamable for a form that cannot stream
+    # found by measurement rather than written per block (graph.py): build_step_model checks the
+    # step model against the reference on a random stream before returning it
+    measured: bool = False
 
 
 # ---- ST-GCN / ST-GCN++ (PYSKL STGCN class) ---------------------------------------------------
@@ -40,10 +45,10 @@ def _stgcn_stride(net: nn.Module) -> int:
     return s
 
 
-def _stgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+def _stgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
     for i in range(len(net.gcn)):
         net.gcn[i], tl = conv.convert(net.gcn[i], tl)
-    return tl
+    return net, tl
 
 
 def _stgcn_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -82,11 +87,11 @@ def _ctrgcn_check(net: nn.Module) -> None:
         raise NotStreamable(f"model 'ctrgcn' has no streaming form as trained: {CAUSAL_HINT['ctrgcn']}")
 
 
-def _ctrgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+def _ctrgcn_convert(conv: Converter, net: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
     for name in _ctrgcn_layers(net):
         new, tl = conv.convert(getattr(net, name), tl)
         setattr(net, name, new)
-    return tl
+    return net, tl
 
 
 def _ctrgcn_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +133,7 @@ def _msg3d_stride(net: nn.Module) -> int:
     return s
 
 
-def _msg3d_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
+def _msg3d_convert(conv: Converter, net: nn.Module, tl: Timeline) -> tuple[nn.Module, Timeline]:
     for i in _MSG3D_STAGES:
         paths = []
         for name in (f"sgcn{i}", f"gcn3d{i}"):
@@ -140,7 +145,7 @@ def _msg3d_convert(conv: Converter, net: nn.Module, tl: Timeline) -> Timeline:
         setattr(net, f"gcn3d{i}", gcn3d)
         new, tl = conv.convert(getattr(net, f"tcn{i}"), tl)
         setattr(net, f"tcn{i}", new)
-    return tl
+    return net, tl
 
 
 def _msg3d_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +158,22 @@ def _msg3d_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 MSG3D_FAMILY = Family(_msg3d_stride, _msg3d_convert, _msg3d_features, _stgcn_head)
+
+# ---- a user's own module (models/user.py): the traced forward, judged op by op (graph.py) -------------
+def _graph_family(spec: ModelSpec) -> Family:
+    from edgeskel.stream import graph
+
+    c, _, v, m = spec.input_shape
+    plans = graph.GraphFamilyCache((c, v, m))
+    return Family(stride=lambda net: plans.plan(net).stride,
+                  convert=lambda conv, net, tl: graph.convert(conv, plans.plan(net), tl),
+                  features=lambda net, x: graph.features(plans.plan(net), x),
+                  head=lambda net, feat, n, m_: graph.head(plans.plan(net), feat, n, m_),
+                  check=plans.check, measured=True)
+
+
+# Families built per checkpoint (they need its input shape), by registered model family.
+GRAPH_FAMILIES: dict[str, Callable[[ModelSpec], Family]] = {"user": _graph_family}
 
 FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY,
                                "hyperformer": HYPERFORMER_FAMILY, "shiftgcn": SHIFTGCN_FAMILY, "msg3d": MSG3D_FAMILY}
@@ -178,17 +199,18 @@ REFUSALS: dict[str, str] = {
     "ensemble": "not yet: a multi-stream ensemble fuses softmax scores of whole-window decisions, so a stream "
                 "would keep one running mean per member and fuse after it; stream a member checkpoint instead "
                 "(streaming.checkpoint) or export the ensemble windowed",
-    "user": "not yet: edgeskel cannot tell where your module pools over time (its forward is your code), so it "
-            "cannot build the reference a stream must match; streaming user modules is planned",
 }
 
 
-def family_for(name: str) -> Family:
+def family_for(name: str, spec: ModelSpec | None = None) -> Family:
+    """How model `name` streams; `spec` (its checkpoint's) for the families found by measurement."""
     if name in FAMILIES:
         return FAMILIES[name]
+    if name in GRAPH_FAMILIES and spec is not None:
+        return GRAPH_FAMILIES[name](spec)
     reason = REFUSALS.get(name, "no streaming converter for this architecture")
     raise NotStreamable(f"model {name!r} has no streaming form: {reason}")
 
 
 def streamable_models() -> list[str]:
-    return sorted(FAMILIES)
+    return sorted(set(FAMILIES) | set(GRAPH_FAMILIES))
