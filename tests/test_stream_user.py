@@ -56,12 +56,18 @@ def _user(entrypoint: str, persons: int = 2, frames: int = 16, stream: str = "jo
     return net.eval(), spec
 
 
-@pytest.mark.parametrize("entrypoint, mode, stream", [(STREAM_GCN, "keep", "joint"), (STREAM_GCN, "remove", "motion"),
-                                                      (TINY_GCN, "keep", "bone")])
-def test_user_step_model_equals_the_definition_running_and_ended(entrypoint, mode, stream):
+@pytest.mark.parametrize("entrypoint, mode, stream, factorized", [
+    (STREAM_GCN, "keep", "joint", False), (STREAM_GCN, "remove", "motion", False), (STREAM_GCN, "keep", "bone", True),
+    (TINY_GCN, "keep", "bone", False)])
+def test_user_step_model_equals_the_definition_running_and_ended(entrypoint, mode, stream, factorized):
     """Every call of a running stream, and an ended clip's final decision = the user's own forward
-    over the clip (padding at both ends, mean over its output frames)."""
+    over the clip (padding at both ends, mean over its output frames); also after edgeskel's
+    low-rank factorization (SVD / Tucker-2 temporal convs, low-rank strided 1x1) of the module."""
     net, spec = _user(entrypoint, stream=stream, hidden=16)
+    if factorized:
+        from test_streaming import _factorize
+
+        _factorize(net)
     step = build_step_model(net, spec, mode)
     p = step.plan
     if entrypoint == STREAM_GCN:  # a stride-2 block: keep = a decision every 2 frames
