@@ -161,15 +161,15 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name, spec)
+    base = copy.deepcopy(model).eval()  # judged in eval mode (a training-mode BN mixes frames)
+    if stride_mode == "remove":
+        base = remove_strides(base)
     try:
-        family.check(model)
+        family.check(base)
     except NotStreamable as exc:
         if not family.measured:
             raise
         raise NotStreamable(f"model {spec.name!r} has no streaming form: {exc}") from None
-    base = copy.deepcopy(model).eval()
-    if stride_mode == "remove":
-        base = remove_strides(base)
     net = copy.deepcopy(base)
     c, t, v, m = spec.input_shape
     up = int(spec.preprocess.upsample)
