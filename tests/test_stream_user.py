@@ -188,3 +188,19 @@ def test_untraceable_forward_is_refused_with_the_tracer_error():
     net, spec = _user(EINSUM_GCN)
     with pytest.raises(NotStreamable, match="cannot trace its forward with torch.fx"):
         build_step_model(net, spec)
+
+
+def test_every_state_stays_finite_through_a_max_pool_branch():
+    """A max pool's window wholly before frame 0 is -inf in the windowed algebra; the step model
+    keeps such frames finite (they exist in no network and later layers mask them), so states
+    fed back, and INT8 calibration reading them, never see inf or NaN."""
+    net, spec = _user(STREAM_GCN, hidden=16)
+    step = build_step_model(net, spec, "keep")
+    x = torch.from_numpy(parity_sequence(step, extra_calls=3, seed=4))
+    states = step.initial_states()
+    with torch.no_grad():
+        for i in range(x.shape[1] // step.plan.stride):
+            chunk = x[:, i * step.plan.stride:(i + 1) * step.plan.stride].unsqueeze(0)
+            out = step(chunk, step.full_valid(), *states)
+            states = list(out[1:])
+            assert all(bool(torch.isfinite(t).all()) for t in out), i

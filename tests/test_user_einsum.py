@@ -285,3 +285,27 @@ def test_export_error_names_the_einsum_when_rewrite_is_impossible(tmp_path):
                      preprocess=Preprocess(num_frames=16, num_person=1))
     with pytest.raises(ExportError, match=r"'ii->i'"):
         export_onnx(Diag(), spec, tmp_path / "d.onnx", einsum="rewrite", batch=None)
+
+
+def test_pool_sized_by_the_input_exports_with_a_dynamic_batch(tmp_path):
+    """`F.avg_pool2d(x, x.size()[2:])` (the official ST-GCN's global pool; stream_gcn.py) exports
+    with edgeskel's dynamic batch axis and runs on ONNX Runtime at batch 1 and 3."""
+    import onnxruntime as ort
+
+    from examples.user_model.stream_gcn import build
+
+    torch.manual_seed(0)
+    net = build(4, 20, 3, 2, hidden=16).eval()
+    spec = ModelSpec(name="user", num_classes=4, layout=get_layout("kinect20"), kwargs={},
+                     preprocess=Preprocess(num_frames=16, num_person=2))
+    path = export_onnx(net, spec, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        x = torch.randn(n, 3, 16, 20, 2)
+        with torch.no_grad():
+            ref = net(x).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    import torch.nn.functional as F
+
+    assert F.avg_pool2d is torch._C._nn.avg_pool2d  # restored after the export

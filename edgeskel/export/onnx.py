@@ -82,7 +82,7 @@ def export_onnx(
         if einsum not in ("keep", "rewrite"):
             raise ExportError(f"{out}: unknown einsum mode {einsum!r}; use 'keep' or 'rewrite'")
         export = _export_dynamo if exporter == "dynamo" else _export_proto
-        with _einsum_mode(einsum, out) as rewritten:
+        with _einsum_mode(einsum, out) as rewritten, _static_pool_sizes():
             proto = export(model, x, opset, dynamic=batch is None, out=out)
         if info is not None and rewritten:
             info["einsum_rewritten"] = sorted(set(rewritten))
@@ -170,6 +170,31 @@ def _einsum_mode(mode: str, out: Path) -> Iterator[list[str]]:
             yield rewritten
     except EinsumRewriteError as exc:
         raise ExportError(f"{out}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _static_pool_sizes() -> Iterator[None]:
+    """`F.avg_pool2d(x, x.size()[2:])` (the official ST-GCN's global pool, common in users' GCN
+    code): with a dynamic batch axis the legacy exporter records the kernel as Shape/Gather
+    ops, which an ONNX AveragePool cannot take. Only the batch axis is dynamic in edgeskel's
+    graphs (C, T, V, M are fixed), so the kernel is a constant: read it as ints while exporting."""
+    import torch.nn.functional as F
+
+    original = F.avg_pool2d
+
+    def ints(v):
+        if isinstance(v, (tuple, list)):
+            return tuple(int(e) for e in v)
+        return v if v is None else int(v)
+
+    def avg_pool2d(input, kernel_size, stride=None, *args, **kwargs):  # noqa: A002 - torch's own argument name
+        return original(input, ints(kernel_size), ints(stride), *args, **kwargs)
+
+    F.avg_pool2d = avg_pool2d
+    try:
+        yield
+    finally:
+        F.avg_pool2d = original
 
 
 def _refuse_einsum(proto: onnx.ModelProto, out: Path) -> None:

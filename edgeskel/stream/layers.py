@@ -249,7 +249,11 @@ class StreamMaxPool(_Temporal):
         self.timeline = self._setup(tl, ks[0], st[0], pd[0], dl[0], channels, ctx, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(self._window(x), self.kernel, self.stride, (0, self.spatial_pad), self.dilation)
+        out = F.max_pool2d(self._window(x), self.kernel, self.stride, (0, self.spatial_pad), self.dilation)
+        # a window wholly outside the stream (an output frame before frame 0 or past the end: it
+        # exists in no network, and later layers mask it) is -inf: 0 keeps every tensor finite
+        # for INT8 calibration and -inf * 0 from becoming NaN in the next 1x1 conv
+        return torch.where(out > float("-inf"), out, torch.zeros_like(out))
 
 
 class StreamTrailingMean(_Stateful):
