@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from edgeskel.recipe import Recipe
 
 STREAM_SUFFIX = "-stream"  # `<variant>-stream`: the step graph of a profile variant
-STREAM_LOGIC_VERSION = 2  # 2 = OpenVINO INT8 step graphs with MINMAX activation ranges; bump when the stage makes other artifacts from the same inputs
+STREAM_LOGIC_VERSION = 3  # 2 = OpenVINO INT8 step graphs with MINMAX activation ranges; 3 = max pools finite outside the stream (user modules stream); bump when the stage makes other artifacts from the same inputs
 SEQUENCES = "sequences.npz"  # the recorded test sequences the bundle replays
 
 
