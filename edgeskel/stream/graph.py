@@ -187,11 +187,9 @@ def analyse(net: nn.Module, shape: tuple[int, int, int]) -> GraphPlan:
             if kind is not None and (kind[0] != 1 or kind[1] != 1 or kind[2] != 0):
                 src = frame_ins[0]
                 if plan.axis[src.name] != 2 or dims[0] != 2 or va.dim() != 4:
-                    plan.axis.pop(n.name)
                     raise NotStreamable(f"temporal layer {_describe(n)} must see (rows, C, T, V) tensors with T on "
                                         f"axis 2; it sees {tuple(a[src.name].shape)}")
                 if va.shape[0] != _N * m:
-                    plan.axis.pop(n.name)
                     raise NotStreamable(f"temporal layer {_describe(n)} sees {va.shape[0]} rows for {_N} streams of "
                                         f"{m} persons: a stream keeps one state row per stream x person")
                 plan.temporal.add(n.name)
