@@ -25,6 +25,7 @@ from edgeskel.stream.semantics import reference_logits
 STREAM_GCN = "examples.user_model.stream_gcn:build"
 TINY_GCN = "examples.user_model.tiny_gcn:build"
 EINSUM_GCN = "examples.user_model.einsum_gcn:build"
+OFFICIAL_STYLE = "examples.user_model.stgcn_official_style:build"
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +59,12 @@ def _user(entrypoint: str, persons: int = 2, frames: int = 16, stream: str = "jo
 
 @pytest.mark.parametrize("entrypoint, mode, stream, factorized", [
     (STREAM_GCN, "keep", "joint", False), (STREAM_GCN, "remove", "motion", False), (STREAM_GCN, "keep", "bone", True),
-    (TINY_GCN, "keep", "bone", False)])
+    (TINY_GCN, "keep", "bone", False), (OFFICIAL_STYLE, "keep", "joint", False)])
 def test_user_step_model_equals_the_definition_running_and_ended(entrypoint, mode, stream, factorized):
     """Every call of a running stream, and an ended clip's final decision = the user's own forward
     over the clip (padding at both ends, mean over its output frames); also after edgeskel's
     low-rank factorization (SVD / Tucker-2 temporal convs, low-rank strided 1x1) of the module."""
-    net, spec = _user(entrypoint, stream=stream, hidden=16)
+    net, spec = _user(entrypoint, stream=stream, **({} if entrypoint == OFFICIAL_STYLE else {"hidden": 16}))
     if factorized:
         from test_streaming import _factorize
 
