@@ -113,6 +113,43 @@ def test_user_checkpoint_exports_streaming_from_the_cli(tmp_path, capsys, monkey
     capsys.readouterr()
 
 
+class _Conv1dTCN(nn.Module):
+    """Joints folded into channels, Conv1d along T (TCN-style skeleton models): a stride-2 conv
+    with a strided 1x1 residual, a mean over T, a linear head."""
+
+    def __init__(self, channels: int = 3 * 25):
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, 32, 5, padding=2)
+        self.bn = nn.BatchNorm1d(32)
+        self.conv2 = nn.Conv1d(32, 32, 3, stride=2, padding=1)
+        self.res = nn.Conv1d(32, 32, 1, stride=2)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x):
+        n, c, t, v, m = x.shape
+        h = x.permute(0, 4, 1, 3, 2).reshape(n * m, c * v, t)
+        h = torch.relu(self.bn(self.conv1(h)))
+        h = torch.relu(self.conv2(h) + self.res(h))
+        return self.fc(h.mean(2).view(n, m, -1).mean(1))
+
+
+def test_a_conv1d_model_streams(monkeypatch):
+    """Conv1d along T on (rows, C, T) tensors streams like a Conv2d on (rows, C, T, 1)."""
+    import sys
+    import types
+
+    mod = types.ModuleType("edgeskel_test_conv1d")
+    mod.build = _Conv1dTCN
+    monkeypatch.setitem(sys.modules, "edgeskel_test_conv1d", mod)
+    net, spec = _user("edgeskel_test_conv1d:build", persons=2)
+    step = build_step_model(net, spec, "keep")  # also checked against the reference inside
+    x = parity_sequence(step, extra_calls=4, seed=3)
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    ref = np.stack([reference_logits(step, x[:, : (i + 1) * step.plan.stride]) for i in range(len(got))])
+    assert step.plan.stride == 2 and np.abs(ref).max() > 0.1
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
 class _Base(nn.Module):
     """(N, C, T, V, M) -> rows of (C', T, V); subclasses say what happens next."""
 

@@ -107,8 +107,8 @@ def _describe(n: fx.Node) -> str:
 
 
 def _temporal_kind(mod: nn.Module) -> tuple[int, int, int] | None:
-    """(kernel, stride, padding) along T of a Conv2d / MaxPool2d, or None for other modules."""
-    if isinstance(mod, nn.Conv2d):
+    """(kernel, stride, padding) along T of a Conv2d / Conv1d / MaxPool2d, or None for other modules."""
+    if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
         return mod.kernel_size[0], mod.stride[0], mod.padding[0] if not isinstance(mod.padding, str) else -1
     if isinstance(mod, nn.MaxPool2d):
         pick = lambda v: int(v[0]) if isinstance(v, (tuple, list)) else int(v)  # noqa: E731
@@ -186,8 +186,9 @@ def analyse(net: nn.Module, shape: tuple[int, int, int]) -> GraphPlan:
             kind = _temporal_kind(modules[n.target]) if n.op == "call_module" else None
             if kind is not None and (kind[0] != 1 or kind[1] != 1 or kind[2] != 0):
                 src = frame_ins[0]
-                if plan.axis[src.name] != 2 or dims[0] != 2 or va.dim() != 4:
-                    raise NotStreamable(f"temporal layer {_describe(n)} must see (rows, C, T, V) tensors with T on "
+                rank = 3 if isinstance(modules[n.target], nn.Conv1d) else 4
+                if plan.axis[src.name] != 2 or dims[0] != 2 or va.dim() != rank:
+                    raise NotStreamable(f"temporal layer {_describe(n)} must see {_LAYOUTS[rank]} tensors with T on "
                                         f"axis 2; it sees {tuple(a[src.name].shape)}")
                 if va.shape[0] != _N * m:
                     raise NotStreamable(f"temporal layer {_describe(n)} sees {va.shape[0]} rows for {_N} streams of "
@@ -290,7 +291,9 @@ def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphMod
         if name in plan.temporal:
             mod = gm.get_submodule(n.target)
             src = plan.out_shape[ins[0].name]
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, nn.Conv1d):
+                new = _Rank3(StreamConv(_as_conv2d(mod), timelines[ins[0].name], ctx, width=1))
+            elif isinstance(mod, nn.Conv2d):
                 new = StreamConv(mod, timelines[ins[0].name], ctx, width=src[3])
             else:
                 new = StreamMaxPool(mod, timelines[ins[0].name], ctx, src[1], width=src[3])
@@ -306,12 +309,13 @@ def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphMod
             if tls[i.name].lag == lag:
                 continue
             shp = plan.out_shape[i.name]
-            if plan.axis[i.name] != 2 or len(shp) != 4 or shp[0] != _N * plan.shape[2]:
+            if plan.axis[i.name] != 2 or len(shp) not in _LAYOUTS or shp[0] != _N * plan.shape[2]:
                 raise NotStreamable(f"{_describe(n)} joins branches of different delays, and its input {i.name} "
-                                    f"{shp} is not a (rows, C, T, V) tensor a delay can hold")
+                                    f"{shp} is not a (rows, C, T, V) or (rows, C, T) tensor a delay can hold")
             delays += 1
             target = f"stream_delay_{delays}"
-            gm.add_submodule(target, Delay(lag - tls[i.name].lag, shp[1], ctx, width=shp[3]))
+            delay = Delay(lag - tls[i.name].lag, shp[1], ctx, width=shp[3] if len(shp) == 4 else 1)
+            gm.add_submodule(target, delay if len(shp) == 4 else _Rank3(delay))
             with gm.graph.inserting_before(n):
                 d = gm.graph.call_module(target, (i,))
             n.replace_input_with(i, d)
@@ -320,6 +324,36 @@ def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphMod
     gm.graph.lint()
     gm.recompile()
     return gm, timelines[plan.pool_input]
+
+
+_LAYOUTS = {3: "(rows, C, T)", 4: "(rows, C, T, V)"}
+
+
+class _Rank3(nn.Module):
+    """A stream layer of (rows, C, T, V) tensors applied to (rows, C, T) ones (a Conv1d along T)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.timeline = getattr(inner, "timeline", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.unsqueeze(-1)).squeeze(-1)
+
+
+def _as_conv2d(conv: nn.Conv1d) -> nn.Conv2d:
+    """The same convolution along T of (rows, C, T, 1) tensors (weights copied: the step model
+    is for inference)."""
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        raise NotStreamable(f"temporal Conv1d with padding={conv.padding!r}, padding_mode={conv.padding_mode!r}: "
+                            "only zero padding has a streaming form")
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, (conv.kernel_size[0], 1), (conv.stride[0], 1),
+                    (conv.padding[0], 0), (conv.dilation[0], 1), conv.groups, conv.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.unsqueeze(-1))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
 
 
 def _set_submodule(gm: nn.Module, target: str, new: nn.Module) -> None:
