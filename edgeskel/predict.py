@@ -55,8 +55,10 @@ def load_input(path: str | Path) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(path, "input file not found") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         raise DataError(path, f"not a readable .npy array: {exc}") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        raise DataError(path, f"expected one .npy array, got a {type(x).__name__} archive")
     if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
         raise DataError(path, f"expected a numeric array, got dtype {x.dtype}")
     if x.ndim == 4:

@@ -65,3 +65,11 @@ def test_stream_refuses_bad_input_with_one_line(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "V=20" in err and "Traceback" not in err
     assert main(["stream", "--input", str(tmp_path / "bad.npy")]) == 2
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    np.savez(tmp_path / "two.npz", a=np.zeros((3, 40, 20, 1), np.float32))
+    for path, says in ((empty, "not a readable .npy array"), (tmp_path / "two.npz", "archive")):
+        capsys.readouterr()
+        assert main(["stream", "--checkpoint", str(ckpt), "--input", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and says in err and str(path) in err and "Traceback" not in err
