@@ -113,6 +113,22 @@ def test_user_checkpoint_exports_streaming_from_the_cli(tmp_path, capsys, monkey
     capsys.readouterr()
 
 
+class _AvgPoolTCN(nn.Module):
+    """A temporal average pool (3 x 1, stride 2, zero padding counted) between two convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 1)
+        self.pool = nn.AvgPool2d((3, 1), (2, 1), (1, 0))
+        self.tcn = nn.Conv2d(8, 8, (3, 1), padding=(1, 0))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        n, c, t, v, m = x.size()
+        h = self.tcn(torch.relu(self.pool(self.embed(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)))))
+        return self.fc(h.mean((2, 3)).view(n, m, -1).mean(1))
+
+
 class _Conv1dTCN(nn.Module):
     """Joints folded into channels, Conv1d along T (TCN-style skeleton models): a stride-2 conv
     with a strided 1x1 residual, a mean over T, a linear head."""
@@ -133,13 +149,15 @@ class _Conv1dTCN(nn.Module):
         return self.fc(h.mean(2).view(n, m, -1).mean(1))
 
 
-def test_a_conv1d_model_streams(monkeypatch):
-    """Conv1d along T on (rows, C, T) tensors streams like a Conv2d on (rows, C, T, 1)."""
+@pytest.mark.parametrize("module", [_Conv1dTCN, _AvgPoolTCN])
+def test_conv1d_and_avg_pool_models_stream(module, monkeypatch):
+    """Conv1d along T on (rows, C, T) tensors streams like a Conv2d on (rows, C, T, 1); a temporal
+    AvgPool2d like the depthwise conv it equals."""
     import sys
     import types
 
     mod = types.ModuleType("edgeskel_test_conv1d")
-    mod.build = _Conv1dTCN
+    mod.build = module
     monkeypatch.setitem(sys.modules, "edgeskel_test_conv1d", mod)
     net, spec = _user("edgeskel_test_conv1d:build", persons=2)
     step = build_step_model(net, spec, "keep")  # also checked against the reference inside

@@ -107,10 +107,11 @@ def _describe(n: fx.Node) -> str:
 
 
 def _temporal_kind(mod: nn.Module) -> tuple[int, int, int] | None:
-    """(kernel, stride, padding) along T of a Conv2d / Conv1d / MaxPool2d, or None for other modules."""
+    """(kernel, stride, padding) along T of a Conv2d / Conv1d / MaxPool2d / AvgPool2d, or None for
+    other modules."""
     if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
         return mod.kernel_size[0], mod.stride[0], mod.padding[0] if not isinstance(mod.padding, str) else -1
-    if isinstance(mod, nn.MaxPool2d):
+    if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
         pick = lambda v: int(v[0]) if isinstance(v, (tuple, list)) else int(v)  # noqa: E731
         return pick(mod.kernel_size), pick(mod.stride if mod.stride is not None else mod.kernel_size), pick(mod.padding)
     return None
@@ -295,6 +296,8 @@ def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphMod
                 new = _Rank3(StreamConv(_as_conv2d(mod), timelines[ins[0].name], ctx, width=1))
             elif isinstance(mod, nn.Conv2d):
                 new = StreamConv(mod, timelines[ins[0].name], ctx, width=src[3])
+            elif isinstance(mod, nn.AvgPool2d):
+                new = StreamConv(_avg_pool_as_conv(mod, src[1]), timelines[ins[0].name], ctx, width=src[3])
             else:
                 new = StreamMaxPool(mod, timelines[ins[0].name], ctx, src[1], width=src[3])
             _set_submodule(gm, n.target, new)
@@ -354,6 +357,21 @@ def _as_conv2d(conv: nn.Conv1d) -> nn.Conv2d:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
+
+
+def _avg_pool_as_conv(pool: nn.AvgPool2d, channels: int) -> nn.Conv2d:
+    """An AvgPool2d that counts its zero padding (the default) is a depthwise conv with equal
+    weights, which streams like any temporal conv."""
+    pair = lambda v: (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))  # noqa: E731
+    if pool.ceil_mode or not pool.count_include_pad or pool.divisor_override:
+        raise NotStreamable(f"temporal {pool} (ceil_mode, count_include_pad=False or divisor_override): only the "
+                            "default average pool, zero padding counted, has a streaming form")
+    k = pair(pool.kernel_size)
+    conv = nn.Conv2d(channels, channels, k, pair(pool.stride if pool.stride is not None else k), pair(pool.padding),
+                     groups=channels, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0 / (k[0] * k[1]))
+    return conv
 
 
 def _set_submodule(gm: nn.Module, target: str, new: nn.Module) -> None:
