@@ -240,10 +240,37 @@ def test_a_user_module_that_cannot_stream_is_refused_naming_why(module, says, mo
         build_step_model(net, spec)
 
 
-def test_untraceable_forward_is_refused_with_the_tracer_error():
-    net, spec = _user(EINSUM_GCN)
+class _BranchesOnValues(_Base):
+    def forward(self, x):
+        h, n, m = self.rows(x)
+        if h.sum() > 0:  # Python control flow on tensor values: no graph to judge
+            h = h * 2
+        return self.fc(h.mean((2, 3)).view(n, m, -1).mean(1))
+
+
+def test_untraceable_forward_is_refused_with_the_tracer_error(monkeypatch):
+    import sys
+    import types
+
+    mod = types.ModuleType("edgeskel_test_untraceable")
+    mod.build = _BranchesOnValues
+    monkeypatch.setitem(sys.modules, "edgeskel_test_untraceable", mod)
+    net, spec = _user("edgeskel_test_untraceable:build")
     with pytest.raises(NotStreamable, match="cannot trace its forward with torch.fx"):
         build_step_model(net, spec)
+
+
+def test_old_gcn_code_is_judged_and_refused_for_its_window_mean():
+    """einsum_gcn.py wraps its input in `Variable` (traced as the no-op it is) and refines its
+    topology from a mean over T inside every block (CTR-GCN style): that mean is named."""
+    import torch.autograd
+
+    net, spec = _user(EINSUM_GCN)
+    with pytest.raises(NotStreamable, match=r"`mean` \(graph node mean\) mixes frames before the network's final"):
+        build_step_model(net, spec)
+    import examples.user_model.einsum_gcn as einsum_gcn
+
+    assert einsum_gcn.Variable is torch.autograd.Variable  # restored after tracing
 
 
 def test_every_state_stays_finite_through_a_max_pool_branch():

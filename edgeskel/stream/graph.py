@@ -26,6 +26,7 @@ stream before anyone uses it, so what is not caught here (a forward that scales 
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass, field
 
@@ -81,9 +82,28 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+@contextlib.contextmanager
+def _variable_is_identity(net: nn.Module):
+    """`Variable(x)` (pre-0.4 GCN code) is a no-op today but fails on a tracing Proxy: while
+    tracing, the name is bound to the identity in the globals of every forward in `net`."""
+    patched = []
+    forwards = [type(m).forward for m in net.modules()]
+    for g in {id(f.__globals__): f.__globals__ for f in forwards if hasattr(f, "__globals__")}.values():
+        for name, value in list(g.items()):
+            if value is torch.autograd.Variable:
+                patched.append((g, name, value))
+                g[name] = lambda x, *args, **kwargs: x
+    try:
+        yield
+    finally:
+        for g, name, value in patched:
+            g[name] = value
+
+
 def _trace(net: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(net)
+        with _variable_is_identity(net):
+            return fx.symbolic_trace(net)
     except Exception as exc:  # noqa: BLE001 -- any tracing failure is the user's forward: say it
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotStreamable(f"cannot trace its forward with torch.fx ({type(exc).__name__}: {msg}); a stream needs "
