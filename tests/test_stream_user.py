@@ -98,6 +98,19 @@ def test_user_step_graph_on_ort_and_openvino(tmp_path):
     assert contract["stride"] == 2 and contract["model"] == "user" and len(contract["state"]) > 5
 
 
+def test_user_step_graph_for_tensorrt_has_no_einsum(tmp_path):
+    """As for windowed TensorRT graphs, the step kit's graph carries the user's einsum graph
+    convolutions as MatMuls (TensorRT's Einsum is slow and has no INT8/DLA form); ORT replays
+    the kit's graph against the PyTorch step model (the engine is built on the device)."""
+    import onnx
+
+    net, spec = _user(STREAM_GCN, hidden=16)
+    res = export_streaming(net, spec, "tensorrt", "fp16", tmp_path)
+    assert res["status"] == "ok" and all(p["passed"] for p in res["parity"].values()), res["parity"]
+    for path in (tmp_path / "model.onnx", *(tmp_path / "tensorrt").glob("*.onnx")):
+        assert not [n for n in onnx.load(str(path)).graph.node if n.op_type == "Einsum"], path
+
+
 def test_user_checkpoint_exports_streaming_from_the_cli(tmp_path, capsys, monkeypatch):
     """`edgeskel export --checkpoint C --form streaming` on a user checkpoint; the entrypoint is
     trusted through the environment, as a user would."""

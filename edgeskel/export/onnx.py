@@ -92,7 +92,7 @@ def export_onnx(
     if simplify:
         proto = _slim(proto, out)
     if einsum == "rewrite":
-        _refuse_einsum(proto, out)
+        refuse_einsum(proto, out)
     _set_metadata(proto, spec, opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -197,7 +197,7 @@ def _static_pool_sizes() -> Iterator[None]:
         F.avg_pool2d = original
 
 
-def _refuse_einsum(proto: onnx.ModelProto, out: Path) -> None:
+def refuse_einsum(proto: onnx.ModelProto, out: Path) -> None:
     """After a rewrite no Einsum may remain (one made outside torch.einsum, e.g. a custom op)."""
     names = [n.name or n.output[0] for n in iter_nodes(proto.graph) if n.op_type == "Einsum"]
     if names:

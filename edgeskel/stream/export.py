@@ -50,15 +50,23 @@ def streaming_precisions() -> dict[str, tuple[str, ...]]:
     return {s.name: s.streaming_precisions for s in all_backends() if s.streaming_precisions}
 
 
-def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify: bool = True) -> Path:
+def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify: bool = True,
+                     einsum: str = "keep") -> Path:
+    """`einsum="rewrite"`: every `torch.einsum` (users' graph convolutions) is traced as
+    Transpose/Reshape/MatMul, as for windowed TensorRT graphs (export/einsum.py)."""
+    import contextlib
+
+    from edgeskel.export.einsum import einsum_as_matmul
+
     out = Path(out)
     states = step.initial_states()
     frame = torch.zeros(step.frame_shape())
     ins = [FRAME_INPUT, VALID_INPUT] + [state_names(i)[0] for i in range(len(states))]
     outs = [LOGITS_OUTPUT] + [state_names(i)[1] for i in range(len(states))]
     buf = io.BytesIO()
+    rewrite = einsum_as_matmul() if einsum == "rewrite" else contextlib.nullcontext()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), rewrite:
             warnings.simplefilter("ignore")
             torch.onnx.export(step, (frame, step.full_valid(), *states), buf, dynamo=False, opset_version=opset, input_names=ins,
                               output_names=outs, do_constant_folding=True)
@@ -69,6 +77,10 @@ def export_step_onnx(step: StepModel, out: str | Path, opset: int = 17, simplify
         import onnxslim
 
         proto = onnxslim.slim(proto)
+    if einsum == "rewrite":
+        from edgeskel.export.onnx import refuse_einsum
+
+        refuse_einsum(proto, out)
     got_in = [i.name for i in proto.graph.input]
     got_out = [o.name for o in proto.graph.output]
     if got_in != ins or got_out != outs:
@@ -147,16 +159,17 @@ def export_streaming(model: nn.Module, spec: ModelSpec, backend: str, precision:
     out_dir = Path(out_dir)
     step = build_step_model(model, spec, stride_mode, hold_empty=hold_empty, window=window, batch=batch)
     extra: dict[str, Any] = {}
+    einsum = "rewrite" if backend == "tensorrt" else "keep"  # TensorRT: no Einsum (slow, none in INT8/DLA)
     if precision == "int8" and backend != "openvino":  # the ONNX itself is INT8 (OpenVINO's is its IR)
         from edgeskel.stream.quantize import quantize_step_graph
 
-        fp32 = export_step_onnx(step, out_dir / "model.fp32.onnx", opset=opset)
+        fp32 = export_step_onnx(step, out_dir / "model.fp32.onnx", opset=opset, einsum=einsum)
         # TensorRT's explicit quantization needs s8 symmetric activations (zero-point 0)
         extra["quantization"] = quantize_step_graph(fp32, out_dir / "model.onnx", step, calib,
                                                     symmetric=backend == "tensorrt")
         onnx_path = out_dir / "model.onnx"
     else:
-        onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset)
+        onnx_path = export_step_onnx(step, out_dir / "model.onnx", opset=opset, einsum=einsum)
     files = {"onnx": onnx_path.name}
     if backend == "openvino" and precision == "int8":
         from edgeskel.stream.quantize import quantize_step_graph_openvino
