@@ -73,3 +73,49 @@ def test_stream_refuses_bad_input_with_one_line(ckpt, tmp_path, capsys):
         assert main(["stream", "--checkpoint", str(ckpt), "--input", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and says in err and str(path) in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def artifact(ckpt, tmp_path_factory):
+    from edgeskel.cli import main
+
+    out = tmp_path_factory.mktemp("art") / "a"
+    assert main(["export", "--checkpoint", str(ckpt), "--backend", "ort", "--precision", "fp32", "--form", "streaming",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _mutations(c: dict) -> dict:
+    s0 = c["state"][0]
+    return {
+        "stride 0": ({**c, "stride": 0}, "stride must be an integer"),
+        "stride text": ({**c, "stride": "4"}, "stride must be an integer"),
+        "flush forever": ({**c, "flush_calls": 10**9}, "flush_calls must be an integer"),
+        "huge state": ({**c, "state": [{**s0, "shape": [1, 10**9, 10**9]}, *c["state"][1:]]}, "shape must be positive"),
+        "nan initial": ({**c, "state": [{**s0, "initial": float("nan")}, *c["state"][1:]]}, "initial must be a finite"),
+        "file outside": ({**c, "files": {"onnx": "../../etc/passwd"}}, "must be a file name inside the artifact"),
+        "frame shape": ({**c, "frame_shape": [1, 3, 1, 20]}, "frame_shape must be 5 positive integers"),
+        "state rank": ({**c, "state": [{**s0, "shape": [1, 2]}, *c["state"][1:]]}, "does not take what"),
+        "state name": ({**c, "state": [{**s0, "input": "nope"}, *c["state"][1:]]}, "does not take what"),
+        "a state short": ({**c, "state": c["state"][:-1]}, "does not take what"),
+    }
+
+
+def test_a_damaged_or_hostile_streaming_json_is_one_error_line(artifact, tmp_path, capsys):
+    """An artifact folder is user input: a streaming.json that is out of range, points outside the
+    folder or does not describe its graph is refused in one line before anything runs on it."""
+    import shutil
+
+    from edgeskel.cli import main
+
+    seq = tmp_path / "seq.npy"
+    np.save(seq, np.random.default_rng(0).standard_normal((3, 12, 20, 1)).astype(np.float32))
+    good = json.loads((artifact / "streaming.json").read_text())
+    for name, (bad, says) in _mutations(good).items():
+        d = tmp_path / name.replace(" ", "-")
+        shutil.copytree(artifact, d)
+        (d / "streaming.json").write_text(json.dumps(bad))
+        capsys.readouterr()
+        assert main(["stream", "--artifact", str(d), "--input", str(seq)]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and says in err and "Traceback" not in err, (name, err)

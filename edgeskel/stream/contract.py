@@ -103,4 +103,57 @@ def read_contract(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in data] if isinstance(data, dict) else list(REQUIRED)
     if missing:
         raise ExportError(f"{path}: streaming contract lacks {missing}")
+    problem = contract_problem(data)
+    if problem:
+        raise ExportError(f"{path}: streaming contract: {problem}")
     return data
+
+
+# What a contract edgeskel wrote can hold; anything outside is a damaged or hostile file (an
+# artifact folder is user input), refused before a runtime allocates or loops on it.
+_INT_FIELDS = {"stride": (1, 4096), "window": (1, 10**6), "valid_from": (0, 10**7), "delay": (0, 10**7),
+               "flush_calls": (1, 10**4), "window_outputs": (1, 10**6), "upsample": (1, 64), "batch": (1, 4096)}
+_MAX_STATE_VALUES = 2**28  # 1 GiB of float32 per state
+_MAX_STATES = 4096
+
+
+def contract_problem(data: dict[str, Any]) -> str | None:
+    """Why `data` is not a usable streaming contract, or None."""
+    import math
+
+    def count(shape: Any) -> int | None:
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                  for d in shape):
+            return None
+        return math.prod(shape)
+
+    for key, (lo, hi) in _INT_FIELDS.items():
+        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or not lo <= data[key] <= hi):
+            return f"{key} must be an integer in [{lo}, {hi}], got {data[key]!r}"
+    for key in ("frame_input", "valid_input", "logits_output"):
+        if not isinstance(data[key], str) or not data[key]:
+            return f"{key} must be a tensor name, got {data[key]!r}"
+    frame_shape = data.get("frame_shape", [1, 1, 1, 1, 1])
+    if count(frame_shape) is None or len(frame_shape) != 5 or count(frame_shape) > _MAX_STATE_VALUES:
+        return f"frame_shape must be 5 positive integers (N, C, stride, V, M), got {frame_shape!r}"
+    states = data["state"]
+    if not isinstance(states, list) or len(states) > _MAX_STATES:
+        return f"state must be a list of at most {_MAX_STATES} entries"
+    for i, st in enumerate(states):
+        if not isinstance(st, dict) or not isinstance(st.get("input"), str) or not isinstance(st.get("output"), str):
+            return f"state {i} must name its input and output"
+        n = count(st.get("shape"))
+        if n is None or n > _MAX_STATE_VALUES:
+            return f"state {i} ({st.get('input')}): shape must be positive integers, at most {_MAX_STATE_VALUES} values"
+        if st.get("dtype", "float32") != "float32":
+            return f"state {i} ({st.get('input')}): dtype {st.get('dtype')!r} (edgeskel writes float32)"
+        initial = st.get("initial", 0.0)
+        if not isinstance(initial, (int, float)) or isinstance(initial, bool) or not math.isfinite(initial):
+            return f"state {i} ({st.get('input')}): initial must be a finite number, got {initial!r}"
+    files = data.get("files", {})
+    if not isinstance(files, dict):
+        return "files must map kinds to file names"
+    for kind, name in files.items():
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            return f"files.{kind} must be a file name inside the artifact folder, got {name!r}"
+    return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from edgeskel.errors import ExportError
 from edgeskel.remote.device_runner import RUNTIMES, StreamSession, stream_session
 
@@ -32,4 +34,14 @@ def session_for(out_dir: str | Path, backend: str, threads: int | None = None, p
         infer = RUNTIMES[backend](path, precision if backend == "openvino" else "fp32", threads, {})
     except Exception as exc:  # noqa: BLE001 - the runtimes raise many types; one clear line
         raise ExportError(f"{path}: {backend} cannot load the step graph: {str(exc).splitlines()[0]}") from None
-    return stream_session(infer, contract, stateful)
+    session = stream_session(infer, contract, stateful)
+    try:  # one call of zeros: a contract that does not describe this graph fails here, in one line
+        _, c, stride, v, m = contract["frame_shape"]
+        session.reset()
+        session.step(np.zeros((c, stride, v, m), np.float32), stride)
+        session.reset()
+    except Exception as exc:  # noqa: BLE001 - the runtimes raise many types
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path}: the step graph does not take what {Path(out_dir) / 'streaming.json'} describes: "
+                          f"{msg[:300]}") from None
+    return session
