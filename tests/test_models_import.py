@@ -280,6 +280,9 @@ def test_cli_models_json(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert {"stgcn", "ctrgcn", "hyperformer"} <= set(rows)
     assert rows["ctrgcn"]["input"] == [3, 16, 20, 1] and rows["ctrgcn"]["gflops"] > 0
+    # what streams (docs/STREAMING.md "What streams, what refuses"), with the reason
+    assert rows["stgcn"]["streams"]["streams"] == "yes" and rows["ctrgcn"]["streams"]["streams"] == "causal form"
+    assert rows["aagcn"]["streams"]["streams"] == "no" and "over all T frames" in rows["aagcn"]["streams"]["why"]
 
 
 def test_cli_fixture_round_trip(tmp_path):

@@ -18,6 +18,7 @@ def list_models(layout: str = "ntu25", num_classes: int = 60, num_person: int = 
     from edgeskel.layouts import get_layout
     from edgeskel.models import available_models, build, model_entry
     from edgeskel.models.profile import count_flops, count_params
+    from edgeskel.stream.support import streaming_support
 
     lay = get_layout(layout)
     rows = []
@@ -31,6 +32,7 @@ def list_models(layout: str = "ntu25", num_classes: int = 60, num_person: int = 
             "gflops": round(count_flops(model, shape) / 1e9, 3),
             "input": list(shape[1:]),
             "description": model_entry(name).description,
+            "streams": dict(zip(("streams", "why"), streaming_support(name), strict=True)),
         })
     return rows
 
@@ -49,10 +51,11 @@ def models_cmd(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"edgeskel models ({layout}, T={frames}, M={persons}, {num_classes} classes)")
-    for col in ("Name", "Family", "Params", "GFLOPs", "Description"):
+    for col in ("Name", "Family", "Params", "GFLOPs", "Streams", "Description"):
         table.add_column(col, justify="right" if col in ("Params", "GFLOPs") else "left")
     for r in rows:
-        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['gflops']:.2f}", r["description"])
+        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['gflops']:.2f}", r["streams"]["streams"],
+                      r["description"])
     Console().print(table)
 
 

@@ -212,5 +212,17 @@ def family_for(name: str, spec: ModelSpec | None = None) -> Family:
     raise NotStreamable(f"model {name!r} has no streaming form: {reason}")
 
 
+def streaming_support(name: str) -> tuple[str, str]:
+    """("yes" | "causal form" | "judged" | "no", why) for `edgeskel models`: what a user can expect
+    before trying (the authoritative answer is build_step_model's, per checkpoint)."""
+    if name in CAUSAL_HINT:
+        return "causal form", CAUSAL_HINT[name]
+    if name in FAMILIES:
+        return "yes", "every temporal op is local (convs, pools, per-frame attention)"
+    if name in GRAPH_FAMILIES:
+        return "judged", "its traced forward is judged op by op (docs/STREAMING.md 'Your own module')"
+    return "no", REFUSALS.get(name, "no streaming converter for this architecture")
+
+
 def streamable_models() -> list[str]:
     return sorted(set(FAMILIES) | set(GRAPH_FAMILIES))
