@@ -162,25 +162,6 @@ class _Conv1dTCN(nn.Module):
         return self.fc(h.mean(2).view(n, m, -1).mean(1))
 
 
-@pytest.mark.parametrize("module", [_Conv1dTCN, _AvgPoolTCN])
-def test_conv1d_and_avg_pool_models_stream(module, monkeypatch):
-    """Conv1d along T on (rows, C, T) tensors streams like a Conv2d on (rows, C, T, 1); a temporal
-    AvgPool2d like the depthwise conv it equals."""
-    import sys
-    import types
-
-    mod = types.ModuleType("edgeskel_test_conv1d")
-    mod.build = module
-    monkeypatch.setitem(sys.modules, "edgeskel_test_conv1d", mod)
-    net, spec = _user("edgeskel_test_conv1d:build", persons=2)
-    step = build_step_model(net, spec, "keep")  # also checked against the reference inside
-    x = parity_sequence(step, extra_calls=4, seed=3)
-    got = run_stream(step, torch.from_numpy(x)).numpy()
-    ref = np.stack([reference_logits(step, x[:, : (i + 1) * step.plan.stride]) for i in range(len(got))])
-    assert step.plan.stride == 2 and np.abs(ref).max() > 0.1
-    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
-
-
 class _Base(nn.Module):
     """(N, C, T, V, M) -> rows of (C', T, V); subclasses say what happens next."""
 
@@ -235,7 +216,7 @@ class _ScalesByItsOwnLength(_Base):
 @pytest.mark.parametrize("module, says", [
     (_MeanInsideABlock, r"`mean` \(graph node mean\) mixes frames before the network's final pooling"),
     (_AttentionAcrossFrames, "mixes frames before the network's final pooling"),
-    (_MaxOverTime, r"from `amax` \(graph node amax\) on is not a mean over its frames followed by an affine head"),
+    (_MaxOverTime, r"from `amax` \(graph node amax\) on is not a head applied to the mean of its frames"),
     (_TimeOnTheLastAxis, r"from `conv2d` \(graph node conv2d\) on .*it mixes frames"),
     (_ScalesByItsOwnLength, "depends on the number of frames"),
 ])
@@ -300,3 +281,59 @@ def test_every_state_stays_finite_through_a_max_pool_branch():
             out = step(chunk, step.full_valid(), *states)
             states = list(out[1:])
             assert all(bool(torch.isfinite(t).all()) for t in out), i
+
+
+class _MLPHead(_Base):
+    """A nonlinear head after the pool (fc - relu - fc): a stream averages the pool input."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(8, 16)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        h, n, m = self.rows(x)
+        pooled = nn.functional.adaptive_avg_pool2d(h, 1).flatten(1).view(n, m, -1).mean(1)
+        return self.fc(torch.relu(self.hidden(pooled)))
+
+
+@pytest.mark.parametrize("module", [_Conv1dTCN, _AvgPoolTCN, _MLPHead])
+def test_conv1d_avg_pool_and_mlp_head_models_stream(module, monkeypatch):
+    """Conv1d along T on (rows, C, T) tensors streams like a Conv2d on (rows, C, T, 1); a temporal
+    AvgPool2d like the depthwise conv it equals; a nonlinear head runs on the running mean of the
+    pool input (its ring holds features, not logits), and an ended clip's final decision is the
+    module's own forward over the clip."""
+    import sys
+    import types
+
+    mod = types.ModuleType("edgeskel_test_conv1d")
+    mod.build = module
+    monkeypatch.setitem(sys.modules, "edgeskel_test_conv1d", mod)
+    net, spec = _user("edgeskel_test_conv1d:build", persons=2)
+    step = build_step_model(net, spec, "keep")  # also checked against the reference inside
+    x = parity_sequence(step, extra_calls=4, seed=3)
+    got = run_stream(step, torch.from_numpy(x)).numpy()
+    ref = np.stack([reference_logits(step, x[:, : (i + 1) * step.plan.stride]) for i in range(len(got))])
+    assert step.plan.stride == (1 if module is _MLPHead else 2) and np.abs(ref).max() > 0.1
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    assert (step.pooled is not None) == (module is _MLPHead)
+    clip = parity_sequence(step, extra_calls=0, seed=2, hold=False)[:, : step.plan.window - 1]
+    ended = run_stream(step, torch.from_numpy(clip), end=True).numpy()[-1]
+    with torch.no_grad():
+        windowed = net(torch.from_numpy(np.ascontiguousarray(center(clip, spec.layout)))[None])[0].numpy()
+    assert np.abs(ended - windowed).max() <= 1e-5 * max(1.0, np.abs(windowed).max())
+
+
+def test_mlp_head_step_graph_on_ort_and_openvino(tmp_path, monkeypatch):
+    """The pooled form exports: the ring of pool-input frames is a state, the head runs in the graph."""
+    import sys
+    import types
+
+    mod = types.ModuleType("edgeskel_test_mlp_head")
+    mod.build = _MLPHead
+    monkeypatch.setitem(sys.modules, "edgeskel_test_mlp_head", mod)
+    net, spec = _user("edgeskel_test_mlp_head:build", persons=2)
+    res = export_streaming(net, spec, "openvino", "fp32", tmp_path)
+    assert res["parity"]["ort"]["passed"] and res["parity"]["openvino"]["passed"], res["parity"]
+    ring = json.loads((tmp_path / "streaming.json").read_text())["state"][-1]["shape"]
+    assert ring == [1, 2 * 8 * 25, res["plan"]["window_outputs"]]  # persons x channels x joints per output frame

@@ -54,6 +54,7 @@ class GraphPlan:
     pool_input: str = ""
     stride: int = 1
     pool_op: str = ""  # the op that takes the pool input
+    pooled: bool = False  # the head is not affine: a stream averages the pool input, then runs the head
     head_nodes: set[str] = field(default_factory=set)  # what the head needs besides the pool input
 
     def node(self, name: str) -> fx.Node:
@@ -279,22 +280,46 @@ def _ancestors(plan: GraphPlan, name: str, stop: str = "") -> set[str]:
 
 
 def _check_head_is_a_mean(plan: GraphPlan, values: dict[str, object]) -> None:
-    """The windowed output on the probe = the mean over output frames of head(frame)."""
+    """The windowed output on the probe must be the mean over output frames of head(frame) (an
+    affine head: a stream averages per-frame logits) or head(mean of the frames) (any head: a
+    stream averages the pool input's frames and runs the head on that, `pooled`)."""
     gm = plan.gm
     out = values[next(n for n in gm.graph.nodes if n.op == "output").all_input_nodes[0].name]
     feat = values[plan.pool_input].movedim(plan.axis[plan.pool_input], 2)
     _, _, m = plan.shape
     try:
         per_frame = torch.stack([head(plan, feat[:, :, t], _N, m) for t in range(feat.shape[2])]).mean(0)
+        of_mean = head(plan, feat.mean(2), _N, m)
     except Exception as exc:  # noqa: BLE001
         raise NotStreamable(f"the network after {_describe(plan.node(plan.pool_input))} does not run on one frame "
                             f"({type(exc).__name__}: {str(exc).strip()[:160]})") from None
-    if not isinstance(out, torch.Tensor) or per_frame.shape != out.shape or \
-            float((per_frame - out).abs().max()) > 1e-4 * (1.0 + float(out.abs().max())):
-        raise NotStreamable(f"the network from {_describe(plan.node(plan.pool_op))} on is not a mean over its frames "
-                            "followed by an affine head (it mixes frames: a max over time, a temporal op with no "
-                            "stream form such as a functional conv, or a nonlinear head), so a running mean of "
-                            "per-frame decisions would not be its decision")
+
+    def equal(y: torch.Tensor) -> bool:
+        return isinstance(out, torch.Tensor) and y.shape == out.shape and \
+            float((y - out).abs().max()) <= 1e-4 * (1.0 + float(out.abs().max()))
+
+    if equal(per_frame):
+        return
+    if equal(of_mean):
+        plan.pooled = True
+        return
+    raise NotStreamable(f"the network from {_describe(plan.node(plan.pool_op))} on is not a head applied to the mean "
+                        "of its frames (it mixes frames: a max over time, or a temporal op with no stream form such "
+                        "as a functional conv), so no running mean over a stream gives its decision")
+
+
+def pooled_shape(plan: GraphPlan) -> tuple[int, ...] | None:
+    """For a `pooled` plan, the pool input of one output frame of one stream, time axis removed
+    (leading axis: its rows per stream); None when the stream averages logits."""
+    if not plan.pooled:
+        return None
+    shape = list(plan.out_shape[plan.pool_input])
+    del shape[plan.axis[plan.pool_input]]
+    if shape[0] % _N:
+        raise NotStreamable(f"its pool input {plan.pool_input} {tuple(plan.out_shape[plan.pool_input])} does not hold "
+                            "the streams on its first axis")
+    shape[0] //= _N
+    return tuple(shape)
 
 
 def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphModule, Timeline]:
@@ -344,6 +369,9 @@ def convert(conv: Converter, plan: GraphPlan, tl: Timeline) -> tuple[fx.GraphMod
             n.replace_input_with(i, d)
         first = next(iter(tls.values()))  # a per-frame node has at least one per-frame input
         timelines[name] = Timeline(first.n, lag, first.length, first.ops)
+    if plan.pooled:  # the step network returns the pool input's newest frame; StepModel runs the head
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        out.args = (plan.node(plan.pool_input),)
     gm.graph.lint()
     gm.recompile()
     return gm, timelines[plan.pool_input]

@@ -28,7 +28,9 @@ Definitions (docs/STREAMING.md repeats them for users):
   output frames (zeros while there is none), W = `window_outputs`: the number of output
   frames the windowed model averages for T = preprocess.num_frames input frames. Because the
   head is affine, that equals head(mean of the features), i.e. the windowed model's global
-  average pool as a running mean over the last W outputs.
+  average pool as a running mean over the last W outputs. A user's module whose head is not
+  affine (an MLP after the pool; `family.pooled`) is defined by that second form: the head
+  run on the mean of the last W frames of its pool input.
 - `valid_from` = (W + lag) * S frames: from then on every decision averages a full window.
 - *Ending a stream*: a call with `valid` = r < S real frames (its first r frames; r may be 0) is
   the end call; every later call is a flush call (valid 0, frames ignored). The history is then
@@ -88,5 +90,7 @@ def reference_logits(step, frames: np.ndarray, end_calls: int = 0) -> np.ndarray
     if valid <= 0:
         return np.zeros(plan.num_classes, np.float32)
     with torch.no_grad():
+        if fam.pooled(net):  # a head that is not affine runs once, on the mean of the frames
+            return fam.head(net, feats[:, :, last - valid + 1: last + 1].mean(2), 1, plan.persons)[0].numpy()
         per_tau = [fam.head(net, feats[:, :, tau], 1, plan.persons)[0] for tau in range(last - valid + 1, last + 1)]
     return torch.stack(per_tau).mean(0).numpy()

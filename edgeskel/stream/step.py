@@ -10,6 +10,7 @@ the others belong to the causal preprocessing and to the network's temporal laye
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,9 +51,11 @@ class StreamPlan:
 
 class StepModel(nn.Module):
     def __init__(self, prefix: CausalPreprocess, net: nn.Module, ctx: StreamContext, plan: StreamPlan,
-                 slots: dict[str, int], out_timeline: Timeline, cap: int, hold_empty: bool = True):
+                 slots: dict[str, int], out_timeline: Timeline, cap: int, hold_empty: bool = True,
+                 pooled: tuple[int, ...] | None = None):
         super().__init__()
         self.hold_empty = hold_empty
+        self.pooled = pooled  # the ring holds pool-input frames of this per-stream shape, the head runs on their mean
         self.prefix, self.net = prefix, net
         self.__dict__["ctx"] = ctx
         self.plan, self.cap = plan, cap
@@ -114,6 +117,8 @@ class StepModel(nn.Module):
         ctx.end_frames = (end_r_new.unsqueeze(-1) * float(p.upsample) == self.r_values).to(frame.dtype)  # (N, S*r + 1)
         ctx.valid = valid
         logit = self.net(self.prefix(frame))  # (N, K): the newest output frame's logits
+        if self.pooled is not None:  # its pool input instead, one row per stream
+            logit = logit.reshape(frame.shape[0], -1)
         # the newest output frame enters the running mean if it exists: >= 0, before the end
         push = (count >= float(p.lag)) & ~beyond_end(ctx, self.out_timeline, self.out_offset, self.out_table, "stream")
         ring_in = states[self.ring_slot]
@@ -133,6 +138,10 @@ class StepModel(nn.Module):
         filled = new[self.filled_slot]  # (N,): complete output frames in the ring, <= W
         weights = (torch.arange(w, dtype=frame.dtype) >= float(w) - filled.unsqueeze(-1)).to(frame.dtype)  # newest `filled`
         logits = (new[self.ring_slot] * weights.unsqueeze(1)).sum(-1) / torch.clamp(filled, min=1.0).unsqueeze(-1)
+        if self.pooled is not None:  # the head on the mean pool input (zeros while no output frame is complete)
+            n, shape = logits.shape[0], self.pooled
+            head = self.family.head(self.reference_model, logits.reshape((n * shape[0],) + shape[1:]), n, p.persons)
+            logits = torch.where((filled > 0).unsqueeze(-1), head, torch.zeros_like(head))
         ctx.inputs, ctx.outputs, ctx.count = [], {}, None
         ctx.end_call = ctx.end_frames = ctx.valid = None
         return (logits, *new)
@@ -161,7 +170,9 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
     if stride_mode not in STRIDE_MODES:
         raise ConfigError(f"stride mode {stride_mode!r}; choose one of {list(STRIDE_MODES)}")
     family = family_for(spec.name, spec)
-    base = copy.deepcopy(model).eval()  # judged in eval mode (a training-mode BN mixes frames)
+    # judged in eval mode (a training-mode BN mixes frames); no grad: a pooled head's weights are
+    # traced from it into the step graph as constants
+    base = copy.deepcopy(model).eval().requires_grad_(False)
     if stride_mode == "remove":
         base = remove_strides(base)
     try:
@@ -196,14 +207,15 @@ def build_step_model(model: nn.Module, spec: ModelSpec, stride_mode: str = "keep
         raise NotStreamable(f"model {spec.name!r}: {tl.n} output frames per call (strides along its branches differ)")
     w = tl.length
     slots["filled"] = ctx.new_slot((), "n")
-    slots["ring"] = ctx.new_slot((spec.num_classes, w), "n")
+    pooled = family.pooled(base)
+    slots["ring"] = ctx.new_slot((math.prod(pooled) if pooled else spec.num_classes, w), "n")
     flush = max(max(1, tl.length_for(r) + tl.lag) for r in range(0, stride, up))
     cap = max(ctx.settle, tl.lag + w, flush) + 1
     src = stride // up  # source frames per call: what callers count in
     plan = StreamPlan(model=spec.name, stride_mode=stride_mode, stride=src, window_outputs=w, window=w * src,
                       lag=tl.lag, delay=tl.lag * src, valid_from=(w + tl.lag) * src, flush_calls=flush,
                       num_classes=spec.num_classes, channels=c, joints=v, persons=m, upsample=up)
-    step = StepModel(prefix, net, ctx, plan, slots, tl, cap, hold_empty).eval()
+    step = StepModel(prefix, net, ctx, plan, slots, tl, cap, hold_empty, pooled).eval()
     step.__dict__["reference_model"] = base
     step.__dict__["family"] = family
     step.__dict__["spec"] = spec

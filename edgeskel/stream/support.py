@@ -35,6 +35,9 @@ class Family:
     # found by measurement rather than written per block (graph.py): build_step_model checks the
     # step model against the reference on a random stream before returning it
     measured: bool = False
+    # the head is not affine (a user's MLP): the per-stream shape of one output frame's pool input
+    # that a stream averages before running `head` on it (graph.pooled_shape); None: it averages logits
+    pooled: Callable[[nn.Module], tuple[int, ...] | None] = lambda net: None
 
 
 # ---- ST-GCN / ST-GCN++ (PYSKL STGCN class) ---------------------------------------------------
@@ -169,7 +172,7 @@ def _graph_family(spec: ModelSpec) -> Family:
                   convert=lambda conv, net, tl: graph.convert(conv, plans.plan(net), tl),
                   features=lambda net, x: graph.features(plans.plan(net), x),
                   head=lambda net, feat, n, m_: graph.head(plans.plan(net), feat, n, m_),
-                  check=plans.check, measured=True)
+                  check=plans.check, measured=True, pooled=lambda net: graph.pooled_shape(plans.plan(net)))
 
 
 # Families built per checkpoint (they need its input shape), by registered model family.
