@@ -57,6 +57,17 @@ def _user(entrypoint: str, persons: int = 2, frames: int = 16, stream: str = "jo
     return net.eval(), spec
 
 
+def _entrypoint(monkeypatch, module_name: str, builder) -> str:
+    """`builder` importable as `module_name:build` for this test (a user's module defined here)."""
+    import sys
+    import types
+
+    mod = types.ModuleType(module_name)
+    mod.build = builder
+    monkeypatch.setitem(sys.modules, module_name, mod)
+    return f"{module_name}:build"
+
+
 @pytest.mark.parametrize("entrypoint, mode, stream, factorized", [
     (STREAM_GCN, "keep", "joint", False), (STREAM_GCN, "remove", "motion", False), (STREAM_GCN, "keep", "bone", True),
     (TINY_GCN, "keep", "bone", False), (OFFICIAL_STYLE, "keep", "joint", False)])
@@ -221,13 +232,7 @@ class _ScalesByItsOwnLength(_Base):
     (_ScalesByItsOwnLength, "depends on the number of frames"),
 ])
 def test_a_user_module_that_cannot_stream_is_refused_naming_why(module, says, monkeypatch):
-    import sys
-    import types
-
-    mod = types.ModuleType("edgeskel_test_user_modules")
-    mod.build = lambda: module()
-    monkeypatch.setitem(sys.modules, "edgeskel_test_user_modules", mod)
-    net, spec = _user("edgeskel_test_user_modules:build", persons=2)
+    net, spec = _user(_entrypoint(monkeypatch, "edgeskel_test_user_modules", module), persons=2)
     with torch.no_grad():
         assert net(torch.randn(1, 3, 16, 25, 2)).shape == (1, 5)  # a working windowed model
     with pytest.raises(NotStreamable, match=says):
@@ -243,13 +248,7 @@ class _BranchesOnValues(_Base):
 
 
 def test_untraceable_forward_is_refused_with_the_tracer_error(monkeypatch):
-    import sys
-    import types
-
-    mod = types.ModuleType("edgeskel_test_untraceable")
-    mod.build = _BranchesOnValues
-    monkeypatch.setitem(sys.modules, "edgeskel_test_untraceable", mod)
-    net, spec = _user("edgeskel_test_untraceable:build")
+    net, spec = _user(_entrypoint(monkeypatch, "edgeskel_test_untraceable", _BranchesOnValues))
     with pytest.raises(NotStreamable, match="cannot trace its forward with torch.fx"):
         build_step_model(net, spec)
 
@@ -303,13 +302,7 @@ def test_conv1d_avg_pool_and_mlp_head_models_stream(module, monkeypatch):
     AvgPool2d like the depthwise conv it equals; a nonlinear head runs on the running mean of the
     pool input (its ring holds features, not logits), and an ended clip's final decision is the
     module's own forward over the clip."""
-    import sys
-    import types
-
-    mod = types.ModuleType("edgeskel_test_conv1d")
-    mod.build = module
-    monkeypatch.setitem(sys.modules, "edgeskel_test_conv1d", mod)
-    net, spec = _user("edgeskel_test_conv1d:build", persons=2)
+    net, spec = _user(_entrypoint(monkeypatch, "edgeskel_test_conv1d", module), persons=2)
     step = build_step_model(net, spec, "keep")  # also checked against the reference inside
     x = parity_sequence(step, extra_calls=4, seed=3)
     got = run_stream(step, torch.from_numpy(x)).numpy()
@@ -326,13 +319,7 @@ def test_conv1d_avg_pool_and_mlp_head_models_stream(module, monkeypatch):
 
 def test_mlp_head_step_graph_on_ort_and_openvino(tmp_path, monkeypatch):
     """The pooled form exports: the ring of pool-input frames is a state, the head runs in the graph."""
-    import sys
-    import types
-
-    mod = types.ModuleType("edgeskel_test_mlp_head")
-    mod.build = _MLPHead
-    monkeypatch.setitem(sys.modules, "edgeskel_test_mlp_head", mod)
-    net, spec = _user("edgeskel_test_mlp_head:build", persons=2)
+    net, spec = _user(_entrypoint(monkeypatch, "edgeskel_test_mlp_head", _MLPHead), persons=2)
     res = export_streaming(net, spec, "openvino", "fp32", tmp_path)
     assert res["parity"]["ort"]["passed"] and res["parity"]["openvino"]["passed"], res["parity"]
     ring = json.loads((tmp_path / "streaming.json").read_text())["state"][-1]["shape"]

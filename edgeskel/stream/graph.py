@@ -35,7 +35,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from edgeskel.stream.convert import Converter, NotStreamable
-from edgeskel.stream.layers import Delay, StreamConv, StreamMaxPool, Timeline
+from edgeskel.stream.layers import Delay, StreamConv, StreamMaxPool, Timeline, pair
 
 _T1, _T2, _N = 24, 40, 2  # probe lengths (network frames, multiples of 8) and streams per probe
 
@@ -55,7 +55,7 @@ class GraphPlan:
     stride: int = 1
     pool_op: str = ""  # the op that takes the pool input
     pooled: bool = False  # the head is not affine: a stream averages the pool input, then runs the head
-    head_nodes: set[str] = field(default_factory=set)  # what the head needs besides the pool input
+    head_nodes: set[str] = field(default_factory=set)  # the nodes the head runs (from the pool input on)
 
     def node(self, name: str) -> fx.Node:
         return next(n for n in self.gm.graph.nodes if n.name == name)
@@ -133,13 +133,14 @@ def _temporal_kind(mod: nn.Module) -> tuple[int, int, int] | None:
     if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
         return mod.kernel_size[0], mod.stride[0], mod.padding[0] if not isinstance(mod.padding, str) else -1
     if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
-        pick = lambda v: int(v[0]) if isinstance(v, (tuple, list)) else int(v)  # noqa: E731
-        return pick(mod.kernel_size), pick(mod.stride if mod.stride is not None else mod.kernel_size), pick(mod.padding)
+        return (pair(mod.kernel_size)[0], pair(mod.stride if mod.stride is not None else mod.kernel_size)[0],
+                pair(mod.padding)[0])
     return None
 
 
-def _is_local(gm: fx.GraphModule, n: fx.Node, values: dict[str, object], axis: dict[str, int]) -> bool:
-    """Perturb one frame of every per-frame input of `n`; its output may change at that frame only."""
+def _is_local(interp: fx.Interpreter, n: fx.Node, values: dict[str, object], axis: dict[str, int]) -> bool:
+    """Perturb one frame of every per-frame input of `n`; its output may change at that frame only.
+    `interp`: one Interpreter of the graph, reused (building one walks the whole graph)."""
     ins = [a for a in n.all_input_nodes if a.name in axis]
     out = values[n.name]
     if not isinstance(out, torch.Tensor) or n.name not in axis:
@@ -159,7 +160,6 @@ def _is_local(gm: fx.GraphModule, n: fx.Node, values: dict[str, object], axis: d
                     sl = v.select(axis[a.name], j)
                     sl += torch.randn(sl.shape, generator=gen) * (sl.abs().mean() + 0.5)
                 env[a] = v
-            interp = fx.Interpreter(gm)
             interp.env = env
             with torch.no_grad():
                 runs.append(interp.run_node(n))
@@ -184,6 +184,7 @@ def analyse(net: nn.Module, shape: tuple[int, int, int]) -> GraphPlan:
     derived: set[str] = set()  # nodes computed from the input's values (not only its sizes)
     outside: list[tuple[str, fx.Node]] = []  # (per-frame node, an op that is not per-frame using it)
     modules = dict(gm.named_modules())
+    interp = fx.Interpreter(gm)
     for n in gm.graph.nodes:
         va, vb = a.get(n.name), b.get(n.name)
         if n.op == "placeholder":
@@ -218,7 +219,7 @@ def analyse(net: nn.Module, shape: tuple[int, int, int]) -> GraphPlan:
                 plan.temporal.add(n.name)
                 plan.rate[n.name] = plan.rate[src.name] * kind[1]
                 per_frame = True
-            elif _is_local(gm, n, a, plan.axis):
+            elif _is_local(interp, n, a, plan.axis):
                 rates = {plan.rate[i.name] for i in frame_ins}
                 if len(rates) > 1:
                     raise NotStreamable(f"{_describe(n)} joins branches at different frame rates {sorted(rates)}")
@@ -242,6 +243,7 @@ def analyse(net: nn.Module, shape: tuple[int, int, int]) -> GraphPlan:
                             "frame depends on other frames, e.g. a mean over T inside a block, attention across "
                             "frames); a stream cannot compute it from the frames it has seen")
     plan.pool_input, plan.pool_op = outside[0][0], outside[0][1].name
+    plan.head_nodes = _ancestors(plan, "output", stop=plan.pool_input)
     plan.stride = plan.rate[plan.pool_input]
     _check_head_is_a_mean(plan, a)
     return plan
@@ -260,8 +262,6 @@ def head(plan: GraphPlan, feat: torch.Tensor, n: int, m: int) -> torch.Tensor:
     sizes the forward reads from its input are those of one call (`stride` frames)."""
     c, v, _ = plan.shape
     one = feat.unsqueeze(2).movedim(2, plan.axis[plan.pool_input])
-    if not plan.head_nodes:
-        plan.head_nodes = _ancestors(plan, "output", stop=plan.pool_input)
     rec = _Recorder(plan.gm, override={plan.pool_input: one}, only=plan.head_nodes)
     with torch.no_grad():
         return rec.run(torch.zeros(n, c, plan.stride, v, m))
@@ -394,12 +394,10 @@ class _Rank3(nn.Module):
 
 def _as_conv2d(conv: nn.Conv1d) -> nn.Conv2d:
     """The same convolution along T of (rows, C, T, 1) tensors (weights copied: the step model
-    is for inference)."""
-    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-        raise NotStreamable(f"temporal Conv1d with padding={conv.padding!r}, padding_mode={conv.padding_mode!r}: "
-                            "only zero padding has a streaming form")
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, (conv.kernel_size[0], 1), (conv.stride[0], 1),
-                    (conv.padding[0], 0), (conv.dilation[0], 1), conv.groups, conv.bias is not None)
+    is for inference); its padding and padding mode carried over, for StreamConv to judge."""
+    padding = conv.padding if isinstance(conv.padding, str) else (conv.padding[0], 0)
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, (conv.kernel_size[0], 1), (conv.stride[0], 1), padding,
+                    (conv.dilation[0], 1), conv.groups, conv.bias is not None, conv.padding_mode)
     with torch.no_grad():
         new.weight.copy_(conv.weight.unsqueeze(-1))
         if conv.bias is not None:
@@ -410,7 +408,6 @@ def _as_conv2d(conv: nn.Conv1d) -> nn.Conv2d:
 def _avg_pool_as_conv(pool: nn.AvgPool2d, channels: int) -> nn.Conv2d:
     """An AvgPool2d that counts its zero padding (the default) is a depthwise conv with equal
     weights, which streams like any temporal conv."""
-    pair = lambda v: (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))  # noqa: E731
     if pool.ceil_mode or not pool.count_include_pad or pool.divisor_override:
         raise NotStreamable(f"temporal {pool} (ceil_mode, count_include_pad=False or divisor_override): only the "
                             "default average pool, zero padding counted, has a streaming form")

@@ -240,9 +240,9 @@ class StreamMaxPool(_Temporal):
 
     def __init__(self, pool: nn.MaxPool2d, tl: Timeline, ctx: StreamContext, channels: int, width: int | None = None):
         super().__init__()
-        ks = _pair(pool.kernel_size)
-        st = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
-        pd, dl = _pair(pool.padding), _pair(pool.dilation)
+        ks = pair(pool.kernel_size)
+        st = pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        pd, dl = pair(pool.padding), pair(pool.dilation)
         if pool.ceil_mode or pool.return_indices:
             raise ValueError("MaxPool2d with ceil_mode/return_indices is not supported")
         self.kernel, self.stride, self.spatial_pad, self.dilation = ks, st, pd[1], dl
@@ -309,5 +309,6 @@ class Delay(_Stateful):
         return h[:, :, : x.shape[2]]
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
+    """An int-or-pair module argument (kernel_size, stride, ...) as a pair of ints."""
     return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))

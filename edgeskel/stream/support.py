@@ -191,6 +191,7 @@ CAUSAL_HINT = {
 # Why the other registered models refuse. "cannot": a global temporal op is part of the
 # architecture (a stream must replace it by a causal one, which changes the function and
 # needs fine-tuning); "not yet": the temporal structure is local, the converter is not written.
+NO_CONVERTER = "no streaming converter for this architecture"  # a model neither listed nor refused below
 REFUSALS: dict[str, str] = {
     "pyskl_ctrgcn": "cannot stream as trained: PYSKL CTR-GCN refines its topology from a mean over the whole "
                     "window (CTRGC averages over T); a causal replacement (running mean + fine-tuning) is not "
@@ -211,7 +212,7 @@ def family_for(name: str, spec: ModelSpec | None = None) -> Family:
         return FAMILIES[name]
     if name in GRAPH_FAMILIES and spec is not None:
         return GRAPH_FAMILIES[name](spec)
-    reason = REFUSALS.get(name, "no streaming converter for this architecture")
+    reason = REFUSALS.get(name, NO_CONVERTER)
     raise NotStreamable(f"model {name!r} has no streaming form: {reason}")
 
 
@@ -224,7 +225,7 @@ def streaming_support(name: str) -> tuple[str, str]:
         return "yes", "every temporal op is local (convs, pools, per-frame attention)"
     if name in GRAPH_FAMILIES:
         return "judged", "its traced forward is judged op by op (docs/STREAMING.md 'Your own module')"
-    return "no", REFUSALS.get(name, "no streaming converter for this architecture")
+    return "no", REFUSALS.get(name, NO_CONVERTER)
 
 
 def streamable_models() -> list[str]:
