@@ -50,6 +50,8 @@ def _randomize(net: nn.Module, seed: int = 0) -> nn.Module:
     for name, prm in net.named_parameters():
         if name.endswith("alpha"):  # CTR-GCN's refinement weight starts at 0 (topology unused)
             prm.data.copy_(torch.rand(prm.shape, generator=g) * 0.1 + 0.05)
+        elif name.endswith("static_input"):  # static CTR-GCN: a topology input away from zero
+            prm.data.copy_(torch.randn(prm.shape, generator=g))
     return net.eval()
 
 
@@ -110,6 +112,10 @@ CASES = {
     "ctrgcn-causal-remove-stride-bone": dict(name="ctrgcn", topology_window=16, stride_mode="remove", stream="bone"),
     "ctrgcn-causal-factorized-short-topology": dict(name="ctrgcn", topology_window=6, factorized=True),
     "ctrgcn-causal-upsample-2-bone": dict(name="ctrgcn", topology_window=16, upsample=2, stream="bone"),
+    "ctrgcn-static-keep-stride": dict(name="ctrgcn", static_topology=True),
+    "ctrgcn-static-remove-stride-bone": dict(name="ctrgcn", static_topology=True, stride_mode="remove", stream="bone"),
+    "ctrgcn-static-upsample-2": dict(name="ctrgcn", static_topology=True, upsample=2),
+    "ctrgcn-static-factorized-motion": dict(name="ctrgcn", static_topology=True, factorized=True, stream="motion"),
     "hyperformer-keep-stride": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5),
     "hyperformer-remove-stride-motion": dict(name="hyperformer", width=0.2, num_heads=3, num_stages=5,
                                              stride_mode="remove", stream="motion"),
@@ -146,7 +152,7 @@ def test_step_model_equals_full_history_definition(case):
 
 END_CASES = ["stgcn-keep-stride", "stgcn-remove-stride-motion", "stgcnpp-factorized-bone_motion",
              "stgcn-10-stages-stride-4", "stgcn-keep-stride-upsample-2", "stgcn-keep-stride-upsample-4-motion",
-             "ctrgcn-causal-keep-stride", "hyperformer-keep-stride",
+             "ctrgcn-causal-keep-stride", "ctrgcn-static-keep-stride", "hyperformer-keep-stride",
              "shiftgcn-keep-stride", "msg3d-keep-stride"]
 
 

@@ -57,6 +57,8 @@ def train_cmd(
                                         "resampled clips (docs/STREAMING.md, Upsampling)"),
     streamable: bool = typer.Option(False, "--streamable", help="train for streams: --native-rate, and the "
                                     "model's causal form where it needs one (CTR-GCN: topology from a trailing mean)"),
+    causal_form: str | None = typer.Option(None, "--causal-form", help="which causal form (implies --streamable; "
+                                           "CTR-GCN: trailing (default) or static; `edgeskel models --json` lists them)"),
     remove_strides: bool = typer.Option(False, "--remove-strides", help="every temporal stride set to 1: a stream "
                                         "then decides every frame (fine-tune with --init)"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (architecture + weights): a "
@@ -79,7 +81,8 @@ def train_cmd(
                 model_kwargs={"width": width} if width != 1.0 else None, skip_bad=skip_bad, resume=not no_resume,
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
                 validation=validation, validation_fraction=validation_fraction, native_rate=native_rate, init=init,
-                upsample=upsample, streamable=streamable, remove_strides=remove_strides, distill=distill)
+                upsample=upsample, streamable=streamable, remove_strides=remove_strides, distill=distill,
+                causal_form=causal_form)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

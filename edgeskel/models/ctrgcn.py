@@ -31,7 +31,7 @@ from edgeskel.models.blocks import (
 from edgeskel.models.export_form import rewrites_enabled
 from edgeskel.models.graph import ctrgcn_spatial
 from edgeskel.models.parallel_1x1 import conv_chain, parallel_maps
-from edgeskel.models.registry import register_model
+from edgeskel.models.registry import CausalForm, register_model
 
 
 class TrailingMean(nn.Module):
@@ -59,10 +59,17 @@ class CTRGC(nn.Module):
     """Channel-wise topology refinement graph conv for one graph subset. `causal_window` > 0:
     the topology of frame t is refined from a trailing mean over the last `causal_window`
     frames (TrailingMean) instead of the mean over the whole window: one topology per frame,
-    causal in time, so the layer streams (docs/STREAMING.md); the weights are the same."""
+    causal in time, so the layer streams (docs/STREAMING.md); the weights are the same.
+    `static_joints` > 0: the topology is refined from a learned (C_in, V) input (`static_input`,
+    initialised at the training set's mean features, `calibrate_static`) instead of the sample's:
+    one channel-wise topology for every sample and frame, so the layer is per-frame and streams
+    at the cost of a plain GCN."""
 
-    def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8, causal_window: int = 0):
+    def __init__(self, in_channels: int, out_channels: int, rel_reduction: int = 8, causal_window: int = 0,
+                 static_joints: int = 0):
         super().__init__()
+        if causal_window and static_joints:
+            raise ValueError("a CTRGC refines its topology from a trailing mean or a static input, not both")
         # Official: 8 relation channels for 3/9-channel input, else in/8. Tiny inputs (2-D
         # keypoints, narrow test widths) would give 0, so they also get 8.
         self.rel_channels = 8 if in_channels in (3, 9) or in_channels < rel_reduction else in_channels // rel_reduction
@@ -72,11 +79,14 @@ class CTRGC(nn.Module):
         self.conv4 = nn.Conv2d(self.rel_channels, out_channels, 1)
         self.tanh = nn.Tanh()
         self.trailing = TrailingMean(causal_window) if causal_window else None
+        self.static_input = nn.Parameter(torch.zeros(in_channels, static_joints)) if static_joints else None
 
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         if self.trailing is not None:
             return self._causal(x, a, alpha)
-        x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
+        # static: the relation from one learned "mean input" (1, C, 1, V), shared by every sample
+        src = x if self.static_input is None else self.static_input.unsqueeze(0).unsqueeze(2)
+        x1, x2, x3 = self.conv1(src).mean(-2), self.conv2(src).mean(-2), self.conv3(x)
         rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, U, V)
         refined = self.conv4(rel) * alpha  # (N, C, U, V)
         # Official: x3 @ (refined + a)^T. Applying the shared topology `a` as its own (V, V)
@@ -110,11 +120,13 @@ class CTRGC(nn.Module):
 
 
 class UnitGCN(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, causal_window: int = 0):
+    def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, causal_window: int = 0,
+                 static_topology: bool = False):
         super().__init__()
         self.num_subset = A.shape[0]
-        self.convs = nn.ModuleList(CTRGC(in_channels, out_channels, causal_window=causal_window)
-                                   for _ in range(self.num_subset))
+        static_joints = A.shape[-1] if static_topology else 0
+        self.convs = nn.ModuleList(CTRGC(in_channels, out_channels, causal_window=causal_window,
+                                         static_joints=static_joints) for _ in range(self.num_subset))
         if in_channels != out_channels:
             self.down: nn.Module = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
         else:
@@ -156,7 +168,8 @@ class UnitGCN(nn.Module):
         return torch.matmul(xs, r) + torch.matmul(xs, a)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.export_form == "stacked" and not self.training and self.convs[0].trailing is None and torch.onnx.is_in_onnx_export()
+        if (self.export_form == "stacked" and not self.training and self.convs[0].trailing is None
+                and self.convs[0].static_input is None and torch.onnx.is_in_onnx_export()
                 and rewrites_enabled() and self._stackable()):
             y = self._forward_stacked(x)
         else:
@@ -168,9 +181,9 @@ class UnitGCN(nn.Module):
 
 class TCNGCNUnit(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, stride: int = 1, residual: bool = True,
-                 causal_window: int = 0):
+                 causal_window: int = 0, static_topology: bool = False):
         super().__init__()
-        self.gcn1 = UnitGCN(in_channels, out_channels, A, causal_window)
+        self.gcn1 = UnitGCN(in_channels, out_channels, A, causal_window, static_topology)
         self.tcn1 = MultiScaleTemporalConv(out_channels, out_channels, kernel_size=5, stride=stride, dilations=(1, 2))
         self.relu = nn.ReLU()
         self.residual = make_residual(in_channels, out_channels, stride, residual)
@@ -201,6 +214,7 @@ class CTRGCN(nn.Module):
         num_stages: int = 10,
         dropout: float = 0.0,
         topology_window: int = 0,
+        static_topology: bool = False,
     ):
         super().__init__()
         v = A.shape[-1]
@@ -210,7 +224,8 @@ class CTRGCN(nn.Module):
         for i, (c_out, stride) in enumerate(layer_plan(base_channels, num_stages), start=1):
             # causal topology: a trailing mean over the frames the windowed layer would average
             window = -(-topology_window // rate) if topology_window else 0
-            self.add_module(f"l{i}", TCNGCNUnit(c_in, c_out, A, stride=stride, residual=i > 1, causal_window=window))
+            self.add_module(f"l{i}", TCNGCNUnit(c_in, c_out, A, stride=stride, residual=i > 1, causal_window=window,
+                                                static_topology=static_topology))
             c_in, rate = c_out, rate * stride
         self.num_stages = num_stages
         self.drop_out = nn.Dropout(dropout) if dropout else nn.Identity()
@@ -240,14 +255,62 @@ class CTRGCN(nn.Module):
         return self.fc(self.drop_out(pool_persons(x, n, m)))
 
 
-def _causal_ctrgcn(kwargs: dict[str, Any], num_frames: int) -> dict[str, Any]:
-    """Streamable CTR-GCN: each layer's topology from a trailing mean over the frames the
-    windowed model averages (num_frames at the input rate)."""
-    return {**kwargs, "topology_window": int(kwargs.get("topology_window") or num_frames)}
+def _trailing_ctrgcn(kwargs: dict[str, Any], num_frames: int) -> dict[str, Any]:
+    """Each layer's topology from a trailing mean over the frames the windowed model averages
+    (num_frames at the input rate)."""
+    return {**kwargs, "static_topology": False, "topology_window": int(kwargs.get("topology_window") or num_frames)}
+
+
+def _static_ctrgcn(kwargs: dict[str, Any], num_frames: int) -> dict[str, Any]:
+    """One learned channel-wise topology per layer and subset (no per-sample refinement)."""
+    return {**kwargs, "topology_window": 0, "static_topology": True}
+
+
+@torch.no_grad()
+def calibrate_static(static_net: nn.Module, windowed_net: nn.Module, clips: Any) -> None:
+    """Set each static CTRGC's `static_input` to the mean over `clips` (iterable of (1, C, T, V, M)
+    tensors) of what the windowed model's CTRGC at the same place averages over T: the topology
+    a typical sample gets, where the fine-tune starts."""
+    windowed = {name: m for name, m in windowed_net.named_modules() if isinstance(m, CTRGC)}
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+
+    def hook(name: str):
+        def record(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            x = args[0]
+            sums[name] = sums.get(name, 0) + x.mean(2).sum(0)  # (C, V): window mean, summed over rows
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in windowed.items()]
+    was_training = windowed_net.training
+    windowed_net.eval()
+    try:
+        for clip in clips:
+            windowed_net(clip)
+            count += clip.shape[0] * clip.shape[-1]  # rows = samples x persons
+    finally:
+        for h in handles:
+            h.remove()
+        windowed_net.train(was_training)
+    if not count:
+        raise ConfigError("ctrgcn: no clips to calibrate the static topology from")
+    for name, m in static_net.named_modules():
+        if isinstance(m, CTRGC) and m.static_input is not None:
+            if name not in sums:
+                raise ConfigError(f"ctrgcn: no windowed CTRGC at {name} to calibrate the static topology from")
+            m.static_input.copy_(sums[name] / count)
+
+
+CAUSAL_FORMS = {
+    "trailing": CausalForm(_trailing_ctrgcn, description="topology of frame t refined from a trailing mean over "
+                           "the window's frames up to t (same parameters; ~1640 step-graph nodes)"),
+    "static": CausalForm(_static_ctrgcn, calibrate_static, "one learned channel-wise topology per layer and "
+                         "subset, started at the training set's mean sample (a plain GCN's step cost)"),
+}
 
 
 @register_model("ctrgcn", family="gcn", description="CTR-GCN (official implementation, channel-wise topology refinement)",
-                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5}, causal_kwargs=_causal_ctrgcn)
+                tiny={"layout": "kinect20", "width": 0.125, "num_stages": 5}, causal_forms=CAUSAL_FORMS)
 def build_ctrgcn(
     num_classes: int,
     layout: SkeletonLayout,
@@ -260,12 +323,16 @@ def build_ctrgcn(
     num_stages: int = 10,
     edges: Sequence[Sequence[int]] | None = None,
     topology_window: int = 0,
+    static_topology: bool = False,
     **unknown: Any,
 ) -> nn.Module:
     """CTR-GCN (official). `topology_window` > 0: the causal (streamable) form, topology refined
-    from a trailing mean over that many input frames (0: the official mean over the window)."""
+    from a trailing mean over that many input frames (0: the official mean over the window).
+    `static_topology`: the other causal form, one learned topology per layer and subset."""
     if unknown:
         raise ConfigError(f"ctrgcn: unknown model arguments {sorted(unknown)}")
+    if topology_window and static_topology:
+        raise ConfigError("ctrgcn: topology_window and static_topology are two causal forms; choose one")
     if not 1 <= num_stages <= 10:
         raise ConfigError(f"ctrgcn: num_stages must be in 1..10, got {num_stages}")
     # base must keep 4*base, 2*base and base divisible by the 4 temporal branches
@@ -274,4 +341,5 @@ def build_ctrgcn(
         raise ConfigError(f"ctrgcn: base_channels must be a multiple of 4, got {base}")
     A = torch.from_numpy(ctrgcn_spatial(layout, edges))
     return CTRGCN(num_classes, A, num_person=num_person, in_channels=in_channels or layout.channels,
-                  base_channels=base, num_stages=num_stages, dropout=dropout, topology_window=int(topology_window))
+                  base_channels=base, num_stages=num_stages, dropout=dropout, topology_window=int(topology_window),
+                  static_topology=bool(static_topology))

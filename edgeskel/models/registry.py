@@ -17,6 +17,18 @@ from edgeskel.layouts import SkeletonLayout, get_layout
 
 
 @dataclass(frozen=True)
+class CausalForm:
+    """One way to make an architecture causal in time (streamable) for a fine-tune."""
+
+    # build kwargs of the causal form, given the model's kwargs and the clip length it trained on
+    kwargs: Callable[[dict[str, Any], int], dict[str, Any]]
+    # parameters the windowed model lacks, set from it and a few training clips:
+    # calibrate(causal_net, windowed_net, clips); None: the windowed weights are all it needs
+    calibrate: Callable[[nn.Module, nn.Module, Any], None] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str
     family: str  # "gcn", "transformer"; "user" and "ensemble" are not zoo architectures
@@ -27,9 +39,9 @@ class ModelEntry:
     # True only if the architecture needs the T it was built for (then predict/export refuse
     # another T and say so); every other model accepts any number of frames
     fixed_frames: bool = False
-    # build kwargs that make the architecture causal in time (streamable), given its kwargs and
-    # the clip length it was trained on; None: already causal or not streamable this way
-    causal_kwargs: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+    # causal (streamable) forms by name, the default first; empty: already causal or not
+    # streamable this way (`edgeskel train --streamable [--causal-form NAME]`)
+    causal_forms: dict[str, CausalForm] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -37,13 +49,14 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(
     name: str, family: str, description: str = "", tiny: dict[str, Any] | None = None, fixed_frames: bool = False,
-    causal_kwargs: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+    causal_forms: dict[str, CausalForm] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0],
-                                     dict(tiny) if tiny else None, fixed_frames, causal_kwargs)
+                                     dict(tiny) if tiny else None, fixed_frames,
+                                     dict(causal_forms) if causal_forms else None)
         return fn
 
     return deco

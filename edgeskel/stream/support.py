@@ -86,7 +86,7 @@ def _ctrgcn_stride(net: nn.Module) -> int:
 def _ctrgcn_check(net: nn.Module) -> None:
     from edgeskel.models.ctrgcn import CTRGC
 
-    if any(isinstance(m, CTRGC) and m.trailing is None for m in net.modules()):
+    if any(isinstance(m, CTRGC) and m.trailing is None and m.static_input is None for m in net.modules()):
         raise NotStreamable(f"model 'ctrgcn' has no streaming form as trained: {CAUSAL_HINT['ctrgcn']}")
 
 
@@ -184,8 +184,9 @@ FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "
 # What to do about a model that needs its causal form (models' `causal_kwargs`) first.
 CAUSAL_HINT = {
     "ctrgcn": "CTR-GCN refines its topology from a mean over the whole window (CTRGC averages conv1/conv2 "
-              "over T); fine-tune its causal form (topology from a trailing mean over the window's frames, "
-              "same weights): edgeskel train --init CHECKPOINT --streamable --data DATA",
+              "over T); fine-tune a causal form: edgeskel train --init CHECKPOINT --streamable --data DATA "
+              "(topology from a trailing mean over the window's frames, same weights) or --causal-form static "
+              "(one learned topology per layer: streams within a point, at a plain GCN's step cost)",
 }
 
 # Why the other registered models refuse. "cannot": a global temporal op is part of the

@@ -65,6 +65,7 @@ def train(
     streamable: bool = False,
     remove_strides: bool = False,
     distill: float = 0.0,
+    causal_form: str | None = None,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
@@ -72,7 +73,9 @@ def train(
     causal; num_frames counts network frames). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
     preprocessing is kept unless `num_frames` / `native_rate` say otherwise). `streamable`:
     native rate, and the architecture's causal form where it has one (models' `causal_kwargs`,
-    e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form.
+    e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form;
+    `causal_form` picks one of the model's named forms (implies `streamable`; CTR-GCN: "trailing",
+    "static"); a form with parameters of its own calibrates them from training clips.
     `remove_strides`: every temporal stride set to 1 (a stream decides every frame); recorded in
     the checkpoint (ModelSpec.strides_removed).
     `distill` (with `init`): weight of distillation from the `init` model as it is, frozen, fed
@@ -86,6 +89,7 @@ def train(
     from edgeskel.data.torch_dataset import SkeletonTorchDataset
 
     cfg = cfg or TrainConfig()
+    streamable = streamable or causal_form is not None
     native_rate = native_rate or streamable
     init_model = load_checkpoint(init) if init is not None else None
     if upsample not in (None, 1) and not native_rate and not (init_model is not None and init_model[1].preprocess.native_rate):
@@ -98,6 +102,7 @@ def train(
 
     ds = requested_validation(ds, validation, validation_fraction)
     seed_everything(cfg.seed)
+    to_calibrate = None
     if init_model is not None:
         import dataclasses
 
@@ -108,23 +113,25 @@ def train(
                                   upsample=spec.preprocess.upsample if upsample is None else upsample)
         spec = dataclasses.replace(spec, preprocess=pre)
         model = spec.name
-        causal = models.model_entry(model).causal_kwargs if streamable else None
+        causal = pick_causal_form(model, causal_form) if streamable else None
         if causal is not None and spec.compression:
             raise ConfigError(f"{init}: --streamable needs the uncompressed checkpoint (the causal form is built "
                               "from the architecture; compress after fine-tuning)")
         if causal is not None:
-            kwargs = causal(dict(spec.kwargs), pre.num_frames)
+            kwargs = causal.kwargs(dict(spec.kwargs), pre.num_frames)
             causal_net = models.build(model, spec.num_classes, spec.layout, **kwargs)
-            causal_net.load_state_dict(net.state_dict())  # same parameters, causal forward
+            load_causal_weights(causal_net, net, causal, str(init))  # same parameters, causal forward
+            if causal.calibrate is not None:
+                to_calibrate = (causal.calibrate, causal_net, net)
             net, spec = causal_net, dataclasses.replace(spec, kwargs=kwargs)
     else:
         pre = default_preprocess(ds, num_frames, num_person, streams)
         if native_rate:
             pre = Preprocess(pre.num_frames, pre.num_person, pre.streams, pre.center, native_rate=True, upsample=upsample or 1)
         kwargs = {"num_person": pre.num_person, **(model_kwargs or {})}
-        causal = models.model_entry(model).causal_kwargs if streamable else None
+        causal = pick_causal_form(model, causal_form) if streamable else None
         if causal is not None:
-            kwargs = causal(kwargs, pre.num_frames)
+            kwargs = causal.kwargs(kwargs, pre.num_frames)
         net = models.build(model, len(ds.class_names), ds.layout, **kwargs)
         spec = ModelSpec(name=model, num_classes=len(ds.class_names), layout=ds.layout, kwargs=kwargs,
                          class_names=list(ds.class_names), preprocess=pre)
@@ -138,6 +145,9 @@ def train(
     from edgeskel.data.splits import holdout
 
     split = holdout(ds)
+    if to_calibrate is not None:
+        calibrate, causal_net, windowed_net = to_calibrate
+        calibrate(causal_net, windowed_net, calibration_clips(split.train, ds.layout, pre))
     val = prepare_arrays(split.val, ds.layout, pre)
     train_set = SkeletonTorchDataset.for_training(split.train, ds.layout, pre, cfg)
     teacher = None
@@ -159,6 +169,39 @@ def train(
                    "preprocess": pre.to_dict(), "skipped": len(ds.skipped), "validation": split.info,
                    "val_top1": result["best_top1"], "test_top1": accuracy_summary(predict_logits(best, test_x), test_y)["top1"]})
     return result
+
+
+def pick_causal_form(model: str, name: str | None) -> Any:
+    """The model's causal form `name` (None: its default, or None if it is causal as it is)."""
+    from edgeskel import models
+
+    forms = models.model_entry(model).causal_forms or {}
+    if name is None:
+        return next(iter(forms.values()), None)
+    if name not in forms:
+        have = f"its forms: {sorted(forms)}" if forms else "it has none (it streams as trained, or not at all)"
+        raise ConfigError(f"--causal-form {name!r}: model {model!r} has no such causal form; {have}")
+    return forms[name]
+
+
+def load_causal_weights(causal_net: torch.nn.Module, windowed_net: torch.nn.Module, form: Any, source: str) -> None:
+    """The windowed weights into the causal form: every parameter must match, except the ones
+    the form calibrates itself (missing from the windowed model)."""
+    missing, unexpected = causal_net.load_state_dict(windowed_net.state_dict(), strict=False)
+    if unexpected or (missing and form.calibrate is None):
+        raise ConfigError(f"{source}: the causal form does not fit the checkpoint's weights "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def calibration_clips(split: Any, layout: Any, pre: Preprocess, limit: int = 256) -> Any:
+    """Up to `limit` training clips spread over the split, one (1, C, T, V, M) tensor each, as
+    the fine-tune will see them (eval preprocessing: no augmentation)."""
+    from edgeskel.data.preprocess import preprocess_sample
+
+    n = len(split.samples)
+    for i in np.unique(np.linspace(0, n - 1, num=min(n, limit)).round().astype(int)) if n else []:
+        x = preprocess_sample(split.samples[i], layout, pre, train=False, name=split.names[i])
+        yield torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
 
 
 def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_size: int = 64,
