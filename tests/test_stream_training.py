@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgeskel import models
 from edgeskel.checkpoint import Preprocess, load_checkpoint
 from edgeskel.data.preprocess import native_window, preprocess_list, preprocess_set
 from edgeskel.data.torch_dataset import LengthBatchSampler
@@ -126,10 +127,12 @@ def test_upsample_without_native_rate_is_refused(capsys):
     assert err.startswith("error:") and "--upsample 2 needs --native-rate" in err
 
 
-def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path):
+@pytest.mark.parametrize("form", ["--streamable", "static"])
+def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path, form):
     """CTR-GCN as trained cannot stream (topology from the whole window); `--streamable` fine-tunes
-    its causal form from the same weights, which then streams, and what training scores is what
-    the ended stream decides."""
+    its causal form from the same weights (`--causal-form static`: one learned topology per layer,
+    calibrated from training clips), which then streams, and what training scores is what the
+    ended stream decides."""
     from edgeskel.cli import main
     from edgeskel.data import load_dataset
     from edgeskel.stream import NotStreamable, build_step_model, run_stream
@@ -142,16 +145,59 @@ def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path):
     windowed, spec_w, _ = load_checkpoint(tmp_path / "w" / "best.ckpt")
     with pytest.raises(NotStreamable, match="--streamable"):
         build_step_model(windowed, spec_w)
-    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), "--streamable", "--frames", "128",
+    how = ["--streamable"] if form == "--streamable" else ["--causal-form", form]
+    assert main(["train", "--init", str(tmp_path / "w" / "best.ckpt"), *how, "--frames", "128",
                  "--out", str(tmp_path / "s"), *common]) == 0
     model, spec, _ = load_checkpoint(tmp_path / "s" / "best.ckpt")
-    assert spec.kwargs["topology_window"] == 128 and spec.preprocess.native_rate
+    assert spec.preprocess.native_rate
+    if form == "static":
+        assert spec.kwargs["static_topology"] and not spec.kwargs["topology_window"]
+    else:
+        assert spec.kwargs["topology_window"] == 128
     test = load_dataset(data, layout=spec.layout).test.subset(range(3))
     scored = predict_logits(model, preprocess_list(test, spec.layout, spec.preprocess))
     step = build_step_model(model, spec, "keep")
     for i, sample in enumerate(test.samples):
         final = run_stream(step, torch.from_numpy(as_stream_frames(sample, step.plan.persons)), end=True)[-1].numpy()
         assert np.abs(final - scored[i]).max() <= 1e-4 * max(1.0, np.abs(scored[i]).max()), i
+
+
+def test_static_topology_starts_at_the_training_sets_mean_sample():
+    """calibrate_static sets each layer's learned topology input to the mean, over the clips, of
+    what the windowed layer averages: with one clip the static model IS the windowed one on it."""
+    from edgeskel.models.ctrgcn import CTRGC, calibrate_static
+    from edgeskel.train.api import load_causal_weights, pick_causal_form
+
+    torch.manual_seed(0)
+    kw = {"num_person": 1, "width": 0.125, "num_stages": 5}
+    windowed = models.build("ctrgcn", 4, "kinect20", **kw).eval()
+    for m in windowed.modules():  # a topology that matters (CTR-GCN starts with alpha 0 and a 1e-6 BN)
+        if hasattr(m, "alpha"):
+            m.alpha.data.fill_(0.5)
+            m.bn.weight.data.fill_(1.0)
+    form = pick_causal_form("ctrgcn", "static")
+    static = models.build("ctrgcn", 4, "kinect20", **form.kwargs(kw, 32)).eval()
+    load_causal_weights(static, windowed, form, "test")
+    a, b = torch.randn(1, 3, 20, 20, 1), torch.randn(1, 3, 28, 20, 1)
+    calibrate_static(static, windowed, [a])
+    with torch.no_grad():
+        assert torch.allclose(static(a), windowed(a), atol=1e-5)
+        assert not torch.allclose(static(b), windowed(b), atol=1e-3)
+    seen = []
+    first = next(m for m in windowed.modules() if isinstance(m, CTRGC))
+    first.register_forward_hook(lambda mod, args, out: seen.append(args[0].mean(2)[0]))
+    calibrate_static(static, windowed, [a, b])
+    got = next(m for m in static.modules() if isinstance(m, CTRGC)).static_input
+    assert torch.allclose(got, (seen[0] + seen[1]) / 2, atol=1e-6)
+
+
+def test_an_unknown_causal_form_is_one_error_line(capsys):
+    from edgeskel.cli import main
+
+    assert main(["train", "--model", "ctrgcn", "--causal-form", "median", "--data", "synthetic?classes=2&per_class=2",
+                 "--epochs", "1", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'median'" in err and "static" in err and len(err.strip().splitlines()) == 1
 
 
 def test_remove_strides_is_recorded_and_streams_every_frame(finetuned, tmp_path):

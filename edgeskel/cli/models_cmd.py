@@ -32,7 +32,8 @@ def list_models(layout: str = "ntu25", num_classes: int = 60, num_person: int = 
             "gflops": round(count_flops(model, shape) / 1e9, 3),
             "input": list(shape[1:]),
             "description": model_entry(name).description,
-            "streams": dict(zip(("streams", "why"), streaming_support(name), strict=True)),
+            "streams": {**dict(zip(("streams", "why"), streaming_support(name), strict=True)),
+                        "causal_forms": {k: f.description for k, f in (model_entry(name).causal_forms or {}).items()}},
         })
     return rows
 
