@@ -12,9 +12,11 @@ back as a deployment does). Timing is interleaved in rounds (a short re-warm, th
 consecutive calls per graph, start rotated), as the device runner does, because this host's
 speed drifts. Weights are random (latency does not depend on them).
 
-A model whose streaming form is its causal variant (the registry's `causal_kwargs`, e.g. CTR-GCN's
-trailing-mean topology) is timed as deployed: the windowed graph is the official (window-mean)
-model, the step graph its causal form with the same weights. FLOPs (FlopCounterMode: convs and
+A model whose streaming form is a causal variant (the registry's `causal_forms`, e.g. CTR-GCN's
+trailing-mean or static topology; `--causal-form NAME`, default the model's first) is timed as
+deployed: the windowed graph is the official (window-mean) model, the step graph its causal form
+with the same weights (a form's own parameters, e.g. the static topology's input, calibrated on
+one random clip: latency does not depend on them). FLOPs (FlopCounterMode: convs and
 matmuls) are counted for one windowed run and for one step call.
 """
 
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="of both graphs; int8 (ort) is calibrated on random streams/clips (latency only)")
     ap.add_argument("--batch", default="1", help="streams per step call, comma-separated (e.g. 1,8): each a "
                     "batched step graph, timed in the same interleaved run")
+    ap.add_argument("--causal-form", default=None, help="the model's causal form to time (default: its first)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     batches = [int(b) for b in str(args.batch).split(",") if b]
@@ -69,13 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec(args.model, args.classes, layout, kwargs,
                      preprocess=Preprocess(num_frames=args.frames, num_person=args.persons))
     stream_net, stream_spec = net, spec
-    causal = models.model_entry(args.model).causal_kwargs
-    if causal is not None:  # the streaming form is the causal variant, same weights
-        ckw = causal(dict(kwargs), args.frames)
-        stream_net = models.build(args.model, args.classes, layout, **ckw).eval()
-        stream_net.load_state_dict(net.state_dict())
-        stream_spec = ModelSpec(args.model, args.classes, layout, ckw, preprocess=spec.preprocess)
+    from edgeskel.train.api import load_causal_weights, pick_causal_form
+
+    causal = pick_causal_form(args.model, args.causal_form)
     rng = np.random.default_rng(0)
+    if causal is not None:  # the streaming form is the causal variant, same weights
+        ckw = causal.kwargs(dict(kwargs), args.frames)
+        stream_net = models.build(args.model, args.classes, layout, **ckw).eval()
+        load_causal_weights(stream_net, net, causal, args.model)
+        if causal.calibrate is not None:
+            shape = (1, *spec.input_shape)
+            causal.calibrate(stream_net, net, [torch.from_numpy(rng.normal(size=shape).astype(np.float32))])
+        stream_spec = ModelSpec(args.model, args.classes, layout, ckw, preprocess=spec.preprocess)
     results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "args": vars(args) | {"out": str(args.out)},
                      "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
                                  "load_avg_start": os.getloadavg()}, "modes": {}}

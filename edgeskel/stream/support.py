@@ -181,7 +181,7 @@ GRAPH_FAMILIES: dict[str, Callable[[ModelSpec], Family]] = {"user": _graph_famil
 FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "ctrgcn": CTRGCN_FAMILY,
                                "hyperformer": HYPERFORMER_FAMILY, "shiftgcn": SHIFTGCN_FAMILY, "msg3d": MSG3D_FAMILY}
 
-# What to do about a model that needs its causal form (models' `causal_kwargs`) first.
+# What to do about a model that needs its causal form (models' `causal_forms`) first.
 CAUSAL_HINT = {
     "ctrgcn": "CTR-GCN refines its topology from a mean over the whole window (CTRGC averages conv1/conv2 "
               "over T); fine-tune a causal form: edgeskel train --init CHECKPOINT --streamable --data DATA "

@@ -72,7 +72,7 @@ def train(
     streams); `upsample`: with it, the network sees that many frames per source frame (linear,
     causal; num_frames counts network frames). `init`: start from this checkpoint's architecture and weights (a fine-tune; its
     preprocessing is kept unless `num_frames` / `native_rate` say otherwise). `streamable`:
-    native rate, and the architecture's causal form where it has one (models' `causal_kwargs`,
+    native rate, and the architecture's causal form where it has one (models' `causal_forms`,
     e.g. CTR-GCN's trailing-mean topology; same weights), so that it has a streaming form;
     `causal_form` picks one of the model's named forms (implies `streamable`; CTR-GCN: "trailing",
     "static"); a form with parameters of its own calibrates them from training clips.
