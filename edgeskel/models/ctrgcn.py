@@ -79,7 +79,9 @@ class CTRGC(nn.Module):
         self.conv4 = nn.Conv2d(self.rel_channels, out_channels, 1)
         self.tanh = nn.Tanh()
         self.trailing = TrailingMean(causal_window) if causal_window else None
-        self.static_input = nn.Parameter(torch.zeros(in_channels, static_joints)) if static_joints else None
+        # from scratch a random "mean input" (zeros would give every joint pair the same relation);
+        # a fine-tune from a windowed checkpoint sets it from data (calibrate_static)
+        self.static_input = nn.Parameter(torch.randn(in_channels, static_joints)) if static_joints else None
 
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         if self.trailing is not None:
