@@ -50,3 +50,34 @@ def test_a_factorized_conv4_takes_the_plain_path():
         second.bias.copy_(m.conv4.bias)
     m.conv4 = nn.Sequential(first, second)  # what a rank split of conv4 looks like
     assert torch.allclose(m._causal(x, a, alpha), ref, atol=1e-5 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize("factorized_conv3", [False, True])
+def test_static_topology_subsets_in_one_product_equal_the_official_sum(factorized_conv3):
+    """UnitGCN's static form runs its subsets as one stacked product; it must equal the official
+    per-subset sum x3_s @ (conv4(tanh(conv1(s) - conv2(s))) * alpha + A_s)^T, with s the learned
+    input, values and gradients (also when conv3 is factorized and cannot be stacked)."""
+    from edgeskel.models.ctrgcn import UnitGCN
+    from edgeskel.models.lowrank import LowRankConv1x1
+
+    torch.manual_seed(0)
+    unit = UnitGCN(16, 24, torch.rand(3, 20, 20), static_topology=True)
+    unit.alpha.data.fill_(0.7)
+    if factorized_conv3:
+        unit.convs[1].conv3 = LowRankConv1x1(16, 24, 4)
+    x = torch.randn(2, 16, 7, 20, requires_grad=True)
+
+    def official(x: torch.Tensor) -> torch.Tensor:
+        y = 0
+        for i, c in enumerate(unit.convs):
+            src = c.static_input[None, :, None, :]
+            rel = torch.tanh(c.conv1(src).mean(-2).unsqueeze(-1) - c.conv2(src).mean(-2).unsqueeze(-2))
+            y = y + torch.einsum("ncuv,nctv->nctu", c.conv4(rel) * unit.alpha + unit.PA[i], c.conv3(x))
+        return unit.relu(unit.bn(y) + unit.down(x))
+
+    got, ref = unit(x), official(x)
+    assert torch.allclose(got, ref, atol=1e-5 * ref.abs().max().item())
+    params = [x, unit.convs[0].static_input, unit.convs[2].conv1.weight, unit.alpha]
+    for g1, g2 in zip(torch.autograd.grad(got.square().sum(), params), torch.autograd.grad(ref.square().sum(), params),
+                      strict=True):
+        assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-4 * g2.abs().max().item())

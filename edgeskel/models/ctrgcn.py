@@ -86,9 +86,9 @@ class CTRGC(nn.Module):
     def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         if self.trailing is not None:
             return self._causal(x, a, alpha)
-        # static: the relation from one learned "mean input" (1, C, 1, V), shared by every sample
-        src = x if self.static_input is None else self.static_input.unsqueeze(0).unsqueeze(2)
-        x1, x2, x3 = self.conv1(src).mean(-2), self.conv2(src).mean(-2), self.conv3(x)
+        if self.static_input is not None:
+            return torch.matmul(self.conv3(x), self.static_topology(a, alpha).transpose(-1, -2))
+        x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
         rel = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, U, V)
         refined = self.conv4(rel) * alpha  # (N, C, U, V)
         # Official: x3 @ (refined + a)^T. Applying the shared topology `a` as its own (V, V)
@@ -96,6 +96,14 @@ class CTRGC(nn.Module):
         # OpenVINO folds conv4's bias and `a` into one (C, V, V) constant per subset, which
         # tripled the IR's size (9.5 MB vs 3.1 MB ONNX for compressed CTR-GCN).
         return torch.matmul(x3, refined.transpose(-1, -2)) + torch.matmul(x3, a.transpose(-1, -2))  # (N, C, T, U)
+
+    def static_topology(self, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The static form's whole topology, (1, C, U, V): refined from the learned "mean input"
+        (1, C, 1, V) as the windowed form refines from a sample's, plus the shared `a`; a
+        constant once trained (the exporter folds it)."""
+        src = self.static_input.unsqueeze(0).unsqueeze(2)
+        rel = self.tanh(self.conv1(src).mean(-2).unsqueeze(-1) - self.conv2(src).mean(-2).unsqueeze(-2))
+        return self.conv4(rel) * alpha + a
 
     def _causal(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """Per frame: x3[t] @ (conv4(tanh(m1[t] - m2[t])) * alpha)^T + x3[t] @ a^T, m = trailing means."""
@@ -169,9 +177,23 @@ class UnitGCN(nn.Module):
         a = self.PA.permute(0, 2, 1).reshape(s * v, v)  # A_s^T stacked: the shared topology as its own constant
         return torch.matmul(xs, r) + torch.matmul(xs, a)
 
+    def _forward_static(self, x: torch.Tensor) -> torch.Tensor:
+        """Static topology: every subset's topology is a constant, so the subsets are one product
+        X (N, C, T, S*V) @ W (C, S*V, U) after one stacked conv3 -- a third of the MatMuls and
+        conv3 nodes of the per-subset loop, the same sum (a step graph's cost is per node)."""
+        n, _, t, v = x.shape
+        s, convs = self.num_subset, list(self.convs)
+        x3 = parallel_maps([c.conv3 for c in convs], x, False)  # (N, S*C, T, V)
+        c = x3.shape[1] // s
+        xs = x3.reshape(n, s, c, t, v).permute(0, 2, 3, 1, 4).reshape(n, c, t, s * v)
+        topo = torch.cat([cv.static_topology(self.PA[i], self.alpha) for i, cv in enumerate(convs)], 0)  # (S, C, U, V)
+        w = topo.permute(1, 0, 3, 2).reshape(c, s * v, v)  # W[c, s*V + v, u] = topology_s[c, u, v]
+        return torch.matmul(xs, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.export_form == "stacked" and not self.training and self.convs[0].trailing is None
-                and self.convs[0].static_input is None and torch.onnx.is_in_onnx_export()
+        if self.convs[0].static_input is not None:
+            return self.relu(self.bn(self._forward_static(x)) + self.down(x))
+        if (self.export_form == "stacked" and not self.training and self.convs[0].trailing is None and torch.onnx.is_in_onnx_export()
                 and rewrites_enabled() and self._stackable()):
             y = self._forward_stacked(x)
         else:
