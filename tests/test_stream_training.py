@@ -254,3 +254,14 @@ def test_distillation_teacher_sees_the_clip_as_it_was_trained(tmp_path):
     xb, yb, xtb = train.collate([train[0], train[1]])
     assert xtb.shape[0] == 2 and xtb.shape[2] == 16
     assert main(["train", "--model", "stgcn", "--distill", "0.5", "--out", str(tmp_path / "x"), *common]) == 2
+    # from scratch, another checkpoint teaches (--teacher): a streaming form learning from a windowed model
+    assert main(["train", "--model", "stgcn", "--width", "0.125", "--native-rate", "--frames", "24", "--distill", "0.5",
+                 "--teacher", str(tmp_path / "w" / "best.ckpt"), "--out", str(tmp_path / "t"), *common]) == 0
+    _, t_spec, t_extra = load_checkpoint(tmp_path / "t" / "best.ckpt")
+    assert t_spec.preprocess.native_rate and t_extra["distill"]["teacher"] == str(tmp_path / "w" / "best.ckpt")
+    assert t_extra["distill"]["teacher_view"]["num_frames"] == 16 and "init" not in t_extra
+    assert main(["train", "--model", "stgcn", "--teacher", str(tmp_path / "w" / "best.ckpt"), "--out",
+                 str(tmp_path / "y"), *common]) == 2  # a teacher without --distill: one error line
+    other = "synthetic?classes=4&per_class=3&frames=40"  # a teacher for other classes is refused, naming it
+    assert main(["train", "--model", "stgcn", "--distill", "0.5", "--teacher", str(tmp_path / "w" / "best.ckpt"),
+                 "--out", str(tmp_path / "z"), *common[:0], "--data", other, *common[2:]]) == 2

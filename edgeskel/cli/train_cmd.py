@@ -66,6 +66,8 @@ def train_cmd(
     distill: float = typer.Option(0.0, "--distill", min=0.0, max=1.0, help="with --init: distil from that checkpoint "
                                   "as it is, fed each clip as it was trained to see it (e.g. resampled), this weight "
                                   "of the loss (docs/STREAMING.md, Training for streams)"),
+    teacher: Path | None = typer.Option(None, "--teacher", help="with --distill: distil from this checkpoint instead "
+                                        "of --init (e.g. a windowed model while a streaming form trains from scratch)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Train a recognizer; resumable (rerun the same command to continue after an interruption)."""
@@ -82,7 +84,7 @@ def train_cmd(
                 runtime=Runtime(check_device_spec(device), amp=not no_amp, workers=workers), class_names=class_names,
                 validation=validation, validation_fraction=validation_fraction, native_rate=native_rate, init=init,
                 upsample=upsample, streamable=streamable, remove_strides=remove_strides, distill=distill,
-                causal_form=causal_form)
+                causal_form=causal_form, teacher=teacher)
     if not is_main():  # under torchrun: one summary, printed by rank 0
         return
     summary = {k: res[k] for k in ("model", "data", "val_top1", "test_top1", "best_epoch", "wall_time_s", "best_checkpoint",

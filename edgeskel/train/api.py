@@ -66,6 +66,7 @@ def train(
     remove_strides: bool = False,
     distill: float = 0.0,
     causal_form: str | None = None,
+    teacher: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a registered model from scratch on a dataset spec; writes out/best.ckpt.
     `native_rate`: clips are windows of at most `num_frames` frames at the source's rate (for
@@ -80,7 +81,8 @@ def train(
     the checkpoint (ModelSpec.strides_removed).
     `distill` (with `init`): weight of distillation from the `init` model as it is, frozen, fed
     each clip as IT was trained to see it (its own preprocessing, e.g. the whole clip resampled)
-    while the student learns the new view (e.g. native-rate windows).
+    while the student learns the new view (e.g. native-rate windows); `teacher`: distil from this
+    checkpoint instead (e.g. a windowed model while a streaming form trains from scratch).
     `runtime` picks the device / mixed precision / loader workers (default: auto).
     `validation='test'` chooses the best epoch on a slice of the test split (the deployment
     domain) and reports test top-1 on the rest (edgeskel/data/splits.py)."""
@@ -150,17 +152,22 @@ def train(
         calibrate(causal_net, windowed_net, calibration_clips(split.train, ds.layout, pre))
     val = prepare_arrays(split.val, ds.layout, pre)
     train_set = SkeletonTorchDataset.for_training(split.train, ds.layout, pre, cfg)
+    teacher_path = teacher if teacher is not None else init
+    if teacher is not None and distill <= 0:
+        raise ConfigError("--teacher needs --distill WEIGHT (how much of the loss the teacher's answers are)")
     teacher = None
     if distill > 0:
-        if init_model is None:
-            raise ConfigError("--distill needs --init CHECKPOINT (the teacher is that checkpoint as it is)")
-        teacher, t_spec, _ = load_checkpoint(init)
+        if teacher_path is None:
+            raise ConfigError("--distill needs --init CHECKPOINT (the teacher is that checkpoint as it is) "
+                              "or --teacher CHECKPOINT")
+        teacher, t_spec, t_extra = load_checkpoint(teacher_path)
+        check_compatible(t_spec, ds, str(teacher_path), t_extra, fix="give a teacher trained on this data")
         train_set.teacher_cfg = t_spec.preprocess
         cfg = cfg.model_copy(update={"kd_weight": float(distill)})
     result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet, teacher=teacher,
                  extra={"data": data, "dataset_info": ds.info, "validation": split.info,
                         **({"init": str(init)} if init is not None else {}),
-                        **({"distill": {"weight": float(distill), "teacher": str(init),
+                        **({"distill": {"weight": float(distill), "teacher": str(teacher_path),
                                         "teacher_view": train_set.teacher_cfg.to_dict()}} if teacher is not None else {})},
                  runtime=runtime)
     best, _, _ = load_checkpoint(result["best_checkpoint"])
