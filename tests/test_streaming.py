@@ -261,9 +261,11 @@ def test_windowed_model_is_not_changed():
     assert torch.equal(net(x), y0) and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-# make test: one graph per kind of stateful layer (factorized convs, causal means, shifts); the rest
+# make test: one graph per kind of stateful layer (factorized convs, causal means, shifts) and CTR-GCN's
+# static topology (a folded constant product); the rest
 # (same layers in other arrangements, ~10 s each) under make test-slow
-@pytest.mark.parametrize("case", ["stgcn-factorized", "ctrgcn-causal-keep-stride", "shiftgcn-keep-stride",
+@pytest.mark.parametrize("case", ["stgcn-factorized", "ctrgcn-causal-keep-stride", "ctrgcn-static-keep-stride",
+                                  "shiftgcn-keep-stride",
                                   *(pytest.param(c, marks=pytest.mark.slow)
                                     for c in ("stgcnpp-keep-stride", "hyperformer-keep-stride", "msg3d-keep-stride"))]
                          + ["stgcn-keep-stride-upsample-4-motion"])
