@@ -283,7 +283,7 @@ def test_cli_models_json(capsys):
     # what streams (docs/STREAMING.md "What streams, what refuses"), with the reason
     assert rows["stgcn"]["streams"]["streams"] == "yes" and rows["ctrgcn"]["streams"]["streams"] == "causal form"
     assert rows["aagcn"]["streams"]["streams"] == "no" and "over all T frames" in rows["aagcn"]["streams"]["why"]
-    assert list(rows["ctrgcn"]["streams"]["causal_forms"]) == ["trailing", "static"]  # --causal-form NAME, default first
+    assert list(rows["ctrgcn"]["streams"]["causal_forms"]) == ["static", "trailing"]  # --causal-form NAME, default first
     assert rows["stgcn"]["streams"]["causal_forms"] == {}
 
 

@@ -127,11 +127,11 @@ def test_upsample_without_native_rate_is_refused(capsys):
     assert err.startswith("error:") and "--upsample 2 needs --native-rate" in err
 
 
-@pytest.mark.parametrize("form", ["--streamable", "static"])
+@pytest.mark.parametrize("form", ["--streamable", "trailing"])
 def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path, form):
     """CTR-GCN as trained cannot stream (topology from the whole window); `--streamable` fine-tunes
-    its causal form from the same weights (`--causal-form static`: one learned topology per layer,
-    calibrated from training clips), which then streams, and what training scores is what the
+    its causal form from the same weights (default, `static`: one learned topology per layer,
+    calibrated from training clips; `--causal-form trailing`: a trailing-mean topology), which then streams, and what training scores is what the
     ended stream decides."""
     from edgeskel.cli import main
     from edgeskel.data import load_dataset
@@ -150,10 +150,14 @@ def test_streamable_ctrgcn_from_a_windowed_checkpoint(tmp_path, form):
                  "--out", str(tmp_path / "s"), *common]) == 0
     model, spec, _ = load_checkpoint(tmp_path / "s" / "best.ckpt")
     assert spec.preprocess.native_rate
-    if form == "static":
-        assert spec.kwargs["static_topology"] and not spec.kwargs["topology_window"]
+    if form == "--streamable":  # the default form: static
+        assert spec.kwargs["static_topology"] and not spec.kwargs.get("topology_window")
     else:
-        assert spec.kwargs["topology_window"] == 128
+        assert spec.kwargs["topology_window"] == 128 and not spec.kwargs.get("static_topology")
+        # --streamable on a checkpoint already in a causal form keeps that form
+        assert main(["train", "--init", str(tmp_path / "s" / "best.ckpt"), "--streamable", "--frames", "128",
+                     "--out", str(tmp_path / "s2"), *common]) == 0
+        assert load_checkpoint(tmp_path / "s2" / "best.ckpt")[1].kwargs == spec.kwargs
     test = load_dataset(data, layout=spec.layout).test.subset(range(3))
     scored = predict_logits(model, preprocess_list(test, spec.layout, spec.preprocess))
     step = build_step_model(model, spec, "keep")

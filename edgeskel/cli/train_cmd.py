@@ -56,9 +56,9 @@ def train_cmd(
                                         "default: --init's, else 1): keeps the time scale a model learned on "
                                         "resampled clips (docs/STREAMING.md, Upsampling)"),
     streamable: bool = typer.Option(False, "--streamable", help="train for streams: --native-rate, and the "
-                                    "model's causal form where it needs one (CTR-GCN: topology from a trailing mean)"),
+                                    "model's causal form where it needs one (CTR-GCN: one learned topology per layer)"),
     causal_form: str | None = typer.Option(None, "--causal-form", help="which causal form (implies --streamable; "
-                                           "CTR-GCN: trailing (default) or static; `edgeskel models --json` lists them)"),
+                                           "CTR-GCN: static (default) or trailing; `edgeskel models --json` lists them)"),
     remove_strides: bool = typer.Option(False, "--remove-strides", help="every temporal stride set to 1: a stream "
                                         "then decides every frame (fine-tune with --init)"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (architecture + weights): a "

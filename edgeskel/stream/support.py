@@ -184,10 +184,10 @@ FAMILIES: dict[str, Family] = {"stgcn": STGCN_FAMILY, "stgcnpp": STGCN_FAMILY, "
 # What to do about a model that needs its causal form (models' `causal_forms`) first.
 CAUSAL_HINT = {
     "ctrgcn": "CTR-GCN refines its topology from a mean over the whole window (CTRGC averages conv1/conv2 "
-              "over T); fine-tune a causal form: edgeskel train --init CHECKPOINT --streamable --data DATA "
-              "(topology from a trailing mean over the window's frames, same weights) or --causal-form static "
-              "(one learned topology per layer, a plain GCN's step cost; trained with --model ctrgcn "
-              "--distill 0.5 --teacher CHECKPOINT it streams within a point of the windowed model on NW-UCLA)",
+              "over T); train a causal form: edgeskel train --init CHECKPOINT --streamable --data DATA (static: "
+              "one learned topology per layer, a plain GCN's step cost; trained from scratch with --model ctrgcn "
+              "--streamable --distill 0.5 --teacher CHECKPOINT it streams within a point of the windowed model "
+              "on NW-UCLA) or --causal-form trailing (topology from a trailing mean, same weights)",
 }
 
 # Why the other registered models refuse. "cannot": a global temporal op is part of the

@@ -116,6 +116,8 @@ def train(
         spec = dataclasses.replace(spec, preprocess=pre)
         model = spec.name
         causal = pick_causal_form(model, causal_form) if streamable else None
+        if causal is not None and causal_form is None and current_causal_form(model, spec.kwargs, pre.num_frames):
+            causal = None  # --streamable on a checkpoint already in a causal form: keep that form
         if causal is not None and spec.compression:
             raise ConfigError(f"{init}: --streamable needs the uncompressed checkpoint (the causal form is built "
                               "from the architecture; compress after fine-tuning)")
@@ -189,6 +191,16 @@ def pick_causal_form(model: str, name: str | None) -> Any:
         have = f"its forms: {sorted(forms)}" if forms else "it has none (it streams as trained, or not at all)"
         raise ConfigError(f"--causal-form {name!r}: model {model!r} has no such causal form; {have}")
     return forms[name]
+
+
+def current_causal_form(model: str, kwargs: dict[str, Any], num_frames: int) -> str | None:
+    """The name of the causal form a checkpoint's kwargs are already in (None: windowed)."""
+    from edgeskel import models
+
+    for name, form in (models.model_entry(model).causal_forms or {}).items():
+        if form.kwargs(dict(kwargs), num_frames) == dict(kwargs):
+            return name
+    return None
 
 
 def load_causal_weights(causal_net: torch.nn.Module, windowed_net: torch.nn.Module, form: Any, source: str) -> None:
