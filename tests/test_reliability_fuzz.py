@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgeskel.checkpoint import load_checkpoint
@@ -155,6 +155,9 @@ def _good_onnx() -> bytes:
 
 @FUZZ
 @given(st.binary(max_size=400), st.integers(0, 10_000), st.sampled_from(["random", "truncate", "flip"]))
+# found by this test: a flipped shape byte that loads but fails in a Reshape / Gemm kernel at run time
+@example(b"\x07", 3032, "flip")
+@example(b"\x02", 3032, "flip")
 def test_fuzz_onnx_artifact(data: bytes, pos: int, mode: str) -> None:
     from edgeskel.runtime import get_runner
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgeskel.errors import ExportError
+from edgeskel.errors import EdgeskelError, ExportError
 from edgeskel.remote.device_runner import OrtInfer
 from edgeskel.remote.device_runner import ort_session_options as cpu_session_options  # noqa: F401 - public name
 from edgeskel.runtime._common import as_batch, check_onnx, run_chunked
@@ -32,7 +32,13 @@ class OrtRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self.impl is None:
             self.load()
-        return run_chunked(self.raw(), as_batch(batch, self.artifact), self.fixed_batch)
+        x = as_batch(batch, self.artifact)
+        try:
+            return run_chunked(self.raw(), x, self.fixed_batch)
+        except EdgeskelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged graph that loads can still fail in a kernel
+            raise ExportError(f"{self.artifact}: onnxruntime cannot run the model: {str(exc).splitlines()[0]}") from None
 
     def raw(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.impl is None:
