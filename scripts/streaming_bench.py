@@ -72,14 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec(args.model, args.classes, layout, kwargs,
                      preprocess=Preprocess(num_frames=args.frames, num_person=args.persons))
     stream_net, stream_spec = net, spec
-    from edgeskel.train.api import load_causal_weights, pick_causal_form
+    from edgeskel.train.api import build_causal_form, pick_causal_form
 
     causal = pick_causal_form(args.model, args.causal_form)
     rng = np.random.default_rng(0)
     if causal is not None:  # the streaming form is the causal variant, same weights
-        ckw = causal.kwargs(dict(kwargs), args.frames)
-        stream_net = models.build(args.model, args.classes, layout, **ckw).eval()
-        load_causal_weights(stream_net, net, causal, args.model)
+        stream_net, ckw = build_causal_form(net, spec, causal, args.frames, args.model)
+        stream_net.eval()
         if causal.calibrate is not None:
             shape = (1, *spec.input_shape)
             causal.calibrate(stream_net, net, [torch.from_numpy(rng.normal(size=shape).astype(np.float32))])

@@ -33,7 +33,7 @@ def list_models(layout: str = "ntu25", num_classes: int = 60, num_person: int = 
             "input": list(shape[1:]),
             "description": model_entry(name).description,
             "streams": {**dict(zip(("streams", "why"), streaming_support(name), strict=True)),
-                        "causal_forms": {k: f.description for k, f in (model_entry(name).causal_forms or {}).items()}},
+                        "causal_forms": {k: f.description for k, f in model_entry(name).causal_forms.items()}},
         })
     return rows
 

@@ -7,7 +7,7 @@ A new model is one file in `edgeskel/models/` that decorates its builder with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn as nn
@@ -41,7 +41,7 @@ class ModelEntry:
     fixed_frames: bool = False
     # causal (streamable) forms by name, the default first; empty: already causal or not
     # streamable this way (`edgeskel train --streamable [--causal-form NAME]`)
-    causal_forms: dict[str, CausalForm] | None = None
+    causal_forms: dict[str, CausalForm] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -56,7 +56,7 @@ def register_model(
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelEntry(name, family, fn, description or (fn.__doc__ or "").strip().splitlines()[0],
                                      dict(tiny) if tiny else None, fixed_frames,
-                                     dict(causal_forms) if causal_forms else None)
+                                     dict(causal_forms or {}))
         return fn
 
     return deco

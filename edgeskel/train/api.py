@@ -122,9 +122,7 @@ def train(
             raise ConfigError(f"{init}: --streamable needs the uncompressed checkpoint (the causal form is built "
                               "from the architecture; compress after fine-tuning)")
         if causal is not None:
-            kwargs = causal.kwargs(dict(spec.kwargs), pre.num_frames)
-            causal_net = models.build(model, spec.num_classes, spec.layout, **kwargs)
-            load_causal_weights(causal_net, net, causal, str(init))  # same parameters, causal forward
+            causal_net, kwargs = build_causal_form(net, spec, causal, pre.num_frames, str(init))
             if causal.calibrate is not None:
                 to_calibrate = (causal.calibrate, causal_net, net)
             net, spec = causal_net, dataclasses.replace(spec, kwargs=kwargs)
@@ -157,20 +155,20 @@ def train(
     teacher_path = teacher if teacher is not None else init
     if teacher is not None and distill <= 0:
         raise ConfigError("--teacher needs --distill WEIGHT (how much of the loss the teacher's answers are)")
-    teacher = None
+    teacher_net = None
     if distill > 0:
         if teacher_path is None:
             raise ConfigError("--distill needs --init CHECKPOINT (the teacher is that checkpoint as it is) "
                               "or --teacher CHECKPOINT")
-        teacher, t_spec, t_extra = load_checkpoint(teacher_path)
+        teacher_net, t_spec, t_extra = load_checkpoint(teacher_path)
         check_compatible(t_spec, ds, str(teacher_path), t_extra, fix="give a teacher trained on this data")
         train_set.teacher_cfg = t_spec.preprocess
         cfg = cfg.model_copy(update={"kd_weight": float(distill)})
-    result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet, teacher=teacher,
+    result = fit(net, spec, train_set, val, cfg, out, resume=resume, quiet=quiet, teacher=teacher_net,
                  extra={"data": data, "dataset_info": ds.info, "validation": split.info,
                         **({"init": str(init)} if init is not None else {}),
                         **({"distill": {"weight": float(distill), "teacher": str(teacher_path),
-                                        "teacher_view": train_set.teacher_cfg.to_dict()}} if teacher is not None else {})},
+                                        "teacher_view": train_set.teacher_cfg.to_dict()}} if teacher_net is not None else {})},
                  runtime=runtime)
     best, _, _ = load_checkpoint(result["best_checkpoint"])
     test_x, test_y = prepare_arrays(ds.test, ds.layout, pre)
@@ -184,7 +182,7 @@ def pick_causal_form(model: str, name: str | None) -> Any:
     """The model's causal form `name` (None: its default, or None if it is causal as it is)."""
     from edgeskel import models
 
-    forms = models.model_entry(model).causal_forms or {}
+    forms = models.model_entry(model).causal_forms
     if name is None:
         return next(iter(forms.values()), None)
     if name not in forms:
@@ -197,10 +195,22 @@ def current_causal_form(model: str, kwargs: dict[str, Any], num_frames: int) -> 
     """The name of the causal form a checkpoint's kwargs are already in (None: windowed)."""
     from edgeskel import models
 
-    for name, form in (models.model_entry(model).causal_forms or {}).items():
+    for name, form in models.model_entry(model).causal_forms.items():
         if form.kwargs(dict(kwargs), num_frames) == dict(kwargs):
             return name
     return None
+
+
+def build_causal_form(windowed_net: torch.nn.Module, spec: ModelSpec, form: Any, num_frames: int,
+                      source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(the causal form of `spec`'s model with the windowed weights, its build kwargs); parameters
+    of the form's own are left for `form.calibrate`."""
+    from edgeskel import models
+
+    kwargs = form.kwargs(dict(spec.kwargs), num_frames)
+    causal_net = models.build(spec.name, spec.num_classes, spec.layout, **kwargs)
+    load_causal_weights(causal_net, windowed_net, form, source)  # same parameters, causal forward
+    return causal_net, kwargs
 
 
 def load_causal_weights(causal_net: torch.nn.Module, windowed_net: torch.nn.Module, form: Any, source: str) -> None:
@@ -212,15 +222,15 @@ def load_causal_weights(causal_net: torch.nn.Module, windowed_net: torch.nn.Modu
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
-def calibration_clips(split: Any, layout: Any, pre: Preprocess, limit: int = 256) -> Any:
+def calibration_clips(split: Any, layout: Any, pre: Preprocess, limit: int = 256) -> list[torch.Tensor]:
     """Up to `limit` training clips spread over the split, one (1, C, T, V, M) tensor each, as
     the fine-tune will see them (eval preprocessing: no augmentation)."""
-    from edgeskel.data.preprocess import preprocess_sample
+    from edgeskel.data.preprocess import preprocess_list
 
     n = len(split.samples)
-    for i in np.unique(np.linspace(0, n - 1, num=min(n, limit)).round().astype(int)) if n else []:
-        x = preprocess_sample(split.samples[i], layout, pre, train=False, name=split.names[i])
-        yield torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
+    idx = np.unique(np.linspace(0, n - 1, num=min(n, limit)).round().astype(int)) if n else []
+    return [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)
+            for x in preprocess_list(split.subset(idx), layout, pre)]
 
 
 def evaluate(checkpoint: str | Path, data: str, skip_bad: bool = False, batch_size: int = 64,
